@@ -1,0 +1,1 @@
+"""fw-load: inspects an fwc artifact and puts it on the node's interfaces."""

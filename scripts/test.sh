@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Sets up, then runs the whole test suite: lint, types, and pytest (kernel tests need root).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+.venv/bin/ruff check compiler loader tests bench
+.venv/bin/ruff format --check compiler loader tests bench
+.venv/bin/mypy
+.venv/bin/python -m pytest "$@"
