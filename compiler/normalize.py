@@ -81,8 +81,10 @@ def parse_tcp_flags(text: str) -> tuple[int, int] | str:
 
 
 def _is_port_entry(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) or (
-        isinstance(value, str) and bool(_PORT_RANGE.fullmatch(value) or _PORT.fullmatch(value))
+    return (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        or (isinstance(value, str) and bool(_PORT_RANGE.fullmatch(value) or _PORT.fullmatch(value)))
     )
 
 
@@ -170,7 +172,9 @@ class _Normalizer:
         if values and not isinstance(values[0], want):
             have, takes = ("ports", "addresses") if want is AddressRange else ("addresses", "ports")
             self.findings.append(
-                error("FWC031", f"set `${set_name}` holds {have}, but this field takes {takes}", here)
+                error(
+                    "FWC031", f"set `${set_name}` holds {have}, but this field takes {takes}", here
+                )
             )
             return None
         return values
@@ -212,7 +216,9 @@ class _Normalizer:
             out.append(address)
         return out
 
-    def ports(self, entries: list[Any], path: NodePath, expand_sets: bool = True) -> list[PortRange]:
+    def ports(
+        self, entries: list[Any], path: NodePath, expand_sets: bool = True
+    ) -> list[PortRange]:
         out: list[PortRange] = []
         for i, entry in enumerate(entries):
             where = (*path, i)

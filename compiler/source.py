@@ -144,9 +144,7 @@ class _Composer:
     def count(self, n: int, mark: Any) -> None:
         self.nodes += n
         if self.nodes > MAX_NODES:
-            raise self.stop(
-                "FWC005", f"the document expands to more than {MAX_NODES} nodes", mark
-            )
+            raise self.stop("FWC005", f"the document expands to more than {MAX_NODES} nodes", mark)
 
     def compose_document(self) -> Any:
         ld = self.loader
@@ -220,12 +218,16 @@ class _Composer:
                     raise self.stop("FWC007", "mapping keys must be plain scalars", ev.start_mark)
                 if len(stack) >= MAX_DEPTH:
                     raise self.stop(
-                        "FWC005", f"the document nests deeper than {MAX_DEPTH} levels", ev.start_mark
+                        "FWC005",
+                        f"the document nests deeper than {MAX_DEPTH} levels",
+                        ev.start_mark,
                     )
                 self.count(1, ev.start_mark)
                 tag = ev.tag
-                plain = "tag:yaml.org,2002:seq" if isinstance(ev, yaml.SequenceStartEvent) else (
-                    "tag:yaml.org,2002:map"
+                plain = (
+                    "tag:yaml.org,2002:seq"
+                    if isinstance(ev, yaml.SequenceStartEvent)
+                    else ("tag:yaml.org,2002:map")
                 )
                 if tag not in (None, "!", plain):
                     raise self.stop("FWC007", f"unsupported tag {tag}", ev.start_mark)
@@ -253,7 +255,9 @@ class _Composer:
         try:
             return constructor(self.loader, node)
         except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
-            raise self.stop("FWC007", f"cannot read scalar {ev.value!r}: {exc}", ev.start_mark) from None
+            raise self.stop(
+                "FWC007", f"cannot read scalar {ev.value!r}: {exc}", ev.start_mark
+            ) from None
 
 
 _NO_KEY: Any = object()
