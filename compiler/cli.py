@@ -40,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     modules: dict[str, Command] = {}
     for name, (module, help_text) in COMMANDS.items():
-        mod: Command = importlib.import_module(f"fwc.compiler.{module}")  # type: ignore[assignment]
+        mod: Command = importlib.import_module(f"fwc.compiler.{module}")
         modules[name] = mod
         mod.add_arguments(sub.add_parser(name, help=help_text, description=help_text))
     args = parser.parse_args(argv)

@@ -81,10 +81,8 @@ def parse_tcp_flags(text: str) -> tuple[int, int] | str:
 
 
 def _is_port_entry(value: object) -> bool:
-    return (
-        isinstance(value, int)
-        and not isinstance(value, bool)
-        or (isinstance(value, str) and bool(_PORT_RANGE.fullmatch(value) or _PORT.fullmatch(value)))
+    return (isinstance(value, int) and not isinstance(value, bool)) or (
+        isinstance(value, str) and bool(_PORT_RANGE.fullmatch(value) or _PORT.fullmatch(value))
     )
 
 

@@ -25,7 +25,7 @@ NodePath = tuple[str | int, ...]
 
 _Loader: type[yaml.SafeLoader]
 try:
-    _Loader = yaml.CSafeLoader  # type: ignore[assignment,misc]
+    _Loader = yaml.CSafeLoader  # type: ignore[assignment]
 except AttributeError:  # pragma: no cover - PyYAML built without libyaml
     _Loader = yaml.SafeLoader
 
@@ -110,7 +110,7 @@ class _Composer:
     """Builds values from the event stream without recursion, so depth is ours to bound."""
 
     def __init__(self, text: str, doc: Document) -> None:
-        self.loader = _Loader(text)
+        self.loader: Any = _Loader(text)
         self.doc = doc
         self.nodes = 0
         self.anchors: dict[str, tuple[Any, int]] = {}
@@ -153,7 +153,7 @@ class _Composer:
         root: Any = None
         root_set = False
 
-        def attach(value: Any, mark: Any, size: int) -> None:
+        def attach(value: Any, mark: Any) -> None:
             nonlocal root, root_set
             if not stack:
                 root, root_set = value, True
@@ -164,8 +164,6 @@ class _Composer:
                 container.append(value)
                 return
             if frame[2] is _NO_KEY:
-                if isinstance(value, (dict, list)) or value is None and size < 0:
-                    raise self.stop("FWC007", "mapping keys must be plain scalars", mark)
                 key = value
                 if not isinstance(key, (str, int, bool, float)) and key is not None:
                     raise self.stop("FWC007", "mapping keys must be plain scalars", mark)
@@ -204,7 +202,7 @@ class _Composer:
                     self.doc.locations[path] = self.loc(ev.start_mark)
                 if ev.anchor:
                     self.anchors[ev.anchor] = (value, 1)
-                attach(value, ev.start_mark, 1)
+                attach(value, ev.start_mark)
             elif isinstance(ev, yaml.AliasEvent):
                 if ev.anchor not in self.anchors:
                     raise self.stop("FWC001", f"unknown alias *{ev.anchor}", ev.start_mark)
@@ -212,7 +210,7 @@ class _Composer:
                 self.count(size, ev.start_mark)
                 if not is_key:
                     self.doc.locations[path] = self.loc(ev.start_mark)
-                attach(value, ev.start_mark, size)
+                attach(value, ev.start_mark)
             elif isinstance(ev, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
                 if is_key:
                     raise self.stop("FWC007", "mapping keys must be plain scalars", ev.start_mark)
@@ -238,7 +236,7 @@ class _Composer:
                 container, _, _, anchor, start, _ = stack.pop()
                 if anchor:
                     self.anchors[anchor] = (container, self.nodes - start + 1)
-                attach(container, ev.start_mark, self.nodes - start + 1)
+                attach(container, ev.start_mark)
             else:
                 raise self.stop("FWC001", "unexpected YAML event", ev.start_mark)
             if not stack and root_set:
