@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apt_packages=(libbpf1 libbpf-dev bpftool iproute2 linux-libc-dev libc6-dev make)
+apt_packages=(python3 python3-venv libbpf1 libbpf-dev bpftool iproute2 linux-libc-dev libc6-dev make)
 
 newest_clang() {
     # The kernel wants BTF from a recent clang: take the newest one Debian offers.
@@ -15,16 +15,23 @@ newest_clang() {
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     export DEBIAN_FRONTEND=noninteractive
     have_all=1
-    for p in "${apt_packages[@]}" python3-venv; do
+    for p in "${apt_packages[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || have_all=0
     done
-    ls /usr/bin/clang-[0-9]* >/dev/null 2>&1 || have_all=0
+    # Any clang from 18 on writes BTF this kernel accepts; otherwise fetch the newest.
+    recent=0
+    for c in /usr/bin/clang-[0-9]*; do
+        n=${c##*/clang-}
+        case "$n" in *[!0-9]*|"") continue ;; esac
+        [ "$n" -ge 18 ] && recent=1
+    done
+    [ "$recent" = 1 ] || have_all=0
     if [ "$have_all" = 0 ] || [ -n "${FWC_APT_REFRESH:-}" ]; then
         apt-get update -qq
         v=$(newest_clang)
         extra=()
         [ -n "$v" ] && extra=("clang-$v" "llvm-$v")
-        apt-get install -y -qq --no-install-recommends "${apt_packages[@]}" python3-venv "${extra[@]}" >/dev/null
+        apt-get install -y -qq --no-install-recommends "${apt_packages[@]}" "${extra[@]}" >/dev/null
     fi
 else
     echo "setup: not root; skipping apt packages (need: ${apt_packages[*]} and a recent clang)" >&2
