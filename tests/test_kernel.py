@@ -1,0 +1,122 @@
+"""The kernel layer: load and seed, BPF_PROG_TEST_RUN, per-CPU counters, pins, verifier logs."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import loader_fixtures
+import pytest
+
+from fwc.loader import libbpf
+from fwc.loader.kernel import KernelError, LoadedProgram, possible_cpus, read_counters
+
+pytestmark = pytest.mark.kernel
+
+XDP_ABORTED, XDP_DROP, XDP_PASS = 0, 1, 2
+FRAMES = [b"\xff" * 14, bytes(60), bytes(range(256)) * 4]
+
+
+@pytest.fixture
+def artifact(tmp_path: Path) -> Path:
+    return loader_fixtures.build(tmp_path)
+
+
+def test_seeds_are_written_before_anyone_runs_the_program(artifact: Path) -> None:
+    with LoadedProgram.load(artifact) as prog:
+        assert prog.test_run(bytes(60)).retval == XDP_PASS
+
+
+def test_without_seed_the_map_keeps_zeroes(tmp_path: Path) -> None:
+    artifact = loader_fixtures.build(
+        tmp_path, edit=lambda m: m.update(seeds=[]), sections={".fwc.seed.fwc_action": b""}
+    )
+    with LoadedProgram.load(artifact) as prog:
+        assert prog.test_run(bytes(60)).retval == XDP_ABORTED
+
+
+def test_test_run_returns_the_frame_and_a_duration(artifact: Path) -> None:
+    with LoadedProgram.load(artifact) as prog:
+        run = prog.test_run(bytes(range(64)), repeat=50)
+        assert run.data_out == bytes(range(64))
+        assert run.duration_ns >= 0
+
+
+def test_counters_sum_every_frame(artifact: Path) -> None:
+    with LoadedProgram.load(artifact) as prog:
+        for frame in FRAMES:
+            prog.test_run(frame, repeat=3)
+        assert prog.counters() == [(3 * len(FRAMES), 3 * sum(map(len, FRAMES))), (0, 0)]
+        prog.reset_counters()
+        assert prog.counters() == [(0, 0), (0, 0)]
+
+
+def test_counters_are_summed_over_cpus(artifact: Path) -> None:
+    cpus = possible_cpus()
+    with LoadedProgram.load(artifact) as prog:
+        fd = prog.map_fd("fwc_counters")
+        # one distinct (packets, bytes) per CPU, laid out as the kernel does (8-byte stride)
+        value = b"".join(
+            (cpu + 1).to_bytes(8, "little") + (100 * (cpu + 1)).to_bytes(8, "little")
+            for cpu in range(cpus)
+        )
+        libbpf.map_update(fd, (1).to_bytes(4, "little"), value)
+        total = cpus * (cpus + 1) // 2
+        assert prog.counters()[1] == (total, 100 * total)
+        assert read_counters(fd, 2)[1] == (total, 100 * total)
+
+
+def test_possible_cpus_parses_ranges(tmp_path: Path) -> None:
+    cases = {"0": 1, "0-1": 2, "0-3,6": 5, "0,2-3\n": 3}
+    for text, want in cases.items():
+        path = tmp_path / "possible"
+        path.write_text(text)
+        assert possible_cpus(str(path)) == want
+
+
+def test_ids_fds_and_close(artifact: Path) -> None:
+    prog = LoadedProgram.load(artifact)
+    info = libbpf.prog_info(prog.prog_fd)
+    assert (info.id, info.name, info.tag) == (prog.prog_id, "fwc_xdp", prog.prog_tag)
+    assert len(info.map_ids) == 2
+    counters = libbpf.map_info(prog.map_fd("fwc_counters"))
+    assert (counters.name, counters.max_entries) == ("fwc_counters", 2)
+    with pytest.raises(KernelError, match="no map 'nope'"):
+        prog.map_fd("nope")
+    prog_fd = prog.prog_fd
+    prog.close()
+    with pytest.raises(OSError):
+        os.fstat(prog_fd)
+    prog.close()
+
+
+def test_pin_layout(artifact: Path) -> None:
+    base = Path("/sys/fs/bpf") / f"fwc-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        with LoadedProgram.load(artifact) as prog:
+            prog.pin(base)
+            prog_id = prog.prog_id
+        fd = libbpf.obj_get(base / "prog")
+        try:
+            assert libbpf.prog_info(fd).id == prog_id
+        finally:
+            os.close(fd)
+        assert sorted(p.name for p in (base / "maps").iterdir()) == ["fwc_action", "fwc_counters"]
+    finally:
+        for path in sorted(base.rglob("*"), reverse=True):
+            path.rmdir() if path.is_dir() else path.unlink()
+        if base.exists():
+            base.rmdir()
+
+
+def test_verifier_rejection_carries_the_log(tmp_path: Path) -> None:
+    artifact = loader_fixtures.build(tmp_path, source="xdp_oob_read.c")
+    with pytest.raises(KernelError) as caught:
+        LoadedProgram.load(artifact)
+    error = caught.value
+    assert "\n" not in str(error)
+    assert "outside of the packet" in str(error)
+    assert "invalid access to packet" in error.log
+    assert "processed" in error.log
+    assert error.errno == 13
