@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
+from fwc.compiler.findings import Finding, Location, Severity, error
 from fwc.compiler.ir import Policy
 
 
@@ -50,3 +54,77 @@ class Plan:
     dry_run: bool = False
     log_rate: int = 0
     counter_slots: tuple[str, ...] = field(default=())  # slot index -> name, see docs/artifact.md
+
+
+STRATEGIES = ("constants", "tables")
+
+
+class PlanError(Exception):
+    """The policy cannot be planned with the chosen strategy; `findings` say why."""
+
+    def __init__(self, findings: list[Finding]) -> None:
+        super().__init__(findings[0].message if findings else "the policy cannot be planned")
+        self.findings = findings
+
+
+def counter_slots(policy: Policy) -> tuple[str, ...]:
+    """Slot index -> name: one per rule, then default, malformed, non_ip, would_drop."""
+    rules = tuple(f"rule:{r.name}" for r in policy.rules)
+    return (*rules, "default", "malformed", "non_ip", "would_drop")
+
+
+def strategy_module(strategy: str) -> ModuleType | None:
+    """The module `fwc.compiler.<strategy>` that plans it, or None when it does not exist yet.
+
+    A strategy module provides `findings(policy) -> list[Finding]` (why it cannot
+    compile the policy) and `plan(policy, dry_run) -> Plan`.
+    """
+    if strategy not in STRATEGIES:
+        return None
+    name = f"fwc.compiler.{strategy}"
+    if importlib.util.find_spec(name) is None:
+        return None
+    return importlib.import_module(name)
+
+
+def choose_strategy(policy: Policy, requested: str) -> str:
+    """The strategy to use: `requested`, or for "auto" constants unless the policy is too big."""
+    if requested != "auto":
+        return requested
+    constants = strategy_module("constants")
+    if constants is None:
+        return "tables"
+    if not _errors(constants.findings(policy), "FWC051"):
+        return "constants"
+    return "tables" if strategy_module("tables") is not None else "constants"
+
+
+def plan_findings(policy: Policy, strategy: str) -> list[Finding]:
+    """Why `strategy` cannot compile `policy`: empty when it can."""
+    module = strategy_module(strategy)
+    if module is None:
+        return [
+            error(
+                "FWC050",
+                f"the {strategy!r} strategy is not available in this version of fwc",
+                Location(policy.source_file),
+            )
+        ]
+    found: list[Finding] = module.findings(policy)
+    return found
+
+
+def make_plan(policy: Policy, strategy: str, dry_run: bool) -> Plan:
+    """The plan of `policy` with `strategy` ("auto" chooses); raises PlanError when refused."""
+    chosen = choose_strategy(policy, strategy)
+    refused = [f for f in plan_findings(policy, chosen) if f.severity is Severity.ERROR]
+    if refused:
+        raise PlanError(refused)
+    module = strategy_module(chosen)
+    assert module is not None
+    result: Plan = module.plan(policy, dry_run)
+    return result
+
+
+def _errors(findings: list[Finding], finding_id: str) -> bool:
+    return any(f.id == finding_id for f in findings)

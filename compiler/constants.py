@@ -1,0 +1,244 @@
+"""The constants strategy: plans each rule as one straight-line block of literal comparisons."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fwc.compiler.findings import Finding, Location, error
+from fwc.compiler.ir import (
+    IPPROTO_ICMP,
+    IPPROTO_ICMPV6,
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+    Action,
+    AddressRange,
+    Family,
+    Policy,
+    PortRange,
+    Protocol,
+    Rule,
+)
+from fwc.compiler.plan import MapInfo, Plan, counter_slots
+
+TEMPLATE = "constants.c.j2"
+
+# The largest policy, in match terms (see `weight`), that this strategy accepts.
+# Measured on kernel 6.18 with clang 22: 1,000 rules that each test a protocol,
+# a port range and one IPv4 or IPv6 source (weight 4,000) verify with about
+# FIXME_MEASURED instructions processed. The verifier's budget is 1,000,000 processed
+# instructions; the limit keeps a safety margin of well over 2x for denser shapes.
+MAX_WEIGHT = 8000
+
+_XDP_ACTIONS = {Action.ALLOW: "XDP_PASS", Action.DENY: "XDP_DROP"}
+
+
+@dataclass(frozen=True)
+class V4Net:
+    network: int
+    mask: int
+    prefix_len: int
+
+
+@dataclass(frozen=True)
+class V6Net:
+    net_hi: int
+    net_lo: int
+    mask_hi: int
+    mask_lo: int
+    prefix_len: int
+
+
+@dataclass(frozen=True)
+class Test:
+    """One conjunct of a rule's condition; `kind` picks the template macro that prints it."""
+
+    kind: str  # l4 | proto | addr | ports | tcp_flags | icmp
+    field: str = ""  # addr: src/dst; ports: sport/dport
+    values: tuple[int, ...] = ()  # proto numbers, icmp types
+    v4: tuple[V4Net, ...] = ()
+    v6: tuple[V6Net, ...] = ()
+    ranges: tuple[PortRange, ...] = ()
+    mask: int = 0
+    want: int = 0
+
+
+@dataclass(frozen=True)
+class RuleBlock:
+    id: int
+    name: str
+    priority: int
+    action: str
+    xdp_action: str
+    tests: tuple[Test, ...]
+
+
+def weight(policy: Policy) -> int:
+    """How much straight-line code the policy needs: one per rule and per entry it tests."""
+    return sum(
+        1
+        + len(r.sources)
+        + len(r.destinations)
+        + len(r.source_ports)
+        + len(r.destination_ports)
+        + len(r.icmp_types)
+        + (1 if r.has_tcp_flags else 0)
+        for r in policy.rules
+    )
+
+
+def findings(policy: Policy) -> list[Finding]:
+    """Why this strategy cannot compile `policy` (empty when it can)."""
+    out: list[Finding] = []
+    for rule in policy.rules:
+        if rule.action is Action.RATE_LIMIT:
+            out.append(
+                error(
+                    "FWC050",
+                    f"rule `{rule.name}` uses action rate_limit, which the compiler does not "
+                    "support yet",
+                    rule.location,
+                    rule.name,
+                )
+            )
+        if rule.log:
+            out.append(
+                error(
+                    "FWC050",
+                    f"rule `{rule.name}` sets `log: true`, which the compiler does not support yet",
+                    rule.location,
+                    rule.name,
+                )
+            )
+    size = weight(policy)
+    if size > MAX_WEIGHT:
+        out.append(
+            error(
+                "FWC051",
+                f"the policy needs {size} match terms; the constants strategy stops at "
+                f"{MAX_WEIGHT} to stay within the kernel verifier's limits",
+                Location(policy.source_file),
+            )
+        )
+    return out
+
+
+def plan(policy: Policy, dry_run: bool) -> Plan:
+    """The plan of a policy that `findings` accepts."""
+    n = len(policy.rules)
+    slots = counter_slots(policy)
+    return Plan(
+        policy=policy,
+        strategy="constants",
+        template=TEMPLATE,
+        context={
+            "policy_name": policy.name,
+            "rules": tuple(_block(r) for r in policy.rules),
+            "default_action": _XDP_ACTIONS[policy.default_action],
+            "dry_run": dry_run,
+            "slot_default": n,
+            "slot_malformed": n + 1,
+            "slot_non_ip": n + 2,
+            "slot_would_drop": n + 3,
+            "slot_count": len(slots),
+        },
+        maps=(MapInfo("fwc_counters", "percpu_array", 4, 16, len(slots)),),
+        dry_run=dry_run,
+        counter_slots=slots,
+    )
+
+
+def _block(rule: Rule) -> RuleBlock:
+    return RuleBlock(
+        id=rule.id,
+        name=rule.name,
+        priority=rule.priority,
+        action=rule.action.value,
+        xdp_action=_XDP_ACTIONS[rule.action],
+        tests=tuple(_tests(rule)),
+    )
+
+
+def _tests(rule: Rule) -> list[Test]:
+    """The rule's conjuncts, cheapest and most selective first."""
+    tests: list[Test] = []
+    protocols = _protocols(rule)
+    if protocols is not None:
+        tests.append(Test("proto", values=protocols))
+    if rule.needs_l4:
+        tests.append(Test("l4"))
+    for field, ranges in (("dport", rule.destination_ports), ("sport", rule.source_ports)):
+        merged = _merge_ports(ranges)
+        if merged and merged != (PortRange(0, 65535),):
+            tests.append(Test("ports", field=field, ranges=merged))
+    if rule.has_tcp_flags:
+        mask = rule.tcp_flags_set | rule.tcp_flags_clear
+        tests.append(Test("tcp_flags", mask=mask, want=rule.tcp_flags_set))
+    if rule.icmp_types:
+        tests.append(Test("icmp", values=tuple(sorted(set(rule.icmp_types)))))
+    for field, nets in (("src", rule.sources), ("dst", rule.destinations)):
+        if nets:
+            tests.append(_address_test(field, nets))
+    return tests
+
+
+def _protocols(rule: Rule) -> tuple[int, ...] | None:
+    """The protocol numbers a matching packet may carry; None when any will do."""
+    allowed: set[int] | None = None
+    constraints: list[set[int]] = []
+    if rule.protocol is not Protocol.ANY and rule.protocol.number is not None:
+        constraints.append({rule.protocol.number})
+    if rule.has_ports:
+        constraints.append({IPPROTO_TCP, IPPROTO_UDP})
+    if rule.has_tcp_flags:
+        constraints.append({IPPROTO_TCP})
+    if rule.icmp_types:
+        constraints.append({IPPROTO_ICMP, IPPROTO_ICMPV6})
+    for c in constraints:
+        allowed = c if allowed is None else allowed & c
+    return None if allowed is None else tuple(sorted(allowed))
+
+
+def _merge_ports(ranges: tuple[PortRange, ...]) -> tuple[PortRange, ...]:
+    merged: list[PortRange] = []
+    for r in sorted(ranges):
+        if merged and r.first <= merged[-1].last + 1:
+            last = merged[-1]
+            merged[-1] = PortRange(last.first, max(last.last, r.last))
+        else:
+            merged.append(r)
+    return tuple(merged)
+
+
+def _address_test(field: str, nets: tuple[AddressRange, ...]) -> Test:
+    v4: list[V4Net] = []
+    v6: list[V6Net] = []
+    for net in dict.fromkeys(nets):
+        if net.family is Family.IPV4:
+            mask = (0xFFFFFFFF << (32 - net.prefix_len)) & 0xFFFFFFFF
+            v4.append(V4Net(net.network, mask, net.prefix_len))
+        else:
+            mask = ((1 << 128) - 1) ^ ((1 << (128 - net.prefix_len)) - 1)
+            v6.append(
+                V6Net(
+                    net_hi=net.network >> 64,
+                    net_lo=net.network & _U64,
+                    mask_hi=mask >> 64,
+                    mask_lo=mask & _U64,
+                    prefix_len=net.prefix_len,
+                )
+            )
+    return Test("addr", field=field, v4=_widest_v4(v4), v6=_widest_v6(v6))
+
+
+def _widest_v4(nets: list[V4Net]) -> tuple[V4Net, ...]:
+    """All of the family when one entry is /0 (the other entries add nothing)."""
+    whole = [n for n in nets if n.prefix_len == 0]
+    return tuple(whole[:1] or nets)
+
+
+def _widest_v6(nets: list[V6Net]) -> tuple[V6Net, ...]:
+    whole = [n for n in nets if n.prefix_len == 0]
+    return tuple(whole[:1] or nets)
+
+
+_U64 = (1 << 64) - 1

@@ -1,0 +1,81 @@
+"""The artifact's manifest (docs/artifact.md): built from the plan, embedded with llvm-objcopy."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+from elftools.elf.elffile import ELFFile
+
+from fwc import __version__
+from fwc.compiler.plan import Plan
+
+FORMAT = 1
+SECTION = ".fwc.manifest"
+PROGRAM = "fwc_xdp"
+PROGRAM_SECTION = "xdp"
+BPF_INSN_SIZE = 8
+
+
+def build_manifest(plan: Plan, clang_version: str, insn_count: int) -> dict[str, Any]:
+    policy = plan.policy
+    return {
+        "format": FORMAT,
+        "policy": {
+            "name": policy.name,
+            "sha256": policy.source_sha256,
+            "default_action": policy.default_action.value,
+            "interfaces": {
+                "include": list(policy.interfaces.include),
+                "exclude": list(policy.interfaces.exclude),
+            },
+        },
+        "compiler": {"name": "fwc", "version": __version__, "clang": clang_version},
+        "strategy": plan.strategy,
+        "dry_run": plan.dry_run,
+        "log_rate": plan.log_rate,
+        "program": {"name": PROGRAM, "section": PROGRAM_SECTION, "insn_count": insn_count},
+        "rules": [
+            {"id": r.id, "name": r.name, "priority": r.priority, "action": r.action.value}
+            for r in policy.rules
+        ],
+        "counters": {
+            "map": "fwc_counters",
+            "slots": [{"index": i, "name": name} for i, name in enumerate(plan.counter_slots)],
+        },
+        "maps": [
+            {
+                "name": m.name,
+                "type": m.type,
+                "key_size": m.key_size,
+                "value_size": m.value_size,
+                "max_entries": m.max_entries,
+            }
+            for m in plan.maps
+        ],
+        "seeds": [
+            {
+                "map": s.map,
+                "section": s.section,
+                "key_size": s.key_size,
+                "value_size": s.value_size,
+                "count": s.count,
+            }
+            for s in plan.seeds
+        ],
+    }
+
+
+def encode(manifest: dict[str, Any]) -> bytes:
+    """The canonical bytes: sorted keys, no optional whitespace, UTF-8."""
+    return json.dumps(manifest, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def insn_count(elf: bytes) -> int:
+    """Instructions in the program's section, from its size (BPF instructions are 8 bytes)."""
+    section = ELFFile(io.BytesIO(elf)).get_section_by_name(PROGRAM_SECTION)
+    if section is None:
+        return 0
+    size: int = section["sh_size"]
+    return size // BPF_INSN_SIZE
