@@ -25,6 +25,8 @@ from fwc.compiler.source import Document, NodePath
 POLICY_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,47}")
 _PORT_RANGE = re.compile(r"\s*(\d{1,5})\s*-\s*(\d{1,5})\s*")
 _PORT = re.compile(r"\s*(\d{1,5})\s*")
+_OCTET = r"(0|[1-9][0-9]?|1[0-9][0-9]|2[0-9][0-9])"
+_IPV4_CIDR = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}(?:/(0|[1-9][0-9]?))?")
 
 
 def normalize(doc: Document) -> tuple[Policy | None, list[Finding]]:
@@ -34,12 +36,23 @@ def normalize(doc: Document) -> tuple[Policy | None, list[Finding]]:
 
 def parse_address(text: str) -> tuple[AddressRange, bool] | None:
     """A CIDR or bare address, and whether host bits were set under the mask."""
+    text = text.strip()
+    m = _IPV4_CIDR.fullmatch(text)
+    if m is not None:
+        # The common case, parsed directly: large policies hold tens of thousands.
+        octets = [int(m.group(i)) for i in range(1, 5)]
+        prefix = int(m.group(5)) if m.group(5) is not None else 32
+        if max(octets) <= 255 and prefix <= 32:
+            address = (octets[0] << 24) | (octets[1] << 16) | (octets[2] << 8) | octets[3]
+            mask = ((1 << prefix) - 1) << (32 - prefix)
+            return AddressRange(Family.IPV4, address & mask, prefix), address & ~mask != 0
     try:
-        net = ipaddress.ip_network(text.strip(), strict=False)
+        iface = ipaddress.ip_interface(text)
     except ValueError:
         return None
+    net = iface.network
     family = Family.IPV4 if net.version == 4 else Family.IPV6
-    host_bits = int(ipaddress.ip_interface(text.strip()).ip) != int(net.network_address)
+    host_bits = int(iface.ip) != int(net.network_address)
     return AddressRange(family, int(net.network_address), net.prefixlen), host_bits
 
 

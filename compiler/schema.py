@@ -15,6 +15,7 @@ from jsonschema.exceptions import ValidationError
 from jsonschema.protocols import Validator
 
 from fwc.compiler.findings import Finding, error
+from fwc.compiler.schema_compile import Predicate, compile_schema
 from fwc.compiler.source import Document, NodePath
 
 SCHEMA_PATH = Path(__file__).parent / "policy.schema.json"
@@ -68,11 +69,42 @@ def validator() -> Validator:
     return v
 
 
+@functools.cache
+def _rule_validator() -> Validator:
+    wrapper = {"$defs": schema()["$defs"], "$ref": "#/$defs/rule"}
+    v: Validator = _StrictValidator(wrapper)
+    return v
+
+
+@functools.cache
+def _predicates() -> tuple[Predicate, Predicate]:
+    """Fast yes/no checks of a whole policy and of one rule, from the same schema."""
+    root = schema()
+    return compile_schema(root), compile_schema(root, root["$defs"]["rule"])
+
+
 def validate(doc: Document) -> list[Finding]:
-    """Every schema error of `doc`, each as a finding at the offending key or value."""
+    """Every schema error of `doc`, each as a finding at the offending key or value.
+
+    jsonschema explains only what the fast predicate rejects: the top level, and
+    each rule that fails on its own.
+    """
+    whole_ok, rule_ok = _predicates()
+    value = doc.value
+    if whole_ok(value):
+        return []
     findings: list[Finding] = []
-    for err in validator().iter_errors(doc.value):
-        findings.extend(_explain(doc, err))
+    rules = value.get("rules") if isinstance(value, dict) else None
+    if not isinstance(rules, list):
+        for err in validator().iter_errors(value):
+            findings.extend(_explain(doc, err, ()))
+        return findings
+    for err in validator().iter_errors({**value, "rules": []}):
+        findings.extend(_explain(doc, err, ()))
+    for index, rule in enumerate(rules):
+        if not rule_ok(rule):
+            for err in _rule_validator().iter_errors(rule):
+                findings.extend(_explain(doc, err, ("rules", index)))
     return findings
 
 
@@ -99,10 +131,6 @@ def describe_type(value: object) -> str:
     if isinstance(value, bytes):
         return "binary data"
     return type(value).__name__
-
-
-def _path(err: ValidationError) -> NodePath:
-    return tuple(err.absolute_path)
 
 
 def _rule_name(doc: Document, path: NodePath) -> str | None:
@@ -144,8 +172,8 @@ def _short(value: object) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _explain(doc: Document, err: ValidationError) -> Iterator[Finding]:
-    path = _path(err)
+def _explain(doc: Document, err: ValidationError, prefix: NodePath) -> Iterator[Finding]:
+    path: NodePath = (*prefix, *err.absolute_path)
     # jsonschema types these as "maybe unset"; on a reported error they are set.
     instance: Any = err.instance
     wanted: Any = err.validator_value

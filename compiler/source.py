@@ -30,6 +30,11 @@ except AttributeError:  # pragma: no cover - PyYAML built without libyaml
     _Loader = yaml.SafeLoader
 
 
+# A 1-based (line, column) position; Location objects are built only when asked for,
+# because a large policy has hundreds of thousands of nodes and few findings.
+Position = tuple[int, int]
+
+
 @dataclass
 class Document:
     """A loaded policy file: its value, and where each value and key came from."""
@@ -37,20 +42,22 @@ class Document:
     file: str
     value: Any
     sha256: str
-    locations: dict[NodePath, Location] = field(default_factory=dict)
-    key_locations: dict[NodePath, Location] = field(default_factory=dict)
+    positions: dict[NodePath, Position] = field(default_factory=dict)
+    key_positions: dict[NodePath, Position] = field(default_factory=dict)
 
     def where(self, path: NodePath) -> Location:
         """The location of `path`, or of its nearest ancestor that has one."""
         while path:
-            loc = self.locations.get(path)
-            if loc is not None:
-                return loc
+            pos = self.positions.get(path)
+            if pos is not None:
+                return Location(self.file, *pos)
             path = path[:-1]
-        return self.locations.get((), Location(self.file, 1, 1))
+        return Location(self.file, *self.positions.get((), (1, 1)))
 
     def key_where(self, path: NodePath) -> Location:
-        return self.key_locations.get(path) or self.where(path)
+        """The location of the key that introduces `path` (else of its value)."""
+        pos = self.key_positions.get(path)
+        return Location(self.file, *pos) if pos is not None else self.where(path)
 
 
 class _Stop(Exception):
@@ -114,6 +121,8 @@ class _Composer:
         self.doc = doc
         self.nodes = 0
         self.anchors: dict[str, tuple[Any, int]] = {}
+        # Plain scalars resolve to immutable values, and keys repeat in every rule.
+        self.plain: dict[str, Any] = {}
 
     def loc(self, mark: Any) -> Location:
         return Location(self.doc.file, mark.line + 1, mark.column + 1)
@@ -147,115 +156,156 @@ class _Composer:
             raise self.stop("FWC005", f"the document expands to more than {MAX_NODES} nodes", mark)
 
     def compose_document(self) -> Any:
-        ld = self.loader
-        # Each frame: [container, path, pending_key, anchor, start_nodes, keys_seen]
-        stack: list[list[Any]] = []
-        root: Any = None
-        root_set = False
-
-        def attach(value: Any, mark: Any) -> None:
-            nonlocal root, root_set
-            if not stack:
-                root, root_set = value, True
-                return
-            frame = stack[-1]
-            container, path = frame[0], frame[1]
-            if isinstance(container, list):
-                container.append(value)
-                return
-            if frame[2] is _NO_KEY:
-                key = value
-                if not isinstance(key, (str, int, bool, float)) and key is not None:
-                    raise self.stop("FWC007", "mapping keys must be plain scalars", mark)
-                skey = key if isinstance(key, str) else str(key)
-                if skey in frame[5]:
-                    first = frame[5][skey]
-                    raise self.stop(
-                        "FWC003",
-                        f"duplicate key '{skey}' (first defined at line {first.line})",
-                        mark,
-                    )
-                frame[5][skey] = self.loc(mark)
-                self.doc.key_locations[(*path, skey)] = self.loc(mark)
-                frame[2] = skey
-            else:
-                container[frame[2]] = value
-                frame[2] = _NO_KEY
-
-        def child_path() -> NodePath:
-            frame = stack[-1]
-            container, path = frame[0], frame[1]
-            if isinstance(container, list):
-                return (*path, len(container))
-            if frame[2] is _NO_KEY:
-                return ()  # a key: not a value position
-            return (*path, frame[2])
-
+        """The document's value; this loop is the hot path of a large policy, kept flat."""
+        get_event = self.loader.get_event
+        positions = self.doc.positions
+        key_positions = self.doc.key_positions
+        scalar = self.construct_scalar
+        # The open containers, innermost last. A mapping frame waits for a key
+        # (pending is _NO_KEY) or for the value of `pending`.
+        stack: list[_Frame] = []
+        top: _Frame | None = None
         while True:
-            ev = ld.get_event()
-            is_key = bool(stack) and isinstance(stack[-1][0], dict) and stack[-1][2] is _NO_KEY
-            path: NodePath = child_path() if stack else ()
-            if isinstance(ev, yaml.ScalarEvent):
-                self.count(1, ev.start_mark)
-                value = self.construct_scalar(ev)
-                if not is_key:
-                    self.doc.locations[path] = self.loc(ev.start_mark)
-                if ev.anchor:
-                    self.anchors[ev.anchor] = (value, 1)
-                attach(value, ev.start_mark)
-            elif isinstance(ev, yaml.AliasEvent):
-                if ev.anchor not in self.anchors:
-                    raise self.stop("FWC001", f"unknown alias *{ev.anchor}", ev.start_mark)
-                value, size = self.anchors[ev.anchor]
-                self.count(size, ev.start_mark)
-                if not is_key:
-                    self.doc.locations[path] = self.loc(ev.start_mark)
-                attach(value, ev.start_mark)
-            elif isinstance(ev, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+            ev = get_event()
+            cls = type(ev)
+            mark = ev.start_mark
+            is_key = top is not None and top.keys is not None and top.pending is _NO_KEY
+            if cls is yaml.ScalarEvent or cls is yaml.AliasEvent:
+                if cls is yaml.ScalarEvent:
+                    self.nodes += 1
+                    value = scalar(ev)
+                    if ev.anchor:
+                        self.anchors[ev.anchor] = (value, 1)
+                else:
+                    if ev.anchor not in self.anchors:
+                        raise self.stop("FWC001", f"unknown alias *{ev.anchor}", mark)
+                    value, size = self.anchors[ev.anchor]
+                    if is_key and not _is_scalar_key(value):
+                        raise self.stop("FWC007", "mapping keys must be plain scalars", mark)
+                    self.nodes += size
+                if self.nodes > MAX_NODES:
+                    self.count(0, mark)
+                if top is None:
+                    return value
+                pos = (mark.line + 1, mark.column + 1)
+                if top.keys is None:
+                    path = (*top.path, len(top.container))
+                    positions[path] = pos
+                    top.container.append(value)
+                elif is_key:
+                    key = self.key(value, top, mark)
+                    key_positions[(*top.path, key)] = pos
+                    top.pending = key
+                else:
+                    positions[(*top.path, top.pending)] = pos
+                    top.container[top.pending] = value
+                    top.pending = _NO_KEY
+            elif cls is yaml.SequenceStartEvent or cls is yaml.MappingStartEvent:
                 if is_key:
-                    raise self.stop("FWC007", "mapping keys must be plain scalars", ev.start_mark)
+                    raise self.stop("FWC007", "mapping keys must be plain scalars", mark)
                 if len(stack) >= MAX_DEPTH:
                     raise self.stop(
-                        "FWC005",
-                        f"the document nests deeper than {MAX_DEPTH} levels",
-                        ev.start_mark,
+                        "FWC005", f"the document nests deeper than {MAX_DEPTH} levels", mark
                     )
-                self.count(1, ev.start_mark)
-                tag = ev.tag
-                plain = (
-                    "tag:yaml.org,2002:seq"
-                    if isinstance(ev, yaml.SequenceStartEvent)
-                    else ("tag:yaml.org,2002:map")
+                self.count(1, mark)
+                is_seq = cls is yaml.SequenceStartEvent
+                plain = "tag:yaml.org,2002:seq" if is_seq else "tag:yaml.org,2002:map"
+                if ev.tag not in (None, "!", plain):
+                    raise self.stop("FWC007", f"unsupported tag {ev.tag}", mark)
+                if top is None:
+                    path = ()
+                elif top.keys is None:
+                    path = (*top.path, len(top.container))
+                else:
+                    path = (*top.path, top.pending)
+                positions[path] = (mark.line + 1, mark.column + 1)
+                top = _Frame(
+                    [] if is_seq else {}, path, None if is_seq else {}, ev.anchor, self.nodes
                 )
-                if tag not in (None, "!", plain):
-                    raise self.stop("FWC007", f"unsupported tag {tag}", ev.start_mark)
-                self.doc.locations[path] = self.loc(ev.start_mark)
-                container: Any = [] if isinstance(ev, yaml.SequenceStartEvent) else {}
-                stack.append([container, path, _NO_KEY, ev.anchor, self.nodes, {}])
-            elif isinstance(ev, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
-                container, _, _, anchor, start, _ = stack.pop()
-                if anchor:
-                    self.anchors[anchor] = (container, self.nodes - start + 1)
-                attach(container, ev.start_mark)
+                stack.append(top)
+            elif cls is yaml.SequenceEndEvent or cls is yaml.MappingEndEvent:
+                done = stack.pop()
+                if done.anchor:
+                    self.anchors[done.anchor] = (done.container, self.nodes - done.start + 1)
+                top = stack[-1] if stack else None
+                if top is None:
+                    return done.container
+                if top.keys is None:
+                    top.container.append(done.container)
+                else:
+                    top.container[top.pending] = done.container
+                    top.pending = _NO_KEY
             else:
-                raise self.stop("FWC001", "unexpected YAML event", ev.start_mark)
-            if not stack and root_set:
-                return root
+                raise self.stop("FWC001", "unexpected YAML event", mark)
+
+    def key(self, value: Any, frame: _Frame, mark: Any) -> str:
+        """A mapping key as a string; a key seen twice in one mapping is an error."""
+        if not _is_scalar_key(value):
+            raise self.stop("FWC007", "mapping keys must be plain scalars", mark)
+        skey = value if isinstance(value, str) else str(value)
+        assert frame.keys is not None
+        first = frame.keys.get(skey)
+        if first is not None:
+            raise self.stop(
+                "FWC003", f"duplicate key '{skey}' (first defined at line {first[0]})", mark
+            )
+        frame.keys[skey] = (mark.line + 1, mark.column + 1)
+        return skey
 
     def construct_scalar(self, ev: Any) -> Any:
         tag = ev.tag
+        plain = tag is None and ev.style is None
+        if plain:
+            cached = self.plain.get(ev.value, _NO_KEY)
+            if cached is not _NO_KEY:
+                return cached
         if tag is None or tag == "!":
+            if ev.style in ("'", '"', "|", ">"):
+                return ev.value  # quoted and block scalars are strings
             tag = self.loader.resolve(yaml.ScalarNode, ev.value, ev.implicit)
+        if tag == _STR:
+            if plain:
+                self.plain[ev.value] = ev.value
+            return ev.value
         constructor = yaml.SafeLoader.yaml_constructors.get(tag)
         if constructor is None:
             raise self.stop("FWC007", f"unsupported tag {tag}", ev.start_mark)
         node = yaml.ScalarNode(tag, ev.value, ev.start_mark, ev.end_mark, ev.style)
         try:
-            return constructor(self.loader, node)
+            value = constructor(self.loader, node)
         except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
             raise self.stop(
                 "FWC007", f"cannot read scalar {ev.value!r}: {exc}", ev.start_mark
             ) from None
+        if plain:
+            self.plain[ev.value] = value
+        return value
 
 
+class _Frame:
+    """An open sequence (keys is None) or mapping being filled."""
+
+    __slots__ = ("anchor", "container", "keys", "path", "pending", "start")
+
+    def __init__(
+        self,
+        container: Any,
+        path: NodePath,
+        keys: dict[str, Position] | None,
+        anchor: str | None,
+        start: int,
+    ) -> None:
+        self.container = container
+        self.path = path
+        self.keys = keys
+        self.anchor = anchor
+        self.start = start
+        self.pending: Any = _NO_KEY
+
+
+def _is_scalar_key(value: object) -> bool:
+    return value is None or isinstance(value, (str, int, bool, float))
+
+
+_STR = "tag:yaml.org,2002:str"
 _NO_KEY: Any = object()

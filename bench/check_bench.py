@@ -1,0 +1,132 @@
+"""Times `fwc check` on a generated 10,000-rule policy, with and without the Rego gate.
+
+Run: .venv/bin/python bench/check_bench.py [--rules N] [--repeat K]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import io
+import pstats
+import random
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from fwc.compiler import schema, semantic
+from fwc.compiler.cli import main
+from fwc.compiler.normalize import normalize
+from fwc.compiler.source import load_file
+
+
+def generate(rules: int, seed: int = 7) -> str:
+    """A realistic large policy: distinct v4 and v6 CIDRs, ports, ranges and sets."""
+    rnd = random.Random(seed)
+    lines = [
+        "version: 1",
+        "name: bench-large",
+        "default_action: deny",
+        "sets:",
+        '  mgmt_nets: ["10.20.0.0/16", "fd00:20::/48"]',
+        '  web_ports: [80, 443, "8000-8099"]',
+        "rules:",
+        "  - name: allow_ssh_from_mgmt",
+        "    priority: 0",
+        "    action: allow",
+        "    protocol: tcp",
+        '    source_cidrs: ["$mgmt_nets"]',
+        "    destination_ports: [22]",
+        "    description: Operators reach the box over SSH.",
+    ]
+    for i in range(1, rules):
+        kind = i % 4
+        if kind == 0:
+            cidr = f"2001:db8:{i >> 8:x}:{i & 0xFF:x}::/64"
+        else:
+            cidr = f"10.{(i >> 16) & 0xFF}.{(i >> 8) & 0xFF}.{i & 0xFF}/32"
+        action = ("allow", "deny", "rate_limit")[i % 3]
+        protocol = ("tcp", "udp")[i % 2]
+        lo = rnd.randrange(1024, 60000)
+        lines += [
+            f"  - name: rule_{i:05d}",
+            f"    priority: {i}",
+            f"    action: {action}",
+            f"    protocol: {protocol}",
+            f'    source_cidrs: ["{cidr}"]',
+        ]
+        if i % 5 == 0:
+            lines.append('    destination_ports: ["$web_ports"]')
+        else:
+            lines.append(f'    destination_ports: [{lo}, "{lo + 1}-{lo + 50}"]')
+        if action == "rate_limit":
+            lines.append(f"    rate_limit_pps: {rnd.randrange(100, 10000)}")
+        lines.append(f"    description: Generated rule {i}.")
+    return "\n".join(lines) + "\n"
+
+
+def timed(fn: Callable[[], object], repeat: int) -> float:
+    """The median wall time of `fn` over `repeat` runs."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def run_check(path: Path, *extra: str) -> int:
+    with contextlib.redirect_stdout(io.StringIO()):
+        return main(["check", "--format", "json", str(path), *extra])
+
+
+def stages(path: Path) -> None:
+    """Where the time goes, stage by stage, without Rego."""
+    doc = None
+
+    def load() -> None:
+        nonlocal doc
+        doc, _ = load_file(path)
+
+    figures = {"load": timed(load, 1)}
+    assert doc is not None
+    loaded = doc
+    figures["schema"] = timed(lambda: schema.validate(loaded), 1)
+    figures["normalize"] = timed(lambda: normalize(loaded), 1)
+    figures["semantic"] = timed(lambda: semantic.check(loaded), 1)
+    for name, seconds in figures.items():
+        print(f"  {name:<10} {seconds:7.3f} s")
+
+
+def main_bench() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rules", type=int, default=10_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--profile", action="store_true", help="print the top functions")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "bench-large.yaml"
+        path.write_text(generate(args.rules), encoding="utf-8")
+        size = path.stat().st_size
+        print(f"policy: {args.rules} rules, {size / 1e6:.1f} MB")
+        stages(path)
+        no_rego = timed(lambda: run_check(path, "--no-rego"), args.repeat)
+        print(f"fwc check --no-rego: {no_rego:.3f} s (median of {args.repeat})")
+        rc = run_check(path)
+        if rc == 2:
+            print("fwc check with Rego: the Rego gate failed (exit 2); see `fwc check` on the file")
+        else:
+            with_rego = timed(lambda: run_check(path), args.repeat)
+            print(f"fwc check with Rego: {with_rego:.3f} s (exit {rc}; median of {args.repeat})")
+            print(f"Rego share: {with_rego - no_rego:.3f} s, ratio {with_rego / no_rego:.2f}x")
+        if args.profile:
+            profiler = cProfile.Profile()
+            profiler.runcall(run_check, path)
+            pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
+
+
+if __name__ == "__main__":
+    main_bench()
