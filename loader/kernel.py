@@ -14,6 +14,7 @@ from types import TracebackType
 from fwc.loader import libbpf
 from fwc.loader.artifact import ArtifactSpec, read_artifact
 from fwc.loader.libbpf import KernelError
+from fwc.loader.pins import PolicyPins
 
 __all__ = [
     "KernelError",
@@ -155,11 +156,11 @@ class LoadedProgram:
 
     def pin(self, directory: str | os.PathLike[str]) -> None:
         """Pin the program as `<dir>/prog` and each map as `<dir>/maps/<name>` (bpffs)."""
-        base = Path(directory)
-        (base / "maps").mkdir(parents=True, exist_ok=True)
-        libbpf.obj_pin(self.prog_fd, base / "prog")
+        pins = PolicyPins(Path(directory))
+        pins.maps_dir.mkdir(parents=True, exist_ok=True)
+        libbpf.obj_pin(self.prog_fd, pins.prog)
         for name, fd in self._map_fds.items():
-            libbpf.obj_pin(fd, base / "maps" / name)
+            libbpf.obj_pin(fd, pins.map(name))
 
     def close(self) -> None:
         self._obj.close()

@@ -93,7 +93,7 @@ def build(
     source: str = "xdp_pass_count.c",
     edit: Callable[[dict[str, Any]], None] | None = None,
     manifest: bytes | None = None,
-    sections: dict[str, bytes] | None = None,
+    sections: dict[str, bytes | None] | None = None,
     name: str = "fw.o",
 ) -> Path:
     """An artifact in `tmp`: the fixture program, its manifest (edited) and seed sections."""
@@ -106,7 +106,10 @@ def build(
         if edit is not None:
             edit(doc)
         manifest = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
-    extra = {".fwc.manifest": manifest, ".fwc.seed.fwc_action": ACTION_SEED}
+    extra: dict[str, bytes | None] = {
+        ".fwc.manifest": manifest,
+        ".fwc.seed.fwc_action": ACTION_SEED,
+    }
     extra.update(sections or {})
     args = [OBJCOPY]
     for index, (section, content) in enumerate(extra.items()):

@@ -1,0 +1,170 @@
+"""Artifact inspection with no kernel: a good artifact's spec, and one clear error per defect."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import loader_fixtures
+import pytest
+
+from fwc.loader.artifact import ArtifactError, read_artifact
+
+Edit = Callable[[dict[str, Any]], None]
+
+
+def test_good_artifact_spec(tmp_path: Path) -> None:
+    spec = read_artifact(loader_fixtures.build(tmp_path))
+    assert (spec.program, spec.section, spec.license) == ("fwc_xdp", "xdp", "GPL")
+    assert spec.insn_count == loader_fixtures.insn_count(
+        loader_fixtures.compiled("xdp_pass_count.c")
+    )
+    assert [m.name for m in spec.maps] == ["fwc_counters", "fwc_action"]
+    assert spec.map("fwc_counters").type == "percpu_array"
+    assert spec.counters_map == "fwc_counters"
+    assert spec.counter_slots == ((0, "rule:count_all"), (1, "default"))
+    [seed] = spec.seeds
+    assert (seed.map, seed.count) == ("fwc_action", 1)
+    assert seed.items() == [(bytes(4), (2).to_bytes(4, "little"))]
+    assert (spec.policy_name, spec.policy_sha256) == ("fixture", "ab" * 32)
+    assert json.loads(spec.manifest_bytes) == spec.manifest
+
+
+def _set(path: str, value: Any) -> Edit:
+    def edit(manifest: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        node: Any = manifest
+        for key in parents:
+            node = node[int(key)] if isinstance(node, list) else node[key]
+        if value is _DELETE:
+            del node[last]
+        else:
+            node[int(last) if isinstance(node, list) else last] = value
+
+    return edit
+
+
+_DELETE = object()
+_EXTRA_MAP = {"name": "fwc_extra", "type": "hash", "key_size": 4, "value_size": 4, "max_entries": 1}
+
+
+def _without_action_map(manifest: dict[str, Any]) -> None:
+    manifest["maps"] = manifest["maps"][:1]
+    manifest["seeds"] = []
+
+
+# (case id, build keyword arguments, expected fragment of the one-line error)
+MANIFEST_CASES: list[tuple[str, dict[str, Any], str]] = [
+    ("missing manifest", {"sections": {".fwc.manifest": None}}, "no manifest"),
+    ("bad json", {"manifest": b'{"format": 1,'}, "not valid UTF-8 JSON"),
+    ("not utf-8", {"manifest": b'{"format": "\xff"}'}, "not valid UTF-8 JSON"),
+    ("json array", {"manifest": b"[1]"}, "not a JSON object"),
+    ("format 2", {"edit": _set("format", 2)}, "manifest format 2 is not supported"),
+    ("no format", {"edit": _set("format", _DELETE)}, "manifest format None is not supported"),
+    ("missing rules", {"edit": _set("rules", _DELETE)}, "'rules' is a required property"),
+    ("bad sha256", {"edit": _set("policy.sha256", "xyz")}, "$.policy.sha256"),
+    ("insn count", {"edit": _set("program.insn_count", 3)}, "the manifest says 3"),
+    ("no program section", {"edit": _set("program.section", "tc")}, "section 'tc' is missing"),
+    ("wrong program name", {"edit": _set("program.name", "other")}, "'other' is not defined"),
+    (
+        "map not in elf",
+        {"edit": lambda m: m["maps"].append(_EXTRA_MAP)},
+        "map 'fwc_extra' is in the manifest but not in section '.maps'",
+    ),
+    (
+        "map not in manifest",
+        {"edit": _without_action_map},
+        "map 'fwc_action' is in section '.maps' but not in the manifest",
+    ),
+    (
+        "map size",
+        {"edit": _set("maps.0.max_entries", 3)},
+        "map 'fwc_counters': the manifest says max_entries 3, the ELF has 2",
+    ),
+    ("map type", {"edit": _set("maps.1.type", "hash")}, "says type hash, the ELF has array"),
+    (
+        "missing seed section",
+        {"sections": {".fwc.seed.fwc_action": None}},
+        "section '.fwc.seed.fwc_action' is missing",
+    ),
+    (
+        "short seed section",
+        {"sections": {".fwc.seed.fwc_action": b"1234567"}},
+        "has 7 bytes, expected 8",
+    ),
+    ("seed count", {"edit": _set("seeds.0.count", 2)}, "has 8 bytes, expected 16"),
+    ("seed for unknown map", {"edit": _set("seeds.0.map", "nope")}, "no such map"),
+    ("seed sizes", {"edit": _set("seeds.0.value_size", 8)}, "key/value sizes differ"),
+    ("counters map", {"edit": _set("counters.map", "fwc_action")}, "must be a percpu_array"),
+    ("counter slot range", {"edit": _set("counters.slots.1.index", 2)}, "distinct indexes below 2"),
+    ("long map name", {"edit": _set("maps.0.name", "x" * 16)}, "is too long"),
+]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"), [c[1:] for c in MANIFEST_CASES], ids=[c[0] for c in MANIFEST_CASES]
+)
+def test_inconsistent_artifacts(tmp_path: Path, kwargs: dict[str, Any], fragment: str) -> None:
+    path = loader_fixtures.build(tmp_path, **kwargs)
+    with pytest.raises(ArtifactError) as caught:
+        read_artifact(path)
+    message = str(caught.value)
+    assert fragment in message
+    assert message.startswith(f"{path}: ")
+    assert "\n" not in message
+
+
+def _truncate(length: int) -> Callable[[bytes], bytes]:
+    return lambda data: data[:length]
+
+
+FILE_CASES: list[tuple[str, Callable[[bytes], bytes], str]] = [
+    ("empty", _truncate(0), "not a readable ELF object"),
+    ("header only", _truncate(40), "not a readable ELF object"),
+    ("half", lambda data: data[: len(data) // 2], "not a readable ELF object"),
+    ("text", lambda _: b"hello, this is not an object\n" * 4, "not a readable ELF object"),
+]
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "fragment"), [c[1:] for c in FILE_CASES], ids=[c[0] for c in FILE_CASES]
+)
+def test_corrupt_files(tmp_path: Path, corrupt: Callable[[bytes], bytes], fragment: str) -> None:
+    path = loader_fixtures.build(tmp_path)
+    path.write_bytes(corrupt(path.read_bytes()))
+    with pytest.raises(ArtifactError, match=fragment) as caught:
+        read_artifact(path)
+    assert "\n" not in str(caught.value)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ArtifactError, match="cannot read: No such file or directory"):
+        read_artifact(tmp_path / "absent.o")
+
+
+def test_not_a_bpf_object(tmp_path: Path) -> None:
+    source = tmp_path / "host.c"
+    source.write_text("int f(void) { return 1; }\n")
+    obj = tmp_path / "host.o"
+    subprocess.run([loader_fixtures.CLANG, "-c", str(source), "-o", str(obj)], check=True)
+    with pytest.raises(ArtifactError, match="not a BPF object"):
+        read_artifact(obj)
+
+
+def test_allocated_manifest_section_is_refused(tmp_path: Path) -> None:
+    path = loader_fixtures.build(tmp_path)
+    out = tmp_path / "alloc.o"
+    subprocess.run(
+        [
+            loader_fixtures.OBJCOPY,
+            "--set-section-flags=.fwc.manifest=alloc,readonly",
+            str(path),
+            str(out),
+        ],
+        check=True,
+    )
+    with pytest.raises(ArtifactError, match="non-allocated"):
+        read_artifact(out)
