@@ -104,6 +104,7 @@ class _Normalizer:
         self.doc = doc
         self.findings: list[Finding] = []
         self.sets: dict[str, SetEntries] = {}
+        self.rule_name: str | None = None  # the rule being built, named in its findings
 
     def run(self) -> tuple[Policy | None, list[Finding]]:
         value = self.doc.value
@@ -177,14 +178,19 @@ class _Normalizer:
             declared = self.doc.value.get("sets") or {}
             if set_name in declared:
                 return []  # the set itself is broken and already reported
-            self.findings.append(error("FWC021", f"set `${set_name}` is not defined", here))
+            self.findings.append(
+                error("FWC021", f"set `${set_name}` is not defined", here, self.rule_name)
+            )
             return None
         values = list(self.sets[set_name])
         if values and not isinstance(values[0], want):
             have, takes = ("ports", "addresses") if want is AddressRange else ("addresses", "ports")
             self.findings.append(
                 error(
-                    "FWC031", f"set `${set_name}` holds {have}, but this field takes {takes}", here
+                    "FWC031",
+                    f"set `${set_name}` holds {have}, but this field takes {takes}",
+                    here,
+                    self.rule_name,
                 )
             )
             return None
@@ -212,6 +218,7 @@ class _Normalizer:
                         "FWC029",
                         f"'{text}' is not an IPv4 or IPv6 address or CIDR",
                         self.doc.where(where),
+                        self.rule_name,
                     )
                 )
                 continue
@@ -222,6 +229,7 @@ class _Normalizer:
                         "FWC027",
                         f"'{text}' has host bits set under the mask; {address} is used",
                         self.doc.where(where),
+                        self.rule_name,
                     )
                 )
             out.append(address)
@@ -248,6 +256,7 @@ class _Normalizer:
                         "FWC029",
                         f"{entry!r} is not a port (0..65535) or a range 'lo-hi' with lo <= hi",
                         self.doc.where(where),
+                        self.rule_name,
                     )
                 )
                 continue
@@ -257,6 +266,7 @@ class _Normalizer:
     def rule(self, rule_id: int, index: int, raw: dict[str, Any]) -> Rule:
         path: NodePath = ("rules", index)
         name = str(raw.get("name", f"rule_{index}"))
+        self.rule_name = name
         set_bits = clear_bits = 0
         flags = raw.get("tcp_flags")
         if isinstance(flags, str):

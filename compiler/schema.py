@@ -251,7 +251,7 @@ def _range_message(err: ValidationError) -> str:
 
 def _pattern_words(pattern: str) -> str:
     if pattern.startswith("^[A-Za-z_]"):
-        return "letters, digits and _, starting with a letter or _, at most 63 characters"
+        return "letters, digits and _, starting with a letter or _, up to 63 long"
     if pattern.startswith("^[a-z0-9]"):
-        return "lowercase letters, digits, _ and -, starting with a letter or digit, at most 48"
-    return f"a match for {pattern}"
+        return "lowercase letters, digits, _ and -, starting with a letter or digit, up to 48 long"
+    return f"text matching {pattern}"
