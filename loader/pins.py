@@ -1,0 +1,146 @@
+"""Where fw-load pins what it owns: `<root>/<policy>/{prog,meta,maps/<map>,links/<ifname>}`."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_ROOT = Path("/sys/fs/bpf/fwc")
+ROOT_ENV = "FWC_PIN_ROOT"
+# bpffs refuses names with a dot (it keeps them for itself): these prefixes cannot be policy
+# names, and a dot in an interface name (eth0.100) is stored as a colon, which no ifname holds
+_STAGING_PREFIX = "_staging-"
+_TRASH_PREFIX = "_trash-"
+
+
+def pin_root(override: str | os.PathLike[str] | None = None) -> Path:
+    """The pin root: `--pin-root`, else `$FWC_PIN_ROOT`, else /sys/fs/bpf/fwc."""
+    if override:
+        return Path(override)
+    env = os.environ.get(ROOT_ENV)
+    return Path(env) if env else DEFAULT_ROOT
+
+
+@dataclass(frozen=True)
+class PolicyPins:
+    """The pin paths of one policy directory (final or staging)."""
+
+    dir: Path
+
+    @property
+    def prog(self) -> Path:
+        return self.dir / "prog"
+
+    @property
+    def meta(self) -> Path:
+        return self.dir / "meta"
+
+    @property
+    def maps_dir(self) -> Path:
+        return self.dir / "maps"
+
+    @property
+    def links_dir(self) -> Path:
+        return self.dir / "links"
+
+    def map(self, name: str) -> Path:
+        return self.maps_dir / name
+
+    def link(self, ifname: str) -> Path:
+        return self.links_dir / ifname.replace(".", ":")
+
+    def exists(self) -> bool:
+        return self.prog.exists()
+
+    def linked_interfaces(self) -> list[str]:
+        """Names of the interfaces with a link pin, sorted."""
+        if not self.links_dir.is_dir():
+            return []
+        return sorted(p.name.replace(":", ".") for p in self.links_dir.iterdir())
+
+    def make_dirs(self) -> None:
+        self.maps_dir.mkdir(parents=True, exist_ok=True)
+        self.links_dir.mkdir(parents=True, exist_ok=True)
+
+
+def policy_pins(root: Path, policy: str) -> PolicyPins:
+    return PolicyPins(root / policy)
+
+
+def staging_pins(root: Path, policy: str) -> PolicyPins:
+    """A fresh staging directory for a transaction on `policy` (never seen by status)."""
+    return PolicyPins(root / f"{_STAGING_PREFIX}{policy}-{os.getpid()}")
+
+
+def policies(root: Path) -> Iterator[PolicyPins]:
+    """Every committed policy under `root`, by name."""
+    if not root.is_dir():
+        return
+    for entry in sorted(root.iterdir()):
+        if entry.is_dir() and not entry.name.startswith((_STAGING_PREFIX, _TRASH_PREFIX)):
+            yield PolicyPins(entry)
+
+
+def remove_tree(path: Path) -> None:
+    """Unpin everything under `path` (bpffs supports unlink and rmdir like any filesystem)."""
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=False)
+    elif path.exists():
+        path.unlink()
+
+
+def commit(staging: PolicyPins, final: PolicyPins) -> None:
+    """Make `staging` the policy's pins and drop the old ones (renames are atomic on bpffs).
+
+    The caller has already moved the link pins it keeps into `staging`; whatever is left in
+    `final` is unpinned with it.
+    """
+    trash = final.dir.parent / f"{_TRASH_PREFIX}{final.dir.name}-{os.getpid()}"
+    if final.dir.exists():
+        final.dir.rename(trash)
+    staging.dir.rename(final.dir)
+    remove_tree(trash)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_leftovers(root: Path) -> None:
+    """Remove staging and trash directories that a killed fw-load left behind.
+
+    Unpinning a leftover staging link detaches it: that finishes the rollback the dead
+    process could not do.
+    """
+    if not root.is_dir():
+        return
+    for entry in root.iterdir():
+        if not entry.name.startswith((_STAGING_PREFIX, _TRASH_PREFIX)):
+            continue
+        pid = entry.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and _alive(int(pid)) and int(pid) != os.getpid():
+            continue
+        remove_tree(entry)
+
+
+@contextmanager
+def locked(root: Path) -> Iterator[None]:
+    """Serialise fw-load processes that change pins under `root` (apply, run, detach)."""
+    root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
