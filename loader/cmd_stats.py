@@ -46,6 +46,10 @@ def run(args: argparse.Namespace) -> int:
 
 def policy_stats(pins: PolicyPins) -> dict[str, Any]:
     """One policy's counters: every manifest slot by name, with packets and bytes."""
+    if not pins.meta.exists():
+        raise LoaderError(
+            f"policy {pins.dir.name!r} has no manifest pin at {pins.meta}; apply it again"
+        )
     manifest = read_meta_map(pins.meta)
     counters_map = manifest["counters"]["map"]
     fd = libbpf.obj_get(pins.map(counters_map))
