@@ -28,6 +28,8 @@ ANALYSES: tuple[Analysis, ...] = ()
 Gate = Callable[[Policy], list[Finding]]
 
 POLICY_SUFFIXES = (".yaml", ".yml")
+# Packet-case files for `fwc test` live next to their policies; a directory scan skips them.
+CASES_SUFFIXES = (".cases.yaml", ".cases.yml")
 
 
 class PathError(Exception):
@@ -78,13 +80,17 @@ class CheckResult:
 
 
 def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
-    """Files as given; a directory means every *.yaml / *.yml below it, sorted."""
+    """Files as given; a directory means every *.yaml / *.yml below it (not *.cases.*), sorted."""
     out: list[Path] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
             found = sorted(
-                p for p in path.rglob("*") if p.suffix in POLICY_SUFFIXES and p.is_file()
+                p
+                for p in path.rglob("*")
+                if p.suffix in POLICY_SUFFIXES
+                and not p.name.endswith(CASES_SUFFIXES)
+                and p.is_file()
             )
             if not found:
                 raise PathError(f"{path}: no *.yaml or *.yml policy files in this directory")

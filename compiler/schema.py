@@ -221,7 +221,9 @@ def _explain(doc: Document, err: ValidationError, prefix: NodePath) -> Iterator[
     if kind in ("enum", "const"):
         choices = wanted if kind == "enum" else [wanted]
         shown = ", ".join(str(c) for c in dict.fromkeys(str(c) for c in choices))
-        hint = difflib.get_close_matches(str(instance), [str(c) for c in choices], n=1)
+        lowered = {str(c).lower(): str(c) for c in choices}
+        close = difflib.get_close_matches(str(instance).lower(), list(lowered), n=1)
+        hint = [lowered[c] for c in close]
         tip = f"; did you mean `{hint[0]}`?" if hint else ""
         yield error(
             fid, f"{subject} must be one of {shown}, not {_short(instance)}{tip}", here, rule
