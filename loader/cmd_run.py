@@ -1,15 +1,38 @@
-"""`fw-load run` (not built yet)."""
+"""`fw-load run ARTIFACT`: the daemon (apply, then follow interfaces; metrics)."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
-from fwc.loader.cli import LoaderError
+from fwc.loader import daemon
+from fwc.loader.apply import LockoutRefused
+from fwc.loader.cmd_apply import add_common_arguments, options
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("args", nargs="*")
+    add_common_arguments(parser)
+    parser.add_argument(
+        "--metrics-addr",
+        metavar="HOST:PORT",
+        default="127.0.0.1:9469",
+        help="serve Prometheus metrics here (default 127.0.0.1:9469; 'off' to disable)",
+    )
+    parser.add_argument(
+        "--detach-on-exit",
+        action="store_true",
+        help="detach on SIGTERM/SIGINT (default: leave the program attached, fail-closed)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    raise LoaderError("not built yet")
+    opts = daemon.DaemonOptions(
+        apply=options(args),
+        metrics_addr=None if args.metrics_addr == "off" else args.metrics_addr,
+        detach_on_exit=args.detach_on_exit,
+    )
+    try:
+        return daemon.run(opts)
+    except LockoutRefused as exc:
+        print(f"fw-load run: {exc}", file=sys.stderr)
+        return 1

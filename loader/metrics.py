@@ -1,0 +1,100 @@
+"""Prometheus metrics for `fw-load run`, read from the pinned maps at every scrape."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from fwc.loader import attach, libbpf, netlink, pins
+from fwc.loader.cli import LoaderError
+from fwc.loader.kernel import read_counters
+from fwc.loader.meta import read_meta_map
+
+_CLASSES = ("default", "malformed", "non_ip", "would_drop")
+
+
+class PolicyCollector(Collector):
+    """Counters, attachments and identity of one pinned policy."""
+
+    def __init__(self, root: Path, policy: str) -> None:
+        self.root = root
+        self.policy = policy
+
+    def collect(self) -> Iterator[Metric]:
+        pinned = pins.policy_pins(self.root, self.policy)
+        try:
+            manifest = read_meta_map(pinned.meta)
+            counts = self._counts(pinned, manifest)
+        except LoaderError:
+            return
+        labels = ["policy", "rule"]
+        rule_packets = CounterMetricFamily(
+            "fwc_rule_packets", "Packets decided by a rule.", labels=labels
+        )
+        rule_bytes = CounterMetricFamily(
+            "fwc_rule_bytes", "Bytes decided by a rule.", labels=labels
+        )
+        class_labels = ["policy", "class"]
+        packets = CounterMetricFamily(
+            "fwc_packets",
+            "Packets by class: default action, malformed, non-IP, would drop (dry-run).",
+            labels=class_labels,
+        )
+        octets = CounterMetricFamily("fwc_bytes", "Bytes by class.", labels=class_labels)
+        for name, (p, b) in counts.items():
+            kind, _, rule = name.partition(":")
+            if kind == "rule":
+                rule_packets.add_metric([self.policy, rule], p)
+                rule_bytes.add_metric([self.policy, rule], b)
+            elif name in _CLASSES:
+                packets.add_metric([self.policy, name], p)
+                octets.add_metric([self.policy, name], b)
+        yield from (rule_packets, rule_bytes, packets, octets)
+        yield self._attached()
+        info = InfoMetricFamily("fwc_policy", "The policy fw-load keeps attached.")
+        info.add_metric(
+            [],
+            {
+                "policy": self.policy,
+                "sha256": str(manifest.get("policy", {}).get("sha256", "")),
+                "dry_run": str(bool(manifest.get("dry_run"))).lower(),
+            },
+        )
+        yield info
+
+    def _counts(
+        self, pinned: pins.PolicyPins, manifest: dict[str, Any]
+    ) -> dict[str, tuple[int, int]]:
+        counters = manifest.get("counters", {})
+        slots = {int(s["index"]): str(s["name"]) for s in counters.get("slots", [])}
+        fd = libbpf.obj_get(pinned.map(str(counters.get("map", ""))))
+        try:
+            entries = libbpf.map_info(fd).max_entries
+            values = read_counters(fd, entries)
+        finally:
+            os.close(fd)
+        return {name: values[index] for index, name in slots.items() if index < entries}
+
+    def _attached(self) -> GaugeMetricFamily:
+        gauge = GaugeMetricFamily(
+            "fwc_interface_attached",
+            "1 for each interface the policy is attached to, labelled with the XDP mode.",
+            labels=["policy", "interface", "mode"],
+        )
+        interfaces = netlink.list_interfaces()
+        by_index = {i.index: i for i in interfaces}
+        for index, holder in sorted(attach.holders(self.root, interfaces).items()):
+            if holder.policy.dir.name == self.policy:
+                iface = by_index[index]
+                gauge.add_metric([self.policy, iface.name, iface.xdp_mode or "unknown"], 1)
+        return gauge
