@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from fwc.loader.cli import LoaderError
 
-BPF_XDP = 38  # enum bpf_attach_type
+BPF_XDP = 37  # enum bpf_attach_type
 BPF_MAP_TYPE_ARRAY = 2
 BPF_MAP_TYPE_PERCPU_ARRAY = 6
 BPF_OBJ_NAME_LEN = 16
