@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from pathlib import Path
@@ -10,7 +11,9 @@ import loader_fixtures
 import pytest
 
 from fwc.loader import libbpf
+from fwc.loader.cli import LoaderError
 from fwc.loader.kernel import KernelError, LoadedProgram, possible_cpus, read_counters
+from fwc.loader.meta import create_meta_map, read_meta_fd, read_meta_map
 
 pytestmark = pytest.mark.kernel
 
@@ -123,3 +126,55 @@ def test_verifier_rejection_carries_the_log(tmp_path: Path) -> None:
     assert len(error.log) > 8192
     assert error.log.lstrip().startswith(("func#0", "0: "))
     assert error.errno == 13
+
+
+def test_meta_map_round_trip(tmp_path: Path) -> None:
+    pin = Path("/sys/fs/bpf") / f"fwc-meta-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    manifest = {"format": 1, "rules": [{"name": "r" * 40, "id": i} for i in range(3000)]}
+    raw = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
+    assert len(raw) > 64 * 1024
+    fd = create_meta_map(raw)
+    try:
+        assert read_meta_fd(fd) == manifest
+        with pytest.raises(KernelError, match="Operation not permitted"):
+            libbpf.map_update(fd, bytes(4), bytes(libbpf.map_info(fd).value_size))
+        libbpf.obj_pin(fd, pin)
+    finally:
+        os.close(fd)
+    try:
+        assert read_meta_map(pin) == manifest
+    finally:
+        pin.unlink()
+
+
+def test_meta_reader_refuses_other_maps() -> None:
+    cases = [
+        ("fwc_counters", b'{"format": 1}'),
+        ("fwc_meta", b"\xff not json"),
+        ("fwc_meta", b"[]"),
+    ]
+    for name, content in cases:
+        fd = libbpf.map_create(libbpf.BPF_MAP_TYPE_ARRAY, name, 4, 4096, 1)
+        try:
+            libbpf.map_update(fd, bytes(4), content.ljust(4096, b"\0"))
+            with pytest.raises(LoaderError, match=r"manifest map|no valid manifest"):
+                read_meta_fd(fd)
+        finally:
+            os.close(fd)
+
+
+def test_compiled_policy_loads_and_counts(tmp_path: Path) -> None:
+    from fwc.compiler.cli import main as fwc_main
+
+    out = tmp_path / "edge-web.o"
+    policy = Path(__file__).resolve().parent.parent / "policies" / "edge-web.yaml"
+    assert fwc_main(["compile", str(policy), "-o", str(out), "--no-cache"]) == 0
+    with LoadedProgram.load(out) as prog:
+        slots = {name: index for index, name in prog.spec.counter_slots}
+        arp = bytes(6) * 2 + b"\x08\x06" + bytes(28)
+        run = prog.test_run(arp, repeat=4)
+        assert run.retval in (XDP_DROP, XDP_PASS)
+        counts = prog.counters()
+        assert len(counts) == prog.spec.map("fwc_counters").max_entries
+        assert sum(p for p, _ in counts) == 4
+        assert counts[slots["non_ip"]][0] == 4
