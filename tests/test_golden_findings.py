@@ -1,4 +1,4 @@
-"""The broken-policy corpus yields exactly its golden findings; FWC_UPDATE_GOLDEN=1 rewrites them."""
+"""The broken-policy corpus yields exactly its golden findings (FWC_UPDATE_GOLDEN=1 rewrites)."""
 
 from __future__ import annotations
 
