@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import struct
 from dataclasses import dataclass
+from errno import EPERM
 from pathlib import Path
 from types import TracebackType
 
@@ -107,7 +108,7 @@ class LoadedProgram:
                     log = libbpf.verifier_log(messages)
                     raise KernelError(
                         f"the kernel refused program {spec.program!r} of {spec.path}: "
-                        f"{os.strerror(exc.errno)}{_last_line(log)}",
+                        f"{os.strerror(exc.errno)} ({_reason(log, messages, exc.errno)})",
                         exc.errno,
                         log,
                     ) from exc
@@ -179,10 +180,16 @@ class LoadedProgram:
         self.close()
 
 
-def _last_line(log: str) -> str:
-    lines = [line for line in log.splitlines() if line.strip()]
+def _reason(log: str, messages: list[str], errno: int) -> str:
+    """One line saying why a load failed: the verifier's verdict, else libbpf's first complaint."""
     # the verifier's reason is the last line before its "processed N insns" summary
-    for line in reversed(lines):
-        if not line.startswith(("processed ", "verification time")):
-            return f" ({line.strip()})"
-    return ""
+    for line in reversed(log.splitlines()):
+        if line.strip() and not line.startswith(("processed ", "verification time")):
+            return line.strip()
+    if errno == EPERM:
+        return "loading BPF programs needs root, or CAP_BPF with CAP_NET_ADMIN"
+    for message in messages:
+        text = message.removeprefix("libbpf: ").strip()
+        if text and "RLIMIT_MEMLOCK" not in text:
+            return text.splitlines()[0]
+    return "libbpf gave no reason"

@@ -251,11 +251,11 @@ def capture_messages() -> Iterator[list[str]]:
 
 
 def verifier_log(messages: list[str]) -> str:
-    """The verifier's log from captured messages, or all warnings when libbpf printed none."""
+    """The verifier's log from captured messages ("" when libbpf printed none)."""
     text = "".join(messages)
     start = text.find(_LOG_BEGIN)
     if start < 0:
-        return text
+        return ""
     end = text.find(_LOG_END, start)
     return text[start + len(_LOG_BEGIN) : end if end >= 0 else len(text)]
 

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -178,3 +182,29 @@ def test_compiled_policy_loads_and_counts(tmp_path: Path) -> None:
         assert len(counts) == prog.spec.map("fwc_counters").max_entries
         assert sum(p for p, _ in counts) == 4
         assert counts[slots["non_ip"]][0] == 4
+
+
+def test_unprivileged_load_says_what_is_missing(tmp_path: Path) -> None:
+    shared = Path(tempfile.mkdtemp(prefix="fwc-unpriv-"))
+    try:
+        shared.chmod(0o755)
+        artifact = shared / "fw.o"
+        artifact.write_bytes(loader_fixtures.build(tmp_path).read_bytes())
+        artifact.chmod(0o644)
+        code = (
+            "import sys\n"
+            "from fwc.loader.kernel import KernelError, LoadedProgram\n"
+            "try:\n"
+            f"    LoadedProgram.load({str(artifact)!r})\n"
+            "except KernelError as exc:\n"
+            "    print(exc.errno, exc, sep='|')\n"
+        )
+        nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"]
+        done = subprocess.run(
+            [*nobody, sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
+        errno_text, message = done.stdout.strip().split("|")
+        assert errno_text == "1"
+        assert message.endswith("(loading BPF programs needs root, or CAP_BPF with CAP_NET_ADMIN)")
+    finally:
+        shutil.rmtree(shared)
