@@ -59,6 +59,7 @@ CATALOG: dict[str, str] = {
     "FWC031": "set used in the wrong kind of field",
     "FWC032": "invalid tcp_flags",
     "FWC033": "policy name invalid",
+    "FWC034": "field names only empty sets",
     # rego
     "FWC040": "organisation invariant violated (deny)",
     "FWC041": "organisation invariant warning (warn)",

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from fwc.compiler.findings import Finding, error, has_errors, warning
 from fwc.compiler.ir import (
@@ -21,6 +22,8 @@ from fwc.compiler.ir import (
     SetEntries,
 )
 from fwc.compiler.source import Document, NodePath
+
+_Entry = TypeVar("_Entry", AddressRange, PortRange)
 
 POLICY_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,47}")
 _PORT_RANGE = re.compile(r"\s*(\d{1,5})\s*-\s*(\d{1,5})\s*")
@@ -263,6 +266,30 @@ class _Normalizer:
             out.append(port)
         return out
 
+    def field(
+        self,
+        raw: dict[str, Any],
+        path: NodePath,
+        key: str,
+        read: Callable[[list[Any], NodePath], list[_Entry]],
+    ) -> tuple[_Entry, ...]:
+        """One address or port field, expanded; an empty list means "any" to the matcher,
+        so a list that only names empty sets must not silently become "any"."""
+        entries = raw.get(key) or []
+        before = len(self.findings)
+        values = read(entries, (*path, key))
+        if entries and not values and not has_errors(self.findings[before:]):
+            self.findings.append(
+                error(
+                    "FWC034",
+                    f"`{key}` names only empty sets; an empty list would match every "
+                    "address or port, so list something or drop the field",
+                    self.doc.where((*path, key)),
+                    self.rule_name,
+                )
+            )
+        return tuple(values)
+
     def rule(self, rule_id: int, index: int, raw: dict[str, Any]) -> Rule:
         path: NodePath = ("rules", index)
         name = str(raw.get("name", f"rule_{index}"))
@@ -286,14 +313,10 @@ class _Normalizer:
             priority=int(raw.get("priority", 0)),
             action=action,
             protocol=Protocol(raw.get("protocol", "any")),
-            sources=tuple(self.addresses(raw.get("source_cidrs") or [], (*path, "source_cidrs"))),
-            destinations=tuple(
-                self.addresses(raw.get("destination_cidrs") or [], (*path, "destination_cidrs"))
-            ),
-            source_ports=tuple(self.ports(raw.get("source_ports") or [], (*path, "source_ports"))),
-            destination_ports=tuple(
-                self.ports(raw.get("destination_ports") or [], (*path, "destination_ports"))
-            ),
+            sources=self.field(raw, path, "source_cidrs", self.addresses),
+            destinations=self.field(raw, path, "destination_cidrs", self.addresses),
+            source_ports=self.field(raw, path, "source_ports", self.ports),
+            destination_ports=self.field(raw, path, "destination_ports", self.ports),
             tcp_flags_set=set_bits,
             tcp_flags_clear=clear_bits,
             icmp_types=tuple(int(t) for t in raw.get("icmp_types") or ()),
