@@ -183,29 +183,51 @@ def _sessions(opts: ApplyOptions, steps: list[_Step]) -> list[lockout.Session]:
     return sessions
 
 
-def _carry_counters(spec: ArtifactSpec, program: LoadedProgram, old: pins.PolicyPins) -> None:
-    """Copy per-CPU counts of slots that keep their name from the old program's counters map."""
-    try:
-        old_manifest = read_meta_map(old.meta)
-    except LoaderError:
-        return
-    old_counters = old_manifest.get("counters") or {}
-    old_slots = {s["name"]: s["index"] for s in old_counters.get("slots", [])}
-    old_map = old.map(str(old_counters.get("map", "")))
-    if not old_slots or not old_map.exists():
-        return
-    size = _COUNTER_STRIDE * possible_cpus()
-    old_fd = libbpf.obj_get(old_map)
-    try:
-        new_fd = program.map_fd(spec.counters_map)
-        for index, name in spec.counter_slots:
-            if name not in old_slots:
+class _CounterCarry:
+    """Carries per-CPU counts of slots that keep their name from the old counters map: copied
+    before the swap, then what the old program counted meanwhile is added after it."""
+
+    def __init__(self, spec: ArtifactSpec, program: LoadedProgram, old: pins.PolicyPins) -> None:
+        self._pairs: list[tuple[int, int]] = []
+        self._old_fd = -1
+        self._new_fd = program.map_fd(spec.counters_map)
+        self._size = _COUNTER_STRIDE * possible_cpus()
+        self._copied: dict[int, bytes] = {}
+        try:
+            old_manifest = read_meta_map(old.meta)
+            old_counters = old_manifest.get("counters") or {}
+            old_slots = {s["name"]: s["index"] for s in old_counters.get("slots", [])}
+            self._old_fd = libbpf.obj_get(old.map(str(old_counters.get("map", ""))))
+        except LoaderError:
+            return
+        self._pairs = [(old_slots[n], i) for i, n in spec.counter_slots if n in old_slots]
+
+    def _read(self, fd: int, index: int) -> bytes:
+        return libbpf.map_lookup(fd, _KEY.pack(index), self._size) or bytes(self._size)
+
+    def copy(self) -> None:
+        for old_index, new_index in self._pairs:
+            value = self._read(self._old_fd, old_index)
+            self._copied[old_index] = value
+            libbpf.map_update(self._new_fd, _KEY.pack(new_index), value)
+
+    def add_late_counts(self) -> None:
+        # a small race remains: the new program may count on a slot between read and write
+        fields = self._size // 8
+        layout = struct.Struct(f"<{fields}Q")
+        for old_index, new_index in self._pairs:
+            now = layout.unpack(self._read(self._old_fd, old_index))
+            before = layout.unpack(self._copied[old_index])
+            if now == before:
                 continue
-            value = libbpf.map_lookup(old_fd, _KEY.pack(old_slots[name]), size)
-            if value is not None:
-                libbpf.map_update(new_fd, _KEY.pack(index), value)
-    finally:
-        os.close(old_fd)
+            current = layout.unpack(self._read(self._new_fd, new_index))
+            total = [c + n - b for c, n, b in zip(current, now, before, strict=True)]
+            libbpf.map_update(self._new_fd, _KEY.pack(new_index), layout.pack(*total))
+
+    def close(self) -> None:
+        if self._old_fd >= 0:
+            os.close(self._old_fd)
+            self._old_fd = -1
 
 
 def _pin(spec: ArtifactSpec, program: LoadedProgram, staging: pins.PolicyPins) -> None:
@@ -317,8 +339,9 @@ def _apply_locked(opts: ApplyOptions, spec: ArtifactSpec) -> ApplyReport:
         blocked = lockout.blocked(sessions, lambda frame: program.test_run(frame).retval)
         if blocked and not opts.force:
             raise LockoutRefused(lockout.refusal(blocked))
-        if final.exists():
-            _carry_counters(spec, program, final)
+        carry = _CounterCarry(spec, program, final) if final.exists() else None
+        if carry is not None:
+            carry.copy()
         staging = pins.staging_pins(opts.root, spec.policy_name)
         undo = _Undo()
         try:
@@ -327,7 +350,12 @@ def _apply_locked(opts: ApplyOptions, spec: ArtifactSpec) -> ApplyReport:
         except BaseException:
             undo.rollback()
             pins.remove_tree(staging.dir)
+            if carry is not None:
+                carry.close()
             raise
+        if carry is not None:
+            carry.add_late_counts()
+            carry.close()
         for name, pin in links.items():
             target = staging.link(name)
             if pin != target:
