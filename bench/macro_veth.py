@@ -1,0 +1,398 @@
+"""Macro benchmark: trafgen floods a veth pair between two private namespaces; the receiver
+filters with fwc's XDP program, the rule loop, iptables, nftables, or nothing.
+
+Run as root: `python bench/macro_veth.py` (needs scripts/bench-setup.sh). Frames go
+only to the veth peer inside the benchmark's own namespaces.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+
+from ruleset import iptables_restore, nft_ruleset  # noqa: E402
+
+from fwc.compiler.ir import Action, Family, Policy  # noqa: E402
+from policies import Packet, load_policy, make_packets, make_policy_yaml, verdict  # noqa: E402
+
+RX_MAC = "02:00:00:00:00:02"  # the destination MAC that fwc.compiler.frames writes
+TX_DEV, RX_DEV = "fwb-tx", "fwb-rx"
+
+
+def sh(*args: str, input: str | None = None, check: bool = True) -> str:
+    result = subprocess.run(args, input=input, text=True, capture_output=True, check=False)
+    if check and result.returncode != 0:
+        raise RuntimeError(
+            f"{' '.join(args[:6])}: {result.stderr.strip() or result.stdout.strip()}"
+        )
+    return result.stdout
+
+
+@dataclass(frozen=True)
+class Pair:
+    """Two namespaces joined by one veth: `tx` sends, `rx` filters."""
+
+    tx: str
+    rx: str
+
+    def rx_sh(self, *args: str, input: str | None = None) -> str:
+        return sh("ip", "netns", "exec", self.rx, *args, input=input)
+
+
+@contextlib.contextmanager
+def veth_pair() -> Iterator[Pair]:
+    tag = f"{os.getpid()}-{time.monotonic_ns() % 100000}"
+    pair = Pair(f"fwcbench-tx-{tag}", f"fwcbench-rx-{tag}")
+    sh("ip", "netns", "add", pair.tx)
+    try:
+        sh("ip", "netns", "add", pair.rx)
+        try:
+            sh(
+                "ip",
+                "-n",
+                pair.tx,
+                "link",
+                "add",
+                TX_DEV,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                RX_DEV,
+                "netns",
+                pair.rx,
+            )
+            sh("ip", "-n", pair.rx, "link", "set", RX_DEV, "address", RX_MAC)
+            for ns, dev in ((pair.tx, TX_DEV), (pair.rx, RX_DEV)):
+                sh("ip", "-n", ns, "link", "set", dev, "up")
+            # Passed packets end in a blackhole: no forwarding, no ICMP, nothing leaves.
+            sh("ip", "-n", pair.rx, "route", "add", "blackhole", "default")
+            sh("ip", "-n", pair.rx, "-6", "route", "add", "blackhole", "default")
+            yield pair
+        finally:
+            sh("ip", "netns", "del", pair.rx, check=False)
+    finally:
+        sh("ip", "netns", "del", pair.tx, check=False)
+
+
+def trafgen_config(frames: Sequence[bytes]) -> str:
+    """One trafgen packet block per frame; trafgen sends them round robin."""
+    return "".join("{ " + ", ".join(f"0x{b:02x}" for b in f) + " }\n" for f in frames)
+
+
+def mix(packets: Sequence[Packet], policy: Policy, drop_share: float, size: int) -> list[bytes]:
+    """`size` frames, `drop_share` of them dropped by the policy, from every label."""
+    drops = [p.frame for p in packets if verdict(policy, p) is Action.DENY]
+    passes = [p.frame for p in packets if verdict(policy, p) is Action.ALLOW]
+    n_drop = round(size * drop_share)
+    out = [drops[i % len(drops)] for i in range(n_drop)]
+    out += [passes[i % len(passes)] for i in range(size - n_drop)]
+    # Interleave so every burst holds both kinds.
+    return [f for pair in zip(out[::2], out[1::2], strict=False) for f in pair] + out[
+        len(out) // 2 * 2 :
+    ]
+
+
+def _counter(pair_ns: str, dev: str, name: str) -> int:
+    out = sh("ip", "netns", "exec", pair_ns, "cat", f"/sys/class/net/{dev}/statistics/{name}")
+    return int(out)
+
+
+def _softnet_drops() -> int:
+    """Backlog drops on every CPU (/proc/net/softnet_stat, second column)."""
+    text = Path("/proc/net/softnet_stat").read_text()
+    return sum(int(line.split()[1], 16) for line in text.splitlines())
+
+
+def _xdp_drops(pair: Pair) -> int:
+    out = sh("ip", "netns", "exec", pair.rx, "ethtool", "-S", RX_DEV, check=False)
+    return sum(
+        int(line.split(":")[1])
+        for line in out.splitlines()
+        if line.strip().startswith("rx_queue_") and line.strip().split(":")[0].endswith("xdp_drops")
+    )
+
+
+@dataclass(frozen=True)
+class Measurement:
+    sent_pps: float  # what trafgen got onto the veth
+    processed_pps: float  # sent minus what queues dropped before the filter saw it
+    dropped_pps: float | None  # the filter's own drop counter, where it has one
+
+
+def measure(pair: Pair, conf: Path, seconds: float, drop_counter: str) -> Measurement:
+    before_tx = _counter(pair.tx, TX_DEV, "tx_packets")
+    before_txd = _counter(pair.tx, TX_DEV, "tx_dropped")
+    before_sn = _softnet_drops()
+    before_drop = _drops(pair, drop_counter)
+    start = time.monotonic()
+    run = subprocess.run(
+        [
+            "timeout",
+            "-s",
+            "INT",
+            str(seconds),
+            "ip",
+            "netns",
+            "exec",
+            pair.tx,
+            "trafgen",
+            "--dev",
+            TX_DEV,
+            "--conf",
+            str(conf),
+            "--cpus",
+            "1",
+            "--no-sock-mem",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    elapsed = time.monotonic() - start
+    if "packets outgoing" not in run.stdout + run.stderr:
+        raise RuntimeError(f"trafgen: {(run.stderr or run.stdout).strip()[-300:]}")
+    sent = _counter(pair.tx, TX_DEV, "tx_packets") - before_tx
+    lost = (_counter(pair.tx, TX_DEV, "tx_dropped") - before_txd) + (_softnet_drops() - before_sn)
+    after_drop = _drops(pair, drop_counter)
+    dropped = None if before_drop is None or after_drop is None else after_drop - before_drop
+    return Measurement(
+        sent / elapsed,
+        max(0, sent - lost) / elapsed,
+        None if dropped is None else dropped / elapsed,
+    )
+
+
+def _drops(pair: Pair, kind: str) -> int | None:
+    if kind == "xdp":
+        return _xdp_drops(pair)
+    if kind == "iptables":
+        total = 0
+        for tool in ("iptables-legacy-save", "ip6tables-legacy-save"):
+            for line in pair.rx_sh(tool, "-c", "-t", "raw").splitlines():
+                if line.startswith("[") and line.endswith("-j DROP") and " -A FWC " in line:
+                    total += int(line[1 : line.index(":")])
+        return total
+    return None
+
+
+# ---- the filters --------------------------------------------------------------------
+
+HELPER = """
+import ctypes, socket, sys
+from fwc.loader import libbpf
+sys.path.insert(0, {bench!r})
+kind, path, dev = sys.argv[1:4]
+if kind == "fwc":
+    from fwc.loader.kernel import LoadedProgram
+    prog = LoadedProgram.load(path)
+    fd = prog.prog_fd
+else:
+    from pathlib import Path
+    from policies import load_policy
+    from rule_loop import FOR_LOOP, BPF_LOOP, RuleLoop
+    policy = load_policy(Path(path).read_text())
+    variant = BPF_LOOP if kind == "bpf_loop" else FOR_LOOP
+    prog = RuleLoop.for_policy(policy, variant, Path(sys.argv[4]))
+    fd = prog.prog_fd
+link = libbpf.link_create(fd, socket.if_nametoindex(dev), flags=4)  # XDP_FLAGS_DRV_MODE
+print("attached", flush=True)
+sys.stdin.read()
+"""
+
+
+@contextlib.contextmanager
+def xdp_attached(pair: Pair, kind: str, path: Path, work: Path) -> Iterator[None]:
+    """A helper process in the receiver namespace holds the XDP link until we close its stdin."""
+    code = HELPER.format(bench=str(BENCH))
+    proc = subprocess.Popen(
+        [
+            "ip",
+            "netns",
+            "exec",
+            pair.rx,
+            sys.executable,
+            "-c",
+            code,
+            kind,
+            str(path),
+            RX_DEV,
+            str(work),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if line.strip() != "attached":
+            proc.wait(timeout=30)
+            raise RuntimeError(f"cannot attach {kind}: {proc.stderr.read().strip()[-300:]}")
+        yield
+    finally:
+        if proc.stdin:
+            proc.stdin.close()
+        proc.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def iptables_loaded(pair: Pair, policy: Policy) -> Iterator[None]:
+    pair.rx_sh("iptables-legacy-restore", input=iptables_restore(policy, RX_DEV, Family.IPV4))
+    pair.rx_sh("ip6tables-legacy-restore", input=iptables_restore(policy, RX_DEV, Family.IPV6))
+    try:
+        yield
+    finally:
+        empty = "*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n"
+        pair.rx_sh("iptables-legacy-restore", input=empty)
+        pair.rx_sh("ip6tables-legacy-restore", input=empty)
+
+
+@contextlib.contextmanager
+def nft_loaded(pair: Pair, policy: Policy) -> Iterator[None]:
+    pair.rx_sh("nft", "-f", "-", input=nft_ruleset(policy, RX_DEV))
+    try:
+        yield
+    finally:
+        pair.rx_sh("nft", "delete", "table", "netdev", "fwc_bench")
+
+
+# ---- main ---------------------------------------------------------------------------
+
+
+def _compile_fwc(policy: Policy, out: Path) -> str:
+    from fwc.compiler.build import BuildError, compile_policy
+
+    try:
+        result = compile_policy(policy, output=out, strategy="auto")
+    except BuildError as exc:
+        print(f"note: strategy auto failed ({str(exc)[:120]}); using tables", file=sys.stderr)
+        result = compile_policy(policy, output=out, strategy="tables")
+    return result.plan.strategy
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--rules", type=int, default=1000)
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--frames", type=int, default=200, help="distinct frames per mix")
+    ap.add_argument(
+        "--filters",
+        default="none,fwc,rule-loop,iptables,nftables",
+        help="comma list of: none fwc rule-loop bpf_loop iptables nftables",
+    )
+    args = ap.parse_args(argv)
+    if os.geteuid() != 0:
+        print("macro_veth: needs root (namespaces, XDP, iptables)", file=sys.stderr)
+        return 2
+    for tool in ("trafgen", "iptables-legacy-restore", "nft", "ethtool"):
+        if subprocess.run(["which", tool], capture_output=True).returncode != 0:
+            print(f"macro_veth: {tool} missing; run scripts/bench-setup.sh", file=sys.stderr)
+            return 2
+
+    text = make_policy_yaml(args.rules, args.seed)
+    policy = load_policy(text)
+    packets = make_packets(policy, args.seed, per_label=64)
+    mixes = {
+        "drop-heavy": mix(packets, policy, 0.9, args.frames),
+        "pass-heavy": mix(packets, policy, 0.1, args.frames),
+    }
+    filters = args.filters.split(",")
+    rows: dict[tuple[str, str], Measurement] = {}
+    with tempfile.TemporaryDirectory(prefix="fwc-macro-") as tmp, veth_pair() as pair:
+        work = Path(tmp)
+        policy_file = work / "policy.yaml"
+        policy_file.write_text(text)
+        strategy = ""
+        if "fwc" in filters:
+            strategy = _compile_fwc(policy, work / "fw.o")
+        for name, frames in mixes.items():
+            (work / f"{name}.cfg").write_text(trafgen_config(frames))
+        print(
+            f"{args.rules} rules ({len(policy.rules)} in policy), fwc strategy {strategy or '-'}, "
+            f"{args.seconds:g} s per cell, {args.frames} distinct frames per mix, "
+            f"{os.cpu_count()} CPUs"
+        )
+        for flt in filters:
+            with _filter(flt, pair, policy, work):
+                for name in mixes:
+                    counter = {"fwc": "xdp", "rule-loop": "xdp", "bpf_loop": "xdp"}.get(flt, flt)
+                    rows[flt, name] = measure(pair, work / f"{name}.cfg", args.seconds, counter)
+                    print(f"  {flt:<10} {name:<11} {rows[flt, name]}", file=sys.stderr)
+    _table(
+        rows, filters, list(mixes), {n: _drop_share(policy, packets, m) for n, m in mixes.items()}
+    )
+    return 0
+
+
+def _drop_share(policy: Policy, packets: Sequence[Packet], frames: Sequence[bytes]) -> float:
+    action = {p.frame: verdict(policy, p) for p in packets}
+    return sum(action[f] is Action.DENY for f in frames) / len(frames)
+
+
+@contextlib.contextmanager
+def _filter(name: str, pair: Pair, policy: Policy, work: Path) -> Iterator[None]:
+    if name == "none":
+        yield
+    elif name == "fwc":
+        with xdp_attached(pair, "fwc", work / "fw.o", work):
+            yield
+    elif name in ("rule-loop", "bpf_loop"):
+        with xdp_attached(pair, name, work / "policy.yaml", work):
+            yield
+    elif name == "iptables":
+        with iptables_loaded(pair, policy):
+            yield
+    elif name == "nftables":
+        with nft_loaded(pair, policy):
+            yield
+    else:
+        raise SystemExit(f"macro_veth: unknown filter {name!r}")
+
+
+def _table(
+    rows: dict[tuple[str, str], Measurement],
+    filters: Sequence[str],
+    mixes: Sequence[str],
+    drop_share: dict[str, float],
+) -> None:
+    print()
+    print(
+        f"{'filter':<10} {'mix':<11} {'processed pps':>14} {'pass pps':>10} {'drop pps':>10} "
+        f"{'x none':>7} {'x fwc':>6}"
+    )
+    for name in mixes:
+        for flt in filters:
+            m = rows[flt, name]
+            base = rows.get(("none", name))
+            ours = rows.get(("fwc", name))
+            dropped = (
+                m.dropped_pps if m.dropped_pps is not None else m.processed_pps * drop_share[name]
+            )
+            if flt == "none":
+                dropped = 0.0
+            passed = m.processed_pps - dropped
+            x_none = f"{m.processed_pps / base.processed_pps:.2f}" if base else "-"
+            x_fwc = f"{m.processed_pps / ours.processed_pps:.2f}" if ours else "-"
+            print(
+                f"{flt:<10} {name:<11} {m.processed_pps:>14,.0f} {passed:>10,.0f} "
+                f"{dropped:>10,.0f} {x_none:>7} {x_fwc:>6}"
+            )
+    print("drop share: " + ", ".join(f"{k} {v:.0%}" for k, v in drop_share.items()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
