@@ -21,6 +21,7 @@ from fwc.compiler.cli import ToolError, UsageError
 from fwc.compiler.evaluate import XDP_DROP, XDP_PASS, evaluate
 from fwc.compiler.findings import Finding, Severity, error
 from fwc.compiler.ir import Policy
+from fwc.compiler.packet import ETH_HLEN
 from fwc.compiler.report import finding_dict
 from fwc.compiler.report_github import annotation
 from fwc.compiler.report_text import line
@@ -135,13 +136,20 @@ def _meets(case: Case, outcome: Outcome) -> bool:
 class _Kernel:
     """The compiled policy loaded in the kernel; each run reads the counters to find the rule."""
 
-    def __init__(self, program: Any, slots: dict[int, str]) -> None:
+    def __init__(self, program: Any, slots: dict[int, str], error: type[Exception]) -> None:
         self.program = program
         self.slots = slots
+        self.error = error
 
-    def run(self, frame: bytes) -> Outcome:
+    def run(self, frame: bytes) -> Outcome | None:
+        """None for a frame the kernel's test run refuses: shorter than an Ethernet header."""
+        if len(frame) < ETH_HLEN:
+            return None
         self.program.reset_counters()
-        retval = int(self.program.test_run(frame).retval)
+        try:
+            retval = int(self.program.test_run(frame).retval)
+        except self.error as exc:
+            raise ToolError(f"BPF_PROG_TEST_RUN refused a {len(frame)}-byte frame: {exc}") from None
         hits = [
             self.slots[i]
             for i, (packets, _) in enumerate(self.program.counters())
@@ -191,7 +199,7 @@ def _kernel(args: argparse.Namespace, policy: Policy) -> tuple[_Kernel | None, s
         except kernel.KernelError as exc:
             raise ToolError(str(exc)) from None
     slots = {s["index"]: s["name"] for s in result.manifest["counters"]["slots"]}
-    return _Kernel(program, slots), "checked"
+    return _Kernel(program, slots, kernel.KernelError), "checked"
 
 
 # ---- reports ------------------------------------------------------------------------

@@ -314,7 +314,7 @@ def fields_from_mapping(values: Mapping[str, object]) -> PacketFields:
         vlans=vlans,
         fragment=fragment,
         ttl=_integer(values, "ttl", 64, 0, 255),
-        payload_len=_integer(values, "payload_len", 0, 0, 9000),
+        payload_len=_integer(values, "payload_len", 0, 0, 1500),
         ip_options=ip_options,
         ext_headers=ext,
     )
