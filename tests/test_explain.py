@@ -1,0 +1,150 @@
+"""`fwc explain` and the near-miss analysis behind it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fwc.compiler.cli import main
+from fwc.compiler.evaluate import XDP_DROP
+from fwc.compiler.explain import explain
+from fwc.compiler.frames import build_frame, fields_from_mapping
+from fwc.compiler.ir import Policy
+from fwc.compiler.normalize import normalize
+from fwc.compiler.source import load_file
+
+EDGE = Path(__file__).resolve().parent.parent / "policies" / "edge-web.yaml"
+
+
+def edge_policy() -> Policy:
+    doc, _ = load_file(EDGE)
+    assert doc is not None
+    policy, _ = normalize(doc)
+    assert policy is not None
+    return policy
+
+
+def misses(packet: dict[str, object]) -> dict[str, tuple[str, ...]]:
+    result = explain(edge_policy(), build_frame(fields_from_mapping(packet)))
+    return {m.rule.name: m.reasons for m in result.near_misses}
+
+
+@pytest.mark.parametrize(
+    ("packet", "rule", "reasons"),
+    [
+        (
+            {"src": "10.0.0.1", "dport": 22},
+            "allow_ssh_from_mgmt",
+            ("source 10.0.0.1 not in 10.20.0.0/16, fd00:20::/48",),
+        ),
+        ({"src": "10.0.0.1", "dport": 23}, "allow_web", ("dport 23 not in 80, 443, 8000-8099",)),
+        (
+            {"proto": "udp", "src": "10.20.0.1", "dport": 22},
+            "allow_ssh_from_mgmt",
+            ("protocol udp != tcp",),
+        ),
+        (
+            {"src": "10.0.0.1", "dport": 23, "flags": "SYN"},
+            "allow_tcp_established",
+            ("TCP flags SYN do not satisfy ACK",),
+        ),
+        (
+            {"proto": "icmp", "icmp_type": 5},
+            "allow_ping",
+            ("ICMP type 5 not in 0, 3, 8, 11",),
+        ),
+        (
+            {"src": "10.20.0.1", "dport": 22, "fragment": "non-first"},
+            "allow_ssh_from_mgmt",
+            ("a non-first fragment has no ports, TCP flags or ICMP type to match",),
+        ),
+        (
+            {"proto": "icmpv6", "icmp_type": 200},
+            "allow_icmpv6_essentials",
+            ("ICMP type 200 not in 1, 2, 3, 4, 128, 129 and 4 more",),
+        ),
+    ],
+)
+def test_near_miss_reasons(packet: dict[str, object], rule: str, reasons: tuple[str, ...]) -> None:
+    assert misses(packet)[rule] == reasons
+
+
+def test_a_wrong_protocol_does_not_also_count_the_missing_header() -> None:
+    found = misses({"proto": "udp", "src": "10.0.0.1", "dport": 23})
+    assert found["allow_ping"] == ("protocol udp != icmp",)
+    assert found["allow_web"] == ("protocol udp != tcp", "dport 23 not in 80, 443, 8000-8099")
+
+
+def test_rules_that_miss_by_three_fields_are_not_near_misses() -> None:
+    found = misses({"proto": "udp", "src": "10.0.0.1", "sport": 1, "dport": 23})
+    assert "allow_ssh_from_mgmt" not in found  # protocol, source and dport
+
+
+def test_only_rules_before_the_deciding_rule_are_listed() -> None:
+    result = explain(edge_policy(), build_frame(fields_from_mapping({"dport": 443})))
+    assert result.verdict.decided_by == "allow_web"
+    assert [m.rule.name for m in result.near_misses] == ["drop_blocklist", "allow_ssh_from_mgmt"]
+
+
+def test_malformed_frames_have_no_near_misses() -> None:
+    result = explain(edge_policy(), build_frame(fields_from_mapping({}))[:20])
+    assert (result.verdict.klass, result.verdict.xdp_action) == ("malformed", XDP_DROP)
+    assert result.near_misses == ()
+
+
+def fwc(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(["explain", str(EDGE), *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_text(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = fwc(capsys, "--src", "10.20.1.1", "--dport", "443", "--vlan", "7")
+    lines = out.splitlines()
+    assert code == 0
+    assert lines[0] == "packet:  tcp 10.20.1.1:12345 -> 192.0.2.2:443 flags SYN vlan 7"
+    assert lines[1].startswith("verdict: pass, by rule `allow_web` (priority 20, ")
+    assert lines[1].endswith("edge-web.yaml:25:5), action allow")
+    assert "rule `allow_ssh_from_mgmt` (priority 10, " in lines[4]
+    assert lines[4].endswith(": dport 443 not in 22")
+
+
+def test_cli_default_and_dry_run(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = fwc(capsys, "--src", "2001:db8::5", "--proto", "udp", "--dry-run")
+    assert code == 0
+    assert "verdict: pass (dry run: would drop), by the default action (deny)" in out
+
+
+def test_cli_json(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = fwc(capsys, "--src", "198.51.100.1", "--proto", "icmp", "--json")
+    doc = json.loads(out)
+    assert code == 0
+    assert (doc["verdict"], doc["class"], doc["rule"]["name"]) == ("drop", "rule", "drop_blocklist")
+    assert doc["rule"]["line"] == 13
+    assert doc["packet"]["src"] == "198.51.100.1"
+    assert doc["near_misses"] == []
+
+
+def test_cli_raw_frame(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = fwc(capsys, "--frame", "ffffffffffff 020000000001 0806 0001")
+    assert code == 0
+    assert "verdict: pass, by the non-IP rule" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--src", "10.0.0.1", "--dst", "::1"], "different address families"),
+        (["--proto", "sctp"], "proto must be tcp, udp, icmp, icmpv6 or a number"),
+        (["--frame", "zz"], "--frame must be hex bytes"),
+        (["--frame", "00", "--dport", "1"], "--frame replaces the packet flags"),
+    ],
+)
+def test_cli_usage_errors(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    code, _, err = fwc(capsys, *argv)
+    assert code == 2
+    assert message in err
