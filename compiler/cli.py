@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import sys
 from collections.abc import Sequence
-from typing import Protocol
 
-from fwc import __version__
+from fwc.dispatch import dispatch
 
 # subcommand -> (module under fwc.compiler, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -20,12 +17,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-class Command(Protocol):
-    def add_arguments(self, parser: argparse.ArgumentParser) -> None: ...
-
-    def run(self, args: argparse.Namespace) -> int: ...
-
-
 class UsageError(Exception):
     """A user's mistake in flags or files: exit 2 with one clear line."""
 
@@ -35,27 +26,14 @@ class ToolError(Exception):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="fwc", description="Policy-as-code XDP firewall.")
-    parser.add_argument("--version", action="version", version=f"fwc {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    modules: dict[str, Command] = {}
-    for name, (module, help_text) in COMMANDS.items():
-        mod: Command = importlib.import_module(f"fwc.compiler.{module}")
-        modules[name] = mod
-        mod.add_arguments(sub.add_parser(name, help=help_text, description=help_text))
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help(sys.stderr)
-        return 2
-    try:
-        return modules[args.command].run(args)
-    except (UsageError, ToolError) as exc:
-        print(f"fwc {args.command}: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:
-        return 1
+    return dispatch(
+        "fwc",
+        "Policy-as-code XDP firewall.",
+        "fwc.compiler",
+        COMMANDS,
+        (UsageError, ToolError),
+        argv,
+    )
 
 
 if __name__ == "__main__":

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import sys
 from collections.abc import Sequence
-from typing import Protocol
 
-from fwc import __version__
+from fwc.dispatch import dispatch
 
 # subcommand -> (module under fwc.loader, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -21,36 +18,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-class Command(Protocol):
-    def add_arguments(self, parser: argparse.ArgumentParser) -> None: ...
-
-    def run(self, args: argparse.Namespace) -> int: ...
-
-
 class LoaderError(Exception):
     """Anything that stops fw-load: printed as one line, exit 2."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="fw-load", description="Load fwc artifacts onto a node.")
-    parser.add_argument("--version", action="version", version=f"fw-load {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    modules: dict[str, Command] = {}
-    for name, (module, help_text) in COMMANDS.items():
-        mod: Command = importlib.import_module(f"fwc.loader.{module}")
-        modules[name] = mod
-        mod.add_arguments(sub.add_parser(name, help=help_text, description=help_text))
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help(sys.stderr)
-        return 2
-    try:
-        return modules[args.command].run(args)
-    except LoaderError as exc:
-        print(f"fw-load {args.command}: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    return dispatch(
+        "fw-load", "Load fwc artifacts onto a node.", "fwc.loader", COMMANDS, (LoaderError,), argv
+    )
 
 
 if __name__ == "__main__":

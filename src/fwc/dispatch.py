@@ -1,0 +1,56 @@
+"""Subcommand dispatch shared by `fwc` and `fw-load`: each command is a module, imported on use."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Protocol, cast
+
+from fwc import __version__
+
+
+class Command(Protocol):
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None: ...
+
+    def run(self, args: argparse.Namespace) -> int: ...
+
+
+def dispatch(
+    prog: str,
+    description: str,
+    package: str,
+    commands: Mapping[str, tuple[str, str]],
+    user_errors: tuple[type[Exception], ...],
+    argv: Sequence[str] | None,
+) -> int:
+    """Parse `argv` and run one command; `commands` maps name -> (module, one-line help).
+
+    Only the chosen command's module is imported: start-up time matters for a
+    loader that runs on every node and for a gate that runs on every commit.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--version", action="version", version=f"{prog} {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    module: Command | None = None
+    for name, (module_name, help_text) in commands.items():
+        sub_parser = sub.add_parser(name, help=help_text, description=help_text)
+        if name == chosen:
+            module = cast(Command, importlib.import_module(f"{package}.{module_name}"))
+            module.add_arguments(sub_parser)
+    args = parser.parse_args(argv)
+    if args.command is None or module is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return module.run(args)
+    except user_errors as exc:
+        print(f"{prog} {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 1
