@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -305,26 +306,63 @@ def _check_maps(maps: tuple[MapSpec, ...], in_elf: set[str], data: bytes) -> Non
             raise ArtifactError(f"map {name!r} is in the manifest but not in section '.maps'")
     for name in sorted(in_elf - set(names)):
         raise ArtifactError(f"map {name!r} is in section '.maps' but not in the manifest")
-    # libbpf reads the BTF map definitions; opening (not loading) needs no privileges
-    with libbpf.capture_messages() as messages:
-        try:
-            obj = libbpf.Object(data)
-        except libbpf.KernelError as exc:
-            detail = "".join(messages).strip().splitlines()
-            reason = detail[-1] if detail else str(exc)
-            raise ArtifactError(f"libbpf cannot open the object: {reason}") from exc
-    try:
-        actual = {m.name: m for m in obj.maps()}
-    finally:
-        obj.close()
+    actual = {m.name: m for m in _libbpf_maps(data)}
     for spec in maps:
-        got = actual[spec.name]
+        got = actual.get(spec.name)
+        if got is None:
+            raise ArtifactError(f"map {spec.name!r}: libbpf finds no such map definition")
         for field in ("type", "key_size", "value_size", "max_entries"):
             want, have = getattr(spec, field), getattr(got, field)
             if want != have:
                 raise ArtifactError(
                     f"map {spec.name!r}: the manifest says {field} {want}, the ELF has {have}"
                 )
+
+
+def _libbpf_maps(data: bytes) -> list[libbpf.MapDef]:
+    """libbpf's reading of the BTF map definitions (opening needs no privileges).
+
+    It runs in a forked child: libbpf 1.1 can crash on a damaged ELF, and a crash there must
+    become an ArtifactError, not take fw-load down.
+    """
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_end)
+        os._exit(_libbpf_maps_child(data, write_end))
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        payload = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        name = signal.Signals(os.WTERMSIG(status)).name
+        raise ArtifactError(f"the ELF is damaged: libbpf crashed reading it ({name})")
+    try:
+        result = json.loads(payload)
+    except json.JSONDecodeError:
+        result = {"error": "no answer from the libbpf reader"}
+    if "error" in result:
+        raise ArtifactError(f"libbpf cannot open the object: {result['error']}")
+    return [libbpf.MapDef(**m) for m in result["maps"]]
+
+
+def _libbpf_maps_child(data: bytes, out: int) -> int:
+    """In the forked child: open the object, write {"maps": [...]} or {"error": ...} to `out`."""
+    try:
+        with libbpf.capture_messages() as messages:
+            try:
+                obj = libbpf.Object(data)
+            except libbpf.KernelError as exc:
+                detail = "".join(messages).strip().splitlines()
+                result: dict[str, Any] = {"error": detail[-1] if detail else str(exc)}
+            else:
+                result = {"maps": [asdict(m) for m in obj.maps()]}
+                obj.close()
+        with os.fdopen(out, "wb") as pipe:
+            pipe.write(json.dumps(result).encode())
+    except BaseException:
+        return 1
+    return 0
 
 
 def _seed(seed: Mapping[str, Any], maps: dict[str, MapSpec], data: dict[str, bytes]) -> SeedSpec:

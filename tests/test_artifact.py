@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import loader_fixtures
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from fwc.loader.artifact import ArtifactError, read_artifact
 
@@ -168,3 +172,31 @@ def test_allocated_manifest_section_is_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(ArtifactError, match="non-allocated"):
         read_artifact(out)
+
+
+@functools.cache
+def _good_bytes() -> bytes:
+    with tempfile.TemporaryDirectory() as tmp:
+        return loader_fixtures.build(Path(tmp)).read_bytes()
+
+
+# offsets near the start hit the ELF header; the rest land anywhere, section headers included
+_OFFSETS = st.one_of(st.integers(0, 63), st.integers(0, 1 << 20))
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(flips=st.lists(st.tuples(_OFFSETS, st.integers(1, 255)), min_size=1, max_size=8))
+def test_damaged_artifacts_never_escape_as_other_errors(
+    tmp_path: Path, flips: list[tuple[int, int]]
+) -> None:
+    data = bytearray(_good_bytes())
+    for offset, mask in flips:
+        data[offset % len(data)] ^= mask
+    path = tmp_path / "damaged.o"
+    path.write_bytes(bytes(data))
+    try:
+        read_artifact(path)
+    except ArtifactError as exc:
+        assert "\n" not in str(exc)
