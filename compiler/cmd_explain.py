@@ -57,8 +57,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not Path(args.policy).is_file():
+    if not Path(args.policy).exists():
         raise UsageError(f"{args.policy}: no such file")
+    if not Path(args.policy).is_file():
+        raise UsageError(f"{args.policy}: not a file")
     frame = _frame(args)
     checked = check_file(args.policy, CheckOptions(gate=None))
     errors = [f for f in checked.findings if f.severity is Severity.ERROR]

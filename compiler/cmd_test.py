@@ -22,6 +22,7 @@ from fwc.compiler.evaluate import XDP_DROP, XDP_PASS, evaluate
 from fwc.compiler.findings import Finding, Severity, error
 from fwc.compiler.ir import Policy
 from fwc.compiler.packet import ETH_HLEN
+from fwc.compiler.plan import STRATEGIES
 from fwc.compiler.report import finding_dict
 from fwc.compiler.report_github import annotation
 from fwc.compiler.report_text import line
@@ -41,7 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also run the compiled program in the kernel: auto = when root (default)",
     )
     parser.add_argument(
-        "--strategy", default="auto", help="compile strategy for the kernel run (default: auto)"
+        "--strategy",
+        choices=("auto", *STRATEGIES),
+        default="auto",
+        help="compile strategy for the kernel run (default: auto)",
     )
 
 
@@ -71,8 +75,10 @@ class CaseResult:
 
 def run(args: argparse.Namespace) -> int:
     for path in (args.policy, args.cases):
-        if not Path(path).is_file():
+        if not Path(path).exists():
             raise UsageError(f"{path}: no such file")
+        if not Path(path).is_file():
+            raise UsageError(f"{path}: not a file")
     checked = check_file(args.policy, CheckOptions(gate=None))
     errors = [f for f in checked.findings if f.severity is Severity.ERROR]
     if errors or checked.policy is None:
