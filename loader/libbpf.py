@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import os
 import platform
 import threading
@@ -20,6 +21,7 @@ BPF_XDP = 37  # enum bpf_attach_type
 BPF_MAP_TYPE_ARRAY = 2
 BPF_MAP_TYPE_PERCPU_ARRAY = 6
 BPF_OBJ_NAME_LEN = 16
+ETH_HLEN = 14  # the shortest frame BPF_PROG_TEST_RUN accepts for XDP
 LIBBPF_WARN, LIBBPF_INFO, LIBBPF_DEBUG = 0, 1, 2
 
 _LOG_BEGIN = "-- BEGIN PROG LOAD LOG --\n"
@@ -268,7 +270,7 @@ def _check(ret: int, what: str) -> int:
 
 def _check_ptr(ptr: int | None, what: str) -> int:
     if not ptr:
-        err = ctypes.get_errno() or 22
+        err = ctypes.get_errno() or errno.EINVAL
         raise KernelError(f"{what}: {os.strerror(err)}", err)
     return ptr
 
@@ -393,6 +395,12 @@ def prog_test_run(
     prog_fd: int, data: bytes, repeat: int = 1, data_out_size: int = 0
 ) -> tuple[int, int, bytes]:
     """BPF_PROG_TEST_RUN: (retval, mean duration in ns, data_out)."""
+    if len(data) < ETH_HLEN:
+        # the kernel refuses these with a bare EINVAL; say why
+        raise KernelError(
+            f"BPF_PROG_TEST_RUN needs a frame of at least {ETH_HLEN} bytes, got {len(data)}",
+            errno.EINVAL,
+        )
     size_out = data_out_size or len(data) + 256
     data_in = ctypes.create_string_buffer(data, len(data))
     data_out = ctypes.create_string_buffer(size_out)

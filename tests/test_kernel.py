@@ -208,3 +208,12 @@ def test_unprivileged_load_says_what_is_missing(tmp_path: Path) -> None:
         assert message.endswith("(loading BPF programs needs root, or CAP_BPF with CAP_NET_ADMIN)")
     finally:
         shutil.rmtree(shared)
+
+
+def test_frames_shorter_than_an_ethernet_header_are_refused_clearly(artifact: Path) -> None:
+    with LoadedProgram.load(artifact) as prog:
+        for frame in (b"", bytes(13)):
+            with pytest.raises(KernelError, match="at least 14 bytes") as caught:
+                prog.test_run(frame)
+            assert caught.value.errno == 22
+        assert prog.test_run(bytes(14)).retval == XDP_PASS
