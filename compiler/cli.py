@@ -5,7 +5,10 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from fwc.compiler.errors import ToolError, UsageError
 from fwc.dispatch import dispatch
+
+__all__ = ["COMMANDS", "ToolError", "UsageError", "main"]
 
 # subcommand -> (module under fwc.compiler, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -15,14 +18,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "test": ("cmd_test", "run packet cases against a policy"),
     "explain": ("cmd_explain", "explain the verdict for one packet"),
 }
-
-
-class UsageError(Exception):
-    """A user's mistake in flags or files: exit 2 with one clear line."""
-
-
-class ToolError(Exception):
-    """The tool or its environment failed (clang missing, kernel refused): exit 2."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:

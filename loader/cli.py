@@ -6,6 +6,9 @@ import sys
 from collections.abc import Sequence
 
 from fwc.dispatch import dispatch
+from fwc.loader.errors import LoaderError
+
+__all__ = ["COMMANDS", "LoaderError", "main"]
 
 # subcommand -> (module under fwc.loader, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -16,10 +19,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stats": ("cmd_stats", "show per-rule counters"),
     "detach": ("cmd_detach", "detach programs and remove their pins"),
 }
-
-
-class LoaderError(Exception):
-    """Anything that stops fw-load: printed as one line, exit 2."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
