@@ -1,15 +1,90 @@
-"""`fwc compile` (not built yet)."""
+"""`fwc compile`: a checked policy in, a (verified) XDP artifact out."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
-from fwc.compiler.cli import ToolError
+from fwc.compiler.build import BuildResult, compile_policy, default_cache_dir
+from fwc.compiler.check import CheckResult, FileResult, check_file
+from fwc.compiler.cli import UsageError
+from fwc.compiler.findings import Finding, has_errors
+from fwc.compiler.plan import choose_strategy, make_plan, plan_findings
+from fwc.compiler.render import render
+from fwc.compiler.report import render as report
+from fwc.compiler.verify import Rejected, verify
+
+STRATEGY_CHOICES = ("auto", "constants", "tables")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("args", nargs="*")
+    parser.add_argument("policy", metavar="POLICY", help="policy file (YAML)")
+    parser.add_argument("-o", "--output", required=True, metavar="OUT", help="artifact to write")
+    parser.add_argument(
+        "--strategy", choices=STRATEGY_CHOICES, default="auto", help="code strategy (auto picks)"
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="drops pass instead and count as would_drop"
+    )
+    parser.add_argument(
+        "--verify", action="store_true", help="load the program so the kernel verifier checks it"
+    )
+    parser.add_argument("--emit-c", metavar="FILE", help="also write the generated C source")
+    parser.add_argument("--no-cache", action="store_true", help="do not use the build cache")
 
 
 def run(args: argparse.Namespace) -> int:
-    raise ToolError("not built yet")
+    path = Path(args.policy)
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file")
+    checked = check_file(path)
+    if has_errors(list(checked.findings)) or checked.policy is None:
+        return _findings(checked, list(checked.findings))
+    policy = checked.policy
+    strategy = choose_strategy(policy, args.strategy)
+    refused = plan_findings(policy, strategy)
+    if has_errors(refused):
+        return _findings(checked, [*checked.findings, *refused])
+    if args.emit_c:
+        _write(Path(args.emit_c), render(make_plan(policy, strategy, args.dry_run)))
+    result = compile_policy(
+        policy,
+        output=Path(args.output),
+        strategy=strategy,
+        dry_run=args.dry_run,
+        cache_dir=None if args.no_cache else default_cache_dir(),
+    )
+    if args.verify:
+        outcome = verify(result.path, result.c_source, policy)
+        if isinstance(outcome, Rejected):
+            result.path.unlink(missing_ok=True)
+            print(outcome.log_tail, file=sys.stderr)
+            return _findings(checked, [outcome.finding])
+    _summary(result, args.verify)
+    return 0
+
+
+def _findings(checked: FileResult, findings: list[Finding]) -> int:
+    ordered = tuple(sorted(findings, key=Finding.sort_key))
+    sys.stdout.write(
+        report(CheckResult((FileResult(checked.file, ordered, checked.policy),)), "text")
+    )
+    return 1
+
+
+def _summary(result: BuildResult, verified: bool) -> None:
+    program = result.manifest["program"]
+    rules = len(result.manifest["rules"])
+    note = ", verified by the kernel" if verified else ""
+    print(
+        f"wrote {result.path}: strategy {result.plan.strategy}, {rules} rules, "
+        f"{program['insn_count']} instructions{note}"
+    )
+
+
+def _write(path: Path, text: str) -> None:
+    try:
+        path.write_text(text)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror}") from None
