@@ -10,13 +10,16 @@ import data.fwc.lib
 import rego.v1
 
 management_sets := [name |
-	some name in data.fwc.config.settings.management_sets
+	some name
 	input.sets[name]
+	name in data.fwc.config.settings.management_sets
 ]
 
 management_networks := [net |
-	some name in management_sets
-	some net in input.sets[name]
+	some name
+	entries := input.sets[name]
+	name in data.fwc.config.settings.management_sets
+	some net in entries
 	net.cidr
 ]
 
