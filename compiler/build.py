@@ -106,7 +106,10 @@ def _clang(source: str, toolchain: Toolchain) -> bytes:
             OBJECT_NAME,
         ]
         _run(command, work, "clang failed to build the generated program")
-        return (work / OBJECT_NAME).read_bytes()
+        try:
+            return (work / OBJECT_NAME).read_bytes()
+        except OSError as exc:
+            raise BuildError(f"{toolchain.clang} wrote no object file: {exc.strerror}") from exc
 
 
 def _embed(toolchain: Toolchain, obj: bytes, plan: Plan, manifest: bytes, output: Path) -> None:
@@ -143,6 +146,10 @@ def _run(command: list[str], cwd: Path, what: str) -> None:
         raise BuildError(f"{what}: {command[0]} timed out after {CLANG_TIMEOUT_S} s") from exc
     if done.returncode != 0:
         log = done.stderr + done.stdout
+        if "out of insn range" in log:
+            raise BuildError(
+                f"{what}: the program is too large for BPF jumps; use --strategy tables", log
+            )
         first = next((line for line in log.splitlines() if "error" in line), "")
         first = first or (log.strip().splitlines() or ["no output"])[0]
         raise BuildError(f"{what}: {first.strip()}", log)

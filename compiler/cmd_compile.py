@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TextIO
 
 from fwc.compiler.build import BuildResult, compile_policy, default_cache_dir
 from fwc.compiler.check import CheckResult, FileResult, check_file
@@ -42,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
     if has_errors(list(checked.findings)) or checked.policy is None:
         return _findings(checked, list(checked.findings))
     policy = checked.policy
+    if checked.findings:
+        _report(checked, list(checked.findings), sys.stderr)
     strategy = choose_strategy(policy, args.strategy)
     refused = plan_findings(policy, strategy)
     if has_errors(refused):
@@ -66,11 +69,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _findings(checked: FileResult, findings: list[Finding]) -> int:
-    ordered = tuple(sorted(findings, key=Finding.sort_key))
-    sys.stdout.write(
-        report(CheckResult((FileResult(checked.file, ordered, checked.policy),)), "text")
-    )
+    _report(checked, findings, sys.stdout)
     return 1
+
+
+def _report(checked: FileResult, findings: list[Finding], stream: TextIO) -> None:
+    ordered = tuple(sorted(findings, key=Finding.sort_key))
+    stream.write(report(CheckResult((FileResult(checked.file, ordered, checked.policy),)), "text"))
 
 
 def _summary(result: BuildResult, verified: bool) -> None:

@@ -1,4 +1,4 @@
-"""`--verify`: loads an artifact so the kernel verifier runs, and names the rule a rejection points at."""
+"""`--verify`: loads an artifact so the verifier runs; on rejection, names the rule at fault."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from fwc.compiler.cli import ToolError
 from fwc.compiler.findings import Finding, Location, error
 from fwc.compiler.ir import Policy, Rule
 
-# clang -g line info: the verifier prints `; <source text> @ fwc_xdp.c:123` before the insns of a line.
+# With clang -g line info the verifier prints `; <source text> @ fwc_xdp.c:123` per line.
 _LINE_REF = re.compile(r"^; .* @ " + re.escape(SOURCE_NAME) + r":(\d+)\s*$")
 _RULE_MARK = re.compile(r"^\s*/\* rule (\d+): ")
 LOG_TAIL_LINES = 20
@@ -33,12 +33,15 @@ class Rejected:
 
 def verify(path: Path, c_source: str, policy: Policy) -> Verified | Rejected:
     """Loads `path` into the kernel and unloads it; raises ToolError when it cannot even try."""
-    from fwc.loader.libbpf import KernelError
+    from fwc.loader.artifact import ArtifactError
     from fwc.loader.kernel import LoadedProgram
+    from fwc.loader.libbpf import KernelError
 
     try:
         with LoadedProgram.load(path) as loaded:
             return Verified(tag=loaded.prog_tag)
+    except ArtifactError as exc:
+        raise ToolError(f"--verify: {exc}") from exc
     except KernelError as exc:
         if exc.errno in (errno.EPERM, errno.EACCES) and not exc.log:
             raise ToolError(

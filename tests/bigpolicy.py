@@ -1,4 +1,4 @@
-"""Large generated policies for the build, verifier and benchmark tests: both families, port ranges."""
+"""Large generated policies for the verifier and benchmark tests: both families, port ranges."""
 
 from __future__ import annotations
 

@@ -1,0 +1,200 @@
+"""The build: determinism, the manifest section, the cache, tool errors, and --verify."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+from elftools.elf.constants import SH_FLAGS
+from elftools.elf.elffile import ELFFile
+
+from fwc.compiler import build
+from fwc.compiler.build import compile_policy
+from fwc.compiler.cli import main
+from fwc.compiler.manifest import SECTION, build_manifest, encode, insn_count
+from fwc.compiler.plan import make_plan
+from fwc.compiler.render import render
+from fwc.compiler.toolchain import find_toolchain
+from fwc.compiler.verify import Rejected, last_source_line, rule_at_line, verify
+from tests.compile_helpers import policy_file
+from tests.test_render import HOSTILE
+
+ROOT = Path(__file__).resolve().parent.parent
+EDGE = ROOT / "policies" / "edge-web.yaml"
+
+
+def test_two_builds_are_byte_identical(tmp_path: Path) -> None:
+    policy = policy_file(str(EDGE))
+    a = compile_policy(policy, output=tmp_path / "a.o")
+    b = compile_policy(policy, output=tmp_path / "sub" / "b.o", cache_dir=tmp_path / "cache")
+    c = compile_policy(policy, output=tmp_path / "c.o", cache_dir=tmp_path / "cache")
+    assert not b.cached and c.cached
+    assert a.path.read_bytes() == b.path.read_bytes() == c.path.read_bytes()
+    assert str(tmp_path).encode() not in a.path.read_bytes()
+
+
+def test_manifest_section(tmp_path: Path) -> None:
+    policy = policy_file(str(EDGE))
+    result = compile_policy(policy, output=tmp_path / "fw.o", dry_run=True)
+    with result.path.open("rb") as f:
+        elf = ELFFile(f)
+        section = elf.get_section_by_name(SECTION)
+        assert section["sh_type"] == "SHT_PROGBITS"
+        assert section["sh_flags"] & SH_FLAGS.SHF_ALLOC == 0
+        data = section.data()
+        xdp_size = elf.get_section_by_name("xdp")["sh_size"]
+    manifest = json.loads(data)
+    assert manifest == result.manifest
+    assert data == encode(manifest)
+    assert manifest["program"] == {
+        "name": "fwc_xdp",
+        "section": "xdp",
+        "insn_count": xdp_size // 8,
+    }
+    assert manifest["policy"]["sha256"] == policy.source_sha256
+    assert manifest["policy"]["interfaces"]["exclude"] == ["docker*", "veth*"]
+    assert manifest["strategy"] == "constants" and manifest["dry_run"] is True
+    assert manifest["rules"][0] == {
+        "id": 0,
+        "name": "drop_blocklist",
+        "priority": 5,
+        "action": "deny",
+    }
+    slots = [s["name"] for s in manifest["counters"]["slots"]]
+    assert slots[-4:] == ["default", "malformed", "non_ip", "would_drop"]
+    assert manifest["maps"] == [
+        {
+            "name": "fwc_counters",
+            "type": "percpu_array",
+            "key_size": 4,
+            "value_size": 16,
+            "max_entries": 11,
+        }
+    ]
+    assert manifest["compiler"]["clang"] == find_toolchain().clang_version
+
+
+def test_manifest_has_no_timestamps_or_paths() -> None:
+    plan = make_plan(policy_file(str(EDGE)), "constants", False)
+    text = encode(build_manifest(plan, "22.1.8", 100)).decode()
+    assert "/" not in text.replace("edge-web.yaml", "")
+
+
+def test_hostile_names_compile(tmp_path: Path) -> None:
+    policy = policy_file(str(EDGE))
+    rule = dataclasses.replace(policy.rules[0], name=HOSTILE, description=HOSTILE)
+    policy = dataclasses.replace(policy, name=HOSTILE, rules=(rule, *policy.rules[1:]))
+    result = compile_policy(policy, output=tmp_path / "fw.o")
+    assert "evil();" not in result.c_source
+
+
+def test_missing_clang_is_exit_2_with_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("FWC_CLANG", "/nonexistent")
+    assert main(["compile", str(EDGE), "-o", str(tmp_path / "fw.o"), "--no-cache"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "clang not found" in err
+
+
+def test_failing_clang_is_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake = tmp_path / "clang-99"
+    fake.write_text(
+        "#!/bin/sh\ncase $1 in --version) echo 'clang version 99.0.0';;\n"
+        "*) echo 'fwc_xdp.c:1:1: error: boom' >&2; exit 1;; esac\n"
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("FWC_CLANG", str(fake))
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin")
+    (tmp_path / "llvm-objcopy-99").symlink_to("/usr/bin/llvm-objcopy-22")
+    assert main(["compile", str(EDGE), "-o", str(tmp_path / "fw.o"), "--no-cache"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fwc compile: clang failed to build the generated program")
+    assert err.count("\n") == 1
+
+
+def test_policy_findings_are_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    policy = tmp_path / "p.yaml"
+    policy.write_text(
+        "name: p\nrules:\n  - {name: r, priority: 1, action: allow, log: true}\n"
+        "  - {name: r, priority: 2}\n"
+    )
+    assert main(["compile", str(policy), "-o", str(tmp_path / "fw.o")]) == 1
+    out = capsys.readouterr().out
+    assert "FWC020" in out
+    policy.write_text("name: p\nrules:\n  - {name: r, priority: 1, action: allow, log: true}\n")
+    assert main(["compile", str(policy), "-o", str(tmp_path / "fw.o")]) == 1
+    assert "FWC050" in capsys.readouterr().out
+    assert not (tmp_path / "fw.o").exists()
+
+
+def test_cli_writes_artifact_and_c(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out, c = tmp_path / "fw.o", tmp_path / "fw.c"
+    assert main(["compile", str(EDGE), "-o", str(out), "--emit-c", str(c), "--no-cache"]) == 0
+    assert out.is_file() and "rule 2: allow_web" in c.read_text()
+    assert "strategy constants, 7 rules" in capsys.readouterr().out
+
+
+def test_missing_policy_is_usage_error(tmp_path: Path) -> None:
+    assert main(["compile", str(tmp_path / "nope.yaml"), "-o", str(tmp_path / "x.o")]) == 2
+
+
+SOURCE = """\
+int x;
+	/* rule 0: a, priority 1, allow */
+	if (x)
+		goto verdict;
+	/* rule 1: b, priority 2, deny */
+	if (x)
+		goto verdict;
+
+verdict:
+	return fwc_finish(FWC_SLOT_DEFAULT, FWC_DEFAULT_ACTION, bytes);
+"""
+
+
+@pytest.mark.parametrize(("line", "rule"), [(1, None), (3, 0), (5, 1), (7, 1), (10, None)])
+def test_rule_at_line(line: int, rule: int | None) -> None:
+    assert rule_at_line(SOURCE, line) == rule
+
+
+def test_last_source_line_of_a_verifier_log() -> None:
+    log = "0: (b7) r0 = 0\n; if (x) @ fwc_xdp.c:12\n1: ...\n; y = 1; @ fwc_parse.h:40\n"
+    log += "; return z; @ fwc_xdp.c:31\ninvalid access to packet\n"
+    assert last_source_line(log) == 31
+    assert last_source_line("nothing here") is None
+
+
+@pytest.mark.kernel
+def test_verify_thousand_rules(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.bigpolicy import big_policy_text
+
+    policy = tmp_path / "big.yaml"
+    policy.write_text(big_policy_text(1000))
+    out = tmp_path / "big.o"
+    assert main(["compile", str(policy), "-o", str(out), "--verify", "--no-cache"]) == 0
+    printed = capsys.readouterr().out
+    assert "1000 rules" in printed and "verified by the kernel" in printed
+    manifest = json.loads(ELFFile(out.open("rb")).get_section_by_name(SECTION).data())
+    assert len(manifest["rules"]) == 1000
+    assert manifest["program"]["insn_count"] > 10_000
+
+
+@pytest.mark.kernel
+def test_verifier_rejection_names_the_rule(tmp_path: Path) -> None:
+    policy = policy_file(str(EDGE))
+    plan = make_plan(policy, "constants", False)
+    source = render(plan).replace("slot = 2;", "slot = 2 + *(volatile const __u8 *)(data + 60000);")
+    toolchain = find_toolchain()
+    obj = build._clang(source, toolchain)
+    out = tmp_path / "bad.o"
+    manifest = build_manifest(plan, "x", insn_count(obj))
+    build._embed(toolchain, obj, plan, encode(manifest), out)
+    outcome = verify(out, source, policy)
+    assert isinstance(outcome, Rejected)
+    assert outcome.finding.id == "FWC052" and outcome.finding.rule == "allow_web"
+    assert "allow_web" in outcome.finding.message and outcome.log_tail
