@@ -30,10 +30,7 @@ def test_comment_filter(text: str, expected: str) -> None:
 
 def comments_are_closed(source: str) -> bool:
     """Every comment opens and closes on one line, and no code hides inside one."""
-    for line in source.splitlines():
-        if line.count("/*") != line.count("*/"):
-            return False
-    return True
+    return all(line.count("/*") == line.count("*/") for line in source.splitlines())
 
 
 def test_hostile_names_and_descriptions_stay_inside_comments() -> None:
