@@ -236,11 +236,10 @@ def xdp_attached(pair: Pair, kind: str, path: Path, work: Path) -> Iterator[None
         text=True,
     )
     try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
+        line = proc.stdout.readline() if proc.stdout else ""
         if line.strip() != "attached":
-            proc.wait(timeout=30)
-            raise RuntimeError(f"cannot attach {kind}: {proc.stderr.read().strip()[-300:]}")
+            _, err = proc.communicate(timeout=30)
+            raise RuntimeError(f"cannot attach {kind}: {err.strip()[-300:]}")
         yield
     finally:
         if proc.stdin:
@@ -272,23 +271,39 @@ def nft_loaded(pair: Pair, policy: Policy) -> Iterator[None]:
 # ---- main ---------------------------------------------------------------------------
 
 
-def _compile_fwc(policy: Policy, out: Path) -> str:
+def _compile_fwc(policy: Policy, out: Path, strategy: str) -> str:
+    """Compile with `strategy`; when that build fails or the verifier refuses it, use tables."""
     from fwc.compiler.build import BuildError, compile_policy
+    from fwc.loader.kernel import LoadedProgram
+    from fwc.loader.libbpf import KernelError
 
     try:
-        result = compile_policy(policy, output=out, strategy="auto")
-    except BuildError as exc:
-        print(f"note: strategy auto failed ({str(exc)[:120]}); using tables", file=sys.stderr)
+        result = compile_policy(policy, output=out, strategy=strategy)
+        LoadedProgram.load(out).close()
+    except (BuildError, KernelError) as exc:
+        if strategy == "tables":
+            raise RuntimeError(f"fwc compile: {exc}") from exc
+        print(f"note: strategy {strategy} failed ({str(exc)[-90:]}); using tables", flush=True)
         result = compile_policy(policy, output=out, strategy="tables")
     return result.plan.strategy
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except RuntimeError as exc:
+        print(f"macro_veth: {exc}", file=sys.stderr)
+        return 2
+
+
+def _main(argv: Sequence[str] | None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--rules", type=int, default=1000)
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--frames", type=int, default=200, help="distinct frames per mix")
+    ap.add_argument("--strategy", default="auto", help="fwc compile strategy")
+    ap.add_argument("--rounds", type=int, default=3, help="cells per filter; the median counts")
     ap.add_argument(
         "--filters",
         default="none,fwc,rule-loop,iptables,nftables",
@@ -311,14 +326,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "pass-heavy": mix(packets, policy, 0.1, args.frames),
     }
     filters = args.filters.split(",")
-    rows: dict[tuple[str, str], Measurement] = {}
+    runs: dict[tuple[str, str], list[Measurement]] = {}
     with tempfile.TemporaryDirectory(prefix="fwc-macro-") as tmp, veth_pair() as pair:
         work = Path(tmp)
         policy_file = work / "policy.yaml"
         policy_file.write_text(text)
         strategy = ""
         if "fwc" in filters:
-            strategy = _compile_fwc(policy, work / "fw.o")
+            strategy = _compile_fwc(policy, work / "fw.o", args.strategy)
         for name, frames in mixes.items():
             (work / f"{name}.cfg").write_text(trafgen_config(frames))
         print(
@@ -326,16 +341,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{args.seconds:g} s per cell, {args.frames} distinct frames per mix, "
             f"{os.cpu_count()} CPUs"
         )
-        for flt in filters:
-            with _filter(flt, pair, policy, work):
-                for name in mixes:
-                    counter = {"fwc": "xdp", "rule-loop": "xdp", "bpf_loop": "xdp"}.get(flt, flt)
-                    rows[flt, name] = measure(pair, work / f"{name}.cfg", args.seconds, counter)
-                    print(f"  {flt:<10} {name:<11} {rows[flt, name]}", file=sys.stderr)
+        # Rounds interleave the filters, so a noisy neighbour on the shared CPUs hits all alike.
+        for _ in range(args.rounds):
+            for flt in filters:
+                with _filter(flt, pair, policy, work):
+                    for name in mixes:
+                        counter = "xdp" if flt in ("fwc", "rule-loop", "bpf_loop") else flt
+                        m = measure(pair, work / f"{name}.cfg", args.seconds, counter)
+                        runs.setdefault((flt, name), []).append(m)
+    rows = {key: _median(ms) for key, ms in runs.items()}
     _table(
         rows, filters, list(mixes), {n: _drop_share(policy, packets, m) for n, m in mixes.items()}
     )
     return 0
+
+
+def _median(ms: Sequence[Measurement]) -> Measurement:
+    return sorted(ms, key=lambda m: m.processed_pps)[len(ms) // 2]
 
 
 def _drop_share(policy: Policy, packets: Sequence[Packet], frames: Sequence[bytes]) -> float:

@@ -283,7 +283,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             caps[variant], reason = verifier_cap(variant, out_dir)
             print(
                 f"{variant.name}: the verifier loads up to ~{caps[variant]} rule slots; "
-                f"beyond: {reason}"
+                f"beyond: {reason}",
+                flush=True,
             )
         print(
             f"BPF_PROG_TEST_RUN, repeat {args.repeat}, {args.per_label} frames per label; "

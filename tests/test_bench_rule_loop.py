@@ -1,4 +1,4 @@
-"""The rule-loop baseline gives the reference evaluator's verdicts: the bench compares like."""
+"""The rule-loop baseline agrees with the reference evaluator, so the benchmark is fair."""
 
 from __future__ import annotations
 
