@@ -37,10 +37,6 @@ class Verdict:
     packet: Packet
 
     @property
-    def passes(self) -> bool:
-        return self.xdp_action == XDP_PASS
-
-    @property
     def decided_by(self) -> str:
         """The deciding rule's name, or "default", "malformed" or "non_ip"."""
         return self.rule.name if self.rule is not None else self.klass
