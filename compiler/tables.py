@@ -17,7 +17,7 @@ from fwc.compiler.classify import (
     build_tables,
 )
 from fwc.compiler.findings import Finding, Location, error
-from fwc.compiler.ir import Action, Policy, Rule
+from fwc.compiler.ir import Action, Family, Policy, Rule
 from fwc.compiler.plan import MapInfo, Plan, Seed, counter_slots
 
 TEMPLATE = "tables.c.j2"
@@ -31,7 +31,7 @@ MIN_CAPACITY = 1024
 
 # Record layouts, little-endian like the BPF target; LPM key data is in network order.
 CFG = struct.Struct(f"<6I{MAX_GROUPS}I")
-ADDR_KEY = struct.Struct("<IB3x16s")
+ADDR_KEYS = {Family.IPV4: struct.Struct("<I4s"), Family.IPV6: struct.Struct("<I16s")}
 ADDR_VALUE = struct.Struct(f"<{MAX_GROUPS}I")
 CLASSES16 = struct.Struct(f"<{MAX_GROUPS}H")
 COMBO_KEY = struct.Struct(f"<I{len(FIELDS)}I")
@@ -88,8 +88,11 @@ def plan(policy: Policy, dry_run: bool) -> Plan:
     slots = counter_slots(policy)
     rule_capacity = capacity(n)
     combo_capacity = capacity(len(tables.combos))
-    src_capacity = capacity(len(tables.src))
-    dst_capacity = capacity(len(tables.dst))
+    addr_capacity = {
+        (d, f): capacity(sum(1 for e in entries if e.family is f))
+        for d, entries in (("s", tables.src), ("d", tables.dst))
+        for f in Family
+    }
     maps = [
         MapInfo("fwc_counters", "percpu_array", 4, 16, len(slots)),
         MapInfo("fwc_gen", "array", 4, 4, 1),
@@ -97,8 +100,17 @@ def plan(policy: Policy, dry_run: bool) -> Plan:
     for g in GENERATIONS:
         maps += [
             MapInfo(f"fwc_cfg{g}", "array", 4, CFG.size, 1),
-            MapInfo(f"fwc_src{g}", "lpm_trie", ADDR_KEY.size, ADDR_VALUE.size, src_capacity),
-            MapInfo(f"fwc_dst{g}", "lpm_trie", ADDR_KEY.size, ADDR_VALUE.size, dst_capacity),
+            *(
+                MapInfo(
+                    f"fwc_{d}{f.value}_{g}",
+                    "lpm_trie",
+                    ADDR_KEYS[f].size,
+                    ADDR_VALUE.size,
+                    addr_capacity[d, f],
+                )
+                for d in "sd"
+                for f in Family
+            ),
             MapInfo(f"fwc_l4_{g}", "array", 4, CLASSES16.size, L4_KEYS),
             MapInfo(f"fwc_sp{g}", "array", 4, U16.size, PORTS),
             MapInfo(f"fwc_dp{g}", "array", 4, U16.size, PORTS),
@@ -121,8 +133,7 @@ def plan(policy: Policy, dry_run: bool) -> Plan:
             "ports": PORTS,
             "rule_capacity": rule_capacity,
             "combo_capacity": combo_capacity,
-            "src_capacity": src_capacity,
-            "dst_capacity": dst_capacity,
+            "addr_capacity": {f"{d}{f.value}": c for (d, f), c in addr_capacity.items()},
         },
         maps=tuple(maps),
         seeds=seeds(policy, tables),
@@ -150,8 +161,11 @@ def seeds(policy: Policy, tables: Tables) -> tuple[Seed, ...]:
     )
     return (
         Seed("fwc_cfg0", 4, CFG.size, U32.pack(0) + cfg),
-        Seed("fwc_src0", ADDR_KEY.size, ADDR_VALUE.size, _addresses(tables.src)),
-        Seed("fwc_dst0", ADDR_KEY.size, ADDR_VALUE.size, _addresses(tables.dst)),
+        *(
+            Seed(f"fwc_{d}{f.value}_0", ADDR_KEYS[f].size, ADDR_VALUE.size, _addresses(entries, f))
+            for d, entries in (("s", tables.src), ("d", tables.dst))
+            for f in Family
+        ),
         Seed("fwc_l4_0", 4, CLASSES16.size, _array(tables.l4, CLASSES16)),
         Seed("fwc_sp0", 4, U16.size, _scalars(tables.sport)),
         Seed("fwc_dp0", 4, U16.size, _scalars(tables.dport)),
@@ -166,13 +180,15 @@ def _pad(values: Sequence[int], width: int) -> tuple[int, ...]:
     return (*values, *([0] * (width - len(values))))
 
 
-def _addresses(entries: Iterable[AddressEntry]) -> bytes:
-    out = []
-    for e in entries:
-        width = e.family.width // 8
-        key = ADDR_KEY.pack(32 + e.prefix_len, int(e.family), e.network.to_bytes(width, "big"))
-        out.append(key + ADDR_VALUE.pack(*_pad(e.classes, MAX_GROUPS)))
-    return b"".join(out)
+def _addresses(entries: Iterable[AddressEntry], family: Family) -> bytes:
+    """LPM records: prefix length (host order), the network in network order, the classes."""
+    key = ADDR_KEYS[family]
+    return b"".join(
+        key.pack(e.prefix_len, e.network.to_bytes(family.width // 8, "big"))
+        + ADDR_VALUE.pack(*_pad(e.classes, MAX_GROUPS))
+        for e in entries
+        if e.family is family
+    )
 
 
 def _array(rows: Sequence[Sequence[int]], value: struct.Struct) -> bytes:

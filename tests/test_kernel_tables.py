@@ -1,0 +1,189 @@
+"""The tables program in the kernel against the reference evaluator, through generation flips."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from strategies import frames, policies
+
+from fwc.compiler import frames as fr
+from fwc.compiler import tables
+from fwc.compiler.build import compile_policy
+from fwc.compiler.evaluate import evaluate
+from fwc.compiler.ir import Policy
+from fwc.compiler.plan import Seed
+from fwc.compiler.render import headers, render
+from fwc.compiler.toolchain import find_toolchain
+from fwc.loader import libbpf
+from fwc.loader.kernel import LoadedProgram, read_counters
+
+pytestmark = pytest.mark.kernel
+
+ROOT = Path(__file__).resolve().parent.parent
+# The carrier program has room for any policy the strategies draw (<= 30 rules).
+CARRIER_SLOTS = 64
+CARRIER_CAPACITY = 1 << 16
+# Maps whose stale keys must be deleted: arrays are overwritten in full.
+KEYED_MAPS = ("hash", "lpm_trie")
+ETH_HLEN = 14
+
+
+class Carrier:
+    """One loaded tables program whose generations are rewritten per policy (the live update)."""
+
+    def __init__(self, obj: libbpf.Object) -> None:
+        self.obj = obj
+        self.prog_fd = obj.program_fd("fwc_xdp")
+        self.maps = {m.name: m for m in obj.maps()}
+        # What each map of each generation holds, so a rewrite touches only what changed.
+        self.shadow: dict[str, dict[bytes, bytes]] = {name: {} for name in self.maps}
+        self.live = 0
+
+    def fd(self, name: str) -> int:
+        return self.obj.map_fd(name)
+
+    def install(self, seeds: tuple[Seed, ...]) -> None:
+        """docs/tables.md, "Live update": fill the idle generation, then flip fwc_gen."""
+        idle = 1 - self.live
+        for seed in seeds:
+            name = seed.map[:-1] + str(idle)
+            self._write(name, seed)
+        libbpf.map_update(self.fd("fwc_gen"), bytes(4), idle.to_bytes(4, "little"))
+        self.live = idle
+
+    def _write(self, name: str, seed: Seed) -> None:
+        fd = self.fd(name)
+        step = seed.key_size + seed.value_size
+        new = {
+            seed.records[i : i + seed.key_size]: seed.records[i + seed.key_size : i + step]
+            for i in range(0, len(seed.records), step)
+        }
+        old = self.shadow[name]
+        if self.maps[name].type in KEYED_MAPS:
+            for key in old.keys() - new.keys():
+                libbpf.map_delete(fd, key)
+        for key, value in new.items():
+            if old.get(key) != value:
+                libbpf.map_update(fd, key, value)
+        old.update(new)
+        for key in [k for k in old if k not in new]:
+            del old[key]
+
+
+def _carrier_source(dry_run: bool) -> str:
+    rules = tuple(
+        dataclasses.replace(r, id=i, name=f"c{i}")
+        for i, r in enumerate(_sample_policy().rules * CARRIER_SLOTS)
+    )[:CARRIER_SLOTS]
+    policy = dataclasses.replace(_sample_policy(), rules=rules)
+    plan = tables.plan(policy, dry_run)
+    context = dict(plan.context)
+    context["combo_capacity"] = CARRIER_CAPACITY
+    context["addr_capacity"] = {k: CARRIER_CAPACITY for k in context["addr_capacity"]}
+    return render(dataclasses.replace(plan, context=context))
+
+
+def _sample_policy() -> Policy:
+    from fwc.compiler.normalize import normalize
+    from fwc.compiler.source import load_bytes
+
+    doc, _ = load_bytes((ROOT / "policies" / "edge-web.yaml").read_bytes(), "edge-web.yaml")
+    assert doc is not None
+    policy, _ = normalize(doc)
+    assert policy is not None
+    return policy
+
+
+@pytest.fixture(scope="module")
+def carrier(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Carrier]:
+    work = tmp_path_factory.mktemp("carrier")
+    (work / "fwc_xdp.c").write_text(_carrier_source(dry_run=False))
+    for name, text in headers().items():
+        (work / name).write_bytes(text)
+    clang = find_toolchain().clang
+    subprocess.run(
+        [str(clang), "-O2", "-g", "-target", "bpf", "-c", "fwc_xdp.c", "-o", "fwc_xdp.o"],
+        cwd=work,
+        check=True,
+    )
+    obj = libbpf.Object((work / "fwc_xdp.o").read_bytes())
+    obj.load()
+    try:
+        yield Carrier(obj)
+    finally:
+        obj.close()
+
+
+def _check(carrier: Carrier, policy: Policy, frame_list: list[bytes]) -> None:
+    plan = tables.plan(policy, dry_run=False)
+    carrier.install(plan.seeds)
+    counters = carrier.fd("fwc_counters")
+    for frame in frame_list:
+        before = read_counters(counters, CARRIER_SLOTS + 4)
+        want = evaluate(policy, frame)
+        retval, _, _ = libbpf.prog_test_run(carrier.prog_fd, frame)
+        assert retval == want.xdp_action, (want.decided_by, frame.hex())
+        after = read_counters(counters, CARRIER_SLOTS + 4)
+        moved = [i for i, (a, b) in enumerate(zip(before, after, strict=True)) if a != b]
+        assert moved == [want.counter_slot], (want.decided_by, frame.hex())
+
+
+@st.composite
+def policy_and_frames(draw: st.DrawFn) -> tuple[Policy, list[bytes]]:
+    policy = draw(policies(min_rules=0, max_rules=30))
+    # BPF_PROG_TEST_RUN refuses frames shorter than an Ethernet header.
+    testable = frames(policy).filter(lambda f: len(f) >= ETH_HLEN)
+    return policy, draw(st.lists(testable, min_size=1, max_size=20))
+
+
+@settings(
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(policy_and_frames())
+def test_tables_program_matches_the_evaluator(
+    carrier: Carrier, case: tuple[Policy, list[bytes]]
+) -> None:
+    policy, frame_list = case
+    _check(carrier, policy, frame_list)
+
+
+def test_flip_switches_policies_without_reload(carrier: Carrier) -> None:
+    policy = _sample_policy()
+    allow_all = dataclasses.replace(policy, rules=(), default_action=policy.rules[0].action)
+    frame = fr.build_frame(fr.fields_from_mapping({"proto": "tcp", "dport": 22}))
+    for p in (policy, allow_all, policy):
+        _check(carrier, p, [frame])
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_artifact_path(tmp_path: Path, dry_run: bool) -> None:
+    """compile -> ELF with seed sections -> LoadedProgram seeds them -> same verdicts."""
+    policy = _sample_policy()
+    out = tmp_path / "tables.o"
+    result = compile_policy(policy, output=out, strategy="tables", dry_run=dry_run)
+    assert result.manifest["strategy"] == "tables"
+    assert {s["map"] for s in result.manifest["seeds"]} >= {"fwc_cfg0", "fwc_comb0"}
+    cases = [
+        {"proto": "tcp", "dport": 22},
+        {"proto": "tcp", "dport": 443, "src": "203.0.113.7"},
+        {"proto": "udp", "dport": 53, "src": "2001:db8::5"},
+        {"proto": "icmp", "icmp_type": 8},
+        {"proto": "tcp", "dport": 80, "fragment": "non-first"},
+    ]
+    with LoadedProgram.load(out) as prog:
+        for fields in cases:
+            frame = fr.build_frame(fr.fields_from_mapping(fields))
+            want = evaluate(policy, frame, dry_run=dry_run)
+            prog.reset_counters()
+            assert prog.test_run(frame).retval == want.xdp_action, fields
+            counts = prog.counters()
+            slots = {want.counter_slot} | ({len(policy.rules) + 3} if want.would_drop else set())
+            assert {i for i, (p, _) in enumerate(counts) if p} == slots, fields
