@@ -36,7 +36,7 @@ def find_toolchain() -> Toolchain:
         clang = _newest("clang")
         if clang is None:
             raise ToolchainError(
-                "clang not found on PATH (install clang, e.g. `apt install clang-19`, "
+                "clang not found on PATH (install clang, e.g. `apt install clang`, "
                 "or set FWC_CLANG)"
             )
     version = _clang_version(clang)
