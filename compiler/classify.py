@@ -24,7 +24,10 @@ from fwc.compiler.ir import (
     Rule,
 )
 
-MAX_GROUPS = 8
+MAX_GROUPS = 16
+# A signature group with more rules than this is split in evaluation order while groups remain:
+# each part sees only its own rules' boundaries, which keeps the cross products small.
+SPLIT_ABOVE = 512
 # Fields of a combo key, in key order; bit i of a group signature is FIELDS[i].
 FIELDS = ("src", "dst", "l4", "sport", "dport")
 SRC, DST, L4, SPORT, DPORT = range(5)
@@ -222,10 +225,17 @@ def _groups(rules: Sequence[Rule]) -> list[_Group]:
         seen.add(preds)
         sig = sum(1 << f for f, p in enumerate(preds) if p is not None)
         by_sig.setdefault(sig, _Group(sig, [])).rules.append((rule.id, preds))
-    groups = sorted(by_sig.values(), key=lambda g: g.rules[0][0])
+    groups = list(by_sig.values())
     while len(groups) > MAX_GROUPS:
         groups = _merge_smallest(groups)
-    return groups
+    while len(groups) < MAX_GROUPS:
+        big = max(groups, key=lambda g: len(g.rules))
+        if len(big.rules) <= SPLIT_ABOVE:
+            break
+        half = len(big.rules) // 2
+        groups.remove(big)
+        groups += [_Group(big.signature, big.rules[:half]), _Group(big.signature, big.rules[half:])]
+    return sorted(groups, key=lambda g: g.rules[0][0])
 
 
 def _merge_smallest(groups: list[_Group]) -> list[_Group]:

@@ -1,0 +1,201 @@
+"""Tables strategy benchmark: ns/packet against rule count, beside parse-only and constants.
+
+Run as root: `.venv/bin/python bench/bench_tables.py --sizes 10,100,1000,10000`.
+Every program of the run is loaded first, then timed in interleaved rounds (BPF_PROG_TEST_RUN),
+so the ratios come from one run on the same, shared machine. Also prints precompute and compile
+times (clang included), load+seed time, artifact size and the kernel memory of the maps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fwc.compiler import constants
+from fwc.compiler.build import compile_policy
+from fwc.compiler.classify import build_tables, class_counts
+from fwc.compiler.evaluate import evaluate
+from fwc.compiler.findings import Severity
+from fwc.compiler.render import headers
+from fwc.compiler.toolchain import find_toolchain
+from fwc.loader import libbpf
+from fwc.loader.kernel import LoadedProgram
+
+BENCH = Path(__file__).resolve().parent
+LABELS = ("first", "late", "default")
+
+
+@dataclass
+class Subject:
+    """One loaded program and the frames it is timed on."""
+
+    name: str
+    rules: int
+    prog_fd: int
+    frames: list[tuple[str, bytes]]
+    samples: dict[str, list[float]] = field(default_factory=dict)
+    info: dict[str, object] = field(default_factory=dict)
+
+    def time_round(self, repeat: int) -> None:
+        per: dict[str, list[int]] = {}
+        for label, frame in self.frames:
+            _, ns, _ = libbpf.prog_test_run(self.prog_fd, frame, repeat)
+            per.setdefault(label, []).append(ns)
+        for label, values in per.items():
+            self.samples.setdefault(label, []).append(statistics.fmean(values))
+        every = [v for values in per.values() for v in values]
+        self.samples.setdefault("all", []).append(statistics.fmean(every))
+
+    def ns(self, label: str) -> float:
+        """The median over rounds of the mean over frames: robust to a busy neighbour."""
+        return statistics.median(self.samples[label])
+
+
+def parse_only(work: Path) -> libbpf.Object:
+    for name, text in headers().items():
+        (work / name).write_bytes(text)
+    source = BENCH / "tables_parse_only.c"
+    (work / source.name).write_bytes(source.read_bytes())
+    clang = find_toolchain().clang
+    command = [str(clang), "-O2", "-g", "-target", "bpf", "-c", source.name, "-o", "parse.o"]
+    subprocess.run(command, cwd=work, check=True)
+    obj = libbpf.Object((work / "parse.o").read_bytes())
+    obj.load()
+    return obj
+
+
+def map_memory(prog_fd: int) -> int:
+    """Bytes the kernel charges for the program's maps (bpftool's bytes_memlock)."""
+    total = 0
+    for map_id in libbpf.prog_info(prog_fd).map_ids:
+        out = subprocess.run(
+            ["bpftool", "-j", "map", "show", "id", str(map_id)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        total += int(json.loads(out).get("bytes_memlock", 0))
+    return total
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    sys.path.insert(0, str(BENCH))
+    from policies import load_policy, make_policy_yaml, make_traffic
+
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--sizes", default="10,100,1000,10000")
+    ap.add_argument("--repeat", type=int, default=20000)
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--per-label", type=int, default=4)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--json", type=Path, help="also write the results here")
+    args = ap.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",")]
+
+    subjects: list[Subject] = []
+    programs: list[LoadedProgram] = []
+    with tempfile.TemporaryDirectory(prefix="fwc-bench-tables-") as tmp:
+        work = Path(tmp)
+        parse = parse_only(work)
+        try:
+            for n in sizes:
+                policy = load_policy(make_policy_yaml(n, args.seed))
+                frames = make_traffic(policy, args.seed, args.per_label)
+                t0 = time.monotonic()
+                tables = build_tables(policy.rules)
+                precompute_s = time.monotonic() - t0
+                out = work / f"tables-{n}.o"
+                t0 = time.monotonic()
+                result = compile_policy(policy, output=out, strategy="tables", cache_dir=None)
+                compile_s = time.monotonic() - t0
+                t0 = time.monotonic()
+                prog = LoadedProgram.load(out)
+                load_s = time.monotonic() - t0
+                programs.append(prog)
+                wrong = sum(
+                    prog.test_run(frame).retval != evaluate(policy, frame).xdp_action
+                    for _, frame in frames
+                )
+                info: dict[str, object] = {
+                    "precompute_s": round(precompute_s, 2),
+                    "compile_s": round(compile_s, 2),
+                    "load_seed_s": round(load_s, 2),
+                    "artifact_bytes": out.stat().st_size,
+                    "map_memlock_bytes": map_memory(prog.prog_fd),
+                    "insns": result.manifest["program"]["insn_count"],
+                    "wrong_verdicts": wrong,
+                    **class_counts(tables),
+                }
+                subjects.append(Subject("tables", n, prog.prog_fd, frames, info=info))
+                print(f"tables {n:>6} rules: {json.dumps(info)}", flush=True)
+                if n == sizes[0]:
+                    subjects.append(Subject("parse-only", 0, parse.program_fd("fwc_xdp"), frames))
+                refused = [f for f in constants.findings(policy) if f.severity is Severity.ERROR]
+                if refused:
+                    print(f"constants {n:>6} rules: refused ({refused[0].id})", flush=True)
+                    continue
+                cout = work / f"constants-{n}.o"
+                t0 = time.monotonic()
+                try:
+                    compile_policy(policy, output=cout, strategy="constants", cache_dir=None)
+                    ccompile = time.monotonic() - t0
+                    cprog = LoadedProgram.load(cout)
+                except Exception as exc:  # the comparison must not stop the tables run
+                    print(f"constants {n:>6} rules: failed: {exc}", flush=True)
+                    continue
+                programs.append(cprog)
+                subjects.append(
+                    Subject(
+                        "constants",
+                        n,
+                        cprog.prog_fd,
+                        frames,
+                        info={"compile_s": round(ccompile, 2)},
+                    )
+                )
+            for _ in range(args.rounds):
+                for subject in subjects:
+                    subject.time_round(args.repeat)
+        finally:
+            for prog in programs:
+                prog.close()
+            parse.close()
+
+    base = next(s for s in subjects if s.name == "parse-only").ns("all")
+    small = {s.name: s.ns("all") for s in subjects if s.rules == sizes[0]}
+    print(
+        f"\nBPF_PROG_TEST_RUN, repeat {args.repeat}, median of {args.rounds} rounds; "
+        "ns/packet (first / late / default / all), ratios on 'all'"
+    )
+    print(
+        f"{'program':<11} {'rules':>6} {'first':>8} {'late':>8} {'default':>8} {'all':>8}"
+        f" {'x parse':>8} {'x 10rule':>8}"
+    )
+    rows = []
+    for s in subjects:
+        cells = " ".join(f"{s.ns(label):>8.1f}" for label in (*LABELS, "all"))
+        vs_small = s.ns("all") / small[s.name] if s.name in small else float("nan")
+        print(f"{s.name:<11} {s.rules:>6} {cells} {s.ns('all') / base:>8.2f} {vs_small:>8.2f}")
+        rows.append(
+            {
+                "program": s.name,
+                "rules": s.rules,
+                **{label: round(s.ns(label), 1) for label in (*LABELS, "all")},
+                **s.info,
+            }
+        )
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
