@@ -22,6 +22,10 @@ from fwc.compiler.plan import MapInfo, Plan, counter_slots
 
 TEMPLATE = "constants.c.j2"
 
+# sizeof(struct fwc_pkt) in templates/bpf/fwc_parse.h, for the fwc_scratch map;
+# read_artifact cross-checks it against the BTF of every build.
+PKT_SIZE = 56
+
 # Every rule block ends in a jump to the shared verdict code, and BPF conditional
 # jumps reach at most 32,767 instructions: that, not the verifier, bounds this
 # strategy. (The verifier's budget is 1,000,000 processed instructions; a
@@ -149,7 +153,10 @@ def plan(policy: Policy, dry_run: bool) -> Plan:
             "slot_would_drop": n + 3,
             "slot_count": len(slots),
         },
-        maps=(MapInfo("fwc_counters", "percpu_array", 4, 16, len(slots)),),
+        maps=(
+            MapInfo("fwc_counters", "percpu_array", 4, 16, len(slots)),
+            MapInfo("fwc_scratch", "percpu_array", 4, PKT_SIZE, 1),
+        ),
         dry_run=dry_run,
         counter_slots=slots,
     )

@@ -71,7 +71,14 @@ def test_manifest_section(tmp_path: Path) -> None:
             "key_size": 4,
             "value_size": 16,
             "max_entries": 11,
-        }
+        },
+        {
+            "name": "fwc_scratch",
+            "type": "percpu_array",
+            "key_size": 4,
+            "value_size": 56,
+            "max_entries": 1,
+        },
     ]
     assert manifest["compiler"]["clang"] == find_toolchain().clang_version
 

@@ -127,7 +127,7 @@ def test_counter_slots_follow_the_artifact_contract() -> None:
     plan = make_plan(policy, "constants", True)
     assert plan.dry_run and plan.context["dry_run"]
     assert plan.context["slot_would_drop"] == 5
-    assert [m.max_entries for m in plan.maps] == [6]
+    assert [(m.name, m.max_entries) for m in plan.maps] == [("fwc_counters", 6), ("fwc_scratch", 1)]
 
 
 def test_port_ranges_merge() -> None:

@@ -14,28 +14,39 @@
 
 char _license[] SEC("license") = "GPL";
 
+/* The parsed packet: a map value, so the verifier's states match at every rule block. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct fwc_pkt);
+} fwc_scratch SEC(".maps");
+
 SEC("xdp")
 int fwc_xdp(struct xdp_md *ctx)
 {
 	const __u8 *data = (const __u8 *)(long)ctx->data;
 	const __u8 *data_end = (const __u8 *)(long)ctx->data_end;
 	__u64 bytes = (__u64)(data_end - data);
-	struct fwc_pkt pk = {};
+	__u32 zero = 0;
+	struct fwc_pkt *pk = bpf_map_lookup_elem(&fwc_scratch, &zero);
 	__u32 slot = FWC_SLOT_DEFAULT;
 	int action = FWC_DEFAULT_ACTION;
 
-	switch (fwc_parse(data, data_end, &pk)) {
+	if (!pk) /* cannot happen: slot 0 of an array always exists */
+		return fwc_finish(FWC_SLOT_DEFAULT, FWC_DEFAULT_ACTION, bytes);
+	__builtin_memset(pk, 0, sizeof(*pk));
+	switch (fwc_parse(data, data_end, pk)) {
 	case FWC_CLASS_NON_IP:
 		fwc_count(FWC_SLOT_NON_IP, bytes);
 		return XDP_PASS;
 	case FWC_CLASS_MALFORMED:
 		return fwc_finish(FWC_SLOT_MALFORMED, FWC_DEFAULT_ACTION, bytes);
 	}
-	fwc_publish(&pk);
 
 	/* rule 0: drop_blocklist, priority 5, deny */
 	fwc_fence();
-	if (((pk.family == 4 && ((pk.src4 & 0xffffff00U) == 0xc6336400U)) || (pk.family == 6 && ((pk.src6_hi & 0xffffffffffff0000ULL) == 0x20010db80bad0000ULL)))) {
+	if (((pk->family == 4 && ((pk->src4 & 0xffffff00U) == 0xc6336400U)) || (pk->family == 6 && ((pk->src6_hi & 0xffffffffffff0000ULL) == 0x20010db80bad0000ULL)))) {
 		slot = 0;
 		action = XDP_DROP;
 		goto verdict;
@@ -43,10 +54,10 @@ int fwc_xdp(struct xdp_md *ctx)
 
 	/* rule 1: allow_ssh_from_mgmt, priority 10, allow */
 	fwc_fence();
-	if ((pk.proto == 6) &&
-	    pk.l4 &&
-	    (pk.dport == 22) &&
-	    ((pk.family == 4 && ((pk.src4 & 0xffff0000U) == 0x0a140000U)) || (pk.family == 6 && ((pk.src6_hi & 0xffffffffffff0000ULL) == 0xfd00002000000000ULL)))) {
+	if ((pk->proto == 6) &&
+	    pk->l4 &&
+	    (pk->dport == 22) &&
+	    ((pk->family == 4 && ((pk->src4 & 0xffff0000U) == 0x0a140000U)) || (pk->family == 6 && ((pk->src6_hi & 0xffffffffffff0000ULL) == 0xfd00002000000000ULL)))) {
 		slot = 1;
 		action = XDP_PASS;
 		goto verdict;
@@ -54,9 +65,9 @@ int fwc_xdp(struct xdp_md *ctx)
 
 	/* rule 2: allow_web, priority 20, allow */
 	fwc_fence();
-	if ((pk.proto == 6) &&
-	    pk.l4 &&
-	    (pk.dport == 80 || pk.dport == 443 || (pk.dport >= 8000 && pk.dport <= 8099))) {
+	if ((pk->proto == 6) &&
+	    pk->l4 &&
+	    (pk->dport == 80 || pk->dport == 443 || (pk->dport >= 8000 && pk->dport <= 8099))) {
 		slot = 2;
 		action = XDP_PASS;
 		goto verdict;
@@ -64,9 +75,9 @@ int fwc_xdp(struct xdp_md *ctx)
 
 	/* rule 3: allow_dns_replies, priority 30, allow */
 	fwc_fence();
-	if ((pk.proto == 17) &&
-	    pk.l4 &&
-	    (pk.sport == 53)) {
+	if ((pk->proto == 17) &&
+	    pk->l4 &&
+	    (pk->sport == 53)) {
 		slot = 3;
 		action = XDP_PASS;
 		goto verdict;
@@ -74,9 +85,9 @@ int fwc_xdp(struct xdp_md *ctx)
 
 	/* rule 4: allow_tcp_established, priority 40, allow */
 	fwc_fence();
-	if ((pk.proto == 6) &&
-	    pk.l4 &&
-	    (pk.tcp_flags & 0x10) == 0x10) {
+	if ((pk->proto == 6) &&
+	    pk->l4 &&
+	    (pk->tcp_flags & 0x10) == 0x10) {
 		slot = 4;
 		action = XDP_PASS;
 		goto verdict;
@@ -84,9 +95,9 @@ int fwc_xdp(struct xdp_md *ctx)
 
 	/* rule 5: allow_ping, priority 50, allow */
 	fwc_fence();
-	if ((pk.proto == 1) &&
-	    pk.l4 &&
-	    (pk.icmp_type == 0 || pk.icmp_type == 3 || pk.icmp_type == 8 || pk.icmp_type == 11)) {
+	if ((pk->proto == 1) &&
+	    pk->l4 &&
+	    (pk->icmp_type == 0 || pk->icmp_type == 3 || pk->icmp_type == 8 || pk->icmp_type == 11)) {
 		slot = 5;
 		action = XDP_PASS;
 		goto verdict;
@@ -94,9 +105,9 @@ int fwc_xdp(struct xdp_md *ctx)
 
 	/* rule 6: allow_icmpv6_essentials, priority 51, allow */
 	fwc_fence();
-	if ((pk.proto == 58) &&
-	    pk.l4 &&
-	    (pk.icmp_type == 1 || pk.icmp_type == 2 || pk.icmp_type == 3 || pk.icmp_type == 4 || pk.icmp_type == 128 || pk.icmp_type == 129 || pk.icmp_type == 133 || pk.icmp_type == 134 || pk.icmp_type == 135 || pk.icmp_type == 136)) {
+	if ((pk->proto == 58) &&
+	    pk->l4 &&
+	    (pk->icmp_type == 1 || pk->icmp_type == 2 || pk->icmp_type == 3 || pk->icmp_type == 4 || pk->icmp_type == 128 || pk->icmp_type == 129 || pk->icmp_type == 133 || pk->icmp_type == 134 || pk->icmp_type == 135 || pk->icmp_type == 136)) {
 		slot = 6;
 		action = XDP_PASS;
 		goto verdict;
