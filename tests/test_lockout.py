@@ -31,6 +31,7 @@ rules:
     destination_ports: [22]
 """
 
+
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
