@@ -5,9 +5,7 @@ import data.fwc.lib
 import rego.v1
 
 deny_admin_from_world := [{"msg": msg, "rule": rule.name} |
-	some rule in input.rules
-	lib.opens_flows(rule)
-	lib.from_world(rule)
+	some rule in lib.world_openers
 	some service in data.fwc.config.settings.admin_ports
 	lib.reaches_port(rule, service.port)
 	protocols := [proto | some proto in service.protocols; lib.carries(rule, proto)]

@@ -5,9 +5,7 @@ import data.fwc.lib
 import rego.v1
 
 deny_world_port_span := [{"msg": msg, "rule": rule.name} |
-	some rule in input.rules
-	lib.opens_flows(rule)
-	lib.from_world(rule)
+	some rule in lib.world_openers
 	protocols := [proto | some proto in ["tcp", "udp"]; lib.carries(rule, proto)]
 	count(protocols) > 0
 	ports := lib.port_count(rule.destination_ports)
