@@ -95,6 +95,7 @@ class Tables:
 
     ngroups: int
     signatures: tuple[int, ...]  # per group: bit i set when FIELDS[i] is part of its classes
+    firsts: tuple[int, ...]  # per group: its lowest rule id; groups are in this order
     src: tuple[AddressEntry, ...]
     dst: tuple[AddressEntry, ...]
     l4: tuple[tuple[int, ...], ...]  # L4_KEYS entries, per-group classes
@@ -116,6 +117,8 @@ def lookup(tables: Tables, packet: PacketFields) -> int | None:
     )
     best: int | None = None
     for group in range(tables.ngroups):
+        if best is not None and best < tables.firsts[group]:
+            break  # every later group holds only later rules
         key = (group, *(c[group] for c in classes))
         if any(tables.signatures[group] >> f & 1 and key[1 + f] == 0 for f in range(len(FIELDS))):
             continue
@@ -228,7 +231,7 @@ def _groups(rules: Sequence[Rule]) -> list[_Group]:
     groups = list(by_sig.values())
     while len(groups) > MAX_GROUPS:
         groups = _merge_smallest(groups)
-    while len(groups) < MAX_GROUPS:
+    while groups and len(groups) < MAX_GROUPS:
         big = max(groups, key=lambda g: len(g.rules))
         if len(big.rules) <= SPLIT_ABOVE:
             break
@@ -447,6 +450,7 @@ def build_tables(rules: Sequence[Rule]) -> Tables:
     return Tables(
         ngroups=len(groups),
         signatures=tuple(g.signature for g in groups),
+        firsts=tuple(g.rules[0][0] for g in groups),
         src=src,
         dst=dst,
         l4=l4,

@@ -30,7 +30,7 @@ _XDP = {Action.ALLOW: XDP_PASS, Action.DENY: XDP_DROP}
 MIN_CAPACITY = 1024
 
 # Record layouts, little-endian like the BPF target; LPM key data is in network order.
-CFG = struct.Struct(f"<6I{MAX_GROUPS}I")
+CFG = struct.Struct(f"<6I{MAX_GROUPS}I{MAX_GROUPS}I")
 ADDR_KEYS = {Family.IPV4: struct.Struct("<I4s"), Family.IPV6: struct.Struct("<I16s")}
 ADDR_VALUE = struct.Struct(f"<{MAX_GROUPS}I")
 CLASSES16 = struct.Struct(f"<{MAX_GROUPS}H")
@@ -158,6 +158,7 @@ def seeds(policy: Policy, tables: Tables) -> tuple[Seed, ...]:
         n + 2,
         n + 3,
         *_pad(tables.signatures, MAX_GROUPS),
+        *_pad(tables.firsts, MAX_GROUPS),
     )
     return (
         Seed("fwc_cfg0", 4, CFG.size, U32.pack(0) + cfg),

@@ -179,7 +179,7 @@ def packets(draw: st.DrawFn) -> PacketFields:
     return PacketFields(family, src, dst, protocol, nonfirst, sport, dport, aux)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(policies(), st.lists(packets(), min_size=1, max_size=12))
 def test_lookup_is_first_match(rules: tuple[Rule, ...], pkts: list[PacketFields]) -> None:
     tables = build_tables(rules)
@@ -187,7 +187,7 @@ def test_lookup_is_first_match(rules: tuple[Rule, ...], pkts: list[PacketFields]
         assert lookup(tables, p) == first_match(rules, p), p
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(policies(max_rules=30), st.lists(packets(), min_size=1, max_size=8))
 def test_merged_groups_stay_exact(rules: tuple[Rule, ...], pkts: list[PacketFields]) -> None:
     """With room for one group only, every rule shares one signature: merging must not change."""
