@@ -1,0 +1,110 @@
+"""The tables plan: maps, seed records and findings, without a kernel."""
+
+from __future__ import annotations
+
+import dataclasses
+import struct
+from pathlib import Path
+
+import pytest
+
+from fwc.compiler import classify, tables
+from fwc.compiler.ir import Action, Family, Policy
+from fwc.compiler.normalize import normalize
+from fwc.compiler.plan import Seed
+from fwc.compiler.render import render
+from fwc.compiler.source import load_bytes
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def policy() -> Policy:
+    doc, _ = load_bytes((ROOT / "policies" / "edge-web.yaml").read_bytes(), "edge-web.yaml")
+    assert doc is not None
+    policy, _ = normalize(doc)
+    assert policy is not None
+    return policy
+
+
+def records(seed: Seed) -> list[tuple[bytes, bytes]]:
+    step = seed.key_size + seed.value_size
+    return [
+        (seed.records[i : i + seed.key_size], seed.records[i + seed.key_size : i + step])
+        for i in range(0, len(seed.records), step)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("count", "expected"), [(0, 1024), (1, 1024), (1024, 1024), (1025, 2048), (90_000, 131072)]
+)
+def test_capacity(count: int, expected: int) -> None:
+    assert tables.capacity(count) == expected
+
+
+def test_plan_declares_both_generations_and_seeds_generation_zero(policy: Policy) -> None:
+    plan = tables.plan(policy, dry_run=False)
+    names = {m.name for m in plan.maps}
+    assert {"fwc_counters", "fwc_gen", "fwc_cfg0", "fwc_cfg1", "fwc_comb0", "fwc_comb1"} <= names
+    assert all(len(name) <= 15 for name in names)
+    seeded = {s.map for s in plan.seeds}
+    assert seeded <= names and all(name.endswith("0") for name in seeded)
+    sizes = {m.name: (m.key_size, m.value_size, m.max_entries) for m in plan.maps}
+    for seed in plan.seeds:
+        key_size, value_size, max_entries = sizes[seed.map]
+        assert (seed.key_size, seed.value_size) == (key_size, value_size)
+        assert 0 < seed.count <= max_entries
+        assert len(seed.records) == seed.count * (key_size + value_size)
+
+
+def test_seeds_hold_the_classification_tables(policy: Policy) -> None:
+    plan = tables.plan(policy, dry_run=False)
+    built = classify.build_tables(policy.rules)
+    seeds = {s.map: s for s in plan.seeds}
+    combos = {
+        struct.unpack("<6I", k): struct.unpack("<I", v)[0] for k, v in records(seeds["fwc_comb0"])
+    }
+    assert combos == dict(built.combos)
+    cfg = struct.unpack(tables.CFG.format, records(seeds["fwc_cfg0"])[0][1])
+    n = len(policy.rules)
+    assert cfg[:6] == (built.ngroups, tables.XDP_DROP, n, n + 1, n + 2, n + 3)
+    v4 = [e for e in built.src if e.family is Family.IPV4]
+    keys = [struct.unpack("<I4s", k) for k, _ in records(seeds["fwc_s4_0"])]
+    assert keys == [(e.prefix_len, e.network.to_bytes(4, "big")) for e in v4]
+    rules = [struct.unpack("<II", v) for _, v in records(seeds["fwc_rule0"])]
+    actions = {Action.ALLOW: tables.XDP_PASS, Action.DENY: tables.XDP_DROP}
+    assert rules == [(actions[r.action], r.id) for r in policy.rules]
+    assert len(records(seeds["fwc_sp0"])) == classify.PORTS
+
+
+def test_program_shape_does_not_depend_on_the_rules(policy: Policy) -> None:
+    """Only map sizes and slot counts change: the classification code is the same text."""
+    small = dataclasses.replace(policy, rules=policy.rules[:1])
+
+    def body(p: Policy) -> str:
+        source = render(tables.plan(p, dry_run=False))
+        return source[source.index("static __fwc_inline int fwc_t_finish") :]
+
+    assert body(small) == body(policy)
+
+
+def test_findings_refuse_rate_limit_and_too_large(policy: Policy) -> None:
+    assert tables.findings(policy) == []
+    limited = dataclasses.replace(
+        policy,
+        rules=(
+            dataclasses.replace(
+                policy.rules[0], action=Action.RATE_LIMIT, rate_limit_pps=5, rate_limit_burst=5
+            ),
+        ),
+    )
+    assert [f.id for f in tables.findings(limited)] == ["FWC050"]
+    original = classify.MAX_COMBOS
+    classify.MAX_COMBOS = 1
+    try:
+        big = dataclasses.replace(policy, name="big-variant")
+        tables._tables.cache_clear()
+        assert "FWC051" in [f.id for f in tables.findings(big)]
+    finally:
+        classify.MAX_COMBOS = original
+        tables._tables.cache_clear()
