@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 from fwc.compiler.classify import (
     FIELDS,
@@ -31,7 +31,13 @@ MIN_CAPACITY = 1024
 
 # Record layouts, little-endian like the BPF target; LPM key data is in network order.
 CFG = struct.Struct(f"<6I{MAX_GROUPS}I{MAX_GROUPS}I")
-ADDR_KEYS = {Family.IPV4: struct.Struct("<I4s"), Family.IPV6: struct.Struct("<I16s")}
+ADDR6_KEY = struct.Struct("<I16s")
+# IPv4 addresses walk a DIR-16-8-8 array: 65,536 slots for the top 16 bits, then 256-slot
+# chunks for the next byte and the last one. A slot holds an address class, or CHUNK | the
+# chunk number; chunk k starts at DIR_ROOT + k * DIR_CHUNK.
+DIR_ROOT = 1 << 16
+DIR_CHUNK = 256
+CHUNK = 1 << 31
 ADDR_VALUE = struct.Struct(f"<{MAX_GROUPS}I")
 CLASSES16 = struct.Struct(f"<{MAX_GROUPS}H")
 COMBO_KEY = struct.Struct(f"<I{len(FIELDS)}I")
@@ -88,11 +94,13 @@ def plan(policy: Policy, dry_run: bool) -> Plan:
     slots = counter_slots(policy)
     rule_capacity = capacity(n)
     combo_capacity = capacity(len(tables.combos))
-    addr_capacity = {
-        (d, f): capacity(sum(1 for e in entries if e.family is f))
+    v4 = {d: dir4(entries) for d, entries in (("s", tables.src), ("d", tables.dst))}
+    v6_capacity = {
+        d: capacity(sum(1 for e in entries if e.family is Family.IPV6))
         for d, entries in (("s", tables.src), ("d", tables.dst))
-        for f in Family
     }
+    dir_entries = {d: DIR_ROOT + capacity(_chunks(flat)) * DIR_CHUNK for d, (flat, _) in v4.items()}
+    v4_classes = {d: capacity(len(classes)) for d, (_, classes) in v4.items()}
     maps = [
         MapInfo("fwc_counters", "percpu_array", 4, 16, len(slots)),
         MapInfo("fwc_gen", "array", 4, 4, 1),
@@ -101,15 +109,15 @@ def plan(policy: Policy, dry_run: bool) -> Plan:
         maps += [
             MapInfo(f"fwc_cfg{g}", "array", 4, CFG.size, 1),
             *(
-                MapInfo(
-                    f"fwc_{d}{f.value}_{g}",
-                    "lpm_trie",
-                    ADDR_KEYS[f].size,
-                    ADDR_VALUE.size,
-                    addr_capacity[d, f],
-                )
+                m
                 for d in "sd"
-                for f in Family
+                for m in (
+                    MapInfo(f"fwc_{d}4_{g}", "array", 4, U32.size, dir_entries[d]),
+                    MapInfo(f"fwc_{d}4c_{g}", "array", 4, ADDR_VALUE.size, v4_classes[d]),
+                    MapInfo(
+                        f"fwc_{d}6_{g}", "lpm_trie", ADDR6_KEY.size, ADDR_VALUE.size, v6_capacity[d]
+                    ),
+                )
             ),
             MapInfo(f"fwc_l4_{g}", "array", 4, CLASSES16.size, L4_KEYS),
             MapInfo(f"fwc_sp{g}", "array", 4, U16.size, PORTS),
@@ -133,7 +141,11 @@ def plan(policy: Policy, dry_run: bool) -> Plan:
             "ports": PORTS,
             "rule_capacity": rule_capacity,
             "combo_capacity": combo_capacity,
-            "addr_capacity": {f"{d}{f.value}": c for (d, f), c in addr_capacity.items()},
+            "dir_entries": dir_entries,
+            "v4_classes": v4_classes,
+            "v6_capacity": v6_capacity,
+            "dir_root": DIR_ROOT,
+            "dir_chunk": DIR_CHUNK,
         },
         maps=tuple(maps),
         seeds=seeds(policy, tables),
@@ -163,9 +175,9 @@ def seeds(policy: Policy, tables: Tables) -> tuple[Seed, ...]:
     return (
         Seed("fwc_cfg0", 4, CFG.size, U32.pack(0) + cfg),
         *(
-            Seed(f"fwc_{d}{f.value}_0", ADDR_KEYS[f].size, ADDR_VALUE.size, _addresses(entries, f))
+            seed
             for d, entries in (("s", tables.src), ("d", tables.dst))
-            for f in Family
+            for seed in _address_seeds(d, entries)
         ),
         Seed("fwc_l4_0", 4, CLASSES16.size, _array(tables.l4, CLASSES16)),
         Seed("fwc_sp0", 4, U16.size, _scalars(tables.sport)),
@@ -181,15 +193,67 @@ def _pad(values: Sequence[int], width: int) -> tuple[int, ...]:
     return (*values, *([0] * (width - len(values))))
 
 
-def _addresses(entries: Iterable[AddressEntry], family: Family) -> bytes:
-    """LPM records: prefix length (host order), the network in network order, the classes."""
-    key = ADDR_KEYS[family]
-    return b"".join(
-        key.pack(e.prefix_len, e.network.to_bytes(family.width // 8, "big"))
+def _address_seeds(direction: str, entries: Sequence[AddressEntry]) -> tuple[Seed, ...]:
+    flat, classes = dir4(entries)
+    v6 = b"".join(
+        ADDR6_KEY.pack(e.prefix_len, e.network.to_bytes(16, "big"))
         + ADDR_VALUE.pack(*_pad(e.classes, MAX_GROUPS))
         for e in entries
-        if e.family is family
+        if e.family is Family.IPV6
     )
+    return (
+        Seed(f"fwc_{direction}4_0", 4, U32.size, _scalars(flat, U32)),
+        Seed(f"fwc_{direction}4c_0", 4, ADDR_VALUE.size, _array(classes, ADDR_VALUE)),
+        Seed(f"fwc_{direction}6_0", ADDR6_KEY.size, ADDR_VALUE.size, v6),
+    )
+
+
+def dir4(entries: Sequence[AddressEntry]) -> tuple[list[int], list[tuple[int, ...]]]:
+    """The IPv4 entries as a DIR-16-8-8 array (leaf-pushed), and class index -> classes.
+
+    Painting prefixes from short to long makes every slot hold its longest match.
+    """
+    ids: dict[tuple[int, ...], int] = {}
+    flat = [0] * DIR_ROOT
+    for e in sorted((e for e in entries if e.family is Family.IPV4), key=lambda e: e.prefix_len):
+        cid = ids.setdefault(e.classes, len(ids))
+        if e.prefix_len <= 16:
+            start, span = e.network >> 16, 1 << (16 - e.prefix_len)
+        elif e.prefix_len <= 24:
+            chunk = _child(flat, e.network >> 16)
+            start = DIR_ROOT + chunk * DIR_CHUNK + (e.network >> 8 & 0xFF)
+            span = 1 << (24 - e.prefix_len)
+        else:
+            outer = _child(flat, e.network >> 16)
+            chunk = _child(flat, DIR_ROOT + outer * DIR_CHUNK + (e.network >> 8 & 0xFF))
+            start = DIR_ROOT + chunk * DIR_CHUNK + (e.network & 0xFF)
+            span = 1 << (32 - e.prefix_len)
+        flat[start : start + span] = [cid] * span
+    return flat, list(ids)
+
+
+def _child(flat: list[int], slot: int) -> int:
+    """The chunk under `slot`, made on first use and filled with the slot's current class."""
+    if flat[slot] & CHUNK:
+        return flat[slot] & ~CHUNK
+    chunk = _chunks(flat)
+    flat.extend([flat[slot]] * DIR_CHUNK)
+    flat[slot] = CHUNK | chunk
+    return chunk
+
+
+def _chunks(flat: Sequence[int]) -> int:
+    return (len(flat) - DIR_ROOT) // DIR_CHUNK
+
+
+def dir4_lookup(flat: Sequence[int], address: int) -> int:
+    """The class index of an IPv4 address: the walk the XDP program does."""
+    slot = flat[address >> 16]
+    for shift in (8, 0):
+        if not slot & CHUNK:
+            break
+        slot = flat[DIR_ROOT + (slot & ~CHUNK) * DIR_CHUNK + (address >> shift & 0xFF)]
+    return slot
 
 
 def _array(rows: Sequence[Sequence[int]], value: struct.Struct) -> bytes:
@@ -197,8 +261,8 @@ def _array(rows: Sequence[Sequence[int]], value: struct.Struct) -> bytes:
     return b"".join(U32.pack(i) + value.pack(*_pad(row, width)) for i, row in enumerate(rows))
 
 
-def _scalars(values: Sequence[int]) -> bytes:
-    return b"".join(U32.pack(i) + U16.pack(v) for i, v in enumerate(values))
+def _scalars(values: Sequence[int], value: struct.Struct = U16) -> bytes:
+    return b"".join(U32.pack(i) + value.pack(v) for i, v in enumerate(values))
 
 
 def _combos(tables: Tables) -> bytes:

@@ -97,7 +97,8 @@ def _carrier_source(dry_run: bool) -> str:
     plan = tables.plan(policy, dry_run)
     context = dict(plan.context)
     context["combo_capacity"] = CARRIER_CAPACITY
-    context["addr_capacity"] = {k: CARRIER_CAPACITY for k in context["addr_capacity"]}
+    for key in ("v6_capacity", "v4_classes"):
+        context[key] = {d: CARRIER_CAPACITY for d in context[key]}
     return render(dataclasses.replace(plan, context=context))
 
 

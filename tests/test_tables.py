@@ -7,9 +7,12 @@ import struct
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fwc.compiler import classify, tables
-from fwc.compiler.ir import Action, Family, Policy
+from fwc.compiler.classify import AddressEntry
+from fwc.compiler.ir import Action, AddressRange, Family, Policy
 from fwc.compiler.normalize import normalize
 from fwc.compiler.plan import Seed
 from fwc.compiler.render import render
@@ -68,13 +71,49 @@ def test_seeds_hold_the_classification_tables(policy: Policy) -> None:
     cfg = struct.unpack(tables.CFG.format, records(seeds["fwc_cfg0"])[0][1])
     n = len(policy.rules)
     assert cfg[:6] == (built.ngroups, tables.XDP_DROP, n, n + 1, n + 2, n + 3)
-    v4 = [e for e in built.src if e.family is Family.IPV4]
-    keys = [struct.unpack("<I4s", k) for k, _ in records(seeds["fwc_s4_0"])]
-    assert keys == [(e.prefix_len, e.network.to_bytes(4, "big")) for e in v4]
+    v6 = [e for e in built.src if e.family is Family.IPV6]
+    keys = [struct.unpack("<I16s", k) for k, _ in records(seeds["fwc_s6_0"])]
+    assert keys == [(e.prefix_len, e.network.to_bytes(16, "big")) for e in v6]
+    assert len(records(seeds["fwc_s4_0"])) >= tables.DIR_ROOT
     rules = [struct.unpack("<II", v) for _, v in records(seeds["fwc_rule0"])]
     actions = {Action.ALLOW: tables.XDP_PASS, Action.DENY: tables.XDP_DROP}
     assert rules == [(actions[r.action], r.id) for r in policy.rules]
     assert len(records(seeds["fwc_sp0"])) == classify.PORTS
+
+
+V4_NETS = st.builds(
+    lambda base, plen: AddressRange(Family.IPV4, base >> (32 - plen) << (32 - plen), plen),
+    st.sampled_from([0x0A000000, 0x0A010000, 0x0A010180, 0xC0A80001, 0xFFFFFFFF]),
+    st.integers(1, 32),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.tuples(V4_NETS, st.integers(1, 5)), max_size=12),
+    st.lists(
+        st.integers(0, 2**32 - 1) | st.sampled_from([0x0A000000, 0x0A0101FF, 0x0A010180]),
+        max_size=20,
+    ),
+)
+def test_dir4_walk_is_the_longest_match(
+    nets: list[tuple[AddressRange, int]], addresses: list[int]
+) -> None:
+    entries = [AddressEntry(Family.IPV4, 0, 0, (0,))] + [
+        AddressEntry(Family.IPV4, n.network, n.prefix_len, (c,)) for n, c in dict(nets).items()
+    ]
+    flat, classes = tables.dir4(entries)
+    for address in addresses:
+        best = max(
+            (
+                e
+                for e in entries
+                if e.prefix_len == 0
+                or address >> (32 - e.prefix_len) == e.network >> (32 - e.prefix_len)
+            ),
+            key=lambda e: e.prefix_len,
+        )
+        assert classes[tables.dir4_lookup(flat, address)] == best.classes
 
 
 def test_program_shape_does_not_depend_on_the_rules(policy: Policy) -> None:
