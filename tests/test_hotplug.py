@@ -85,13 +85,17 @@ def test_daemon_follows_link_events(tmp_path: Path) -> None:
         # SIGTERM left the program attached
         assert pair.attached() == {pair.if_a: "hotplug"}
 
-        detaching = subprocess.Popen(
-            [*cmd, "--metrics-addr", "off", "--detach-on-exit"],
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        assert wait_until(lambda: "policy hotplug" in (pair.fwload("status").stdout), 20)
+        # The policy's pins are still there from the first daemon, so readiness is the
+        # new daemon's own start line, not what status shows.
+        log = tmp_path / "detaching.log"
+        with log.open("w") as stderr:
+            detaching = subprocess.Popen(
+                [*cmd, "--metrics-addr", "off", "--detach-on-exit"],
+                stderr=stderr,
+                text=True,
+                env=env,
+            )
+        assert wait_until(lambda: "policy hotplug (" in log.read_text(), 30)
         detaching.send_signal(signal.SIGINT)
         assert detaching.wait(timeout=20) == 0
         assert pair.attached() == {}
