@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from fwc.compiler import rego, rego_regopy
 from fwc.compiler.findings import Severity
 from fwc.compiler.ir import AddressRange, Family, Policy
 from fwc.compiler.normalize import normalize
@@ -202,6 +203,70 @@ def test_example_policies_have_no_errors(example: Path) -> None:
     if built is None:
         return  # not a policy (e.g. packet cases)
     assert [f.message for f in gate(built, RegoOptions()) if f.severity is Severity.ERROR] == []
+
+
+# ---- parallel evaluation ----------------------------------------------------------------
+
+EVERYTHING_FIRES = (
+    GOOD.replace("default_action: deny", "default_action: allow")
+    .replace('source_cidrs: ["$mgmt_nets"], ', "")
+    .replace("rate_limit_pps: 500", "rate_limit_pps: 5000000")
+    .replace("destination_ports: [443]", 'destination_ports: ["10000-65535"]')
+    .replace("description: web", 'description: " "')
+)
+
+
+def test_parallel_parts_find_what_one_query_finds(monkeypatch: pytest.MonkeyPatch) -> None:
+    serial = gate(policy(EVERYTHING_FIRES), RegoOptions())
+    monkeypatch.setattr(rego, "PARALLEL_FROM_RULES", 0)
+    monkeypatch.setattr(rego.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    monkeypatch.setattr(rego.os, "sched_getaffinity", lambda _: {0, 1, 2})
+    assert gate(policy(EVERYTHING_FIRES), RegoOptions()) == serial
+    assert len({f.extra["rego_rule"] for f in serial}) == 5
+
+
+def test_no_idle_core_means_one_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rego, "PARALLEL_FROM_RULES", 0)
+    monkeypatch.setattr(rego.os, "getloadavg", lambda: (2.0, 2.0, 2.0))
+    monkeypatch.setattr(rego.os, "sched_getaffinity", lambda _: {0, 1})
+    assert rego._parts(policy(GOOD), RegoOptions()) == 1
+
+
+@pytest.mark.parametrize("parts", [1, 2, 3, 10])
+def test_split_keeps_every_rule_once(parts: int) -> None:
+    rules = [("fwc", n) for n in ("deny_a", "deny_management_ssh", "warn_b", "exception")]
+    groups = rego.split_rules(rules, parts)
+    assert sorted(r for g in groups for r in g) == sorted(rules)
+    assert len(groups) == min(parts, len(rules))
+
+
+def test_split_keeps_rules_that_share_work_together() -> None:
+    modules = [m for m in rego._load(RegoOptions()).modules if not rego._is_test_file(m)]
+    groups = rego.split_rules(rego.gate_rules(modules), 2)
+    [together] = [g for g in groups if ("fwc", "deny_admin_from_world") in g]
+    assert ("fwc", "deny_world_port_span") in together
+
+
+def test_gate_query_leaves_out_undefined_rules(tmp_path: Path) -> None:
+    write(tmp_path, "u.rego", USER_RULES + '\ndeny_never := "x" if false\n')
+    modules = list(rego._load(RegoOptions(policy_dirs=(tmp_path,))).modules)
+    query = rego.gate_query([("main", "warn"), ("main", "deny_never")])
+    [value] = rego_regopy.evaluate_all(modules, {}, {"name": "good", "rules": []}, [query])
+    assert value == {"main": {"warn": ["a plain warning"]}}
+
+
+def test_crashed_worker_is_an_error(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "crash.rego",
+        "package fwc\n\nimport rego.v1\n\nx if input.a + 1 == 2\n"
+        'deny_crash contains "c" if {\n    x with input as {"a": 1}\n}\n'
+        'deny_fine contains "f" if true\n',
+    )
+    modules = list(rego._load(RegoOptions(policy_dirs=(tmp_path,))).modules)
+    fine, crash = rego.gate_query([("fwc", "deny_fine")]), rego.gate_query([("fwc", "deny_crash")])
+    with pytest.raises(rego_regopy.EngineFailure, match=r"crashed \(SIG[A-Z]+\) while evaluating"):
+        rego_regopy.evaluate_all(modules, {}, {"a": 0}, [fine, crash])
 
 
 # ---- user directories, data files, waivers --------------------------------------------
