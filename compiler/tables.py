@@ -31,12 +31,13 @@ MIN_CAPACITY = 1024
 
 # Record layouts, little-endian like the BPF target; LPM key data is in network order.
 CFG = struct.Struct(f"<6I{MAX_GROUPS}I{MAX_GROUPS}I")
-ADDR6_KEY = struct.Struct("<I16s")
-# IPv4 addresses walk a DIR-16-8-8 array: 65,536 slots for the top 16 bits, then 256-slot
-# chunks for the next byte and the last one. A slot holds an address class, or CHUNK | the
-# chunk number; chunk k starts at DIR_ROOT + k * DIR_CHUNK.
-DIR_ROOT = 1 << 16
-DIR_CHUNK = 256
+# Addresses walk a multibit trie stored in one array (leaf-pushed): 65,536 root slots for
+# the top 16 bits, then chunks of 2^stride slots (IPv4 stride 8: at most 3 loads; IPv6 stride
+# 4: small chunks for sparse long prefixes). A slot holds an address class, or CHUNK | the
+# chunk number; chunk k starts at DIR_ROOT + k << stride.
+DIR_ROOT_BITS = 16
+DIR_ROOT = 1 << DIR_ROOT_BITS
+STRIDE = {Family.IPV4: 8, Family.IPV6: 4}
 CHUNK = 1 << 31
 ADDR_VALUE = struct.Struct(f"<{MAX_GROUPS}I")
 CLASSES16 = struct.Struct(f"<{MAX_GROUPS}H")
@@ -94,13 +95,16 @@ def plan(policy: Policy, dry_run: bool) -> Plan:
     slots = counter_slots(policy)
     rule_capacity = capacity(n)
     combo_capacity = capacity(len(tables.combos))
-    v4 = {d: dir4(entries) for d, entries in (("s", tables.src), ("d", tables.dst))}
-    v6_capacity = {
-        d: capacity(sum(1 for e in entries if e.family is Family.IPV6))
+    tries = {
+        (d, f): dir_trie(entries, f)
         for d, entries in (("s", tables.src), ("d", tables.dst))
+        for f in Family
     }
-    dir_entries = {d: DIR_ROOT + capacity(_chunks(flat)) * DIR_CHUNK for d, (flat, _) in v4.items()}
-    v4_classes = {d: capacity(len(classes)) for d, (_, classes) in v4.items()}
+    dir_entries = {
+        f"{d}{f.value}": DIR_ROOT + (capacity(_chunks(flat, f)) << STRIDE[f])
+        for (d, f), (flat, _) in tries.items()
+    }
+    dir_classes = {f"{d}{f.value}": capacity(len(c)) for (d, f), (_, c) in tries.items()}
     maps = [
         MapInfo("fwc_counters", "percpu_array", 4, 16, len(slots)),
         MapInfo("fwc_gen", "array", 4, 4, 1),
@@ -110,13 +114,10 @@ def plan(policy: Policy, dry_run: bool) -> Plan:
             MapInfo(f"fwc_cfg{g}", "array", 4, CFG.size, 1),
             *(
                 m
-                for d in "sd"
+                for t in dir_entries
                 for m in (
-                    MapInfo(f"fwc_{d}4_{g}", "array", 4, U32.size, dir_entries[d]),
-                    MapInfo(f"fwc_{d}4c_{g}", "array", 4, ADDR_VALUE.size, v4_classes[d]),
-                    MapInfo(
-                        f"fwc_{d}6_{g}", "lpm_trie", ADDR6_KEY.size, ADDR_VALUE.size, v6_capacity[d]
-                    ),
+                    MapInfo(f"fwc_{t}_{g}", "array", 4, U32.size, dir_entries[t]),
+                    MapInfo(f"fwc_{t}c_{g}", "array", 4, ADDR_VALUE.size, dir_classes[t]),
                 )
             ),
             MapInfo(f"fwc_l4_{g}", "array", 4, CLASSES16.size, L4_KEYS),
@@ -142,10 +143,9 @@ def plan(policy: Policy, dry_run: bool) -> Plan:
             "rule_capacity": rule_capacity,
             "combo_capacity": combo_capacity,
             "dir_entries": dir_entries,
-            "v4_classes": v4_classes,
-            "v6_capacity": v6_capacity,
+            "dir_classes": dir_classes,
             "dir_root": DIR_ROOT,
-            "dir_chunk": DIR_CHUNK,
+            "v6_levels": (Family.IPV6.width - DIR_ROOT_BITS) // STRIDE[Family.IPV6],
         },
         maps=tuple(maps),
         seeds=seeds(policy, tables),
@@ -194,65 +194,68 @@ def _pad(values: Sequence[int], width: int) -> tuple[int, ...]:
 
 
 def _address_seeds(direction: str, entries: Sequence[AddressEntry]) -> tuple[Seed, ...]:
-    flat, classes = dir4(entries)
-    v6 = b"".join(
-        ADDR6_KEY.pack(e.prefix_len, e.network.to_bytes(16, "big"))
-        + ADDR_VALUE.pack(*_pad(e.classes, MAX_GROUPS))
-        for e in entries
-        if e.family is Family.IPV6
-    )
-    return (
-        Seed(f"fwc_{direction}4_0", 4, U32.size, _scalars(flat, U32)),
-        Seed(f"fwc_{direction}4c_0", 4, ADDR_VALUE.size, _array(classes, ADDR_VALUE)),
-        Seed(f"fwc_{direction}6_0", ADDR6_KEY.size, ADDR_VALUE.size, v6),
-    )
+    out = []
+    for family in Family:
+        flat, classes = dir_trie(entries, family)
+        name = f"fwc_{direction}{family.value}"
+        out.append(Seed(f"{name}_0", 4, U32.size, _scalars(flat, U32)))
+        out.append(Seed(f"{name}c_0", 4, ADDR_VALUE.size, _array(classes, ADDR_VALUE)))
+    return tuple(out)
 
 
-def dir4(entries: Sequence[AddressEntry]) -> tuple[list[int], list[tuple[int, ...]]]:
-    """The IPv4 entries as a DIR-16-8-8 array (leaf-pushed), and class index -> classes.
+def dir_trie(
+    entries: Sequence[AddressEntry], family: Family
+) -> tuple[list[int], list[tuple[int, ...]]]:
+    """One family's entries as a leaf-pushed multibit trie array, and class index -> classes.
 
     Painting prefixes from short to long makes every slot hold its longest match.
     """
+    width, stride = family.width, STRIDE[family]
+    mask = (1 << stride) - 1
     ids: dict[tuple[int, ...], int] = {}
     flat = [0] * DIR_ROOT
-    for e in sorted((e for e in entries if e.family is Family.IPV4), key=lambda e: e.prefix_len):
+    for e in sorted((e for e in entries if e.family is family), key=lambda e: e.prefix_len):
         cid = ids.setdefault(e.classes, len(ids))
-        if e.prefix_len <= 16:
-            start, span = e.network >> 16, 1 << (16 - e.prefix_len)
-        elif e.prefix_len <= 24:
-            chunk = _child(flat, e.network >> 16)
-            start = DIR_ROOT + chunk * DIR_CHUNK + (e.network >> 8 & 0xFF)
-            span = 1 << (24 - e.prefix_len)
-        else:
-            outer = _child(flat, e.network >> 16)
-            chunk = _child(flat, DIR_ROOT + outer * DIR_CHUNK + (e.network >> 8 & 0xFF))
-            start = DIR_ROOT + chunk * DIR_CHUNK + (e.network & 0xFF)
-            span = 1 << (32 - e.prefix_len)
-        flat[start : start + span] = [cid] * span
+        slot = e.network >> (width - DIR_ROOT_BITS)
+        if e.prefix_len <= DIR_ROOT_BITS:
+            span = 1 << (DIR_ROOT_BITS - e.prefix_len)
+            flat[slot : slot + span] = [cid] * span
+            continue
+        consumed = DIR_ROOT_BITS
+        while True:
+            chunk = _child(flat, slot, stride)
+            consumed += stride
+            slot = DIR_ROOT + (chunk << stride) + (e.network >> (width - consumed) & mask)
+            if e.prefix_len <= consumed:
+                break
+        span = 1 << (consumed - e.prefix_len)
+        flat[slot : slot + span] = [cid] * span
     return flat, list(ids)
 
 
-def _child(flat: list[int], slot: int) -> int:
+def _child(flat: list[int], slot: int, stride: int) -> int:
     """The chunk under `slot`, made on first use and filled with the slot's current class."""
     if flat[slot] & CHUNK:
         return flat[slot] & ~CHUNK
-    chunk = _chunks(flat)
-    flat.extend([flat[slot]] * DIR_CHUNK)
+    chunk = (len(flat) - DIR_ROOT) >> stride
+    flat.extend([flat[slot]] * (1 << stride))
     flat[slot] = CHUNK | chunk
     return chunk
 
 
-def _chunks(flat: Sequence[int]) -> int:
-    return (len(flat) - DIR_ROOT) // DIR_CHUNK
+def _chunks(flat: Sequence[int], family: Family) -> int:
+    return (len(flat) - DIR_ROOT) >> STRIDE[family]
 
 
-def dir4_lookup(flat: Sequence[int], address: int) -> int:
-    """The class index of an IPv4 address: the walk the XDP program does."""
-    slot = flat[address >> 16]
-    for shift in (8, 0):
-        if not slot & CHUNK:
-            break
-        slot = flat[DIR_ROOT + (slot & ~CHUNK) * DIR_CHUNK + (address >> shift & 0xFF)]
+def dir_lookup(flat: Sequence[int], family: Family, address: int) -> int:
+    """The class index of an address: the walk the XDP program does."""
+    width, stride = family.width, STRIDE[family]
+    slot = flat[address >> (width - DIR_ROOT_BITS)]
+    consumed = DIR_ROOT_BITS
+    while slot & CHUNK:
+        consumed += stride
+        nibble = address >> (width - consumed) & ((1 << stride) - 1)
+        slot = flat[DIR_ROOT + ((slot & ~CHUNK) << stride) + nibble]
     return slot
 
 

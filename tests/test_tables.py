@@ -71,49 +71,58 @@ def test_seeds_hold_the_classification_tables(policy: Policy) -> None:
     cfg = struct.unpack(tables.CFG.format, records(seeds["fwc_cfg0"])[0][1])
     n = len(policy.rules)
     assert cfg[:6] == (built.ngroups, tables.XDP_DROP, n, n + 1, n + 2, n + 3)
-    v6 = [e for e in built.src if e.family is Family.IPV6]
-    keys = [struct.unpack("<I16s", k) for k, _ in records(seeds["fwc_s6_0"])]
-    assert keys == [(e.prefix_len, e.network.to_bytes(16, "big")) for e in v6]
-    assert len(records(seeds["fwc_s4_0"])) >= tables.DIR_ROOT
+    for family in Family:
+        flat, classes = tables.dir_trie(built.src, family)
+        assert len(records(seeds[f"fwc_s{family.value}_0"])) == len(flat)
+        assert len(records(seeds[f"fwc_s{family.value}c_0"])) == len(classes)
     rules = [struct.unpack("<II", v) for _, v in records(seeds["fwc_rule0"])]
     actions = {Action.ALLOW: tables.XDP_PASS, Action.DENY: tables.XDP_DROP}
     assert rules == [(actions[r.action], r.id) for r in policy.rules]
     assert len(records(seeds["fwc_sp0"])) == classify.PORTS
 
 
-V4_NETS = st.builds(
-    lambda base, plen: AddressRange(Family.IPV4, base >> (32 - plen) << (32 - plen), plen),
-    st.sampled_from([0x0A000000, 0x0A010000, 0x0A010180, 0xC0A80001, 0xFFFFFFFF]),
-    st.integers(1, 32),
-)
+BASES = {
+    Family.IPV4: [0x0A000000, 0x0A010000, 0x0A010180, 0xC0A80001, 0xFFFFFFFF],
+    Family.IPV6: [0x20010DB8 << 96, (0x20010DB8 << 96) | (1 << 70), 0xFD00 << 112, 2**128 - 1],
+}
 
 
-@settings(max_examples=150, deadline=None)
-@given(
-    st.lists(st.tuples(V4_NETS, st.integers(1, 5)), max_size=12),
-    st.lists(
-        st.integers(0, 2**32 - 1) | st.sampled_from([0x0A000000, 0x0A0101FF, 0x0A010180]),
-        max_size=20,
-    ),
-)
-def test_dir4_walk_is_the_longest_match(
-    nets: list[tuple[AddressRange, int]], addresses: list[int]
-) -> None:
-    entries = [AddressEntry(Family.IPV4, 0, 0, (0,))] + [
-        AddressEntry(Family.IPV4, n.network, n.prefix_len, (c,)) for n, c in dict(nets).items()
+@st.composite
+def nets(draw: st.DrawFn, family: Family) -> AddressRange:
+    plen = draw(st.integers(1, family.width))
+    base = draw(st.sampled_from(BASES[family]))
+    shift = family.width - plen
+    return AddressRange(family, base >> shift << shift, plen)
+
+
+@st.composite
+def trie_cases(draw: st.DrawFn) -> tuple[Family, list[AddressEntry], list[int]]:
+    family = draw(st.sampled_from(list(Family)))
+    drawn = draw(st.lists(st.tuples(nets(family), st.integers(1, 5)), max_size=12))
+    entries = [AddressEntry(family, 0, 0, (0,))] + [
+        AddressEntry(family, n.network, n.prefix_len, (c,)) for n, c in dict(drawn).items()
     ]
-    flat, classes = tables.dir4(entries)
+    near = st.sampled_from(BASES[family]).map(lambda b: b ^ draw(st.integers(0, 3)))
+    addresses = draw(st.lists(st.integers(0, 2**family.width - 1) | near, max_size=20))
+    return family, entries, addresses
+
+
+@settings(max_examples=200, deadline=None)
+@given(trie_cases())
+def test_trie_walk_is_the_longest_match(case: tuple[Family, list[AddressEntry], list[int]]) -> None:
+    family, entries, addresses = case
+    flat, classes = tables.dir_trie(entries, family)
     for address in addresses:
         best = max(
-            (
-                e
-                for e in entries
-                if e.prefix_len == 0
-                or address >> (32 - e.prefix_len) == e.network >> (32 - e.prefix_len)
-            ),
+            (e for e in entries if e.prefix_len == 0 or _under(e, family, address)),
             key=lambda e: e.prefix_len,
         )
-        assert classes[tables.dir4_lookup(flat, address)] == best.classes
+        assert classes[tables.dir_lookup(flat, family, address)] == best.classes
+
+
+def _under(e: AddressEntry, family: Family, address: int) -> bool:
+    shift = family.width - e.prefix_len
+    return address >> shift == e.network >> shift
 
 
 def test_program_shape_does_not_depend_on_the_rules(policy: Policy) -> None:
