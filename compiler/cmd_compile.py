@@ -83,7 +83,8 @@ def _summary(result: BuildResult, verified: bool) -> None:
     rules = len(result.manifest["rules"])
     note = ", verified by the kernel" if verified else ""
     print(
-        f"wrote {result.path}: strategy {result.plan.strategy}, {rules} rules, "
+        f"wrote {result.path}: strategy {result.plan.strategy}, "
+        f"{rules} rule{'' if rules == 1 else 's'}, "
         f"{program['insn_count']} instructions{note}"
     )
 
