@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,7 @@ from tests.test_render import HOSTILE
 
 ROOT = Path(__file__).resolve().parent.parent
 EDGE = ROOT / "policies" / "edge-web.yaml"
+BENCH_POLICIES = ROOT / "bench" / "policies.py"
 
 
 def test_two_builds_are_byte_identical(tmp_path: Path) -> None:
@@ -183,12 +186,29 @@ def test_verify_thousand_rules(tmp_path: Path, capsys: pytest.CaptureFixture[str
     policy = tmp_path / "big.yaml"
     policy.write_text(big_policy_text(1000))
     out = tmp_path / "big.o"
-    assert main(["compile", str(policy), "-o", str(out), "--verify", "--no-cache"]) == 0
+    args = ["compile", str(policy), "-o", str(out), "--strategy", "constants"]
+    assert main([*args, "--verify", "--no-cache"]) == 0
     printed = capsys.readouterr().out
     assert "1000 rules" in printed and "verified by the kernel" in printed
     manifest = json.loads(ELFFile(out.open("rb")).get_section_by_name(SECTION).data())
     assert len(manifest["rules"]) == 1000
     assert manifest["program"]["insn_count"] > 10_000
+
+
+@pytest.mark.kernel
+def test_verify_thousand_realistic_rules(tmp_path: Path) -> None:
+    """The benchmark's policy mixes flags, ICMP types, nets and port lists: it once ran
+    the verifier out of budget while the uniform big_policy verified."""
+    spec = importlib.util.spec_from_file_location("bench_policies", BENCH_POLICIES)
+    assert spec is not None and spec.loader is not None
+    bench_policies = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = bench_policies  # its dataclasses look their module up
+    spec.loader.exec_module(bench_policies)
+    policy = tmp_path / "realistic.yaml"
+    policy.write_text(bench_policies.make_policy_yaml(1000, 1))
+    out = tmp_path / "realistic.o"
+    args = ["compile", str(policy), "-o", str(out), "--strategy", "constants"]
+    assert main([*args, "--verify", "--no-cache"]) == 0
 
 
 @pytest.mark.kernel

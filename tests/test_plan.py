@@ -7,7 +7,14 @@ import pytest
 from fwc.compiler import constants
 from fwc.compiler.constants import Condition
 from fwc.compiler.ir import PortRange
-from fwc.compiler.plan import PlanError, choose_strategy, counter_slots, make_plan, plan_findings
+from fwc.compiler.plan import (
+    TABLES_FROM_RULES,
+    PlanError,
+    choose_strategy,
+    counter_slots,
+    make_plan,
+    plan_findings,
+)
 from tests.bigpolicy import big_policy
 from tests.compile_helpers import one_rule, policy_of
 
@@ -102,7 +109,13 @@ def test_too_large_policy_is_refused_cleanly() -> None:
 def test_thousand_rules_fit_the_constants_strategy() -> None:
     policy = big_policy(1000)
     assert plan_findings(policy, "constants") == []
-    assert choose_strategy(policy, "auto") == "constants"
+    # ...but from TABLES_FROM_RULES on, auto takes the faster tables strategy
+    assert choose_strategy(policy, "auto") == "tables"
+
+
+def test_auto_takes_constants_for_small_policies() -> None:
+    assert choose_strategy(big_policy(TABLES_FROM_RULES - 1), "auto") == "constants"
+    assert choose_strategy(big_policy(TABLES_FROM_RULES), "auto") == "tables"
 
 
 def test_unknown_strategy_is_a_finding() -> None:
