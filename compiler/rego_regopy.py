@@ -9,6 +9,7 @@ input once, then forks a worker per extra query (copy-on-write), so they share t
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import multiprocessing
 import os
@@ -92,6 +93,7 @@ def _fork_query(interpreter: Any, query: str) -> tuple[int, int]:
     pid = os.fork()
     if pid == 0:
         os.close(reader)
+        faulthandler.disable()  # a crash is reported by the parent, without a dump here
         code = 0
         try:
             with os.fdopen(writer, "wb") as out:
@@ -264,6 +266,7 @@ def _child_main(
     query: tuple[str, ...],
 ) -> None:
     os.dup2(stdout_fd, 1)
+    faulthandler.disable()  # a crash is reported by the parent, without a dump here
     try:
         result: tuple[str, Any] = ("ok", work(modules, data, input_doc, query))
     except EngineFailure as exc:

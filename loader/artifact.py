@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
 import signal
@@ -329,6 +330,9 @@ def _libbpf_maps(data: bytes) -> list[libbpf.MapDef]:
     pid = os.fork()
     if pid == 0:
         os.close(read_end)
+        # A crash here is expected and reported by the parent; no traceback dump from
+        # the child (pytest and python -X faulthandler turn it on).
+        faulthandler.disable()
         os._exit(_libbpf_maps_child(data, write_end))
     os.close(write_end)
     with os.fdopen(read_end, "rb") as pipe:
