@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fwc.loader import attach, libbpf, lockout, netlink, pins
+from fwc.loader import attach, libbpf, live_update, lockout, netlink, pins
 from fwc.loader.artifact import ArtifactSpec, read_artifact
 from fwc.loader.bpffs import require_bpffs
 from fwc.loader.cli import LoaderError
@@ -45,6 +45,8 @@ class ApplyOptions:
     # apply needs at least one interface; the daemon starts with none and waits
     allow_no_interface: bool = False
     require_up: bool = True
+    # write the new tables beside the live ones and flip, when the artifact allows it
+    live_update: bool = True
 
 
 @dataclass(frozen=True)
@@ -62,13 +64,27 @@ class ApplyReport:
     dry_run: bool
     interfaces: tuple[InterfaceResult, ...]
     lockout_checked: tuple[str, ...] = ()
+    path: str = "program-swap"  # or "live-update"
+    reason: str = ""  # why the live update was not possible
+    generations: tuple[int, int] | None = None  # (from, to) of a live update
+
+    def describe_path(self) -> str:
+        if self.generations is not None:
+            return f"live-update: generation {self.generations[0]} -> {self.generations[1]}"
+        return f"program swap ({self.reason})" if self.reason else "program swap"
 
     def as_dict(self) -> dict[str, Any]:
+        update: dict[str, Any] = {"path": self.path, "summary": self.describe_path()}
+        if self.generations is not None:
+            update["from_generation"], update["to_generation"] = self.generations
+        else:
+            update["reason"] = self.reason
         return {
             "policy": self.policy,
             "sha256": self.sha256,
             "prog_id": self.prog_id,
             "dry_run": self.dry_run,
+            "update": update,
             "interfaces": [vars(i) for i in self.interfaces],
             "lockout_checked": list(self.lockout_checked),
         }
@@ -233,7 +249,8 @@ class _CounterCarry:
 def _pin(spec: ArtifactSpec, program: LoadedProgram, staging: pins.PolicyPins) -> None:
     staging.make_dirs()
     program.pin(staging.dir)
-    meta_fd = create_meta_map(spec.manifest_bytes)
+    meta = live_update.meta_manifest(spec.manifest, live_update.initial_record(spec))
+    meta_fd = create_meta_map(meta)
     try:
         libbpf.obj_pin(meta_fd, staging.meta)
     finally:
@@ -329,11 +346,65 @@ def apply(opts: ApplyOptions) -> ApplyReport:
         raise LoaderError(f"{exc.filename or opts.root}: {exc.strerror or exc}") from exc
 
 
+def _live_candidate(
+    opts: ApplyOptions,
+    spec: ArtifactSpec,
+    final: pins.PolicyPins,
+    steps: list[_Step],
+    leave: list[tuple[Interface, attach.Holder]],
+) -> tuple[dict[str, Any] | None, str]:
+    """The live manifest when the new artifact can be applied in place; else None and why not."""
+    if not opts.live_update:
+        return None, "--no-live-update"
+    if not final.exists():
+        return None, f"policy {spec.policy_name} is not applied yet"
+    if leave or any(s.holder is None or s.holder.policy.dir != final.dir for s in steps):
+        return None, "the interfaces it is attached to change"
+    try:
+        manifest = read_meta_map(final.meta)
+    except LoaderError as exc:
+        return None, f"the live manifest cannot be read: {exc}"
+    possible, reason = live_update.can_update_in_place(manifest, spec)
+    return (manifest, "") if possible else (None, reason)
+
+
+def _apply_live(
+    opts: ApplyOptions,
+    spec: ArtifactSpec,
+    final: pins.PolicyPins,
+    steps: list[_Step],
+    manifest: dict[str, Any],
+) -> ApplyReport:
+    sessions = _sessions(opts, steps)
+
+    def check(verdict: live_update.Verdict) -> None:
+        blocked = lockout.blocked(sessions, verdict)
+        if blocked and not opts.force:
+            raise LockoutRefused(lockout.refusal(blocked))
+
+    done = live_update.update_in_place(opts.root, manifest, spec, check if sessions else None)
+    return ApplyReport(
+        policy=spec.policy_name,
+        sha256=spec.policy_sha256,
+        prog_id=attach.pinned_prog_id(final),
+        dry_run=bool(spec.manifest.get("dry_run")),
+        interfaces=tuple(
+            InterfaceResult(s.iface.name, "live-updated", s.iface.xdp_mode) for s in steps
+        ),
+        lockout_checked=tuple(s.describe() for s in sessions),
+        path="live-update",
+        generations=(done.from_generation, done.to_generation),
+    )
+
+
 def _apply_locked(opts: ApplyOptions, spec: ArtifactSpec) -> ApplyReport:
     pins.clean_leftovers(opts.root)
     interfaces = netlink.list_interfaces()
     steps, leave = _plan(opts, spec, interfaces)
     final = pins.policy_pins(opts.root, spec.policy_name)
+    live_manifest, reason = _live_candidate(opts, spec, final, steps, leave)
+    if live_manifest is not None:
+        return _apply_live(opts, spec, final, steps, live_manifest)
     with LoadedProgram.from_spec(spec) as program:
         sessions = _sessions(opts, steps)
         blocked = lockout.blocked(sessions, lambda frame: program.test_run(frame).retval)
@@ -372,4 +443,5 @@ def _apply_locked(opts: ApplyOptions, spec: ArtifactSpec) -> ApplyReport:
             dry_run=bool(spec.manifest.get("dry_run")),
             interfaces=tuple(results),
             lockout_checked=tuple(s.describe() for s in sessions),
+            reason=reason,
         )

@@ -39,6 +39,11 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         help="require a dry-run artifact (nothing dropped, would-drop counted)",
     )
     parser.add_argument("--pin-root", help=f"bpffs directory (default {pins.DEFAULT_ROOT})")
+    parser.add_argument(
+        "--no-live-update",
+        action="store_true",
+        help="always load and swap the program, even when the tables could be updated in place",
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,6 +62,7 @@ def options(args: argparse.Namespace, **extra: bool) -> ApplyOptions:
         offload=args.offload,
         replace_foreign=args.replace_foreign,
         dry_run=args.dry_run,
+        live_update=not args.no_live_update,
         **extra,
     )
 
@@ -64,6 +70,7 @@ def options(args: argparse.Namespace, **extra: bool) -> ApplyOptions:
 def render(report: ApplyReport) -> str:
     dry = " (dry-run: nothing is dropped)" if report.dry_run else ""
     lines = [f"policy {report.policy} sha256 {report.sha256} prog id {report.prog_id}{dry}"]
+    lines.append(f"  {report.describe_path()}")
     for item in report.interfaces:
         mode = f" ({item.mode})" if item.mode else ""
         lines.append(f"  {item.name}: {item.action}{mode}")

@@ -20,6 +20,7 @@ from fwc.loader.cli import LoaderError
 BPF_XDP = 37  # enum bpf_attach_type
 BPF_MAP_TYPE_ARRAY = 2
 BPF_MAP_TYPE_PERCPU_ARRAY = 6
+BPF_MAP_TYPE_ARRAY_OF_MAPS = 12
 BPF_OBJ_NAME_LEN = 16
 ETH_HLEN = 14  # the shortest frame BPF_PROG_TEST_RUN accepts for XDP
 LIBBPF_WARN, LIBBPF_INFO, LIBBPF_DEBUG = 0, 1, 2
@@ -115,6 +116,10 @@ class _MapCreateOpts(ctypes.Structure):
     ]
 
 
+class _BatchOpts(ctypes.Structure):
+    _fields_ = [("sz", c_size_t), ("elem_flags", c_u64), ("flags", c_u64)]
+
+
 class _ProgInfo(ctypes.Structure):
     """The head of struct bpf_prog_info; the kernel accepts a shorter info_len."""
 
@@ -193,6 +198,11 @@ _declare("bpf_map_lookup_elem", c_int, c_int, c_void_p, c_void_p)
 _declare("bpf_map_delete_elem", c_int, c_int, c_void_p)
 _declare("bpf_map_get_next_key", c_int, c_int, c_void_p, c_void_p)
 _declare("bpf_map_freeze", c_int, c_int)
+_BATCH_ARGS = (c_void_p, c_void_p, ctypes.POINTER(c_u32), ctypes.POINTER(_BatchOpts))
+_declare("bpf_map_update_batch", c_int, c_int, *_BATCH_ARGS)
+_declare("bpf_map_delete_batch", c_int, c_int, c_void_p, ctypes.POINTER(c_u32), c_void_p)
+_declare("bpf_map_lookup_batch", c_int, c_int, c_void_p, c_void_p, *_BATCH_ARGS)
+_declare("bpf_map__reuse_fd", c_int, c_void_p, c_int)
 _declare("bpf_obj_pin", c_int, c_int, c_char_p)
 _declare("bpf_obj_get", c_int, c_char_p)
 _declare("bpf_link_create", c_int, c_int, c_int, c_int, c_void_p)
@@ -363,6 +373,10 @@ class Object:
     def map_fd(self, name: str) -> int:
         return _check(_lib.bpf_map__fd(self._map(name)), f"map {name!r} has no fd")
 
+    def reuse_map_fd(self, name: str, fd: int) -> None:
+        """Before load: make the object use an existing map instead of creating its own."""
+        _check(_lib.bpf_map__reuse_fd(self._map(name), fd), f"cannot reuse a map for {name!r}")
+
     def maps(self) -> list[MapDef]:
         defs: list[MapDef] = []
         ptr = _lib.bpf_object__next_map(self.ptr, None)
@@ -478,9 +492,17 @@ def link_info(fd: int) -> LinkInfo:
 
 
 def map_create(
-    map_type: int, name: str, key_size: int, value_size: int, max_entries: int, flags: int = 0
+    map_type: int,
+    name: str,
+    key_size: int,
+    value_size: int,
+    max_entries: int,
+    flags: int = 0,
+    inner_map_fd: int = 0,
 ) -> int:
-    opts = _MapCreateOpts(sz=ctypes.sizeof(_MapCreateOpts), map_flags=flags)
+    opts = _MapCreateOpts(
+        sz=ctypes.sizeof(_MapCreateOpts), map_flags=flags, inner_map_fd=inner_map_fd
+    )
     return _check(
         _lib.bpf_map_create(
             map_type, name.encode(), key_size, value_size, max_entries, ctypes.byref(opts)
@@ -519,6 +541,68 @@ def map_next_key(fd: int, key: bytes | None, key_size: int) -> bytes | None:
         return None
     _check(ret, "map iteration failed")
     return out.raw
+
+
+def map_update_batch(fd: int, keys: bytes, values: bytes, count: int) -> None:
+    """BPF_MAP_UPDATE_BATCH: `count` keys and values, each array packed back to back."""
+    done = 0
+    while done < count:
+        # the kernel may stop early (e.g. on a signal) and reports how many it wrote
+        left = c_u32(count - done)
+        key_size, value_size = len(keys) // count, len(values) // count
+        opts = _BatchOpts(sz=ctypes.sizeof(_BatchOpts))
+        ret = _lib.bpf_map_update_batch(
+            fd,
+            _offset(keys, done * key_size),
+            _offset(values, done * value_size),
+            ctypes.byref(left),
+            ctypes.byref(opts),
+        )
+        if ret < 0 and not (ret == -errno.EINTR and left.value):
+            _check(ret, "batched map update failed")
+        done += left.value
+
+
+def map_delete_batch(fd: int, keys: bytes, count: int) -> None:
+    """BPF_MAP_DELETE_BATCH of `count` packed keys (every key must be present)."""
+    if not count:
+        return
+    left = c_u32(count)
+    _check(_lib.bpf_map_delete_batch(fd, keys, ctypes.byref(left), None), "batched delete failed")
+
+
+def map_keys(fd: int, key_size: int, value_size: int, chunk: int = 8192) -> list[bytes]:
+    """Every key of a hash map, read with BPF_MAP_LOOKUP_BATCH."""
+    keys_buf = ctypes.create_string_buffer(key_size * chunk)
+    values_buf = ctypes.create_string_buffer(value_size * chunk)
+    # the hash map's batch cursor is a bucket number; 8 bytes leave room for any map's cursor
+    cursor_in, cursor_out = ctypes.create_string_buffer(8), ctypes.create_string_buffer(8)
+    first = True
+    found: list[bytes] = []
+    while True:
+        count = c_u32(chunk)
+        opts = _BatchOpts(sz=ctypes.sizeof(_BatchOpts))
+        ret = _lib.bpf_map_lookup_batch(
+            fd,
+            None if first else cursor_in,
+            cursor_out,
+            keys_buf,
+            values_buf,
+            ctypes.byref(count),
+            ctypes.byref(opts),
+        )
+        if ret < 0 and ret != -errno.ENOENT:
+            _check(ret, "batched map lookup failed")
+        raw = keys_buf.raw[: count.value * key_size]
+        found.extend(raw[i : i + key_size] for i in range(0, len(raw), key_size))
+        if ret == -errno.ENOENT:
+            return found
+        ctypes.memmove(cursor_in, cursor_out, 8)
+        first = False
+
+
+def _offset(buf: bytes, start: int) -> int:
+    return ctypes.cast(ctypes.c_char_p(buf), c_void_p).value + start  # type: ignore[operator]
 
 
 def map_freeze(fd: int) -> None:

@@ -1,0 +1,352 @@
+"""Live update of a pinned tables policy (docs/tables.md): fill the idle generation, flip one index.
+
+No program is swapped; `can_update_in_place` says whether a new artifact allows it, and why not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+from elftools.elf.elffile import ELFFile
+from elftools.elf.relocation import RelocationSection
+from elftools.elf.sections import SymbolTableSection
+
+from fwc.loader import libbpf, pins
+from fwc.loader.artifact import ArtifactSpec, SeedSpec
+from fwc.loader.cli import LoaderError
+from fwc.loader.kernel import COUNTER, possible_cpus
+from fwc.loader.meta import create_meta_map
+
+# fw-load's own record in the pinned manifest (the artifact's manifest has no such key)
+RECORD = "fw_load"
+GEN_MAP = "fwc_gen"
+KEYED = ("hash", "lpm_trie")
+# an update within this long after the previous flip waits for an RCU grace period first
+_GRACE_NS = 1_000_000_000
+_U32 = struct.Struct("<I")
+_RULE = struct.Struct("<III")  # key: rule id; value: XDP action, counter slot
+_CFG_SLOTS = slice(2, 6)  # default, malformed, non_ip, would_drop in the cfg value's u32 fields
+
+
+class LiveUpdateError(LoaderError):
+    """The live update failed before the flip: the live generation is untouched."""
+
+
+@dataclass(frozen=True)
+class LiveUpdate:
+    """What an update in place did, with its phases' wall times in seconds."""
+
+    from_generation: int
+    to_generation: int
+    records: int
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def program_sha256(data: bytes, section: str) -> str:
+    """Digest of the program: its section's bytes and every relocation (offset, symbol name)."""
+    elf = ELFFile(BytesIO(data))
+    program = elf.get_section_by_name(section)
+    if program is None:
+        raise LoaderError(f"{section!r}: no such section")
+    digest = hashlib.sha256(program.data())
+    rel = elf.get_section_by_name(f".rel{section}")
+    if isinstance(rel, RelocationSection):
+        symbols = elf.get_section(rel["sh_link"])
+        if not isinstance(symbols, SymbolTableSection):
+            raise LoaderError(f"relocations of {section!r} name no symbol table")
+        for entry in rel.iter_relocations():
+            name = symbols.get_symbol(entry["r_info_sym"]).name
+            digest.update(entry["r_offset"].to_bytes(8, "little") + name.encode() + b"\0")
+    return digest.hexdigest()
+
+
+def meta_manifest(manifest: Mapping[str, Any], record: Mapping[str, Any]) -> bytes:
+    """The manifest fw-load pins: the artifact's, plus fw-load's record, canonically encoded."""
+    out = dict(manifest)
+    out[RECORD] = dict(record)
+    return json.dumps(out, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def initial_record(spec: ArtifactSpec) -> dict[str, Any]:
+    """fw-load's record for a freshly loaded artifact: its program digest, generation 0 live."""
+    return {"program_sha256": program_sha256(spec.data, spec.section), "generation": 0}
+
+
+def _idle_name(seed_map: str, generation: int) -> str | None:
+    return seed_map[:-1] + str(generation) if seed_map.endswith("0") else None
+
+
+def can_update_in_place(
+    live_manifest: Mapping[str, Any], new_spec: ArtifactSpec
+) -> tuple[bool, str]:
+    """Whether `new_spec` can replace the live tables without a reload; else why not."""
+    new = new_spec.manifest
+    for label, strategy in (("live", live_manifest.get("strategy")), ("new", new["strategy"])):
+        if strategy != "tables":
+            return False, f"the {label} policy uses strategy {strategy!r}, not 'tables'"
+    if bool(live_manifest.get("dry_run")) != bool(new.get("dry_run")):
+        return False, "the dry-run switch differs (it is compiled into the program)"
+    live_digest = (live_manifest.get(RECORD) or {}).get("program_sha256")
+    if not live_digest:
+        return False, "the live manifest records no program digest (applied by an older fw-load)"
+    if program_sha256(new_spec.data, new_spec.section) != live_digest:
+        return False, "the program differs from the live one"
+    live_maps = {m["name"]: m for m in live_manifest.get("maps", [])}
+    new_maps = {m.name: m for m in new_spec.maps}
+    if set(live_maps) != set(new_maps):
+        changed = sorted(set(live_maps) ^ set(new_maps))
+        return False, f"the maps differ ({', '.join(changed)})"
+    for name, spec in new_maps.items():
+        live = live_maps[name]
+        shape = (live["type"], live["key_size"], live["value_size"])
+        if shape != (spec.type, spec.key_size, spec.value_size):
+            return False, f"map {name} changes its type, key or value size"
+    for seed in new_spec.seeds:
+        for generation in (0, 1):
+            target = _idle_name(seed.map, generation)
+            if target is None or target not in live_maps:
+                return False, f"seed of map {seed.map} is not a generation-0 table"
+            if seed.count > live_maps[target]["max_entries"]:
+                return False, (
+                    f"map {target} holds {live_maps[target]['max_entries']} entries, "
+                    f"the new policy needs {seed.count}"
+                )
+    counters = live_manifest.get("counters", {}).get("map")
+    if counters != new_spec.counters_map:
+        return False, "the counters map differs"
+    have = live_maps[counters]["max_entries"]
+    if len(new_spec.counter_slots) > have:
+        return False, (
+            f"the counters map would grow from {have} to {len(new_spec.counter_slots)} slots"
+        )
+    return True, ""
+
+
+def slot_mapping(
+    live_manifest: Mapping[str, Any], spec: ArtifactSpec, entries: int
+) -> tuple[dict[int, int], list[int]]:
+    """New slot index -> live slot index (same name, else a free slot); and the reused slots."""
+    live = {s["name"]: s["index"] for s in live_manifest["counters"]["slots"]}
+    mapping = {index: live[name] for index, name in spec.counter_slots if name in live}
+    used = set(mapping.values())
+    free = (index for index in range(entries) if index not in used)
+    fresh: list[int] = []
+    for index, _ in spec.counter_slots:
+        if index not in mapping:
+            slot = next(free, None)
+            if slot is None:
+                raise LiveUpdateError(f"the counters map has no free slot left ({entries} slots)")
+            mapping[index] = slot
+            fresh.append(slot)
+    return mapping, fresh
+
+
+def _remap(seed: SeedSpec, mapping: dict[int, int]) -> bytes:
+    """The seed's records with counter slots moved to the live counters' slots."""
+    base = seed.map[:-1]
+    if base == "fwc_rule":
+        return b"".join(
+            _RULE.pack(key, action, mapping[slot])
+            for key, action, slot in _RULE.iter_unpack(seed.records)
+        )
+    if base == "fwc_cfg":
+        fields = list(struct.unpack(f"<{len(seed.records) // 4}I", seed.records))
+        # the record is the u32 key 0, then the cfg value
+        value = fields[1:]
+        value[_CFG_SLOTS] = [mapping[s] for s in value[_CFG_SLOTS]]
+        return struct.pack(f"<{len(fields)}I", fields[0], *value)
+    return seed.records
+
+
+def split_records(records: bytes, key_size: int, value_size: int) -> tuple[bytes, bytes]:
+    """Packed (key, value) records into the keys array and the values array batch calls take."""
+    step = key_size + value_size
+    count = len(records) // step
+    keys, values = bytearray(count * key_size), bytearray(count * value_size)
+    # one strided copy per byte lane runs at C speed; a loop over records would not
+    for lane in range(key_size):
+        keys[lane::key_size] = records[lane::step]
+    for lane in range(value_size):
+        values[lane::value_size] = records[key_size + lane :: step]
+    return bytes(keys), bytes(values)
+
+
+def _write(fd: int, map_type: str, seed: SeedSpec, records: bytes) -> None:
+    keys, values = split_records(records, seed.key_size, seed.value_size)
+    count = len(records) // (seed.key_size + seed.value_size)
+    if map_type in KEYED:
+        wanted = {keys[i : i + seed.key_size] for i in range(0, len(keys), seed.key_size)}
+        stale = [k for k in libbpf.map_keys(fd, seed.key_size, seed.value_size) if k not in wanted]
+        libbpf.map_delete_batch(fd, b"".join(stale), len(stale))
+    if count:
+        libbpf.map_update_batch(fd, keys, values, count)
+
+
+def _wait_for_readers() -> None:
+    """Force an RCU grace period: updating a map-in-map element from user space waits for one."""
+    inner = libbpf.map_create(libbpf.BPF_MAP_TYPE_ARRAY, "fwc_rcu_in", 4, 4, 1)
+    try:
+        outer = libbpf.map_create(
+            libbpf.BPF_MAP_TYPE_ARRAY_OF_MAPS, "fwc_rcu", 4, 4, 1, inner_map_fd=inner
+        )
+        try:
+            libbpf.map_update(outer, _U32.pack(0), _U32.pack(inner))
+        finally:
+            os.close(outer)
+    finally:
+        os.close(inner)
+
+
+class _Fds:
+    """The pinned maps an update touches, opened once and closed together."""
+
+    def __init__(self, policy: pins.PolicyPins) -> None:
+        self._policy = policy
+        self._fds: dict[str, int] = {}
+
+    def __getitem__(self, name: str) -> int:
+        if name not in self._fds:
+            self._fds[name] = libbpf.obj_get(self._policy.map(name))
+        return self._fds[name]
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+
+Verdict = Callable[[bytes], int]
+
+
+@contextmanager
+def idle_probe(policy: pins.PolicyPins, spec: ArtifactSpec, generation: int) -> Iterator[Verdict]:
+    """The new program over the pinned tables, reading `generation`, with counters of its own.
+
+    It classifies test frames with the idle generation before anything live reads it.
+    """
+    obj = libbpf.Object(spec.data)
+    try:
+        for m in spec.maps:
+            if m.name in (GEN_MAP, spec.counters_map):
+                continue
+            fd = libbpf.obj_get(policy.map(m.name))
+            try:
+                obj.reuse_map_fd(m.name, fd)
+            finally:
+                os.close(fd)
+        obj.load()
+        libbpf.map_update(obj.map_fd(GEN_MAP), _U32.pack(0), _U32.pack(generation))
+        prog_fd = obj.program_fd(spec.program)
+        yield lambda frame: libbpf.prog_test_run(prog_fd, frame)[0]
+    finally:
+        obj.close()
+
+
+def update_in_place(
+    root: os.PathLike[str] | str,
+    live_manifest: Mapping[str, Any],
+    spec: ArtifactSpec,
+    before_flip: Callable[[Verdict], None] | None = None,
+) -> LiveUpdate:
+    """docs/tables.md "Live update": idle generation, counters by name, flip, new manifest.
+
+    `before_flip` gets the idle generation's verdicts (the lockout check) and may raise to stop.
+    Raises LiveUpdateError (nothing live changed) when anything fails before the flip.
+    """
+    policy = pins.policy_pins(Path(root), spec.policy_name)
+    live_maps = {m["name"]: m for m in live_manifest["maps"]}
+    record = dict(live_manifest.get(RECORD) or {})
+    fds = _Fds(policy)
+    timings: dict[str, float] = {}
+    try:
+        start = time.perf_counter()
+        try:
+            raw = libbpf.map_lookup(fds[GEN_MAP], _U32.pack(0), 4)
+            live = _U32.unpack(raw or bytes(4))[0]
+            idle = 1 - live
+            since = time.clock_gettime_ns(time.CLOCK_BOOTTIME) - int(record.get("flipped_at", 0))
+            if since < _GRACE_NS:
+                # packets that started on the idle generation before the last flip must be done
+                _wait_for_readers()
+            counters = spec.counters_map
+            entries = int(live_maps[counters]["max_entries"])
+            mapping, fresh = slot_mapping(live_manifest, spec, entries)
+            timings["prepare"] = time.perf_counter() - start
+            start = time.perf_counter()
+            records = 0
+            for seed in spec.seeds:
+                target = f"{seed.map[:-1]}{idle}"
+                info = libbpf.map_info(fds[target])
+                if info.max_entries < seed.count:
+                    raise LiveUpdateError(
+                        f"pinned map {target} holds {info.max_entries} entries, "
+                        f"the new policy needs {seed.count}"
+                    )
+                _write(fds[target], live_maps[target]["type"], seed, _remap(seed, mapping))
+                records += seed.count
+            zero = bytes(COUNTER.size * possible_cpus())
+            for slot in fresh:
+                libbpf.map_update(fds[counters], _U32.pack(slot), zero)
+            timings["write_idle"] = time.perf_counter() - start
+        except LiveUpdateError:
+            raise
+        except LoaderError as exc:
+            raise LiveUpdateError(f"live update failed before the flip: {exc}") from exc
+        if before_flip is not None:
+            start = time.perf_counter()
+            with idle_probe(policy, spec, idle) as verdict:
+                before_flip(verdict)
+            timings["check"] = time.perf_counter() - start
+        start = time.perf_counter()
+        # one 4-byte store: every packet classifies with one whole generation
+        libbpf.map_update(fds[GEN_MAP], _U32.pack(0), _U32.pack(idle))
+        flipped_at = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+        timings["flip"] = time.perf_counter() - start
+    finally:
+        fds.close()
+    start = time.perf_counter()
+    record.update(generation=idle, flipped_at=flipped_at)
+    _replace_meta(Path(root), policy, _live_manifest(spec, live_manifest, mapping), record)
+    timings["manifest"] = time.perf_counter() - start
+    return LiveUpdate(live, idle, records, timings)
+
+
+def _live_manifest(
+    spec: ArtifactSpec, live_manifest: Mapping[str, Any], mapping: dict[int, int]
+) -> dict[str, Any]:
+    """The new manifest as the kernel now holds it: the live maps, and slots where they count."""
+    manifest = dict(spec.manifest)
+    manifest["maps"] = list(live_manifest["maps"])
+    counters = dict(manifest["counters"])
+    counters["slots"] = [
+        {"index": mapping[index], "name": name} for index, name in spec.counter_slots
+    ]
+    manifest["counters"] = counters
+    return manifest
+
+
+def _replace_meta(
+    root: Path, policy: pins.PolicyPins, manifest: dict[str, Any], record: dict[str, Any]
+) -> None:
+    """Pin a new frozen meta map in staging, then rename it over the policy's (atomic on bpffs)."""
+    staging = pins.staging_pins(root, policy.dir.name)
+    staging.dir.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = create_meta_map(meta_manifest(manifest, record))
+        try:
+            libbpf.obj_pin(fd, staging.meta)
+        finally:
+            os.close(fd)
+        os.rename(staging.meta, policy.meta)
+    finally:
+        pins.remove_tree(staging.dir)
