@@ -7,11 +7,12 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from fwc.compiler.build import BuildResult, compile_policy, default_cache_dir
+from fwc.compiler.build import BuildResult, compile_policy, default_cache_dir, plan_policy
 from fwc.compiler.check import CheckResult, FileResult, check_file
 from fwc.compiler.cli import UsageError
 from fwc.compiler.findings import Finding, has_errors
-from fwc.compiler.plan import choose_strategy, make_plan, plan_findings
+from fwc.compiler.options import DEFAULT_LOG_RATE, DEFAULT_RATE_LIMIT_BUCKETS, CompileOptions
+from fwc.compiler.plan import choose_strategy, plan_findings
 from fwc.compiler.render import render
 from fwc.compiler.report import render as report
 from fwc.compiler.verify import Rejected, verify
@@ -31,6 +32,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--verify", action="store_true", help="load the program so the kernel verifier checks it"
     )
+    parser.add_argument(
+        "--rate-limit-buckets",
+        type=_positive,
+        default=DEFAULT_RATE_LIMIT_BUCKETS,
+        metavar="N",
+        help="rate-limit buckets (rule, source) kept at once, least recently used go first",
+    )
+    parser.add_argument(
+        "--log-rate",
+        type=_positive,
+        default=DEFAULT_LOG_RATE,
+        metavar="N",
+        help=f"log events per second per CPU at most (default {DEFAULT_LOG_RATE})",
+    )
     parser.add_argument("--emit-c", metavar="FILE", help="also write the generated C source")
     parser.add_argument("--no-cache", action="store_true", help="do not use the build cache")
 
@@ -49,14 +64,16 @@ def run(args: argparse.Namespace) -> int:
     refused = plan_findings(policy, strategy)
     if has_errors(refused):
         return _findings(checked, [*checked.findings, *refused])
+    options = CompileOptions(rate_limit_buckets=args.rate_limit_buckets, log_rate=args.log_rate)
     if args.emit_c:
-        _write(Path(args.emit_c), render(make_plan(policy, strategy, args.dry_run)))
+        _write(Path(args.emit_c), render(plan_policy(policy, strategy, args.dry_run, options)))
     result = compile_policy(
         policy,
         output=Path(args.output),
         strategy=strategy,
         dry_run=args.dry_run,
         cache_dir=None if args.no_cache else default_cache_dir(),
+        options=options,
     )
     if args.verify:
         outcome = verify(result.path, result.c_source, policy)
@@ -66,6 +83,21 @@ def run(args: argparse.Namespace) -> int:
             return _findings(checked, [outcome.finding])
     _summary(result, args.verify)
     return 0
+
+
+# The kernel's limit for a hash map's entries is far above this; the cap keeps a typo
+# from asking for gigabytes of map memory.
+MAX_COUNT = 1 << 26
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"{value} is not between 1 and {MAX_COUNT}")
+    return value
 
 
 def _findings(checked: FileResult, findings: list[Finding]) -> int:

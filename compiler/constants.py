@@ -18,7 +18,9 @@ from fwc.compiler.ir import (
     Protocol,
     Rule,
 )
+from fwc.compiler.options import EVENTS_SIZE, CompileOptions
 from fwc.compiler.plan import MapInfo, Plan, counter_slots
+from fwc.compiler.ratelimit import gcra
 
 TEMPLATE = "constants.c.j2"
 
@@ -35,8 +37,15 @@ PKT_SIZE = 56
 # the parser and for layout differences between clang releases.
 MAX_INSNS = 32_000
 PARSER_INSNS = 800
+SUBPROGRAM_INSNS = 120  # fwc_rate_take or fwc_log with their verdict hooks, clang 22
 
-_XDP_ACTIONS = {Action.ALLOW: "XDP_PASS", Action.DENY: "XDP_DROP"}
+# A rate_limit rule's packets pass unless the bucket is empty (decided at run time).
+_XDP_ACTIONS = {Action.ALLOW: "XDP_PASS", Action.DENY: "XDP_DROP", Action.RATE_LIMIT: "XDP_PASS"}
+# sizeof(struct fwc_bucket_key) in templates/bpf/fwc_ratelimit.h, and of its u64 value.
+BUCKET_KEY_SIZE = 24
+BUCKET_VALUE_SIZE = 8
+# sizeof(struct fwc_log_window) in templates/bpf/fwc_log.h.
+LOG_WINDOW_SIZE = 16
 
 
 @dataclass(frozen=True)
@@ -77,11 +86,21 @@ class RuleBlock:
     action: str
     xdp_action: str
     tests: tuple[Condition, ...]
+    interval: int = 0  # rate_limit rules: GCRA emission interval in ns (0: not rate-limited)
+    tolerance: int = 0
+    log: bool = False
 
 
 def estimated_insns(policy: Policy) -> int:
     """An upper bound of the program's instruction count (BPF instructions, not bytes)."""
-    return PARSER_INSNS + sum(_rule_insns(t) for r in policy.rules for t in (*_tests(r), None))
+    rules = sum(_rule_insns(t) for r in policy.rules for t in (*_tests(r), None))
+    limited = [r for r in policy.rules if r.action is Action.RATE_LIMIT]
+    logged = [r for r in policy.rules if r.log]
+    # two 64-bit immediates (4 instructions) per rate_limit rule, one store per log rule,
+    # and the shared subprograms once
+    extra = 4 * len(limited) + len(logged)
+    extra += (SUBPROGRAM_INSNS if limited else 0) + (SUBPROGRAM_INSNS if logged else 0)
+    return PARSER_INSNS + rules + extra
 
 
 def _rule_insns(test: Condition | None) -> int:
@@ -101,26 +120,6 @@ def _rule_insns(test: Condition | None) -> int:
 def findings(policy: Policy) -> list[Finding]:
     """Why this strategy cannot compile `policy` (empty when it can)."""
     out: list[Finding] = []
-    for rule in policy.rules:
-        if rule.action is Action.RATE_LIMIT:
-            out.append(
-                error(
-                    "FWC050",
-                    f"rule `{rule.name}` uses action rate_limit, which the compiler does not "
-                    "support yet",
-                    rule.location,
-                    rule.name,
-                )
-            )
-        if rule.log:
-            out.append(
-                error(
-                    "FWC050",
-                    f"rule `{rule.name}` sets `log: true`, which the compiler does not support yet",
-                    rule.location,
-                    rule.name,
-                )
-            )
     size = estimated_insns(policy)
     if size > MAX_INSNS:
         out.append(
@@ -134,10 +133,26 @@ def findings(policy: Policy) -> list[Finding]:
     return out
 
 
-def plan(policy: Policy, dry_run: bool) -> Plan:
-    """The plan of a policy that `findings` accepts."""
+def plan(policy: Policy, dry_run: bool, options: CompileOptions | None = None) -> Plan:
+    """The plan of a policy that `findings` accepts.
+
+    The bucket map exists only when a rule rate-limits, the event maps only when a
+    rule logs; `log_rate` is 0 without them.
+    """
+    options = options or CompileOptions()
     n = len(policy.rules)
     slots = counter_slots(policy)
+    buckets = options.rate_limit_buckets if _rate_limits(policy) else 0
+    log_rate = options.log_rate if any(r.log for r in policy.rules) else 0
+    maps = [
+        MapInfo("fwc_counters", "percpu_array", 4, 16, len(slots)),
+        MapInfo("fwc_scratch", "percpu_array", 4, PKT_SIZE, 1),
+    ]
+    if buckets:
+        maps.append(MapInfo("fwc_buckets", "lru_hash", BUCKET_KEY_SIZE, BUCKET_VALUE_SIZE, buckets))
+    if log_rate:
+        maps.append(MapInfo("fwc_events", "ringbuf", 0, 0, EVENTS_SIZE))
+        maps.append(MapInfo("fwc_log_window", "percpu_array", 4, LOG_WINDOW_SIZE, 1))
     return Plan(
         policy=policy,
         strategy="constants",
@@ -152,17 +167,23 @@ def plan(policy: Policy, dry_run: bool) -> Plan:
             "slot_non_ip": n + 2,
             "slot_would_drop": n + 3,
             "slot_count": len(slots),
+            "rate_limit_buckets": buckets,
+            "log_rate": log_rate,
+            "events_size": EVENTS_SIZE,
         },
-        maps=(
-            MapInfo("fwc_counters", "percpu_array", 4, 16, len(slots)),
-            MapInfo("fwc_scratch", "percpu_array", 4, PKT_SIZE, 1),
-        ),
+        maps=tuple(maps),
         dry_run=dry_run,
+        log_rate=log_rate,
         counter_slots=slots,
     )
 
 
+def _rate_limits(policy: Policy) -> bool:
+    return any(r.action is Action.RATE_LIMIT for r in policy.rules)
+
+
 def _block(rule: Rule) -> RuleBlock:
+    params = gcra(rule) if rule.action is Action.RATE_LIMIT else None
     return RuleBlock(
         id=rule.id,
         name=rule.name,
@@ -170,6 +191,9 @@ def _block(rule: Rule) -> RuleBlock:
         action=rule.action.value,
         xdp_action=_XDP_ACTIONS[rule.action],
         tests=tuple(_tests(rule)),
+        interval=params.interval if params else 0,
+        tolerance=params.tolerance if params else 0,
+        log=rule.log,
     )
 
 

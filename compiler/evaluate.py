@@ -20,6 +20,7 @@ from fwc.compiler.ir import (
     Rule,
 )
 from fwc.compiler.packet import Packet, parse
+from fwc.compiler.ratelimit import RateLimiter, gcra
 
 XDP_DROP = 1
 XDP_PASS = 2
@@ -42,11 +43,18 @@ class Verdict:
         return self.rule.name if self.rule is not None else self.klass
 
 
-def evaluate(policy: Policy, frame: bytes, dry_run: bool = False) -> Verdict:
+def evaluate(
+    policy: Policy,
+    frame: bytes,
+    dry_run: bool = False,
+    buckets: RateLimiter | None = None,
+    now_ns: int | None = None,
+) -> Verdict:
     """The verdict for `frame`; never raises.
 
-    A `rate_limit` rule's packets pass: the oracle has no clock, so it models a
-    bucket that still holds a token.
+    A `rate_limit` rule's packet takes a token from `buckets` at time `now_ns` and
+    is dropped when none is left; with no buckets (or no clock) it passes, as from
+    a bucket that still holds a token.
     """
     packet = parse(frame)
     n = len(policy.rules)
@@ -56,7 +64,10 @@ def evaluate(policy: Policy, frame: bytes, dry_run: bool = False) -> Verdict:
         return _verdict(policy.default_action, None, "malformed", n + 1, packet, dry_run)
     for rule in policy.rules:
         if not failed_fields(rule, packet):
-            return _verdict(rule.action, rule, "rule", rule.id, packet, dry_run)
+            action = rule.action
+            if action is Action.RATE_LIMIT and not _takes_token(rule, packet, buckets, now_ns):
+                action = Action.DENY
+            return _verdict(action, rule, "rule", rule.id, packet, dry_run)
     return _verdict(policy.default_action, None, "default", n, packet, dry_run)
 
 
@@ -67,6 +78,16 @@ def _verdict(
     if dry_run and drops:
         return Verdict(XDP_PASS, rule, klass, slot, True, packet)
     return Verdict(XDP_DROP if drops else XDP_PASS, rule, klass, slot, False, packet)
+
+
+def _takes_token(
+    rule: Rule, packet: Packet, buckets: RateLimiter | None, now_ns: int | None
+) -> bool:
+    params = gcra(rule)
+    if buckets is None or now_ns is None or params is None:
+        return True
+    assert packet.family is not None and packet.src is not None
+    return buckets.take((rule.id, packet.family, packet.src), params, now_ns)
 
 
 def failed_fields(rule: Rule, packet: Packet) -> list[str]:

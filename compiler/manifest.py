@@ -16,6 +16,8 @@ SECTION = ".fwc.manifest"
 PROGRAM = "fwc_xdp"
 PROGRAM_SECTION = "xdp"
 BPF_INSN_SIZE = 8
+BUCKETS_MAP = "fwc_buckets"
+EVENTS_MAP = "fwc_events"
 
 
 def build_manifest(plan: Plan, clang_version: str, insn_count: int) -> dict[str, Any]:
@@ -35,6 +37,7 @@ def build_manifest(plan: Plan, clang_version: str, insn_count: int) -> dict[str,
         "strategy": plan.strategy,
         "dry_run": plan.dry_run,
         "log_rate": plan.log_rate,
+        "rate_limit_buckets": next((m.max_entries for m in plan.maps if m.name == BUCKETS_MAP), 0),
         "program": {"name": PROGRAM, "section": PROGRAM_SECTION, "insn_count": insn_count},
         "rules": [
             {"id": r.id, "name": r.name, "priority": r.priority, "action": r.action.value}

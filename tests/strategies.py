@@ -122,9 +122,17 @@ def _draw_list(draw: st.DrawFn, item: Any, lo: int, hi: int) -> list[Any]:
     return [item(draw) for _ in range(draw(st.integers(lo, hi)))]
 
 
+# Bursts far above the frames a test sends through one program, so that every bucket
+# still holds a token and the evaluator's "full bucket" (no bucket state) is exact.
+LARGE_BURSTS = (1_000_000, 2**32 - 1)
+
+
 @st.composite
-def policy_documents(draw: st.DrawFn, min_rules: int = 1, max_rules: int = 30) -> dict[str, Any]:
-    """A valid policy as plain YAML values: allow/deny rules only, with sets, ties and ranges."""
+def policy_documents(
+    draw: st.DrawFn, min_rules: int = 1, max_rules: int = 30, rate_limit: bool = False
+) -> dict[str, Any]:
+    """A valid policy as plain YAML values, with sets, ties and ranges: allow/deny rules, and
+    with `rate_limit` also rate_limit rules of a LARGE_BURSTS burst and `log: true` rules."""
     address_sets = {
         f"nets{i}": _draw_list(draw, draw_cidr, 1, 4) for i in range(draw(st.integers(0, 3)))
     }
@@ -156,6 +164,12 @@ def policy_documents(draw: st.DrawFn, min_rules: int = 1, max_rules: int = 30) -
             "action": draw(st.sampled_from(ACTIONS)),
             "protocol": protocol,
         }
+        if rate_limit and draw(st.integers(0, 3)) == 0:
+            rule["action"] = "rate_limit"
+            rule["rate_limit_pps"] = draw(st.sampled_from((1, 7, 1000, 10**9)))
+            rule["rate_limit_burst"] = draw(st.sampled_from(LARGE_BURSTS))
+        if rate_limit and draw(st.integers(0, 3)) == 0:
+            rule["log"] = True
         for key in ("source_cidrs", "destination_cidrs"):
             entries = addresses()
             if entries:
@@ -198,8 +212,10 @@ def policy_texts(min_rules: int = 1, max_rules: int = 30) -> st.SearchStrategy[s
     )
 
 
-def policies(min_rules: int = 1, max_rules: int = 30) -> st.SearchStrategy[Policy]:
-    return policy_documents(min_rules, max_rules).map(policy_from_document)
+def policies(
+    min_rules: int = 1, max_rules: int = 30, rate_limit: bool = False
+) -> st.SearchStrategy[Policy]:
+    return policy_documents(min_rules, max_rules, rate_limit).map(policy_from_document)
 
 
 # ---- valid packets ------------------------------------------------------------------

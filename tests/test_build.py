@@ -137,7 +137,8 @@ def test_policy_findings_are_exit_1(tmp_path: Path, capsys: pytest.CaptureFixtur
     out = capsys.readouterr().out
     assert "FWC020" in out
     policy.write_text("name: p\nrules:\n  - {name: r, priority: 1, action: allow, log: true}\n")
-    assert main(["compile", str(policy), "-o", str(tmp_path / "fw.o")]) == 1
+    out_args = ["-o", str(tmp_path / "fw.o"), "--strategy", "tables"]
+    assert main(["compile", str(policy), *out_args]) == 1
     assert "FWC050" in capsys.readouterr().out
     assert not (tmp_path / "fw.o").exists()
 

@@ -17,6 +17,7 @@ from fwc.compiler.evaluate import XDP_DROP, XDP_PASS, evaluate
 from fwc.compiler.findings import has_errors
 from fwc.compiler.ir import Policy
 from fwc.compiler.normalize import normalize
+from fwc.compiler.ratelimit import RateLimiter, gcra
 from fwc.compiler.schema import validate
 from fwc.compiler.source import load_bytes, load_file
 
@@ -165,3 +166,84 @@ def test_every_strict_prefix_of_a_built_frame_is_malformed(
 @given(st.binary(max_size=128))
 def test_random_bytes_never_raise(frame: bytes) -> None:
     evaluate(SLOTS_POLICY, frame)
+
+
+RATE_POLICY = {
+    "default_action": "deny",
+    "rules": [
+        {
+            "name": "limit",
+            "priority": 1,
+            "action": "rate_limit",
+            "protocol": "udp",
+            "rate_limit_pps": 2,
+            "rate_limit_burst": 3,
+        }
+    ],
+}
+S = 1_000_000_000
+
+
+def udp_from(src: str) -> bytes:
+    return fr.build_frame(fr.fields_from_mapping({"proto": "udp", "src": src, "dport": 53}))
+
+
+# (what the row shows, [(source, time in ns)], XDP action of each) at pps=2, burst=3
+RATE_TABLE: list[tuple[str, list[tuple[str, int]], list[int]]] = [
+    ("burst of 3, then empty", [("192.0.2.1", 0)] * 4, [XDP_PASS] * 3 + [XDP_DROP]),
+    (
+        "one token back every 0.5 s",
+        [("192.0.2.1", 0)] * 4 + [("192.0.2.1", S // 2)] * 2,
+        [XDP_PASS] * 3 + [XDP_DROP, XDP_PASS, XDP_DROP],
+    ),
+    (
+        "1.1 s refills 2 tokens",
+        [("192.0.2.1", 0)] * 3 + [("192.0.2.1", 11 * S // 10)] * 3,
+        [XDP_PASS] * 5 + [XDP_DROP],
+    ),
+    (
+        "never more than the burst",
+        [("192.0.2.1", 0)] * 3 + [("192.0.2.1", 60 * S)] * 4,
+        [XDP_PASS] * 6 + [XDP_DROP],
+    ),
+    (
+        "sources apart, v6 per /128",
+        [("192.0.2.1", 0)] * 4 + [("2001:db8::1", 0)] * 4 + [("2001:db8::2", 0)],
+        [XDP_PASS] * 3 + [XDP_DROP] + [XDP_PASS] * 3 + [XDP_DROP, XDP_PASS],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("sent", "actions"), [row[1:] for row in RATE_TABLE], ids=[row[0] for row in RATE_TABLE]
+)
+def test_rate_limit_buckets(sent: list[tuple[str, int]], actions: list[int]) -> None:
+    policy = policy_from_mapping(RATE_POLICY)
+    buckets = RateLimiter()
+    got = [evaluate(policy, udp_from(src), buckets=buckets, now_ns=t).xdp_action for src, t in sent]
+    assert got == actions
+
+
+def test_rate_limit_without_buckets_passes_and_dry_run_would_drop() -> None:
+    policy = policy_from_mapping(RATE_POLICY)
+    frame = udp_from("192.0.2.1")
+    assert all(evaluate(policy, frame).xdp_action == XDP_PASS for _ in range(10))
+    buckets = RateLimiter()
+    verdicts = [evaluate(policy, frame, True, buckets, 0) for _ in range(4)]
+    assert [v.xdp_action for v in verdicts] == [XDP_PASS] * 4
+    assert [v.would_drop for v in verdicts] == [False] * 3 + [True]
+    assert verdicts[-1].decided_by == "limit"
+
+
+@pytest.mark.parametrize(
+    ("pps", "burst", "interval"), [(1, 1, S), (1, 2**32 - 1, S), (3, 3, 333_333_333), (10**9, 1, 1)]
+)
+def test_gcra_parameters_fit_u64(pps: int, burst: int, interval: int) -> None:
+    rule = policy_from_mapping(
+        {"rules": [{**RATE_POLICY["rules"][0], "rate_limit_pps": pps, "rate_limit_burst": burst}]}
+    ).rules[0]
+    params = gcra(rule)
+    assert params is not None and params.interval == interval
+    assert params.tolerance == (burst - 1) * interval
+    # a monotonic clock of 100 years of uptime plus the tolerance still fits a u64
+    assert 100 * 365 * 86_400 * S + params.tolerance + params.interval < 2**64

@@ -7,16 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from fwc.compiler.plan import make_plan, plan_findings
+from fwc.compiler.plan import make_plan
 from fwc.compiler.render import render
 from tests.compile_helpers import policy_file
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).resolve().parent / "golden" / "c"
 EXAMPLES = sorted(p for p in (ROOT / "policies").glob("*.yaml") if not p.stem.endswith(".cases"))
-# Examples that use rate_limit or log, which the constants strategy refuses (FWC050) for now.
-REFUSED = {"tutorial-host"}
-CASES = [(p, dry) for p in EXAMPLES if p.stem not in REFUSED for dry in (False, True)]
+CASES = [(p, dry) for p in EXAMPLES for dry in (False, True)]
 
 
 @pytest.mark.parametrize(
@@ -31,8 +29,3 @@ def test_generated_c_matches_golden(policy: Path, dry_run: bool) -> None:
     assert golden.is_file(), f"{golden} is missing; run with FWC_UPDATE_GOLDEN=1"
     assert source == golden.read_text(), f"{golden} differs; review, then FWC_UPDATE_GOLDEN=1"
 
-
-@pytest.mark.parametrize("name", sorted(REFUSED))
-def test_refused_examples_say_why(name: str) -> None:
-    found = plan_findings(policy_file(str(ROOT / "policies" / f"{name}.yaml")), "constants")
-    assert {f.id for f in found} == {"FWC050"}

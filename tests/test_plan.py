@@ -81,22 +81,20 @@ def test_ipv6_masks_split_into_halves() -> None:
 
 
 @pytest.mark.parametrize(
-    ("rule", "finding"),
+    "rule",
     [
-        (BASE + ", log: true}", "FWC050"),
-        (
-            "{name: r, priority: 1, action: rate_limit, rate_limit_pps: 10, protocol: udp}",
-            "FWC050",
-        ),
+        BASE + ", log: true}",
+        "{name: r, priority: 1, action: rate_limit, rate_limit_pps: 10, protocol: udp}",
     ],
 )
-def test_unsupported_features_are_refused(rule: str, finding: str) -> None:
+def test_rate_limit_and_log_compile_with_constants_only(rule: str) -> None:
     policy = one_rule(rule)
-    found = plan_findings(policy, "constants")
-    assert [f.id for f in found] == [finding]
-    assert "not support yet" in found[0].message and found[0].rule == "r"
+    assert plan_findings(policy, "constants") == []
+    found = plan_findings(policy, "tables")
+    assert [f.id for f in found] == ["FWC050"] and found[0].rule == "r"
     with pytest.raises(PlanError):
-        make_plan(policy, "constants", False)
+        make_plan(policy, "tables", False)
+    assert make_plan(policy, "auto", False).strategy == "constants"
 
 
 def test_too_large_policy_is_refused_cleanly() -> None:
