@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("cmd_run", "apply, then follow interfaces as they come and go"),
     "status": ("cmd_status", "show what is attached where"),
     "stats": ("cmd_stats", "show per-rule counters"),
+    "events": ("cmd_events", "follow the verdict events of log: true rules"),
     "detach": ("cmd_detach", "detach programs and remove their pins"),
 }
 
