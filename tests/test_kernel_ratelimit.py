@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from pathlib import Path
 
@@ -119,3 +121,34 @@ def test_no_bucket_map_without_rate_limit_rules(tmp_path: Path) -> None:
     result = compile_policy(policy, output=tmp_path / "fw.o")
     assert result.manifest["rate_limit_buckets"] == 0
     assert [m["name"] for m in result.manifest["maps"]] == ["fwc_counters", "fwc_scratch"]
+
+
+def test_two_cpus_never_spend_a_token_twice(tmp_path: Path) -> None:
+    """Both CPUs drain one bucket at once: exactly `burst` packets pass, as the CAS promises."""
+    burst, runs = 100_000, 200_000
+    cpus = sorted(os.sched_getaffinity(0))[:2]
+    assert len(cpus) == 2, "this test needs two CPUs"
+    result = compile_policy(limited(pps=1, burst=burst), output=tmp_path / "fw.o", dry_run=True)
+    windows: dict[int, tuple[int, int]] = {}
+    with LoadedProgram.load(result.path) as prog:
+
+        def drain(cpu: int) -> None:
+            os.sched_setaffinity(0, {cpu})  # pid 0: this thread only
+            start = time.monotonic_ns()
+            prog.test_run(A, repeat=runs)
+            windows[cpu] = (start, time.monotonic_ns())
+
+        threads = [threading.Thread(target=drain, args=(cpu,)) for cpu in cpus]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        counters = prog.counters()
+    (a_start, a_end), (b_start, b_end) = windows.values()
+    assert max(a_start, b_start) < min(a_end, b_end), "the two CPUs did not run at once"
+    slots = [s["name"] for s in result.manifest["counters"]["slots"]]
+    decided, dropped = counters[0][0], counters[slots.index("would_drop")][0]
+    elapsed_s = (max(a_end, b_end) - min(a_start, b_start)) // 1_000_000_000
+    assert decided == 2 * runs
+    # at 1 pps a bucket gets one token back per whole second the runs took
+    assert burst <= decided - dropped <= burst + elapsed_s
