@@ -28,4 +28,3 @@ def test_generated_c_matches_golden(policy: Path, dry_run: bool) -> None:
         golden.write_text(source)
     assert golden.is_file(), f"{golden} is missing; run with FWC_UPDATE_GOLDEN=1"
     assert source == golden.read_text(), f"{golden} differs; review, then FWC_UPDATE_GOLDEN=1"
-
