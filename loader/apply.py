@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fwc.loader import attach, libbpf, live_update, lockout, netlink, pins
+from fwc.loader import attach, libbpf, live_update, lockout, netlink, pins, table_digests
 from fwc.loader.artifact import ArtifactSpec, read_artifact
 from fwc.loader.bpffs import require_bpffs
 from fwc.loader.cli import LoaderError
@@ -255,6 +255,12 @@ def _pin(spec: ArtifactSpec, program: LoadedProgram, staging: pins.PolicyPins) -
         libbpf.obj_pin(meta_fd, staging.meta)
     finally:
         os.close(meta_fd)
+    if spec.seeds:
+        digest_fd = table_digests.create(table_digests.seed_digests(spec))
+        try:
+            libbpf.obj_pin(digest_fd, staging.map(table_digests.MAP_NAME))
+        finally:
+            os.close(digest_fd)
 
 
 def _swap(

@@ -21,7 +21,7 @@ from elftools.elf.elffile import ELFFile
 from elftools.elf.relocation import RelocationSection
 from elftools.elf.sections import SymbolTableSection
 
-from fwc.loader import libbpf, pins
+from fwc.loader import libbpf, pins, table_digests
 from fwc.loader.artifact import ArtifactSpec, SeedSpec
 from fwc.loader.cli import LoaderError
 from fwc.loader.kernel import COUNTER, possible_cpus
@@ -181,15 +181,30 @@ def split_records(records: bytes, key_size: int, value_size: int) -> tuple[bytes
     return bytes(keys), bytes(values)
 
 
-def _write(fd: int, map_type: str, seed: SeedSpec, records: bytes) -> None:
-    keys, values = split_records(records, seed.key_size, seed.value_size)
-    count = len(records) // (seed.key_size + seed.value_size)
+def _write(fd: int, map_type: str, seed: SeedSpec, records: bytes, known: list[str]) -> list[str]:
+    """Write the records whose chunk differs from what the map is known to hold; new digests."""
+    step = seed.key_size + seed.value_size
+    digests = table_digests.chunk_digests(records, step)
     if map_type in KEYED:
+        # a hash map is compared whole: stale keys must go, and only a full read finds them
+        if digests == known:
+            return digests
+        keys, values = split_records(records, seed.key_size, seed.value_size)
         wanted = {keys[i : i + seed.key_size] for i in range(0, len(keys), seed.key_size)}
         stale = [k for k in libbpf.map_keys(fd, seed.key_size, seed.value_size) if k not in wanted]
         libbpf.map_delete_batch(fd, b"".join(stale), len(stale))
-    if count:
-        libbpf.map_update_batch(fd, keys, values, count)
+        libbpf.map_update_batch(fd, keys, values, len(records) // step)
+        return digests
+    size = table_digests.CHUNK * step
+    changed = b"".join(
+        records[i * size : (i + 1) * size]
+        for i, digest in enumerate(digests)
+        if i >= len(known) or known[i] != digest
+    )
+    if changed:
+        keys, values = split_records(changed, seed.key_size, seed.value_size)
+        libbpf.map_update_batch(fd, keys, values, len(changed) // step)
+    return digests
 
 
 def _wait_for_readers() -> None:
@@ -218,6 +233,21 @@ class _Fds:
         if name not in self._fds:
             self._fds[name] = libbpf.obj_get(self._policy.map(name))
         return self._fds[name]
+
+    def digests(self) -> int:
+        """The policy's digest map; a policy pinned without one gets one (nothing known)."""
+        if table_digests.MAP_NAME not in self._fds:
+            pin = self._policy.map(table_digests.MAP_NAME)
+            fd = table_digests.open_pinned(pin)
+            if fd is None:
+                fd = table_digests.create({})
+                try:
+                    libbpf.obj_pin(fd, pin)
+                except LoaderError:
+                    os.close(fd)
+                    raise
+            self._fds[table_digests.MAP_NAME] = fd
+        return self._fds[table_digests.MAP_NAME]
 
     def close(self) -> None:
         for fd in self._fds.values():
@@ -281,6 +311,11 @@ def update_in_place(
             counters = spec.counters_map
             entries = int(live_maps[counters]["max_entries"])
             mapping, fresh = slot_mapping(live_manifest, spec, entries)
+            digest_fd = fds.digests()
+            known = table_digests.read(digest_fd, idle)
+            # unknown until the writes below are done: a failure leaves it so
+            table_digests.write(digest_fd, idle, {})
+            written: table_digests.Digests = {}
             timings["prepare"] = time.perf_counter() - start
             start = time.perf_counter()
             records = 0
@@ -292,7 +327,13 @@ def update_in_place(
                         f"pinned map {target} holds {info.max_entries} entries, "
                         f"the new policy needs {seed.count}"
                     )
-                _write(fds[target], live_maps[target]["type"], seed, _remap(seed, mapping))
+                written[seed.map] = _write(
+                    fds[target],
+                    live_maps[target]["type"],
+                    seed,
+                    _remap(seed, mapping),
+                    known.get(seed.map, []),
+                )
                 records += seed.count
             zero = bytes(COUNTER.size * possible_cpus())
             for slot in fresh:
@@ -312,6 +353,7 @@ def update_in_place(
         libbpf.map_update(fds[GEN_MAP], _U32.pack(0), _U32.pack(idle))
         flipped_at = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
         timings["flip"] = time.perf_counter() - start
+        table_digests.write(digest_fd, idle, written)
     finally:
         fds.close()
     start = time.perf_counter()

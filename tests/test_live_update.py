@@ -167,7 +167,7 @@ def _shrink(name: str, entries: int) -> Any:
         (lambda m: m.pop(RECORD), "records no program digest"),
         (lambda m: m[RECORD].update(program_sha256="0" * 64), "program differs"),
         (lambda m: m.update(dry_run=True), "dry-run switch differs"),
-        (_shrink("fwc_comb1", 1), "map fwc_comb1 holds 1 entries"),
+        (_shrink("fwc_rule1", 2), "map fwc_rule1 holds 2 entries"),
         (_shrink("fwc_counters", 2), "would grow from 2 to 7"),
         (lambda m: m["maps"].pop(), "the maps differ"),
     ],
