@@ -24,10 +24,11 @@ from fwc.compiler.ir import (
     Rule,
 )
 
-MAX_GROUPS = 16
+MAX_GROUPS = 32
 # A signature group with more rules than this is split in evaluation order while groups remain:
-# each part sees only its own rules' boundaries, which keeps the cross products small.
-SPLIT_ABOVE = 512
+# each part sees only its own rules' boundaries, which keeps the cross products small. Every
+# part is one more combo lookup for packets its rules cover, so parts are not made smaller.
+SPLIT_ABOVE = 1024
 # Fields of a combo key, in key order; bit i of a group signature is FIELDS[i].
 FIELDS = ("src", "dst", "l4", "sport", "dport")
 SRC, DST, L4, SPORT, DPORT = range(5)
@@ -38,6 +39,11 @@ L4_KEYS = PCLASSES * 2 * 256
 PORTS = 65536
 # Upper bound of combo entries over all groups; beyond it the policy is too large for tables.
 MAX_COMBOS = 2_000_000
+# A group's class tuple is one linear index (mixed radix over its fields' class counts). Groups
+# whose whole cross product fits in this many slots, smallest first, share one dense array read
+# with an inlined load; the others share one hash keyed by the u64 index.
+ARRAY_SLOTS = 1 << 18
+MAX_INDEX = 1 << 63
 MAX_PORT_CLASSES = 65536
 MAX_L4_CLASSES = 65536
 
@@ -103,7 +109,16 @@ class Tables:
     dport: tuple[int, ...]
     sport_classes: tuple[tuple[int, ...], ...]  # port class -> per-group classes
     dport_classes: tuple[tuple[int, ...], ...]
-    combos: Mapping[tuple[int, ...], int]  # (group, src, dst, l4, sport, dport) -> rule id
+    bases: tuple[int, ...]  # per group: linear index of its all-zero class tuple
+    mults: tuple[tuple[int, ...], ...]  # per group, per field: radix weight (0 outside signature)
+    array_size: int  # linear indexes below this are array slots, the rest hash keys
+    combos: Mapping[int, int]  # linear index -> rule id
+
+
+def linear(tables: Tables, group: int, classes: Sequence[int]) -> int:
+    """The combo index of a group's class tuple."""
+    mults = tables.mults[group]
+    return tables.bases[group] + sum(c * m for c, m in zip(classes, mults, strict=True))
 
 
 def lookup(tables: Tables, packet: PacketFields) -> int | None:
@@ -119,10 +134,10 @@ def lookup(tables: Tables, packet: PacketFields) -> int | None:
     for group in range(tables.ngroups):
         if best is not None and best < tables.firsts[group]:
             break  # every later group holds only later rules
-        key = (group, *(c[group] for c in classes))
-        if any(tables.signatures[group] >> f & 1 and key[1 + f] == 0 for f in range(len(FIELDS))):
+        key = [c[group] for c in classes]
+        if any(tables.signatures[group] >> f & 1 and key[f] == 0 for f in range(len(FIELDS))):
             continue
-        rule = tables.combos.get(key)
+        rule = tables.combos.get(linear(tables, group, key))
         if rule is not None and (best is None or rule < best):
             best = rule
     return best
@@ -425,7 +440,9 @@ def build_tables(rules: Sequence[Rule]) -> Tables:
     sport, sport_classes, sport_members = _ports(groups, SPORT)
     dport, dport_classes, dport_members = _ports(groups, DPORT)
     members = (src_members, dst_members, l4_members, sport_members, dport_members)
-    combos: dict[tuple[int, ...], int] = {}
+    mults = [_radix(group, [m[gi] for m in members]) for gi, group in enumerate(groups)]
+    bases, array_size = _bases(mults)
+    combos: dict[int, int] = {}
     for gi, group in enumerate(groups):
         preds = [_field_preds(group, f) for f in range(len(FIELDS))]
         per_rule = []
@@ -434,7 +451,8 @@ def build_tables(rules: Sequence[Rule]) -> Tables:
             lists = []
             for f in range(len(FIELDS)):
                 value = _pred(group, p, f)
-                lists.append([0] if value is None else members[f][gi].get(preds[f][value], []))
+                classes = [0] if value is None else members[f][gi].get(preds[f][value], [])
+                lists.append([c * mults[gi][0][f] for c in classes])
             size = 1
             for lst in lists:
                 size *= len(lst)
@@ -446,7 +464,7 @@ def build_tables(rules: Sequence[Rule]) -> Tables:
             )
         for rule_id, lists in per_rule:
             for combo in itertools.product(*lists):
-                combos.setdefault((gi, *combo), rule_id)
+                combos.setdefault(bases[gi] + sum(combo), rule_id)
     return Tables(
         ngroups=len(groups),
         signatures=tuple(g.signature for g in groups),
@@ -458,8 +476,42 @@ def build_tables(rules: Sequence[Rule]) -> Tables:
         dport=dport,
         sport_classes=sport_classes,
         dport_classes=dport_classes,
+        bases=tuple(bases),
+        mults=tuple(m for m, _ in mults),
+        array_size=array_size,
         combos=combos,
     )
+
+
+def _radix(group: _Group, members: Sequence[dict[int, list[int]]]) -> tuple[tuple[int, ...], int]:
+    """Per field the weight of its class in the group's linear index, and the index range."""
+    weights = [0] * len(FIELDS)
+    span = 1
+    for f in reversed(range(len(FIELDS))):
+        if group.signature >> f & 1:
+            weights[f] = span
+            span *= 1 + max((c for cs in members[f].values() for c in cs), default=0)
+    return tuple(weights), span
+
+
+def _bases(radix: Sequence[tuple[tuple[int, ...], int]]) -> tuple[list[int], int]:
+    """Index ranges: the smallest groups fill the array while it has room, the rest hash."""
+    bases = [0] * len(radix)
+    used = 0
+    hashed = []
+    for gi in sorted(range(len(radix)), key=lambda gi: (radix[gi][1], gi)):
+        if used + radix[gi][1] <= ARRAY_SLOTS:
+            bases[gi] = used
+            used += radix[gi][1]
+        else:
+            hashed.append(gi)
+    top = used
+    for gi in hashed:
+        bases[gi] = top
+        top += radix[gi][1]
+    if top > MAX_INDEX:
+        raise TablesTooLarge("a group's field classes have more than 2^63 combinations")
+    return bases, used
 
 
 def class_counts(tables: Tables) -> dict[str, int]:
@@ -471,4 +523,5 @@ def class_counts(tables: Tables) -> dict[str, int]:
         "sport_classes": len(tables.sport_classes),
         "dport_classes": len(tables.dport_classes),
         "combos": len(tables.combos),
+        "array_slots": tables.array_size,
     }

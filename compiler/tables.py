@@ -30,7 +30,9 @@ _XDP = {Action.ALLOW: XDP_PASS, Action.DENY: XDP_DROP}
 MIN_CAPACITY = 1024
 
 # Record layouts, little-endian like the BPF target; LPM key data is in network order.
-CFG = struct.Struct(f"<6I{MAX_GROUPS}I{MAX_GROUPS}I")
+# cfg: ngroups, default action, 4 counter slots, sig[], first[], then the linear-index layout:
+# base[], mult[][5], array_size (docs/tables.md).
+CFG = struct.Struct(f"<6I{MAX_GROUPS}I{MAX_GROUPS}I{MAX_GROUPS}Q{MAX_GROUPS * len(FIELDS)}QQ")
 # Addresses walk a multibit trie stored in one array (leaf-pushed): 65,536 root slots for
 # the top 16 bits, then chunks of 2^stride slots (IPv4 stride 8: at most 3 loads; IPv6 stride
 # 4: small chunks for sparse long prefixes). A slot holds an address class, or CHUNK | the
@@ -41,7 +43,7 @@ STRIDE = {Family.IPV4: 8, Family.IPV6: 4}
 CHUNK = 1 << 31
 ADDR_VALUE = struct.Struct(f"<{MAX_GROUPS}I")
 CLASSES16 = struct.Struct(f"<{MAX_GROUPS}H")
-COMBO_KEY = struct.Struct(f"<I{len(FIELDS)}I")
+U64 = struct.Struct("<Q")
 RULE = struct.Struct("<II")
 U32 = struct.Struct("<I")
 U16 = struct.Struct("<H")
@@ -94,7 +96,9 @@ def plan(policy: Policy, dry_run: bool) -> Plan:
     n = len(policy.rules)
     slots = counter_slots(policy)
     rule_capacity = capacity(n)
-    combo_capacity = capacity(len(tables.combos))
+    hashed = sum(1 for i in tables.combos if i >= tables.array_size)
+    combo_capacity = capacity(hashed)
+    array_capacity = capacity(tables.array_size)
     tries = {
         (d, f): dir_trie(entries, f)
         for d, entries in (("s", tables.src), ("d", tables.dst))
@@ -125,7 +129,8 @@ def plan(policy: Policy, dry_run: bool) -> Plan:
             MapInfo(f"fwc_dp{g}", "array", 4, U16.size, PORTS),
             MapInfo(f"fwc_spc{g}", "array", 4, CLASSES16.size, PORTS),
             MapInfo(f"fwc_dpc{g}", "array", 4, CLASSES16.size, PORTS),
-            MapInfo(f"fwc_comb{g}", "hash", COMBO_KEY.size, U32.size, combo_capacity),
+            MapInfo(f"fwc_carr{g}", "array", 4, U32.size, array_capacity),
+            MapInfo(f"fwc_comb{g}", "hash", U64.size, U32.size, combo_capacity),
             MapInfo(f"fwc_rule{g}", "array", 4, RULE.size, rule_capacity),
         ]
     return Plan(
@@ -142,6 +147,8 @@ def plan(policy: Policy, dry_run: bool) -> Plan:
             "ports": PORTS,
             "rule_capacity": rule_capacity,
             "combo_capacity": combo_capacity,
+            "array_capacity": array_capacity,
+            "fields": len(FIELDS),
             "dir_entries": dir_entries,
             "dir_classes": dir_classes,
             "dir_root": DIR_ROOT,
@@ -171,6 +178,9 @@ def seeds(policy: Policy, tables: Tables) -> tuple[Seed, ...]:
         n + 3,
         *_pad(tables.signatures, MAX_GROUPS),
         *_pad(tables.firsts, MAX_GROUPS),
+        *_pad(tables.bases, MAX_GROUPS),
+        *_pad([m for mults in tables.mults for m in mults], MAX_GROUPS * len(FIELDS)),
+        tables.array_size,
     )
     return (
         Seed("fwc_cfg0", 4, CFG.size, U32.pack(0) + cfg),
@@ -184,7 +194,8 @@ def seeds(policy: Policy, tables: Tables) -> tuple[Seed, ...]:
         Seed("fwc_dp0", 4, U16.size, _scalars(tables.dport)),
         Seed("fwc_spc0", 4, CLASSES16.size, _array(tables.sport_classes, CLASSES16)),
         Seed("fwc_dpc0", 4, CLASSES16.size, _array(tables.dport_classes, CLASSES16)),
-        Seed("fwc_comb0", COMBO_KEY.size, U32.size, _combos(tables)),
+        Seed("fwc_carr0", 4, U32.size, _combo_array(tables)),
+        Seed("fwc_comb0", U64.size, U32.size, _combo_hash(tables)),
         Seed("fwc_rule0", 4, RULE.size, _rules(policy.rules)),
     )
 
@@ -268,8 +279,21 @@ def _scalars(values: Sequence[int], value: struct.Struct = U16) -> bytes:
     return b"".join(U32.pack(i) + value.pack(v) for i, v in enumerate(values))
 
 
-def _combos(tables: Tables) -> bytes:
-    return b"".join(COMBO_KEY.pack(*key) + U32.pack(rule) for key, rule in tables.combos.items())
+def _combo_array(tables: Tables) -> bytes:
+    """Every slot of the array's range, 0 for "no rule": a live update rewrites all of them."""
+    values = [0] * tables.array_size
+    for index, rule in tables.combos.items():
+        if index < tables.array_size:
+            values[index] = rule + 1
+    return _scalars(values, U32)
+
+
+def _combo_hash(tables: Tables) -> bytes:
+    return b"".join(
+        U64.pack(index) + U32.pack(rule + 1)
+        for index, rule in sorted(tables.combos.items())
+        if index >= tables.array_size
+    )
 
 
 def _rules(rules: Sequence[Rule]) -> bytes:

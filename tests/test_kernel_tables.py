@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strategies import frames, policies
 
+from fwc.compiler import classify, tables
 from fwc.compiler import frames as fr
-from fwc.compiler import tables
 from fwc.compiler.build import compile_policy
 from fwc.compiler.evaluate import evaluate
 from fwc.compiler.ir import Policy
@@ -97,6 +97,7 @@ def _carrier_source(dry_run: bool) -> str:
     plan = tables.plan(policy, dry_run)
     context = dict(plan.context)
     context["combo_capacity"] = CARRIER_CAPACITY
+    context["array_capacity"] = classify.ARRAY_SLOTS
     context["dir_classes"] = {t: CARRIER_CAPACITY for t in context["dir_classes"]}
     # Room for the longest chains the strategies draw: /128s cost 28 chunks each.
     context["dir_entries"] = {
