@@ -571,14 +571,15 @@ def map_delete_batch(fd: int, keys: bytes, count: int) -> None:
     _check(_lib.bpf_map_delete_batch(fd, keys, ctypes.byref(left), None), "batched delete failed")
 
 
-def map_keys(fd: int, key_size: int, value_size: int, chunk: int = 8192) -> list[bytes]:
-    """Every key of a hash map, read with BPF_MAP_LOOKUP_BATCH."""
+def map_items(fd: int, key_size: int, value_size: int, chunk: int = 8192) -> tuple[bytes, bytes]:
+    """Every key and value of a hash map, read with BPF_MAP_LOOKUP_BATCH, packed back to back."""
     keys_buf = ctypes.create_string_buffer(key_size * chunk)
     values_buf = ctypes.create_string_buffer(value_size * chunk)
     # the hash map's batch cursor is a bucket number; 8 bytes leave room for any map's cursor
     cursor_in, cursor_out = ctypes.create_string_buffer(8), ctypes.create_string_buffer(8)
     first = True
-    found: list[bytes] = []
+    keys: list[bytes] = []
+    values: list[bytes] = []
     while True:
         count = c_u32(chunk)
         opts = _BatchOpts(sz=ctypes.sizeof(_BatchOpts))
@@ -593,10 +594,10 @@ def map_keys(fd: int, key_size: int, value_size: int, chunk: int = 8192) -> list
         )
         if ret < 0 and ret != -errno.ENOENT:
             _check(ret, "batched map lookup failed")
-        raw = keys_buf.raw[: count.value * key_size]
-        found.extend(raw[i : i + key_size] for i in range(0, len(raw), key_size))
+        keys.append(keys_buf.raw[: count.value * key_size])
+        values.append(values_buf.raw[: count.value * value_size])
         if ret == -errno.ENOENT:
-            return found
+            return b"".join(keys), b"".join(values)
         ctypes.memmove(cursor_in, cursor_out, 8)
         first = False
 

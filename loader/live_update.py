@@ -48,7 +48,7 @@ class LiveUpdate:
 
     from_generation: int
     to_generation: int
-    records: int
+    records: int  # records written into the idle generation
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -181,20 +181,27 @@ def split_records(records: bytes, key_size: int, value_size: int) -> tuple[bytes
     return bytes(keys), bytes(values)
 
 
-def _write(fd: int, map_type: str, seed: SeedSpec, records: bytes, known: list[str]) -> list[str]:
-    """Write the records whose chunk differs from what the map is known to hold; new digests."""
+def _write(
+    fd: int, map_type: str, seed: SeedSpec, records: bytes, known: list[str]
+) -> tuple[list[str], int]:
+    """Write the chunks that differ from what the map is known to hold; (digests, records)."""
     step = seed.key_size + seed.value_size
     digests = table_digests.chunk_digests(records, step)
     if map_type in KEYED:
-        # a hash map is compared whole: stale keys must go, and only a full read finds them
+        # a hash map is compared whole, record by record: stale keys must go
         if digests == known:
-            return digests
+            return digests, 0
         keys, values = split_records(records, seed.key_size, seed.value_size)
-        wanted = {keys[i : i + seed.key_size] for i in range(0, len(keys), seed.key_size)}
-        stale = [k for k in libbpf.map_keys(fd, seed.key_size, seed.value_size) if k not in wanted]
+        old = _pairs(*libbpf.map_items(fd, seed.key_size, seed.value_size), seed)
+        new = _pairs(keys, values, seed)
+        stale = [k for k in old if k not in new]
         libbpf.map_delete_batch(fd, b"".join(stale), len(stale))
-        libbpf.map_update_batch(fd, keys, values, len(records) // step)
-        return digests
+        updates = [k for k, v in new.items() if old.get(k) != v]
+        if updates:
+            libbpf.map_update_batch(
+                fd, b"".join(updates), b"".join(new[k] for k in updates), len(updates)
+            )
+        return digests, len(updates)
     size = table_digests.CHUNK * step
     changed = b"".join(
         records[i * size : (i + 1) * size]
@@ -204,7 +211,12 @@ def _write(fd: int, map_type: str, seed: SeedSpec, records: bytes, known: list[s
     if changed:
         keys, values = split_records(changed, seed.key_size, seed.value_size)
         libbpf.map_update_batch(fd, keys, values, len(changed) // step)
-    return digests
+    return digests, len(changed) // step
+
+
+def _pairs(keys: bytes, values: bytes, seed: SeedSpec) -> dict[bytes, bytes]:
+    k, v = seed.key_size, seed.value_size
+    return {keys[i * k : (i + 1) * k]: values[i * v : (i + 1) * v] for i in range(len(keys) // k)}
 
 
 def _wait_for_readers() -> None:
@@ -327,14 +339,14 @@ def update_in_place(
                         f"pinned map {target} holds {info.max_entries} entries, "
                         f"the new policy needs {seed.count}"
                     )
-                written[seed.map] = _write(
+                written[seed.map], count = _write(
                     fds[target],
                     live_maps[target]["type"],
                     seed,
                     _remap(seed, mapping),
                     known.get(seed.map, []),
                 )
-                records += seed.count
+                records += count
             zero = bytes(COUNTER.size * possible_cpus())
             for slot in fresh:
                 libbpf.map_update(fds[counters], _U32.pack(slot), zero)
