@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import struct
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from fwc.compiler.classify import (
     FIELDS,
@@ -41,6 +42,9 @@ DIR_ROOT_BITS = 16
 DIR_ROOT = 1 << DIR_ROOT_BITS
 STRIDE = {Family.IPV4: 8, Family.IPV6: 4}
 CHUNK = 1 << 31
+SKIP = 1 << 30
+U64_MASK = (1 << 64) - 1
+SKIP_RECORD = struct.Struct("<4Q2I")  # mask hi, lo; prefix hi, lo; class on match, else
 ADDR_VALUE = struct.Struct(f"<{MAX_GROUPS}I")
 CLASSES16 = struct.Struct(f"<{MAX_GROUPS}H")
 U64 = struct.Struct("<Q")
@@ -106,9 +110,10 @@ def plan(policy: Policy, dry_run: bool) -> Plan:
     }
     dir_entries = {
         f"{d}{f.value}": DIR_ROOT + (capacity(_chunks(flat, f)) << STRIDE[f])
-        for (d, f), (flat, _) in tries.items()
+        for (d, f), (flat, _, _) in tries.items()
     }
-    dir_classes = {f"{d}{f.value}": capacity(len(c)) for (d, f), (_, c) in tries.items()}
+    dir_classes = {f"{d}{f.value}": capacity(len(c)) for (d, f), (_, c, _) in tries.items()}
+    dir_skips = {d: capacity(len(tries[(d, Family.IPV6)][2])) for d in ("s", "d")}
     maps = [
         MapInfo("fwc_counters", "percpu_array", 4, 16, len(slots)),
         MapInfo("fwc_gen", "array", 4, 4, 1),
@@ -123,6 +128,10 @@ def plan(policy: Policy, dry_run: bool) -> Plan:
                     MapInfo(f"fwc_{t}_{g}", "array", 4, U32.size, dir_entries[t]),
                     MapInfo(f"fwc_{t}c_{g}", "array", 4, ADDR_VALUE.size, dir_classes[t]),
                 )
+            ),
+            *(
+                MapInfo(f"fwc_{d}6k_{g}", "array", 4, SKIP_RECORD.size, dir_skips[d])
+                for d in ("s", "d")
             ),
             MapInfo(f"fwc_l4_{g}", "array", 4, CLASSES16.size, L4_KEYS),
             MapInfo(f"fwc_sp{g}", "array", 4, U16.size, PORTS),
@@ -151,6 +160,7 @@ def plan(policy: Policy, dry_run: bool) -> Plan:
             "fields": len(FIELDS),
             "dir_entries": dir_entries,
             "dir_classes": dir_classes,
+            "dir_skips": dir_skips,
             "dir_root": DIR_ROOT,
             "v6_levels": (Family.IPV6.width - DIR_ROOT_BITS) // STRIDE[Family.IPV6],
         },
@@ -207,63 +217,96 @@ def _pad(values: Sequence[int], width: int) -> tuple[int, ...]:
 def _address_seeds(direction: str, entries: Sequence[AddressEntry]) -> tuple[Seed, ...]:
     out = []
     for family in Family:
-        flat, classes = dir_trie(entries, family)
+        flat, classes, skips = dir_trie(entries, family)
         name = f"fwc_{direction}{family.value}"
         out.append(Seed(f"{name}_0", 4, U32.size, _scalars(flat, U32)))
         out.append(Seed(f"{name}c_0", 4, ADDR_VALUE.size, _array(classes, ADDR_VALUE)))
+        if family is Family.IPV6:
+            records = b"".join(U32.pack(i) + SKIP_RECORD.pack(*r) for i, r in enumerate(skips))
+            out.append(Seed(f"{name}k_0", 4, SKIP_RECORD.size, records))
     return tuple(out)
 
 
 def dir_trie(
     entries: Sequence[AddressEntry], family: Family
-) -> tuple[list[int], list[tuple[int, ...]]]:
-    """One family's entries as a leaf-pushed multibit trie array, and class index -> classes.
+) -> tuple[list[int], list[tuple[int, ...]], list[tuple[int, ...]]]:
+    """One family's entries as a leaf-pushed multibit trie array, class index -> classes, and
+    the IPv6 skip records.
 
-    Painting prefixes from short to long makes every slot hold its longest match.
+    Painting prefixes from short to long makes every slot hold its longest match. Under a slot
+    whose subtree holds one IPv6 prefix only, a skip record replaces the chain of chunks: one
+    masked compare gives that prefix's class or the slot's own.
     """
-    width, stride = family.width, STRIDE[family]
-    mask = (1 << stride) - 1
     ids: dict[tuple[int, ...], int] = {}
     flat = [0] * DIR_ROOT
-    for e in sorted((e for e in entries if e.family is family), key=lambda e: e.prefix_len):
+    skips: list[tuple[int, ...]] = []
+    deep: dict[int, list[AddressEntry]] = {}
+    shift = family.width - DIR_ROOT_BITS
+    for e in sorted(
+        (e for e in entries if e.family is family), key=lambda e: (e.prefix_len, e.network)
+    ):
         cid = ids.setdefault(e.classes, len(ids))
-        slot = e.network >> (width - DIR_ROOT_BITS)
+        slot = e.network >> shift
         if e.prefix_len <= DIR_ROOT_BITS:
             span = 1 << (DIR_ROOT_BITS - e.prefix_len)
             flat[slot : slot + span] = [cid] * span
-            continue
-        consumed = DIR_ROOT_BITS
-        while True:
-            chunk = _child(flat, slot, stride)
-            consumed += stride
-            slot = DIR_ROOT + (chunk << stride) + (e.network >> (width - consumed) & mask)
-            if e.prefix_len <= consumed:
-                break
-        span = 1 << (consumed - e.prefix_len)
-        flat[slot : slot + span] = [cid] * span
-    return flat, list(ids)
+        else:
+            deep.setdefault(slot, []).append(e)
+    for slot in sorted(deep):
+        flat[slot] = _node(_Trie(family, ids, flat, skips), deep[slot], DIR_ROOT_BITS, flat[slot])
+    return flat, list(ids), skips
 
 
-def _child(flat: list[int], slot: int, stride: int) -> int:
-    """The chunk under `slot`, made on first use and filled with the slot's current class."""
-    if flat[slot] & CHUNK:
-        return flat[slot] & ~CHUNK
-    chunk = (len(flat) - DIR_ROOT) >> stride
-    flat.extend([flat[slot]] * (1 << stride))
-    flat[slot] = CHUNK | chunk
-    return chunk
+@dataclass(frozen=True)
+class _Trie:
+    family: Family
+    ids: dict[tuple[int, ...], int]
+    flat: list[int]
+    skips: list[tuple[int, ...]]
+
+
+def _node(trie: _Trie, entries: Sequence[AddressEntry], consumed: int, inherited: int) -> int:
+    """The slot value for the subtree below `consumed` bits holding `entries` (short first)."""
+    width, stride = trie.family.width, STRIDE[trie.family]
+    if len(entries) == 1 and trie.family is Family.IPV6:
+        e = entries[0]
+        mask = ((1 << e.prefix_len) - 1) << (width - e.prefix_len)
+        hi, lo = e.network >> 64, e.network & U64_MASK
+        trie.skips.append((mask >> 64, mask & U64_MASK, hi, lo, trie.ids[e.classes], inherited))
+        return CHUNK | SKIP | (len(trie.skips) - 1)
+    start = len(trie.flat)
+    trie.flat.extend([inherited] * (1 << stride))
+    after = consumed + stride
+    below: dict[int, list[AddressEntry]] = {}
+    for e in entries:
+        nibble = e.network >> (width - after) & ((1 << stride) - 1)
+        if e.prefix_len <= after:
+            span = 1 << (after - e.prefix_len)
+            trie.flat[start + nibble : start + nibble + span] = [trie.ids[e.classes]] * span
+        else:
+            below.setdefault(nibble, []).append(e)
+    for nibble in sorted(below):
+        slot = start + nibble
+        trie.flat[slot] = _node(trie, below[nibble], after, trie.flat[slot])
+    return CHUNK | (start - DIR_ROOT) >> stride
 
 
 def _chunks(flat: Sequence[int], family: Family) -> int:
     return (len(flat) - DIR_ROOT) >> STRIDE[family]
 
 
-def dir_lookup(flat: Sequence[int], family: Family, address: int) -> int:
+def dir_lookup(
+    flat: Sequence[int], family: Family, address: int, skips: Sequence[tuple[int, ...]] = ()
+) -> int:
     """The class index of an address: the walk the XDP program does."""
     width, stride = family.width, STRIDE[family]
     slot = flat[address >> (width - DIR_ROOT_BITS)]
     consumed = DIR_ROOT_BITS
     while slot & CHUNK:
+        if slot & SKIP:
+            mask_hi, mask_lo, value_hi, value_lo, hit, miss = skips[slot & ~(CHUNK | SKIP)]
+            mask, value = mask_hi << 64 | mask_lo, value_hi << 64 | value_lo
+            return hit if address & mask == value else miss
         consumed += stride
         nibble = address >> (width - consumed) & ((1 << stride) - 1)
         slot = flat[DIR_ROOT + ((slot & ~CHUNK) << stride) + nibble]
