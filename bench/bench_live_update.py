@@ -1,0 +1,176 @@
+"""Live update benchmark: a 10k-rule tables policy replaced in place, in-process and by the CLI.
+
+Run as root: `.venv/bin/python bench/bench_live_update.py [--rules 10000] [--rounds 3]`.
+It makes a private namespace with a veth pair, applies the first policy (program load), then
+times live updates to (a) a variant with 5 rules changed and (b) a different policy of the same
+size (seed 2, renamed), each in-process by phase and as a whole `fw-load apply` command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from fwc.compiler.build import compile_policy
+from fwc.loader.apply import ApplyOptions, apply
+from fwc.loader.artifact import read_artifact
+from fwc.loader.live_update import can_update_in_place, update_in_place
+from fwc.loader.meta import read_meta_map
+from fwc.loader.pins import policy_pins
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+from policies import load_policy, make_policy_yaml  # noqa: E402
+
+FWLOAD = str(Path(sys.executable).parent / "fw-load")
+CHANGED = 5
+
+
+def variants(rules: int) -> dict[str, str]:
+    """The base policy, a variant with CHANGED rules edited, and another policy of that size."""
+    base = make_policy_yaml(rules, 1)
+    edited = base.replace("destination_ports: [80]", "destination_ports: [8081]", CHANGED)
+    other = make_policy_yaml(rules, 2).replace(f"name: bench-{rules}-2", f"name: bench-{rules}-1")
+    return {"base": base, f"{CHANGED} rules changed": edited, "other policy (seed 2)": other}
+
+
+def compile_all(texts: dict[str, str], work: Path) -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    for i, (label, text) in enumerate(texts.items()):
+        started = time.perf_counter()
+        path = work / f"p{i}.o"
+        compile_policy(load_policy(text), output=path, strategy="tables")
+        print(f"compiled {label}: {time.perf_counter() - started:.1f} s", flush=True)
+        out[label] = path
+    return out
+
+
+def in_process(root: Path, artifact: Path) -> dict[str, float]:
+    """One live update, timed from the call to the flipped generation, by phase (seconds)."""
+    start = time.perf_counter()
+    spec = read_artifact(artifact)
+    read = time.perf_counter() - start
+    started = time.perf_counter()
+    manifest = read_meta_map(policy_pins(root, spec.policy_name).meta)
+    possible, reason = can_update_in_place(manifest, spec)
+    check = time.perf_counter() - started
+    assert possible, reason
+    done = update_in_place(root, manifest, spec)
+    t = done.timings
+    return {
+        "read artifact": read,
+        "check shape": check,
+        "prepare": t["prepare"],
+        "write idle generation": t["write_idle"],
+        "flip": t["flip"],
+        "to flip": read + check + t["prepare"] + t["write_idle"] + t["flip"],
+        "new manifest (after the flip)": t["manifest"],
+        "records written": float(done.records),
+    }
+
+
+def cli(root: Path, artifact: Path) -> float:
+    env = dict(os.environ, FWC_PIN_ROOT=str(root))
+    env.pop("SSH_CONNECTION", None)
+    started = time.perf_counter()
+    out = subprocess.run(
+        [FWLOAD, "apply", str(artifact), "--json"], env=env, capture_output=True, text=True
+    )
+    wall = time.perf_counter() - started
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["update"]["path"] == "live-update", out.stdout
+    return wall
+
+
+def inside(args: argparse.Namespace) -> None:
+    """In the bench namespace: load the base policy, then time the updates."""
+    root = Path(args.root)
+    artifacts = {label: Path(p) for label, p in json.loads(args.artifacts).items()}
+    base = artifacts.pop("base")
+    started = time.perf_counter()
+    report = apply(ApplyOptions(artifact=base, root=root))
+    print(f"first apply (program load and seed): {time.perf_counter() - started:.2f} s")
+    assert report.path == "program-swap"
+    # right after a load the idle generation is unknown, so every record is written
+    show(
+        "first live update after a load (base -> base, idle generation unknown)",
+        [in_process(root, base)],
+        [],
+    )
+
+    def reset() -> None:
+        # both generations hold the base policy: the state after any earlier update to it
+        in_process(root, base)
+        in_process(root, base)
+
+    for label, artifact in artifacts.items():
+        rounds: list[dict[str, float]] = []
+        walls: list[float] = []
+        for _ in range(args.rounds):
+            reset()
+            rounds.append(in_process(root, artifact))
+            reset()
+            walls.append(cli(root, artifact))
+        show(f"base -> {label}, median of {args.rounds}", rounds, walls)
+
+
+def show(title: str, rounds: list[dict[str, float]], walls: list[float]) -> None:
+    print(f"\n{title} (ms)")
+    for phase in rounds[0]:
+        value = statistics.median(r[phase] for r in rounds)
+        shown = f"{value:8,.0f}" if phase == "records written" else f"{value * 1000:8.1f}"
+        print(f"  {phase:32s} {shown}")
+    if walls:
+        print(f"  {'fw-load apply (CLI wall)':32s} {statistics.median(walls) * 1000:8.1f}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rules", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--root", help=argparse.SUPPRESS)
+    parser.add_argument("--artifacts", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.inside:
+        inside(args)
+        return 0
+    tag = f"fwclu{os.getpid() % 100000}"
+    root = Path("/sys/fs/bpf") / tag
+    with tempfile.TemporaryDirectory() as tmp:
+        artifacts = compile_all(variants(args.rules), Path(tmp))
+        try:
+            subprocess.run(["ip", "netns", "add", tag], check=True)
+            ns = ["ip", "-n", tag]
+            subprocess.run([*ns, "link", "add", "lu0", "type", "veth", "peer", "lu1"], check=True)
+            for ifname in ("lu0", "lu1"):
+                subprocess.run([*ns, "link", "set", ifname, "up"], check=True)
+            # nsenter keeps /sys/fs/bpf visible (ip netns exec remounts /sys)
+            command = [
+                "nsenter",
+                f"--net=/run/netns/{tag}",
+                sys.executable,
+                __file__,
+                "--inside",
+                "--rounds",
+                str(args.rounds),
+                "--root",
+                str(root),
+                "--artifacts",
+                json.dumps({k: str(v) for k, v in artifacts.items()}),
+            ]
+            return subprocess.run(command).returncode
+        finally:
+            subprocess.run(["ip", "netns", "del", tag], check=False)
+            subprocess.run(["rm", "-rf", str(root)], check=False)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
