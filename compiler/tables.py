@@ -113,7 +113,7 @@ def plan(policy: Policy, dry_run: bool) -> Plan:
         for (d, f), (flat, _, _) in tries.items()
     }
     dir_classes = {f"{d}{f.value}": capacity(len(c)) for (d, f), (_, c, _) in tries.items()}
-    dir_skips = {d: capacity(len(tries[(d, Family.IPV6)][2])) for d in ("s", "d")}
+    dir_skips = {f"{d}{f.value}": capacity(len(k)) for (d, f), (_, _, k) in tries.items()}
     maps = [
         MapInfo("fwc_counters", "percpu_array", 4, 16, len(slots)),
         MapInfo("fwc_gen", "array", 4, 4, 1),
@@ -130,8 +130,8 @@ def plan(policy: Policy, dry_run: bool) -> Plan:
                 )
             ),
             *(
-                MapInfo(f"fwc_{d}6k_{g}", "array", 4, SKIP_RECORD.size, dir_skips[d])
-                for d in ("s", "d")
+                MapInfo(f"fwc_{t}k_{g}", "array", 4, SKIP_RECORD.size, dir_skips[t])
+                for t in dir_skips
             ),
             MapInfo(f"fwc_l4_{g}", "array", 4, CLASSES16.size, L4_KEYS),
             MapInfo(f"fwc_sp{g}", "array", 4, U16.size, PORTS),
@@ -221,9 +221,8 @@ def _address_seeds(direction: str, entries: Sequence[AddressEntry]) -> tuple[See
         name = f"fwc_{direction}{family.value}"
         out.append(Seed(f"{name}_0", 4, U32.size, _scalars(flat, U32)))
         out.append(Seed(f"{name}c_0", 4, ADDR_VALUE.size, _array(classes, ADDR_VALUE)))
-        if family is Family.IPV6:
-            records = b"".join(U32.pack(i) + SKIP_RECORD.pack(*r) for i, r in enumerate(skips))
-            out.append(Seed(f"{name}k_0", 4, SKIP_RECORD.size, records))
+        records = b"".join(U32.pack(i) + SKIP_RECORD.pack(*r) for i, r in enumerate(skips))
+        out.append(Seed(f"{name}k_0", 4, SKIP_RECORD.size, records))
     return tuple(out)
 
 
@@ -231,11 +230,11 @@ def dir_trie(
     entries: Sequence[AddressEntry], family: Family
 ) -> tuple[list[int], list[tuple[int, ...]], list[tuple[int, ...]]]:
     """One family's entries as a leaf-pushed multibit trie array, class index -> classes, and
-    the IPv6 skip records.
+    the skip records.
 
     Painting prefixes from short to long makes every slot hold its longest match. Under a slot
-    whose subtree holds one IPv6 prefix only, a skip record replaces the chain of chunks: one
-    masked compare gives that prefix's class or the slot's own.
+    whose subtree holds one prefix only, a skip record replaces the chain of chunks: one masked
+    compare gives that prefix's class or the slot's own.
     """
     ids: dict[tuple[int, ...], int] = {}
     flat = [0] * DIR_ROOT
@@ -268,7 +267,7 @@ class _Trie:
 def _node(trie: _Trie, entries: Sequence[AddressEntry], consumed: int, inherited: int) -> int:
     """The slot value for the subtree below `consumed` bits holding `entries` (short first)."""
     width, stride = trie.family.width, STRIDE[trie.family]
-    if len(entries) == 1 and trie.family is Family.IPV6:
+    if len(entries) == 1:
         e = entries[0]
         mask = ((1 << e.prefix_len) - 1) << (width - e.prefix_len)
         hi, lo = e.network >> 64, e.network & U64_MASK

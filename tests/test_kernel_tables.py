@@ -108,7 +108,7 @@ def _carrier_source(dry_run: bool) -> str:
     context = dict(plan.context)
     context["combo_capacity"] = CARRIER_CAPACITY
     context["array_capacity"] = CARRIER_ARRAY
-    context["dir_skips"] = {d: CARRIER_CAPACITY for d in context["dir_skips"]}
+    context["dir_skips"] = {t: CARRIER_CAPACITY for t in context["dir_skips"]}
     context["dir_classes"] = {t: CARRIER_CAPACITY for t in context["dir_classes"]}
     # Room for the longest chains the strategies draw: /128s cost 28 chunks each.
     context["dir_entries"] = {
