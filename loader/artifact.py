@@ -64,27 +64,13 @@ _MANIFEST_SCHEMA: dict[str, Any] = {
             "required": ["name", "section", "insn_count"],
             "properties": {"name": _NAME, "section": _NAME, "insn_count": _COUNT},
         },
-        "rules": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["id", "name", "priority", "action"],
-                "properties": {"id": _COUNT, "name": _NAME, "action": _NAME},
-            },
-        },
+        "rules": {"type": "array"},  # items checked by _check_long_lists
         "counters": {
             "type": "object",
             "required": ["map", "slots"],
             "properties": {
                 "map": _NAME,
-                "slots": {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "required": ["index", "name"],
-                        "properties": {"index": _COUNT, "name": _NAME},
-                    },
-                },
+                "slots": {"type": "array"},  # items checked by _check_long_lists
             },
         },
         "maps": {
@@ -117,6 +103,9 @@ _MANIFEST_SCHEMA: dict[str, Any] = {
         },
     },
 }
+
+
+_VALIDATOR = jsonschema.Draft202012Validator(_MANIFEST_SCHEMA)
 
 
 class ArtifactError(LoaderError):
@@ -290,12 +279,35 @@ def _manifest(sections: dict[str, Any], section_data: dict[str, bytes]) -> tuple
         raise ArtifactError(
             f"manifest format {version!r} is not supported (this fw-load reads format {FORMAT})"
         )
-    error = jsonschema.exceptions.best_match(
-        jsonschema.Draft202012Validator(_MANIFEST_SCHEMA).iter_errors(manifest)
-    )
+    error = jsonschema.exceptions.best_match(_VALIDATOR.iter_errors(manifest))
     if error is not None:
         raise ArtifactError(f"manifest {error.json_path}: {error.message}")
+    _check_long_lists(manifest)
     return raw, manifest
+
+
+def _check_long_lists(manifest: dict[str, Any]) -> None:
+    """The per-rule lists, checked by hand: they grow with the policy, and jsonschema
+    spends about half a second on them at 10,000 rules, which an apply should not."""
+    lists = (
+        ("$.rules", manifest["rules"], ("id", "name", "priority", "action")),
+        ("$.counters.slots", manifest["counters"]["slots"], ("index", "name")),
+    )
+    for where, items, required in lists:
+        for i, item in enumerate(items):
+            if not isinstance(item, dict):
+                raise ArtifactError(f"manifest {where}[{i}]: {item!r} is not of type 'object'")
+            for key in required:
+                if key not in item:
+                    raise ArtifactError(f"manifest {where}[{i}]: {key!r} is a required property")
+            for key in ("id", "index"):
+                value = item.get(key, 0)
+                if type(value) is not int or value < 0:
+                    raise ArtifactError(f"manifest {where}[{i}].{key}: must be an integer >= 0")
+            for key in ("name", "action"):
+                value = item.get(key, "-")
+                if not isinstance(value, str) or not value:
+                    raise ArtifactError(f"manifest {where}[{i}].{key}: must be a non-empty string")
 
 
 def _check_maps(maps: tuple[MapSpec, ...], in_elf: set[str], data: bytes) -> None:
