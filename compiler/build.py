@@ -10,13 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fwc.compiler import constants
 from fwc.compiler.cli import ToolError
-from fwc.compiler.findings import Severity
 from fwc.compiler.ir import Policy
 from fwc.compiler.manifest import SECTION, build_manifest, encode, insn_count
-from fwc.compiler.options import CompileOptions
-from fwc.compiler.plan import Plan, PlanError, choose_strategy, make_plan, plan_findings
+from fwc.compiler.options import DEFAULT_OPTIONS, CompileOptions
+from fwc.compiler.plan import Plan, make_plan
 from fwc.compiler.render import headers, render
 from fwc.compiler.toolchain import Toolchain, find_toolchain
 
@@ -56,30 +54,19 @@ def compile_policy(
     strategy: str = "auto",
     dry_run: bool = False,
     cache_dir: Path | None = None,
-    options: CompileOptions | None = None,
+    options: CompileOptions = DEFAULT_OPTIONS,
 ) -> BuildResult:
     """Builds `policy` into the artifact at `output`; `cache_dir` None disables the cache.
 
     Raises PlanError when the strategy refuses the policy, BuildError when the tools fail.
     """
-    plan = plan_policy(policy, strategy, dry_run, options or CompileOptions())
+    plan = make_plan(policy, strategy, dry_run, options)
     source = render(plan)
     toolchain = find_toolchain()
     obj, cached = _object(source, toolchain, cache_dir)
     manifest = build_manifest(plan, toolchain.clang_version, insn_count(obj))
     _embed(toolchain, obj, plan, encode(manifest), Path(output))
     return BuildResult(Path(output), manifest, source, plan, cached)
-
-
-def plan_policy(policy: Policy, strategy: str, dry_run: bool, options: CompileOptions) -> Plan:
-    """`make_plan`, with the options only the constants strategy reads (rate limits, logs)."""
-    chosen = choose_strategy(policy, strategy)
-    if chosen != "constants":
-        return make_plan(policy, chosen, dry_run)
-    refused = [f for f in plan_findings(policy, chosen) if f.severity is Severity.ERROR]
-    if refused:
-        raise PlanError(refused)
-    return constants.plan(policy, dry_run, options)
 
 
 def cache_key(source: str, toolchain: Toolchain) -> str:

@@ -7,12 +7,12 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from fwc.compiler.build import BuildResult, compile_policy, default_cache_dir, plan_policy
+from fwc.compiler.build import BuildResult, compile_policy, default_cache_dir
 from fwc.compiler.check import CheckResult, FileResult, check_file
 from fwc.compiler.cli import UsageError
 from fwc.compiler.findings import Finding, has_errors
 from fwc.compiler.options import DEFAULT_LOG_RATE, DEFAULT_RATE_LIMIT_BUCKETS, CompileOptions
-from fwc.compiler.plan import choose_strategy, plan_findings
+from fwc.compiler.plan import choose_strategy, make_plan, plan_findings
 from fwc.compiler.render import render
 from fwc.compiler.report import render as report
 from fwc.compiler.verify import Rejected, verify
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         return _findings(checked, [*checked.findings, *refused])
     options = CompileOptions(rate_limit_buckets=args.rate_limit_buckets, log_rate=args.log_rate)
     if args.emit_c:
-        _write(Path(args.emit_c), render(plan_policy(policy, strategy, args.dry_run, options)))
+        _write(Path(args.emit_c), render(make_plan(policy, strategy, args.dry_run, options)))
     result = compile_policy(
         policy,
         output=Path(args.output),

@@ -18,7 +18,7 @@ from fwc.compiler.ir import (
     Protocol,
     Rule,
 )
-from fwc.compiler.options import EVENTS_SIZE, CompileOptions
+from fwc.compiler.options import DEFAULT_OPTIONS, EVENTS_SIZE, CompileOptions
 from fwc.compiler.plan import MapInfo, Plan, counter_slots
 from fwc.compiler.ratelimit import gcra
 
@@ -133,13 +133,12 @@ def findings(policy: Policy) -> list[Finding]:
     return out
 
 
-def plan(policy: Policy, dry_run: bool, options: CompileOptions | None = None) -> Plan:
+def plan(policy: Policy, dry_run: bool, options: CompileOptions = DEFAULT_OPTIONS) -> Plan:
     """The plan of a policy that `findings` accepts.
 
     The bucket map exists only when a rule rate-limits, the event maps only when a
     rule logs; `log_rate` is 0 without them.
     """
-    options = options or CompileOptions()
     n = len(policy.rules)
     slots = counter_slots(policy)
     buckets = options.rate_limit_buckets if _rate_limits(policy) else 0

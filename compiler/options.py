@@ -18,3 +18,6 @@ class CompileOptions:
 
     rate_limit_buckets: int = DEFAULT_RATE_LIMIT_BUCKETS
     log_rate: int = DEFAULT_LOG_RATE
+
+
+DEFAULT_OPTIONS = CompileOptions()

@@ -10,6 +10,7 @@ from typing import Any
 
 from fwc.compiler.findings import Finding, Location, Severity, error
 from fwc.compiler.ir import Policy
+from fwc.compiler.options import DEFAULT_OPTIONS, CompileOptions
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ def strategy_module(strategy: str) -> ModuleType | None:
     """The module `fwc.compiler.<strategy>` that plans it, or None when it does not exist yet.
 
     A strategy module provides `findings(policy) -> list[Finding]` (why it cannot
-    compile the policy) and `plan(policy, dry_run) -> Plan`.
+    compile the policy) and `plan(policy, dry_run, options) -> Plan`.
     """
     if strategy not in STRATEGIES:
         return None
@@ -123,13 +124,19 @@ def plan_findings(policy: Policy, strategy: str) -> list[Finding]:
     return found
 
 
-def make_plan(policy: Policy, strategy: str, dry_run: bool) -> Plan:
-    """The plan of `policy` with `strategy` ("auto" chooses); raises PlanError when refused."""
+def make_plan(
+    policy: Policy, strategy: str, dry_run: bool, options: CompileOptions = DEFAULT_OPTIONS
+) -> Plan:
+    """The plan of `policy` with `strategy` ("auto" chooses); raises PlanError when refused.
+
+    `options` (rate-limit buckets, log rate) go to every strategy; one that compiles no
+    rate limits or logs has nothing to read in them.
+    """
     chosen = choose_strategy(policy, strategy)
     refused = [f for f in plan_findings(policy, chosen) if f.severity is Severity.ERROR]
     if refused:
         raise PlanError(refused)
     module = strategy_module(chosen)
     assert module is not None
-    result: Plan = module.plan(policy, dry_run)
+    result: Plan = module.plan(policy, dry_run, options)
     return result

@@ -19,6 +19,7 @@ from fwc.compiler.classify import (
 )
 from fwc.compiler.findings import Finding, Location, error
 from fwc.compiler.ir import Action, Family, Policy, Rule
+from fwc.compiler.options import DEFAULT_OPTIONS, CompileOptions
 from fwc.compiler.plan import MapInfo, Plan, Seed, counter_slots
 
 TEMPLATE = "tables.c.j2"
@@ -94,7 +95,7 @@ def _tables(rules: tuple[Rule, ...]) -> Tables:
     return build_tables(rules)
 
 
-def plan(policy: Policy, dry_run: bool) -> Plan:
+def plan(policy: Policy, dry_run: bool, options: CompileOptions = DEFAULT_OPTIONS) -> Plan:
     """The plan of a policy that `findings` accepts."""
     tables = _tables(policy.rules)
     n = len(policy.rules)
