@@ -17,10 +17,10 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 from fwc.compiler.ir import Action, AddressRange, Policy, PortRange, Rule
 from fwc.loader import libbpf
+from fwc.loader.resource import Closing
 
 BENCH = Path(__file__).resolve().parent
 SOURCE = BENCH / "rule_loop.c"
@@ -155,7 +155,7 @@ def build(variant: Variant, max_rules: int, out_dir: Path) -> Path:
     return out
 
 
-class RuleLoop:
+class RuleLoop(Closing):
     """A loaded rule-loop program with its rule map filled; owns its fds until `close()`."""
 
     def __init__(self, obj_path: Path, entries: Sequence[bytes], default: Action) -> None:
@@ -204,17 +204,6 @@ class RuleLoop:
 
     def close(self) -> None:
         self._obj.close()
-
-    def __enter__(self) -> RuleLoop:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def _reason(log: str) -> str:

@@ -10,12 +10,12 @@ import struct
 from dataclasses import dataclass
 from errno import EPERM
 from pathlib import Path
-from types import TracebackType
 
 from fwc.loader import libbpf
 from fwc.loader.artifact import ArtifactSpec, read_artifact
 from fwc.loader.libbpf import KernelError
 from fwc.loader.pins import PolicyPins
+from fwc.loader.resource import Closing
 
 __all__ = [
     "KernelError",
@@ -80,7 +80,7 @@ class TestRun:
     data_out: bytes
 
 
-class LoadedProgram:
+class LoadedProgram(Closing):
     """An artifact's program and maps in the kernel; closing releases every fd it holds."""
 
     def __init__(self, spec: ArtifactSpec, obj: libbpf.Object) -> None:
@@ -167,17 +167,6 @@ class LoadedProgram:
         self._obj.close()
         self._map_fds = {}
         self.prog_fd = -1
-
-    def __enter__(self) -> LoadedProgram:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def _reason(log: str, messages: list[str], errno: int) -> str:

@@ -13,6 +13,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl import RTMGRP_LINK
 
 from fwc.loader.cli import LoaderError
+from fwc.loader.resource import Closing
 
 IFF_UP = 0x1
 IFF_LOOPBACK = 0x8
@@ -153,7 +154,7 @@ def set_xdp_fd(index: int, prog_fd: int, mode: str, expected_fd: int | None) -> 
             ) from exc
 
 
-class LinkEvents:
+class LinkEvents(Closing):
     """A subscription to RTM_NEWLINK/RTM_DELLINK; `wait()` returns the events that arrived."""
 
     def __init__(self) -> None:
@@ -177,9 +178,3 @@ class LinkEvents:
 
     def close(self) -> None:
         self._ipr.close()
-
-    def __enter__(self) -> LinkEvents:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

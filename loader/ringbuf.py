@@ -5,9 +5,9 @@ from __future__ import annotations
 import ctypes
 import errno
 from collections.abc import Callable
-from types import TracebackType
 
 from fwc.loader.libbpf import KernelError
+from fwc.loader.resource import Closing
 
 # A handle of its own, so these declarations never touch the ones in loader/libbpf.py;
 # the dynamic loader hands back the library libbpf.py already loaded.
@@ -26,7 +26,7 @@ _lib.ring_buffer__free.restype = None
 _lib.ring_buffer__free.argtypes = [ctypes.c_void_p]
 
 
-class RingBuffer:
+class RingBuffer(Closing):
     """Reads the records of one BPF ring buffer map, handing each to `on_record` as bytes.
 
     It does not own `map_fd` (libbpf maps the ring itself); `close()` frees the
@@ -92,14 +92,3 @@ class RingBuffer:
         if self._ptr is not None:
             _lib.ring_buffer__free(self._ptr)
             self._ptr = None
-
-    def __enter__(self) -> RingBuffer:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
