@@ -276,14 +276,9 @@ def _swap(
     for step in steps:
         iface, holder = step.iface, step.holder
         if step.action == "attach":
-            link_fd, mode = attach.attach_link(program.prog_fd, iface, opts.offload)
-            try:
-                libbpf.obj_pin(link_fd, staging.link(iface.name))
-            except LoaderError:
-                libbpf.link_detach(link_fd)
-                raise
-            finally:
-                os.close(link_fd)
+            mode = attach.attach_pinned(
+                program.prog_fd, iface, opts.offload, staging.link(iface.name)
+            )
             undo.actions.append(_unlink(staging.link(iface.name)))
             results.append(InterfaceResult(iface.name, "attached", mode))
         elif step.action == "replace" and holder is not None and holder.link_pin is not None:

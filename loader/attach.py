@@ -96,6 +96,22 @@ def attach_link(prog_fd: int, iface: Interface, offload: bool) -> tuple[int, str
     raise LoaderError(f"interface {iface.name} is not XDP-capable ({'; '.join(errors)})")
 
 
+def attach_pinned(prog_fd: int, iface: Interface, offload: bool, pin: Path) -> str:
+    """A new XDP link on `iface`, pinned at `pin` so it outlives this process; its mode.
+
+    A link that cannot be pinned is detached again: nothing stays attached unowned.
+    """
+    link_fd, mode = attach_link(prog_fd, iface, offload)
+    try:
+        libbpf.obj_pin(link_fd, pin)
+    except LoaderError:
+        libbpf.link_detach(link_fd)
+        raise
+    finally:
+        os.close(link_fd)
+    return mode
+
+
 def swap_link(link_pin: Path, new_prog_fd: int, old_prog_id: int) -> None:
     """Replace the program of a pinned link atomically, only if it still runs `old_prog_id`."""
     link_fd = _fd_of(link_pin)

@@ -89,16 +89,9 @@ def _attach_one(
         return f"{iface.name}: foreign program replaced"
     final.link(iface.name).unlink(missing_ok=True)
     try:
-        link_fd, mode = attach.attach_link(prog_fd, iface, offload)
+        mode = attach.attach_pinned(prog_fd, iface, offload, final.link(iface.name))
     except LoaderError as exc:
         return f"{iface.name}: not attached: {exc}"
-    try:
-        libbpf.obj_pin(link_fd, final.link(iface.name))
-    except LoaderError:
-        libbpf.link_detach(link_fd)
-        raise
-    finally:
-        os.close(link_fd)
     return f"{iface.name}: attached ({mode})"
 
 
