@@ -19,7 +19,7 @@ from fwc.compiler.ir import (
     Rule,
 )
 from fwc.compiler.options import DEFAULT_OPTIONS, EVENTS_SIZE, CompileOptions
-from fwc.compiler.plan import MapInfo, Plan, counter_slots
+from fwc.compiler.plan import MapInfo, Plan, counter_slots, special_slots
 from fwc.compiler.ratelimit import gcra
 
 TEMPLATE = "constants.c.j2"
@@ -139,7 +139,6 @@ def plan(policy: Policy, dry_run: bool, options: CompileOptions = DEFAULT_OPTION
     The bucket map exists only when a rule rate-limits, the event maps only when a
     rule logs; `log_rate` is 0 without them.
     """
-    n = len(policy.rules)
     slots = counter_slots(policy)
     buckets = options.rate_limit_buckets if _rate_limits(policy) else 0
     log_rate = options.log_rate if any(r.log for r in policy.rules) else 0
@@ -161,10 +160,7 @@ def plan(policy: Policy, dry_run: bool, options: CompileOptions = DEFAULT_OPTION
             "rules": tuple(_block(r) for r in policy.rules),
             "default_action": _XDP_ACTIONS[policy.default_action],
             "dry_run": dry_run,
-            "slot_default": n,
-            "slot_malformed": n + 1,
-            "slot_non_ip": n + 2,
-            "slot_would_drop": n + 3,
+            **{f"slot_{name}": index for name, index in special_slots(policy).items()},
             "slot_count": len(slots),
             "rate_limit_buckets": buckets,
             "log_rate": log_rate,

@@ -68,10 +68,18 @@ class PlanError(Exception):
         self.findings = findings
 
 
+SPECIAL_SLOTS = ("default", "malformed", "non_ip", "would_drop")
+
+
 def counter_slots(policy: Policy) -> tuple[str, ...]:
     """Slot index -> name: one per rule, then default, malformed, non_ip, would_drop."""
     rules = tuple(f"rule:{r.name}" for r in policy.rules)
-    return (*rules, "default", "malformed", "non_ip", "would_drop")
+    return (*rules, *SPECIAL_SLOTS)
+
+
+def special_slots(policy: Policy) -> dict[str, int]:
+    """The index of each slot that is not a rule's, by name (see counter_slots)."""
+    return {name: len(policy.rules) + i for i, name in enumerate(SPECIAL_SLOTS)}
 
 
 def strategy_module(strategy: str) -> ModuleType | None:

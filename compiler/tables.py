@@ -20,7 +20,7 @@ from fwc.compiler.classify import (
 from fwc.compiler.findings import Finding, Location, error
 from fwc.compiler.ir import Action, Family, Policy, Rule
 from fwc.compiler.options import DEFAULT_OPTIONS, CompileOptions
-from fwc.compiler.plan import MapInfo, Plan, Seed, counter_slots
+from fwc.compiler.plan import MapInfo, Plan, Seed, counter_slots, special_slots
 
 TEMPLATE = "tables.c.j2"
 GENERATIONS = (0, 1)
@@ -98,9 +98,8 @@ def _tables(rules: tuple[Rule, ...]) -> Tables:
 def plan(policy: Policy, dry_run: bool, options: CompileOptions = DEFAULT_OPTIONS) -> Plan:
     """The plan of a policy that `findings` accepts."""
     tables = _tables(policy.rules)
-    n = len(policy.rules)
     slots = counter_slots(policy)
-    rule_capacity = capacity(n)
+    rule_capacity = capacity(len(policy.rules))
     hashed = sum(1 for i in tables.combos if i >= tables.array_size)
     combo_capacity = capacity(hashed)
     array_capacity = capacity(tables.array_size)
@@ -151,7 +150,7 @@ def plan(policy: Policy, dry_run: bool, options: CompileOptions = DEFAULT_OPTION
             "policy_name": policy.name,
             "dry_run": dry_run,
             "slot_count": len(slots),
-            "slot_would_drop": n + 3,
+            "slot_would_drop": special_slots(policy)["would_drop"],
             "groups": MAX_GROUPS,
             "l4_keys": L4_KEYS,
             "ports": PORTS,
@@ -179,14 +178,10 @@ def capacity(count: int) -> int:
 
 def seeds(policy: Policy, tables: Tables) -> tuple[Seed, ...]:
     """Generation 0 of every table; generation 1 starts empty and fwc_gen starts at 0."""
-    n = len(policy.rules)
     cfg = CFG.pack(
         tables.ngroups,
         _XDP[policy.default_action],
-        n,
-        n + 1,
-        n + 2,
-        n + 3,
+        *special_slots(policy).values(),
         *_pad(tables.signatures, MAX_GROUPS),
         *_pad(tables.firsts, MAX_GROUPS),
         *_pad(tables.bases, MAX_GROUPS),
