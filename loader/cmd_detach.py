@@ -24,8 +24,11 @@ def run(args: argparse.Namespace) -> int:
     root = pins.pin_root(args.pin_root)
     require_bpffs(root)
     names = None if args.all else set(args.interfaces)
-    with pins.locked(root):
-        done = attach.release(root, names, args.policy)
+    done: list[tuple[str, str]] = []
+    # No pin root means fw-load never attached anything here: do not create one.
+    if root.is_dir():
+        with pins.locked(root):
+            done = attach.release(root, names, args.policy)
     missing = sorted((names or set()) - {name for _, name in done})
     for policy, name in done:
         print(f"{name}: detached policy {policy}")

@@ -49,3 +49,12 @@ def test_detach_one_then_all(tmp_path: Path) -> None:
         assert list(pair.root.iterdir()) == []
         assert "xdp" not in sh("ip", "-n", pair.ns_a, "link", "show").stdout
         assert "nothing attached" in pair.fwload("detach", "--all").stdout
+
+
+def test_detach_without_any_pins_creates_nothing() -> None:
+    with veth_pair(subnet=7) as pair:
+        assert not pair.root.exists()
+        unknown = pair.fwload("detach", "nosuchif0")
+        assert unknown.returncode == 2 and "nosuchif0" in unknown.stderr
+        assert "nothing attached" in pair.fwload("detach", "--all").stdout
+        assert not pair.root.exists()
