@@ -31,6 +31,21 @@ def dispatch(
     Only the chosen command's module is imported: start-up time matters for a
     loader that runs on every node and for a gate that runs on every commit.
     """
+    try:
+        return _dispatch(prog, description, package, commands, user_errors, argv)
+    except KeyboardInterrupt:
+        # Also while the command's module is still importing: 130, never a traceback.
+        return 130
+
+
+def _dispatch(
+    prog: str,
+    description: str,
+    package: str,
+    commands: Mapping[str, tuple[str, str]],
+    user_errors: tuple[type[Exception], ...],
+    argv: Sequence[str] | None,
+) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     chosen = next((a for a in argv if not a.startswith("-")), None)
     parser = argparse.ArgumentParser(prog=prog, description=description)
@@ -51,8 +66,6 @@ def dispatch(
     except user_errors as exc:
         print(f"{prog} {args.command}: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        return 130
     except BrokenPipeError:
         # The reader went away (`| head`): say nothing more, and keep the
         # interpreter from complaining when it flushes stdout at exit.
