@@ -158,21 +158,27 @@ def _merge(into: dict[str, Any], doc: dict[str, Any], source: str) -> None:
 
 
 def _evaluate(
-    options: RegoOptions, modules: list[Module], data: Any, doc: Any, parts: list[list[GateRule]]
+    options: RegoOptions,
+    modules: list[Module],
+    data: Any,
+    policy: Policy,
+    parts: list[list[GateRule]],
 ) -> dict[str, dict[str, Any]]:
     """The gate rules' values by package and rule name; the regopy engine runs each part of
-    the rules in its own process, the others run them all in one query."""
+    the rules in its own process (and builds the input from the IR), the others run them
+    all in one query over policy_doc."""
     engine = _engine(options)
     every = gate_query([rule for part in parts for rule in part])
     try:
         if engine == "server":
             assert options.opa_url is not None
+            doc = policy_doc(policy)
             values = [rego_server.evaluate(options.opa_url, modules, data, doc, every)]
         elif engine == "opa":
-            values = [rego_opa.evaluate(modules, data, doc, every)]
+            values = [rego_opa.evaluate(modules, data, policy_doc(policy), every)]
         else:
             queries = [gate_query(part) for part in parts]
-            values = rego_regopy.evaluate_all(modules, data, doc, queries)
+            values = rego_regopy.evaluate_all(modules, data, policy, queries)
     except rego_regopy.EngineFailure as exc:
         raise RegoError(str(exc)) from None
     merged: dict[str, dict[str, Any]] = {}
@@ -246,7 +252,7 @@ def gate(policy: Policy, options: RegoOptions) -> list[Finding]:
     if not wanted:
         return []
     parts = split_rules(wanted, _parts(policy, options))
-    values = _evaluate(options, modules, json.loads(loaded.data), policy_doc(policy), parts)
+    values = _evaluate(options, modules, json.loads(loaded.data), policy, parts)
     findings: list[Finding] = []
     by_name = {rule.name: rule for rule in policy.rules}
     for namespace, rules in values.items():

@@ -22,6 +22,8 @@ from functools import cache
 from multiprocessing.connection import Connection
 from typing import Any
 
+from fwc.compiler.ir import Policy
+from fwc.compiler.rego_regopy_input import policy_input
 from fwc.compiler.rego_source import Module
 
 # Built-ins that rego-cpp implements in its compiler rather than its built-in table.
@@ -53,7 +55,10 @@ def evaluate(modules: list[Module], data: dict[str, Any], input_doc: Any, query:
 def evaluate_all(
     modules: list[Module], data: dict[str, Any], input_doc: Any, queries: Sequence[str]
 ) -> list[Any]:
-    """The binding of `x` in each query (None when undefined), the queries run in parallel."""
+    """The binding of `x` in each query (None when undefined), the queries run in parallel.
+
+    The input is a JSON-shaped value, or a Policy that stands for its policy_doc.
+    """
     doing = "evaluating " + " and ".join(queries)
     values: list[Any] = _in_child(_evaluate, modules, data, input_doc, tuple(queries), doing)
     return values
@@ -68,7 +73,10 @@ def _evaluate(
     if input_doc is not None:
         # Not freed: this runs in the child, which exits right after, and freeing the
         # nodes of a 10,000-rule policy costs a quarter of a second.
-        rego_set_input(interpreter._impl, _input_handle(input_doc))
+        handle = (
+            policy_input(input_doc) if isinstance(input_doc, Policy) else _input_handle(input_doc)
+        )
+        rego_set_input(interpreter._impl, handle)
     workers = [_fork_query(interpreter, query) for query in queries[1:]]
     texts = [_query(interpreter, queries[0])]
     for (pid, reader), query in zip(workers, queries[1:], strict=True):

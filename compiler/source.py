@@ -161,6 +161,7 @@ class _Composer:
         positions = self.doc.positions
         key_positions = self.doc.key_positions
         scalar = self.construct_scalar
+        plain = self.plain
         # The open containers, innermost last. A mapping frame waits for a key
         # (pending is _NO_KEY) or for the value of `pending`.
         stack: list[_Frame] = []
@@ -170,36 +171,23 @@ class _Composer:
             cls = type(ev)
             mark = ev.start_mark
             is_key = top is not None and top.keys is not None and top.pending is _NO_KEY
-            if cls is yaml.ScalarEvent or cls is yaml.AliasEvent:
-                if cls is yaml.ScalarEvent:
-                    self.nodes += 1
+            if cls is yaml.ScalarEvent:
+                self.nodes += 1
+                # Plain untagged scalars (keys above all) repeat; their values are cached.
+                value = _NO_KEY
+                if ev.tag is None and not ev.style:
+                    value = plain.get(ev.value, _NO_KEY)
+                if value is _NO_KEY:
                     value = scalar(ev)
-                    if ev.anchor:
-                        self.anchors[ev.anchor] = (value, 1)
-                else:
-                    if ev.anchor not in self.anchors:
-                        raise self.stop("FWC001", f"unknown alias *{ev.anchor}", mark)
-                    value, size = self.anchors[ev.anchor]
-                    if is_key and not _is_scalar_key(value):
-                        raise self.stop("FWC007", "mapping keys must be plain scalars", mark)
-                    self.nodes += size
-                if self.nodes > MAX_NODES:
-                    self.count(0, mark)
-                if top is None:
-                    return value
-                pos = (mark.line + 1, mark.column + 1)
-                if top.keys is None:
-                    path = (*top.path, len(top.container))
-                    positions[path] = pos
-                    top.container.append(value)
-                elif is_key:
-                    key = self.key(value, top, mark)
-                    key_positions[(*top.path, key)] = pos
-                    top.pending = key
-                else:
-                    positions[(*top.path, top.pending)] = pos
-                    top.container[top.pending] = value
-                    top.pending = _NO_KEY
+                if ev.anchor:
+                    self.anchors[ev.anchor] = (value, 1)
+            elif cls is yaml.AliasEvent:
+                if ev.anchor not in self.anchors:
+                    raise self.stop("FWC001", f"unknown alias *{ev.anchor}", mark)
+                value, size = self.anchors[ev.anchor]
+                if is_key and not _is_scalar_key(value):
+                    raise self.stop("FWC007", "mapping keys must be plain scalars", mark)
+                self.nodes += size
             elif cls is yaml.SequenceStartEvent or cls is yaml.MappingStartEvent:
                 if is_key:
                     raise self.stop("FWC007", "mapping keys must be plain scalars", mark)
@@ -209,11 +197,11 @@ class _Composer:
                     )
                 self.count(1, mark)
                 is_seq = cls is yaml.SequenceStartEvent
-                plain = "tag:yaml.org,2002:seq" if is_seq else "tag:yaml.org,2002:map"
-                if ev.tag not in (None, "!", plain):
+                tag = "tag:yaml.org,2002:seq" if is_seq else "tag:yaml.org,2002:map"
+                if ev.tag not in (None, "!", tag):
                     raise self.stop("FWC007", f"unsupported tag {ev.tag}", mark)
                 if top is None:
-                    path = ()
+                    path: NodePath = ()
                 elif top.keys is None:
                     path = (*top.path, len(top.container))
                 else:
@@ -223,6 +211,7 @@ class _Composer:
                     [] if is_seq else {}, path, None if is_seq else {}, ev.anchor, self.nodes
                 )
                 stack.append(top)
+                continue
             elif cls is yaml.SequenceEndEvent or cls is yaml.MappingEndEvent:
                 done = stack.pop()
                 if done.anchor:
@@ -235,30 +224,44 @@ class _Composer:
                 else:
                     top.container[top.pending] = done.container
                     top.pending = _NO_KEY
+                continue
             else:
                 raise self.stop("FWC001", "unexpected YAML event", mark)
+            # A scalar or an alias: `value` goes into the open container.
+            if self.nodes > MAX_NODES:
+                self.count(0, mark)
+            if top is None:
+                return value
+            pos = (mark.line + 1, mark.column + 1)
+            if top.keys is None:
+                positions[(*top.path, len(top.container))] = pos
+                top.container.append(value)
+            elif is_key:
+                key = value if type(value) is str else self.key(value, mark)
+                first = top.keys.get(key)
+                if first is not None:
+                    raise self.stop(
+                        "FWC003", f"duplicate key '{key}' (first defined at line {first[0]})", mark
+                    )
+                top.keys[key] = pos
+                key_positions[(*top.path, key)] = pos
+                top.pending = key
+            else:
+                positions[(*top.path, top.pending)] = pos
+                top.container[top.pending] = value
+                top.pending = _NO_KEY
 
-    def key(self, value: Any, frame: _Frame, mark: Any) -> str:
-        """A mapping key as a string; a key seen twice in one mapping is an error."""
+    def key(self, value: Any, mark: Any) -> str:
+        """A mapping key that is not a string, as one (a collection is no key)."""
         if not _is_scalar_key(value):
             raise self.stop("FWC007", "mapping keys must be plain scalars", mark)
-        skey = value if isinstance(value, str) else str(value)
-        assert frame.keys is not None
-        first = frame.keys.get(skey)
-        if first is not None:
-            raise self.stop(
-                "FWC003", f"duplicate key '{skey}' (first defined at line {first[0]})", mark
-            )
-        frame.keys[skey] = (mark.line + 1, mark.column + 1)
-        return skey
+        return value if isinstance(value, str) else str(value)
 
     def construct_scalar(self, ev: Any) -> Any:
+        """A scalar's value; compose_document looks plain ones up in the cache first."""
         tag = ev.tag
-        plain = tag is None and ev.style is None
-        if plain:
-            cached = self.plain.get(ev.value, _NO_KEY)
-            if cached is not _NO_KEY:
-                return cached
+        # A plain scalar's style is None from the pure parser and "" from libyaml's.
+        plain = tag is None and not ev.style
         if tag is None or tag == "!":
             if ev.style in ("'", '"', "|", ">"):
                 return ev.value  # quoted and block scalars are strings

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
 
 from fwc.compiler import rego, rego_regopy
 from fwc.compiler.findings import Severity
@@ -21,6 +22,7 @@ from fwc.compiler.normalize import normalize
 from fwc.compiler.rego import RegoError, RegoOptions, gate, run_tests
 from fwc.compiler.rego_input import address_doc, policy_doc
 from fwc.compiler.source import load_bytes
+from tests.strategies import policies
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -89,6 +91,41 @@ rules:
     assert rule["source_cidrs"][0]["first"] == "0a010000"
     assert rule["tcp_flags"] == {"set": ["SYN"], "clear": ["ACK"]}
     assert (rule["file"], rule["line"]) == ("p.yaml", 5)
+
+
+EVERY_FIELD = """
+name: every-field
+default_action: allow
+interfaces: {include: ["eth*", "ens*"], exclude: ["docker0"]}
+sets: {mgmt: ["10.1.0.0/16", "fd00:20::/48"], web: [80, "8000-8010"], none_v6: ["::/0"]}
+rules:
+  - {name: a, priority: 1, action: allow, protocol: tcp, source_cidrs: ["$mgmt"],
+     destination_cidrs: ["192.0.2.7", "2001:db8::1"], source_ports: [1024, "2000-3000"],
+     destination_ports: ["$web"], tcp_flags: "SYN,FIN,!ACK,!CWR", log: true,
+     description: "ünïcode, commas: and {braces}"}
+  - {name: b, priority: 2, action: rate_limit, protocol: icmp, icmp_types: [8, 0],
+     rate_limit_pps: 4000000000, rate_limit_burst: 9000000000}
+  - {name: c, priority: 2, action: deny, source_cidrs: ["0.0.0.0/0", "$none_v6"]}
+"""
+
+
+def _engine_input(value: Any) -> Any:
+    """What regopy's `input` holds for `value` (a Policy, or a JSON-shaped document)."""
+    return rego_regopy.evaluate([], {}, value, "x := input")
+
+
+@pytest.mark.parametrize("text", [EVERY_FIELD, "rules: []\n"])
+def test_engine_input_from_the_ir_is_policy_doc(text: str) -> None:
+    built = policy(text)
+    expected = json.loads(json.dumps(policy_doc(built)))
+    assert _engine_input(built) == expected
+    assert _engine_input(expected) == expected
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(policies(max_rules=12, rate_limit=True))
+def test_engine_input_from_the_ir_matches_policy_doc_for_random_policies(built: Policy) -> None:
+    assert _engine_input(built) == json.loads(json.dumps(policy_doc(built)))
 
 
 # ---- the starter invariants through the real loader -----------------------------------
