@@ -9,18 +9,20 @@ input once, then forks a worker per extra query (copy-on-write), so they share t
 
 from __future__ import annotations
 
+import ctypes
 import faulthandler
 import json
-import multiprocessing
 import os
+import pickle
 import re
 import signal
+import struct
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Sequence
 from functools import cache
-from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, NoReturn
 
 from fwc.compiler.ir import Policy
 from fwc.compiler.rego_regopy_input import policy_input
@@ -70,9 +72,10 @@ def _evaluate(
     from regopy.rego_shared import rego_set_input
 
     interpreter = _load(modules, data)
+    # Neither the interpreter nor the input is freed: this runs in the child, which exits
+    # right after, and freeing the nodes of a 10,000-rule policy costs a third of a second.
+    _kept.append(interpreter)
     if input_doc is not None:
-        # Not freed: this runs in the child, which exits right after, and freeing the
-        # nodes of a 10,000-rule policy costs a quarter of a second.
         handle = (
             policy_input(input_doc) if isinstance(input_doc, Policy) else _input_handle(input_doc)
         )
@@ -82,6 +85,9 @@ def _evaluate(
     for (pid, reader), query in zip(workers, queries[1:], strict=True):
         texts.append(_collect(pid, reader, query))
     return [_binding(text) for text in texts]
+
+
+_kept: list[Any] = []
 
 
 def _query(interpreter: Any, query: str) -> str:
@@ -104,8 +110,7 @@ def _fork_query(interpreter: Any, query: str) -> tuple[int, int]:
         faulthandler.disable()  # a crash is reported by the parent, without a dump here
         code = 0
         try:
-            with os.fdopen(writer, "wb") as out:
-                out.write(_query(interpreter, query).encode())
+            _send(writer, _query(interpreter, query).encode())
         except BaseException:
             code = 1
         # The worker is a copy of the child: leave without running its exit handlers.
@@ -115,15 +120,41 @@ def _fork_query(interpreter: Any, query: str) -> tuple[int, int]:
 
 
 def _collect(pid: int, reader: int, query: str) -> str:
-    with os.fdopen(reader, "rb") as answers:
-        text = answers.read().decode()
+    """The worker's answer. A complete one is taken without waiting for the worker to
+    exit (unmapping its copy of the input takes a quarter of a second); the child reaps
+    it after answering its own parent."""
+    answer = _receive(reader)
+    if answer is not None:
+        _unreaped.append(pid)
+        return answer.decode()
     _, status = os.waitpid(pid, 0)
     if os.WIFSIGNALED(status):
         name = signal.Signals(os.WTERMSIG(status)).name
         raise EngineFailure(f"the regopy engine crashed ({name}) while evaluating {query}")
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise EngineFailure(f"the regopy engine failed while evaluating {query}")
-    return text
+    raise EngineFailure(f"the regopy engine failed while evaluating {query}")
+
+
+# Workers that answered and may still be exiting; the child waits for them last.
+_unreaped: list[int] = []
+
+
+def _send(fd: int, payload: bytes) -> None:
+    """`payload` with its length in front, so that the reader knows it is complete."""
+    with os.fdopen(fd, "wb") as out:
+        out.write(struct.pack("<Q", len(payload)) + payload)
+
+
+def _receive(fd: int) -> bytes | None:
+    """What _send wrote on `fd`, or None when the writer died before finishing. Reads
+    exactly that much: a worker forked by the writer may hold the pipe open until it
+    has exited, so end of file can come late."""
+    with os.fdopen(fd, "rb") as answers:
+        head = answers.read(8)
+        if len(head) < 8:
+            return None
+        (size,) = struct.unpack("<Q", head)
+        payload = answers.read(size)
+    return payload if len(payload) == size else None
 
 
 def _load(modules: list[Module], data: dict[str, Any]) -> Any:
@@ -233,30 +264,28 @@ def _in_child(
     query: tuple[str, ...],
     doing: str,
 ) -> Any:
-    context = multiprocessing.get_context("fork")
-    receive, send = context.Pipe(duplex=False)
+    reader, writer = os.pipe()
     with tempfile.TemporaryFile() as captured:
-        child = context.Process(
-            target=_child_main,
-            args=(send, captured.fileno(), work, modules, data, input_doc, query),
-        )
-        child.start()
-        send.close()
-        try:
-            outcome = receive.recv()
-        except EOFError:
-            outcome = None
-        child.join()
+        pid = os.fork()
+        if pid == 0:
+            os.close(reader)
+            _child_main(writer, captured.fileno(), work, modules, data, input_doc, query)
+        os.close(writer)
+        answer = _receive(reader)
+        if answer is None:
+            _, status = os.waitpid(pid, 0)
+        else:
+            _reap_in_background(pid)
         captured.seek(0)
         printed = captured.read().decode("utf-8", "replace")
-    if outcome is None:
-        code = child.exitcode or 0
+    if answer is None:
+        code = os.waitstatus_to_exitcode(status)
         what = signal.Signals(-code).name if code < 0 else f"exit status {code}"
         raise EngineFailure(
             f"the regopy engine crashed ({what}) while {doing}; a known trigger in regopy 1.5 "
             "is `with input as {...}` (override single fields: `with input.rules as [...]`)"
         )
-    kind, value = outcome
+    kind, value = pickle.loads(answer)
     if kind == "error":
         raise EngineFailure(value)
     if printed:
@@ -264,25 +293,53 @@ def _in_child(
     return value
 
 
+def _reap_in_background(pid: int) -> None:
+    """Collects a child that has answered without waiting for it: a child that held a
+    large input takes a good part of a second to exit. The thread does not hold up
+    the interpreter's exit."""
+    reaper = threading.Thread(target=os.waitpid, args=(pid, 0), daemon=True)
+    reaper.start()
+    _reapers.append(reaper)
+
+
+_reapers: list[threading.Thread] = []
+
+
+def wait_for_children() -> None:
+    """Waits until every child that answered has exited (so that its CPU time counts)."""
+    while _reapers:
+        _reapers.pop().join()
+
+
 def _child_main(
-    send: Connection,
+    writer: int,
     stdout_fd: int,
     work: Callable[[list[Module], dict[str, Any], Any, tuple[str, ...]], Any],
     modules: list[Module],
     data: dict[str, Any],
     input_doc: Any,
     query: tuple[str, ...],
-) -> None:
-    os.dup2(stdout_fd, 1)
-    faulthandler.disable()  # a crash is reported by the parent, without a dump here
+) -> NoReturn:
+    code = 1
     try:
-        result: tuple[str, Any] = ("ok", work(modules, data, input_doc, query))
-    except EngineFailure as exc:
-        result = ("error", str(exc))
-    except Exception as exc:  # regopy raises its own RegoError and ctypes errors
-        result = ("error", _describe(exc, modules))
-    send.send(result)
-    send.close()
+        os.dup2(stdout_fd, 1)
+        faulthandler.disable()  # a crash is reported by the parent, without a dump here
+        try:
+            result: tuple[str, Any] = ("ok", work(modules, data, input_doc, query))
+        except EngineFailure as exc:
+            result = ("error", str(exc))
+        except Exception as exc:  # regopy raises its own RegoError and ctypes errors
+            result = ("error", _describe(exc, modules))
+        # The engine's print() output must be in the file before the parent reads it.
+        sys.stdout.flush()
+        ctypes.CDLL(None).fflush(None)
+        _send(writer, pickle.dumps(result))
+        for pid in _unreaped:
+            os.waitpid(pid, 0)
+        code = 0
+    finally:
+        # A copy of the parent: leave without running its exit handlers.
+        os._exit(code)
 
 
 _ERROR = re.compile(r"\(error\s+(?:(\d+):)?")
