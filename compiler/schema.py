@@ -8,25 +8,17 @@ import functools
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-
-import jsonschema
-from jsonschema.exceptions import ValidationError
-from jsonschema.protocols import Validator
+from typing import TYPE_CHECKING, Any
 
 from fwc.compiler.findings import Finding, error
 from fwc.compiler.schema_compile import Predicate, compile_schema
 from fwc.compiler.source import Document, NodePath
 
-SCHEMA_PATH = Path(__file__).parent / "policy.schema.json"
+if TYPE_CHECKING:
+    from jsonschema.exceptions import ValidationError
+    from jsonschema.protocols import Validator
 
-# JSON Schema calls 10.0 an integer; a policy must not, or floats reach the IR.
-_TYPES = jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
-    "integer", lambda _checker, value: isinstance(value, int) and not isinstance(value, bool)
-)
-_StrictValidator: Any = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
-    jsonschema.Draft202012Validator, type_checker=_TYPES
-)
+SCHEMA_PATH = Path(__file__).parent / "policy.schema.json"
 
 # JSON Schema keyword -> finding id.
 _IDS = {
@@ -63,16 +55,31 @@ def schema() -> dict[str, Any]:
 
 
 @functools.cache
+def _strict_validator() -> Any:
+    """jsonschema's Draft 2020-12 validator class, except that 10.0 is no integer (or floats
+    would reach the IR). Imported on first use: only a policy with errors needs it, and the
+    import costs a tenth of a second."""
+    import jsonschema
+
+    types = jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda _checker, value: isinstance(value, int) and not isinstance(value, bool)
+    )
+    return jsonschema.validators.extend(  # type: ignore[no-untyped-call]
+        jsonschema.Draft202012Validator, type_checker=types
+    )
+
+
+@functools.cache
 def validator() -> Validator:
     """One validator per process: building it compiles every $ref and pattern."""
-    v: Validator = _StrictValidator(schema())
+    v: Validator = _strict_validator()(schema())
     return v
 
 
 @functools.cache
 def _rule_validator() -> Validator:
     wrapper = {"$defs": schema()["$defs"], "$ref": "#/$defs/rule"}
-    v: Validator = _StrictValidator(wrapper)
+    v: Validator = _strict_validator()(wrapper)
     return v
 
 
