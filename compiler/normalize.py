@@ -176,13 +176,17 @@ class _Normalizer:
 
     def expand(self, entry: str, path: NodePath, want: type) -> list[Any] | None:
         set_name = entry[1:]
-        here = self.doc.where(path)
         if set_name not in self.sets:
             declared = self.doc.value.get("sets") or {}
             if set_name in declared:
                 return []  # the set itself is broken and already reported
             self.findings.append(
-                error("FWC021", f"set `${set_name}` is not defined", here, self.rule_name)
+                error(
+                    "FWC021",
+                    f"set `${set_name}` is not defined",
+                    self.doc.where(path),
+                    self.rule_name,
+                )
             )
             return None
         values = list(self.sets[set_name])
@@ -192,7 +196,7 @@ class _Normalizer:
                 error(
                     "FWC031",
                     f"set `${set_name}` holds {have}, but this field takes {takes}",
-                    here,
+                    self.doc.where(path),
                     self.rule_name,
                 )
             )

@@ -34,6 +34,11 @@ except AttributeError:  # pragma: no cover - PyYAML built without libyaml
 # because a large policy has hundreds of thousands of nodes and few findings.
 Position = tuple[int, int]
 
+# Loading records the positions of paths this short (the top level, each rule and each
+# set): a clean policy needs only its rules' lines. The first question about a deeper
+# path reads the text again and records every position.
+SHALLOW = 2
+
 
 @dataclass
 class Document:
@@ -44,9 +49,13 @@ class Document:
     sha256: str
     positions: dict[NodePath, Position] = field(default_factory=dict)
     key_positions: dict[NodePath, Position] = field(default_factory=dict)
+    # The text, while positions deeper than SHALLOW are still unrecorded.
+    text: str | None = field(default=None, repr=False, compare=False)
 
     def where(self, path: NodePath) -> Location:
         """The location of `path`, or of its nearest ancestor that has one."""
+        if len(path) > SHALLOW and self.text is not None:
+            self._record_all()
         while path:
             pos = self.positions.get(path)
             if pos is not None:
@@ -56,8 +65,17 @@ class Document:
 
     def key_where(self, path: NodePath) -> Location:
         """The location of the key that introduces `path` (else of its value)."""
+        if len(path) > SHALLOW and self.text is not None:
+            self._record_all()
         pos = self.key_positions.get(path)
         return Location(self.file, *pos) if pos is not None else self.where(path)
+
+    def _record_all(self) -> None:
+        assert self.text is not None
+        full = Document(self.file, None, self.sha256)
+        _Composer(self.text, full, shallow=False).run()
+        self.positions, self.key_positions = full.positions, full.key_positions
+        self.text = None
 
 
 class _Stop(Exception):
@@ -98,9 +116,9 @@ def load_bytes(data: bytes, file: str) -> tuple[Document | None, list[Finding]]:
     if "\x00" in text:
         return None, [error("FWC002", "file contains a NUL character", here)]
     digest = hashlib.sha256(data).hexdigest()
-    doc = Document(file=file, value=None, sha256=digest)
+    doc = Document(file=file, value=None, sha256=digest, text=text)
     try:
-        doc.value = _Composer(text, doc).run()
+        doc.value = _Composer(text, doc, shallow=True).run()
     except _Stop as stop:
         return None, [stop.finding]
     except yaml.MarkedYAMLError as exc:
@@ -116,9 +134,11 @@ def load_bytes(data: bytes, file: str) -> tuple[Document | None, list[Finding]]:
 class _Composer:
     """Builds values from the event stream without recursion, so depth is ours to bound."""
 
-    def __init__(self, text: str, doc: Document) -> None:
+    def __init__(self, text: str, doc: Document, shallow: bool) -> None:
         self.loader: Any = _Loader(text)
         self.doc = doc
+        # Record the positions of paths up to SHALLOW long only, else of every path.
+        self.deepest = SHALLOW if shallow else MAX_DEPTH + 1
         self.nodes = 0
         self.anchors: dict[str, tuple[Any, int]] = {}
         # Plain scalars resolve to immutable values, and keys repeat in every rule.
@@ -162,6 +182,7 @@ class _Composer:
         key_positions = self.doc.key_positions
         scalar = self.construct_scalar
         plain = self.plain
+        deepest = self.deepest
         # The open containers, innermost last. A mapping frame waits for a key
         # (pending is _NO_KEY) or for the value of `pending`.
         stack: list[_Frame] = []
@@ -206,9 +227,15 @@ class _Composer:
                     path = (*top.path, len(top.container))
                 else:
                     path = (*top.path, top.pending)
-                positions[path] = (mark.line + 1, mark.column + 1)
+                if len(path) <= deepest:
+                    positions[path] = (mark.line + 1, mark.column + 1)
                 top = _Frame(
-                    [] if is_seq else {}, path, None if is_seq else {}, ev.anchor, self.nodes
+                    [] if is_seq else {},
+                    path,
+                    None if is_seq else {},
+                    ev.anchor,
+                    self.nodes,
+                    len(path) < deepest,
                 )
                 stack.append(top)
                 continue
@@ -232,9 +259,9 @@ class _Composer:
                 self.count(0, mark)
             if top is None:
                 return value
-            pos = (mark.line + 1, mark.column + 1)
             if top.keys is None:
-                positions[(*top.path, len(top.container))] = pos
+                if top.record:
+                    positions[(*top.path, len(top.container))] = (mark.line + 1, mark.column + 1)
                 top.container.append(value)
             elif is_key:
                 key = value if type(value) is str else self.key(value, mark)
@@ -243,11 +270,14 @@ class _Composer:
                     raise self.stop(
                         "FWC003", f"duplicate key '{key}' (first defined at line {first[0]})", mark
                     )
+                pos = (mark.line + 1, mark.column + 1)
                 top.keys[key] = pos
-                key_positions[(*top.path, key)] = pos
+                if top.record:
+                    key_positions[(*top.path, key)] = pos
                 top.pending = key
             else:
-                positions[(*top.path, top.pending)] = pos
+                if top.record:
+                    positions[(*top.path, top.pending)] = (mark.line + 1, mark.column + 1)
                 top.container[top.pending] = value
                 top.pending = _NO_KEY
 
@@ -288,7 +318,7 @@ class _Composer:
 class _Frame:
     """An open sequence (keys is None) or mapping being filled."""
 
-    __slots__ = ("anchor", "container", "keys", "path", "pending", "start")
+    __slots__ = ("anchor", "container", "keys", "path", "pending", "record", "start")
 
     def __init__(
         self,
@@ -297,12 +327,14 @@ class _Frame:
         keys: dict[str, Position] | None,
         anchor: str | None,
         start: int,
+        record: bool,
     ) -> None:
         self.container = container
         self.path = path
         self.keys = keys
         self.anchor = anchor
         self.start = start
+        self.record = record  # whether the positions of the children are recorded
         self.pending: Any = _NO_KEY
 
 
