@@ -299,6 +299,7 @@ def _reap_in_background(pid: int) -> None:
     the interpreter's exit."""
     reaper = threading.Thread(target=os.waitpid, args=(pid, 0), daemon=True)
     reaper.start()
+    _reapers[:] = [r for r in _reapers if r.is_alive()]
     _reapers.append(reaper)
 
 
