@@ -297,19 +297,7 @@ def _reap_in_background(pid: int) -> None:
     """Collects a child that has answered without waiting for it: a child that held a
     large input takes a good part of a second to exit. The thread does not hold up
     the interpreter's exit."""
-    reaper = threading.Thread(target=os.waitpid, args=(pid, 0), daemon=True)
-    reaper.start()
-    _reapers[:] = [r for r in _reapers if r.is_alive()]
-    _reapers.append(reaper)
-
-
-_reapers: list[threading.Thread] = []
-
-
-def wait_for_children() -> None:
-    """Waits until every child that answered has exited (so that its CPU time counts)."""
-    while _reapers:
-        _reapers.pop().join()
+    threading.Thread(target=os.waitpid, args=(pid, 0), daemon=True).start()
 
 
 def _child_main(
