@@ -51,6 +51,67 @@ def _same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and bool(a == b)
 
 
+# A 10,000-rule policy runs these a few hundred thousand times: plain loops and the
+# common arities spelled out, no generator per call (hence the noqa on SIM110).
+
+
+def _all_of(checks: list[Predicate]) -> Predicate:
+    if len(checks) == 1:
+        return checks[0]
+    if len(checks) == 2:
+        first, second = checks
+        return lambda v: first(v) and second(v)
+
+    def every(v: Any) -> bool:
+        for check in checks:  # noqa: SIM110
+            if not check(v):
+                return False
+        return True
+
+    return every
+
+
+def _any_of(tests: list[Predicate]) -> Predicate:
+    if len(tests) == 1:
+        return tests[0]
+
+    def some(v: Any) -> bool:
+        for test in tests:  # noqa: SIM110
+            if test(v):
+                return True
+        return False
+
+    return some
+
+
+def _enum(choices: list[Any]) -> Predicate:
+    # Strings are the usual case and compare by plain equality; the rest go through _same.
+    strings = frozenset(c for c in choices if isinstance(c, str))
+    others = [c for c in choices if not isinstance(c, str)]
+
+    def member(v: Any) -> bool:
+        if type(v) is str:
+            return v in strings
+        for choice in others:  # noqa: SIM110
+            if _same(v, choice):
+                return True
+        return False
+
+    return member
+
+
+def _items(item: Predicate) -> Predicate:
+    def each(v: Any) -> bool:
+        if not isinstance(v, list):
+            return True
+        for x in v:  # noqa: SIM110
+            if not item(x):
+                return False
+        return True
+
+    return each
+
+
 class _Compiler:
     def __init__(self, root: dict[str, Any]) -> None:
         self.root = root
@@ -81,19 +142,14 @@ class _Compiler:
             checks.append(self.ref(node["$ref"]))
         if "type" in node:
             names = [node["type"]] if isinstance(node["type"], str) else node["type"]
-            tests = [_TYPES[n] for n in names]
-            checks.append(lambda v: any(t(v) for t in tests))
+            checks.append(_any_of([_TYPES[n] for n in names]))
         if "enum" in node:
-            choices = list(node["enum"])
-            checks.append(lambda v: any(_same(v, c) for c in choices))
+            checks.append(_enum(list(node["enum"])))
         checks.extend(self.scalars(node))
         checks.extend(self.objects(node))
         if "items" in node:
-            item = self.compile(node["items"])
-            checks.append(lambda v: not isinstance(v, list) or all(item(x) for x in v))
-        if len(checks) == 1:
-            return checks[0]
-        return lambda v: all(c(v) for c in checks)
+            checks.append(_items(self.compile(node["items"])))
+        return _all_of(checks)
 
     def scalars(self, node: dict[str, Any]) -> list[Predicate]:
         checks: list[Predicate] = []
