@@ -5,6 +5,8 @@ that call built-ins segfaults), and prints parse errors and `print()` output on 
 The child owns both problems: its stdout is captured, and its death is reported. Several
 queries over one input run in parallel: the child builds the interpreter and sets the
 input once, then forks a worker per extra query (copy-on-write), so they share that work.
+Answers travel length-prefixed, so each is taken as soon as it is complete, while the
+process that sent it may still be unmapping a large input.
 """
 
 from __future__ import annotations
