@@ -11,6 +11,7 @@ process that sent it may still be unmapping a large input.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import faulthandler
 import json
@@ -299,7 +300,13 @@ def _reap_in_background(pid: int) -> None:
     """Collects a child that has answered without waiting for it: a child that held a
     large input takes a good part of a second to exit. The thread does not hold up
     the interpreter's exit."""
-    threading.Thread(target=os.waitpid, args=(pid, 0), daemon=True).start()
+    threading.Thread(target=_reap, args=(pid,), daemon=True).start()
+
+
+def _reap(pid: int) -> None:
+    # Someone else (a caller's os.wait(), say) may have reaped it first.
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
 
 
 def _child_main(
