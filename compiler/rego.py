@@ -237,7 +237,23 @@ def _parts(policy: Policy, options: RegoOptions) -> int:
     if _engine(options) != "regopy" or len(policy.rules) < PARALLEL_FROM_RULES:
         return 1
     cores = len(os.sched_getaffinity(0))
-    return max(1, min(cores, int(cores - os.getloadavg()[0] + 0.5)))
+    return max(1, min(cores, int(cores - _other_runnable() + 0.5)))
+
+
+LOADAVG = "/proc/loadavg"
+
+
+def _other_runnable() -> float:
+    """Tasks that compete for the cores now, besides this one: the running count of
+    /proc/loadavg. The load average would also count this run's own work of the last
+    minute (loading and normalizing a large policy), and so find no idle core even
+    on an idle machine."""
+    try:
+        with open(LOADAVG, encoding="ascii") as f:
+            running = int(f.read().split()[3].split("/")[0])
+    except (OSError, ValueError, IndexError):
+        return os.getloadavg()[0]
+    return max(0, running - 1)
 
 
 def _is_test_file(module: Module) -> bool:
