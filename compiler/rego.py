@@ -244,16 +244,17 @@ LOADAVG = "/proc/loadavg"
 
 
 def _other_runnable() -> float:
-    """Tasks that compete for the cores now, besides this one: the running count of
-    /proc/loadavg. The load average would also count this run's own work of the last
-    minute (loading and normalizing a large policy), and so find no idle core even
-    on an idle machine."""
+    """Tasks that compete for the cores, besides this one: the larger of the 1-minute load
+    average and the number running at this instant (the running count of /proc/loadavg,
+    less this process), so that a burst of other work counts before the average sees
+    it. Two parts on a core that another task holds cost more wall time than one."""
+    average = os.getloadavg()[0]
     try:
         with open(LOADAVG, encoding="ascii") as f:
             running = int(f.read().split()[3].split("/")[0])
     except (OSError, ValueError, IndexError):
-        return os.getloadavg()[0]
-    return max(0, running - 1)
+        return average
+    return max(average, running - 1)
 
 
 def _is_test_file(module: Module) -> bool:

@@ -271,13 +271,19 @@ def test_a_process_per_idle_core(monkeypatch: pytest.MonkeyPatch, others: int, p
 
 
 @pytest.mark.parametrize(
-    ("loadavg", "others"), [("0.50 0.40 0.30 3/120 999\n", 2), ("1.00 1.00 1.00 1/80 7\n", 0)]
+    ("loadavg", "average", "others"),
+    [
+        ("0.50 0.40 0.30 3/120 999\n", 0.5, 2),
+        ("1.00 1.00 1.00 1/80 7\n", 0.2, 0.2),
+        ("1.70 1.00 1.00 1/80 7\n", 1.7, 1.7),
+    ],
 )
-def test_other_runnable_leaves_this_process_out(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, loadavg: str, others: int
+def test_other_runnable_is_the_larger_of_average_and_running_now(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, loadavg: str, average: float, others: float
 ) -> None:
     (tmp_path / "loadavg").write_text(loadavg)
     monkeypatch.setattr(rego, "LOADAVG", str(tmp_path / "loadavg"))
+    monkeypatch.setattr(rego.os, "getloadavg", lambda: (average, 1.0, 1.0))
     assert rego._other_runnable() == others
 
 
