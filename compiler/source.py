@@ -139,7 +139,6 @@ class _Composer:
         self.doc = doc
         # Record the positions of paths up to SHALLOW long only, else of every path.
         self.deepest = SHALLOW if shallow else MAX_DEPTH + 1
-        self.nodes = 0
         self.anchors: dict[str, tuple[Any, int]] = {}
         # Plain scalars resolve to immutable values, and keys repeat in every rule.
         self.plain: dict[str, Any] = {}
@@ -170,10 +169,8 @@ class _Composer:
         finally:
             ld.dispose()
 
-    def count(self, n: int, mark: Any) -> None:
-        self.nodes += n
-        if self.nodes > MAX_NODES:
-            raise self.stop("FWC005", f"the document expands to more than {MAX_NODES} nodes", mark)
+    def too_many(self, mark: Any) -> _Stop:
+        return self.stop("FWC005", f"the document expands to more than {MAX_NODES} nodes", mark)
 
     def compose_document(self) -> Any:
         """The document's value; this loop is the hot path of a large policy, kept flat."""
@@ -183,6 +180,11 @@ class _Composer:
         scalar = self.construct_scalar
         plain = self.plain
         deepest = self.deepest
+        anchors = self.anchors
+        scalar_event, alias_event = yaml.ScalarEvent, yaml.AliasEvent
+        sequence_start, mapping_start = yaml.SequenceStartEvent, yaml.MappingStartEvent
+        sequence_end, mapping_end = yaml.SequenceEndEvent, yaml.MappingEndEvent
+        nodes = 0  # expanded nodes so far, aliases counted at their full size
         # The open containers, innermost last. A mapping frame waits for a key
         # (pending is _NO_KEY) or for the value of `pending`.
         stack: list[_Frame] = []
@@ -192,8 +194,8 @@ class _Composer:
             cls = type(ev)
             mark = ev.start_mark
             is_key = top is not None and top.keys is not None and top.pending is _NO_KEY
-            if cls is yaml.ScalarEvent:
-                self.nodes += 1
+            if cls is scalar_event:
+                nodes += 1
                 # Plain untagged scalars (keys above all) repeat; their values are cached.
                 value = _NO_KEY
                 if ev.tag is None and not ev.style:
@@ -201,23 +203,25 @@ class _Composer:
                 if value is _NO_KEY:
                     value = scalar(ev)
                 if ev.anchor:
-                    self.anchors[ev.anchor] = (value, 1)
-            elif cls is yaml.AliasEvent:
-                if ev.anchor not in self.anchors:
+                    anchors[ev.anchor] = (value, 1)
+            elif cls is alias_event:
+                if ev.anchor not in anchors:
                     raise self.stop("FWC001", f"unknown alias *{ev.anchor}", mark)
-                value, size = self.anchors[ev.anchor]
+                value, size = anchors[ev.anchor]
                 if is_key and not _is_scalar_key(value):
                     raise self.stop("FWC007", "mapping keys must be plain scalars", mark)
-                self.nodes += size
-            elif cls is yaml.SequenceStartEvent or cls is yaml.MappingStartEvent:
+                nodes += size
+            elif cls is sequence_start or cls is mapping_start:
                 if is_key:
                     raise self.stop("FWC007", "mapping keys must be plain scalars", mark)
                 if len(stack) >= MAX_DEPTH:
                     raise self.stop(
                         "FWC005", f"the document nests deeper than {MAX_DEPTH} levels", mark
                     )
-                self.count(1, mark)
-                is_seq = cls is yaml.SequenceStartEvent
+                nodes += 1
+                if nodes > MAX_NODES:
+                    raise self.too_many(mark)
+                is_seq = cls is sequence_start
                 tag = "tag:yaml.org,2002:seq" if is_seq else "tag:yaml.org,2002:map"
                 if ev.tag not in (None, "!", tag):
                     raise self.stop("FWC007", f"unsupported tag {ev.tag}", mark)
@@ -234,15 +238,15 @@ class _Composer:
                     path,
                     None if is_seq else {},
                     ev.anchor,
-                    self.nodes,
+                    nodes,
                     len(path) < deepest,
                 )
                 stack.append(top)
                 continue
-            elif cls is yaml.SequenceEndEvent or cls is yaml.MappingEndEvent:
+            elif cls is sequence_end or cls is mapping_end:
                 done = stack.pop()
                 if done.anchor:
-                    self.anchors[done.anchor] = (done.container, self.nodes - done.start + 1)
+                    anchors[done.anchor] = (done.container, nodes - done.start + 1)
                 top = stack[-1] if stack else None
                 if top is None:
                     return done.container
@@ -255,8 +259,8 @@ class _Composer:
             else:
                 raise self.stop("FWC001", "unexpected YAML event", mark)
             # A scalar or an alias: `value` goes into the open container.
-            if self.nodes > MAX_NODES:
-                self.count(0, mark)
+            if nodes > MAX_NODES:
+                raise self.too_many(mark)
             if top is None:
                 return value
             if top.keys is None:
@@ -268,12 +272,13 @@ class _Composer:
                 first = top.keys.get(key)
                 if first is not None:
                     raise self.stop(
-                        "FWC003", f"duplicate key '{key}' (first defined at line {first[0]})", mark
+                        "FWC003",
+                        f"duplicate key '{key}' (first defined at line {first.line + 1})",
+                        mark,
                     )
-                pos = (mark.line + 1, mark.column + 1)
-                top.keys[key] = pos
+                top.keys[key] = mark
                 if top.record:
-                    key_positions[(*top.path, key)] = pos
+                    key_positions[(*top.path, key)] = (mark.line + 1, mark.column + 1)
                 top.pending = key
             else:
                 if top.record:
@@ -324,14 +329,14 @@ class _Frame:
         self,
         container: Any,
         path: NodePath,
-        keys: dict[str, Position] | None,
+        keys: dict[str, Any] | None,
         anchor: str | None,
         start: int,
         record: bool,
     ) -> None:
         self.container = container
         self.path = path
-        self.keys = keys
+        self.keys = keys  # the mark of each key so far, for the duplicate-key message
         self.anchor = anchor
         self.start = start
         self.record = record  # whether the positions of the children are recorded
