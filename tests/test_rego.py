@@ -332,6 +332,24 @@ def test_crashed_worker_is_an_error(tmp_path: Path) -> None:
         rego_regopy.evaluate_all(modules, {}, {"a": 0}, [fine, crash])
 
 
+@pytest.mark.parametrize("queries", [1, 2])
+def test_engine_print_output_reaches_stderr(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], queries: int
+) -> None:
+    write(
+        tmp_path,
+        "talk.rego",
+        "package fwc\n\nimport rego.v1\n\n"
+        'deny_talk contains "t" if {\n    print("said", input.a)\n}\n'
+        'deny_quiet contains "q" if true\n',
+    )
+    modules = list(rego._load(RegoOptions(policy_dirs=(tmp_path,))).modules)
+    talk, quiet = rego.gate_query([("fwc", "deny_talk")]), rego.gate_query([("fwc", "deny_quiet")])
+    values = rego_regopy.evaluate_all(modules, {}, {"a": 7}, [talk, quiet][:queries])
+    assert values[0] == {"fwc": {"deny_talk": ["t"]}}
+    assert "said 7" in capfd.readouterr().err
+
+
 # ---- user directories, data files, waivers --------------------------------------------
 
 
