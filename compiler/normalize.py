@@ -279,10 +279,12 @@ class _Normalizer:
     ) -> tuple[_Entry, ...]:
         """One address or port field, expanded; an empty list means "any" to the matcher,
         so a list that only names empty sets must not silently become "any"."""
-        entries = raw.get(key) or []
+        entries = raw.get(key)
+        if not entries:
+            return ()
         before = len(self.findings)
         values = read(entries, (*path, key))
-        if entries and not values and not has_errors(self.findings[before:]):
+        if not values and not has_errors(self.findings[before:]):
             self.findings.append(
                 error(
                     "FWC034",
