@@ -341,13 +341,15 @@ def test_engine_print_output_reaches_stderr(
         "talk.rego",
         "package fwc\n\nimport rego.v1\n\n"
         'deny_talk contains "t" if {\n    print("said", input.a)\n}\n'
-        'deny_quiet contains "q" if true\n',
+        'deny_also contains "a" if {\n    print("also", input.a)\n}\n',
     )
     modules = list(rego._load(RegoOptions(policy_dirs=(tmp_path,))).modules)
-    talk, quiet = rego.gate_query([("fwc", "deny_talk")]), rego.gate_query([("fwc", "deny_quiet")])
-    values = rego_regopy.evaluate_all(modules, {}, {"a": 7}, [talk, quiet][:queries])
+    talk, also = rego.gate_query([("fwc", "deny_talk")]), rego.gate_query([("fwc", "deny_also")])
+    values = rego_regopy.evaluate_all(modules, {}, {"a": 7}, [talk, also][:queries])
     assert values[0] == {"fwc": {"deny_talk": ["t"]}}
-    assert "said 7" in capfd.readouterr().err
+    printed = capfd.readouterr().err
+    assert "said 7" in printed
+    assert ("also 7" in printed) == (queries == 2)
 
 
 # ---- user directories, data files, waivers --------------------------------------------
