@@ -8,14 +8,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from fwc.compiler.classify import (
+    DPORT,
+    DST,
     FIELDS,
+    L4,
     L4_KEYS,
     MAX_GROUPS,
     PORTS,
+    SPORT,
+    SRC,
     AddressEntry,
     Tables,
     TablesTooLarge,
     build_tables,
+    field_mask,
 )
 from fwc.compiler.findings import Finding, Location, error
 from fwc.compiler.ir import Action, Family, Policy, Rule
@@ -46,8 +52,10 @@ CHUNK = 1 << 31
 SKIP = 1 << 30
 U64_MASK = (1 << 64) - 1
 SKIP_RECORD = struct.Struct("<4Q2I")  # mask hi, lo; prefix hi, lo; class on match, else
-ADDR_VALUE = struct.Struct(f"<{MAX_GROUPS}I")
-CLASSES16 = struct.Struct(f"<{MAX_GROUPS}H")
+# Per-field class records: the field's candidate-group mask (classify.field_mask), then the
+# class per group.
+ADDR_VALUE = struct.Struct(f"<I{MAX_GROUPS}I")
+CLASSES16 = struct.Struct(f"<I{MAX_GROUPS}H")
 U64 = struct.Struct("<Q")
 RULE = struct.Struct("<II")
 U32 = struct.Struct("<I")
@@ -192,14 +200,14 @@ def seeds(policy: Policy, tables: Tables) -> tuple[Seed, ...]:
         Seed("fwc_cfg0", 4, CFG.size, U32.pack(0) + cfg),
         *(
             seed
-            for d, entries in (("s", tables.src), ("d", tables.dst))
-            for seed in _address_seeds(d, entries)
+            for d, field in (("s", SRC), ("d", DST))
+            for seed in _address_seeds(tables, d, field)
         ),
-        Seed("fwc_l4_0", 4, CLASSES16.size, _array(tables.l4, CLASSES16)),
+        Seed("fwc_l4_0", 4, CLASSES16.size, _array(tables, L4, tables.l4, CLASSES16)),
         Seed("fwc_sp0", 4, U16.size, _scalars(tables.sport)),
         Seed("fwc_dp0", 4, U16.size, _scalars(tables.dport)),
-        Seed("fwc_spc0", 4, CLASSES16.size, _array(tables.sport_classes, CLASSES16)),
-        Seed("fwc_dpc0", 4, CLASSES16.size, _array(tables.dport_classes, CLASSES16)),
+        Seed("fwc_spc0", 4, CLASSES16.size, _array(tables, SPORT, tables.sport_classes, CLASSES16)),
+        Seed("fwc_dpc0", 4, CLASSES16.size, _array(tables, DPORT, tables.dport_classes, CLASSES16)),
         Seed("fwc_carr0", 4, U32.size, _combo_array(tables)),
         Seed("fwc_comb0", U64.size, U32.size, _combo_hash(tables)),
         Seed("fwc_rule0", 4, RULE.size, _rules(policy.rules)),
@@ -210,13 +218,16 @@ def _pad(values: Sequence[int], width: int) -> tuple[int, ...]:
     return (*values, *([0] * (width - len(values))))
 
 
-def _address_seeds(direction: str, entries: Sequence[AddressEntry]) -> tuple[Seed, ...]:
+def _address_seeds(tables: Tables, direction: str, field: int) -> tuple[Seed, ...]:
     out = []
+    entries = tables.src if field == SRC else tables.dst
     for family in Family:
         flat, classes, skips = dir_trie(entries, family)
         name = f"fwc_{direction}{family.value}"
         out.append(Seed(f"{name}_0", 4, U32.size, _scalars(flat, U32)))
-        out.append(Seed(f"{name}c_0", 4, ADDR_VALUE.size, _array(classes, ADDR_VALUE)))
+        out.append(
+            Seed(f"{name}c_0", 4, ADDR_VALUE.size, _array(tables, field, classes, ADDR_VALUE))
+        )
         records = b"".join(U32.pack(i) + SKIP_RECORD.pack(*r) for i, r in enumerate(skips))
         out.append(Seed(f"{name}k_0", 4, SKIP_RECORD.size, records))
     return tuple(out)
@@ -308,9 +319,14 @@ def dir_lookup(
     return slot
 
 
-def _array(rows: Sequence[Sequence[int]], value: struct.Struct) -> bytes:
-    width = MAX_GROUPS
-    return b"".join(U32.pack(i) + value.pack(*_pad(row, width)) for i, row in enumerate(rows))
+def _array(
+    tables: Tables, field: int, rows: Sequence[Sequence[int]], value: struct.Struct
+) -> bytes:
+    """Class records of one field: index, candidate mask, the classes."""
+    return b"".join(
+        U32.pack(i) + value.pack(field_mask(tables, field, row), *_pad(row, MAX_GROUPS))
+        for i, row in enumerate(rows)
+    )
 
 
 def _scalars(values: Sequence[int], value: struct.Struct = U16) -> bytes:
