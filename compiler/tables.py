@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import struct
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from fwc.compiler.classify import (
@@ -40,7 +40,8 @@ MIN_CAPACITY = 1024
 # Record layouts, little-endian like the BPF target; LPM key data is in network order.
 # cfg: ngroups, default action, 4 counter slots, sig[], first[], then the linear-index layout:
 # base[], mult[][5], array_size (docs/tables.md).
-CFG = struct.Struct(f"<6I{MAX_GROUPS}I{MAX_GROUPS}I{MAX_GROUPS}Q{MAX_GROUPS * len(FIELDS)}QQ")
+# base[], mult[][5], array_size, bucket_mask (docs/tables.md).
+CFG = struct.Struct(f"<6I{MAX_GROUPS}I{MAX_GROUPS}I{MAX_GROUPS}Q{MAX_GROUPS * len(FIELDS)}QQQ")
 # Addresses walk a multibit trie stored in one array (leaf-pushed): 65,536 root slots for
 # the top 16 bits, then chunks of 2^stride slots (IPv4 stride 8: at most 3 loads; IPv6 stride
 # 4: small chunks for sparse long prefixes). A slot holds an address class, or CHUNK | the
@@ -57,6 +58,15 @@ SKIP_RECORD = struct.Struct("<4Q2I")  # mask hi, lo; prefix hi, lo; class on mat
 ADDR_VALUE = struct.Struct(f"<I{MAX_GROUPS}I")
 CLASSES16 = struct.Struct(f"<I{MAX_GROUPS}H")
 U64 = struct.Struct("<Q")
+# Combo indexes above the dense array live in buckets of an array map, probed with inlined loads
+# (a BPF hash lookup cost about 38 ns; docs/tables.md). A bucket holds BUCKET_SLOTS indexes and
+# their values (rule id + 1, 0 for an empty slot) and a flag: some index that hashes here did not
+# fit, so a miss must still ask the hash map (fwc_comb).
+BUCKET_SLOTS = 4
+BUCKET = struct.Struct(f"<{BUCKET_SLOTS}Q{BUCKET_SLOTS}II4x")
+# Fibonacci hashing: the high half of index * 2^64/phi, masked to the bucket count.
+HASH_MULT = 0x9E3779B97F4A7C15
+MIN_BUCKETS = MIN_CAPACITY
 RULE = struct.Struct("<II")
 U32 = struct.Struct("<I")
 U16 = struct.Struct("<H")
@@ -108,8 +118,8 @@ def plan(policy: Policy, dry_run: bool, options: CompileOptions = DEFAULT_OPTION
     tables = _tables(policy.rules)
     slots = counter_slots(policy)
     rule_capacity = capacity(len(policy.rules))
-    hashed = sum(1 for i in tables.combos if i >= tables.array_size)
-    combo_capacity = capacity(hashed)
+    buckets = combo_buckets(tables)
+    combo_capacity = capacity(len(buckets.spilled))
     array_capacity = capacity(tables.array_size)
     tries = {
         (d, f): dir_trie(entries, f)
@@ -147,6 +157,7 @@ def plan(policy: Policy, dry_run: bool, options: CompileOptions = DEFAULT_OPTION
             MapInfo(f"fwc_spc{g}", "array", 4, CLASSES16.size, PORTS),
             MapInfo(f"fwc_dpc{g}", "array", 4, CLASSES16.size, PORTS),
             MapInfo(f"fwc_carr{g}", "array", 4, U32.size, array_capacity),
+            MapInfo(f"fwc_bkt{g}", "array", 4, BUCKET.size, len(buckets.slots)),
             MapInfo(f"fwc_comb{g}", "hash", U64.size, U32.size, combo_capacity),
             MapInfo(f"fwc_rule{g}", "array", 4, RULE.size, rule_capacity),
         ]
@@ -165,6 +176,9 @@ def plan(policy: Policy, dry_run: bool, options: CompileOptions = DEFAULT_OPTION
             "rule_capacity": rule_capacity,
             "combo_capacity": combo_capacity,
             "array_capacity": array_capacity,
+            "bucket_count": len(buckets.slots),
+            "bucket_slots": BUCKET_SLOTS,
+            "hash_mult": HASH_MULT,
             "fields": len(FIELDS),
             "dir_entries": dir_entries,
             "dir_classes": dir_classes,
@@ -173,7 +187,7 @@ def plan(policy: Policy, dry_run: bool, options: CompileOptions = DEFAULT_OPTION
             "v6_levels": (Family.IPV6.width - DIR_ROOT_BITS) // STRIDE[Family.IPV6],
         },
         maps=tuple(maps),
-        seeds=seeds(policy, tables),
+        seeds=seeds(policy, tables, buckets),
         dry_run=dry_run,
         counter_slots=slots,
     )
@@ -184,7 +198,7 @@ def capacity(count: int) -> int:
     return max(MIN_CAPACITY, 1 << max(count - 1, 0).bit_length())
 
 
-def seeds(policy: Policy, tables: Tables) -> tuple[Seed, ...]:
+def seeds(policy: Policy, tables: Tables, buckets: ComboBuckets) -> tuple[Seed, ...]:
     """Generation 0 of every table; generation 1 starts empty and fwc_gen starts at 0."""
     cfg = CFG.pack(
         tables.ngroups,
@@ -195,6 +209,7 @@ def seeds(policy: Policy, tables: Tables) -> tuple[Seed, ...]:
         *_pad(tables.bases, MAX_GROUPS),
         *_pad([m for mults in tables.mults for m in mults], MAX_GROUPS * len(FIELDS)),
         tables.array_size,
+        len(buckets.slots) - 1,
     )
     return (
         Seed("fwc_cfg0", 4, CFG.size, U32.pack(0) + cfg),
@@ -209,7 +224,8 @@ def seeds(policy: Policy, tables: Tables) -> tuple[Seed, ...]:
         Seed("fwc_spc0", 4, CLASSES16.size, _array(tables, SPORT, tables.sport_classes, CLASSES16)),
         Seed("fwc_dpc0", 4, CLASSES16.size, _array(tables, DPORT, tables.dport_classes, CLASSES16)),
         Seed("fwc_carr0", 4, U32.size, _combo_array(tables)),
-        Seed("fwc_comb0", U64.size, U32.size, _combo_hash(tables)),
+        Seed("fwc_bkt0", 4, BUCKET.size, _buckets(buckets)),
+        Seed("fwc_comb0", U64.size, U32.size, _spilled(buckets)),
         Seed("fwc_rule0", 4, RULE.size, _rules(policy.rules)),
     )
 
@@ -342,12 +358,57 @@ def _combo_array(tables: Tables) -> bytes:
     return _scalars(values, U32)
 
 
-def _combo_hash(tables: Tables) -> bytes:
-    return b"".join(
-        U64.pack(index) + U32.pack(rule + 1)
-        for index, rule in sorted(tables.combos.items())
-        if index >= tables.array_size
-    )
+@dataclass(frozen=True)
+class ComboBuckets:
+    """The combo indexes at or above the array size: per bucket its (index, rule id + 1) pairs
+    and whether an index spilled from it, plus the spilled indexes (the hash map's records)."""
+
+    slots: tuple[tuple[tuple[int, int], ...], ...]
+    overflow: frozenset[int]
+    spilled: Mapping[int, int]
+
+    def get(self, index: int) -> int:
+        """rule id + 1 of `index`, or 0: the probe the XDP program does."""
+        b = bucket_of(index, len(self.slots) - 1)
+        for key, value in self.slots[b]:
+            if key == index:
+                return value
+        return self.spilled.get(index, 0) if b in self.overflow else 0
+
+
+def bucket_of(index: int, mask: int) -> int:
+    return (index * HASH_MULT & U64_MASK) >> 32 & mask
+
+
+def combo_buckets(tables: Tables) -> ComboBuckets:
+    """About two indexes per bucket: at that load under 2 % of the indexes spill to the hash."""
+    hashed = sorted((i, r + 1) for i, r in tables.combos.items() if i >= tables.array_size)
+    count = max(MIN_BUCKETS, 1 << max(len(hashed) // 2 - 1, 0).bit_length())
+    slots: list[list[tuple[int, int]]] = [[] for _ in range(count)]
+    overflow: set[int] = set()
+    spilled: dict[int, int] = {}
+    for index, value in hashed:
+        b = bucket_of(index, count - 1)
+        if len(slots[b]) < BUCKET_SLOTS:
+            slots[b].append((index, value))
+        else:
+            overflow.add(b)
+            spilled[index] = value
+    return ComboBuckets(tuple(tuple(b) for b in slots), frozenset(overflow), spilled)
+
+
+def _buckets(buckets: ComboBuckets) -> bytes:
+    """Every bucket, empty ones included: a live update must clear what the old policy held."""
+    out = []
+    for b, pairs in enumerate(buckets.slots):
+        keys = _pad([k for k, _ in pairs], BUCKET_SLOTS)
+        values = _pad([v for _, v in pairs], BUCKET_SLOTS)
+        out.append(U32.pack(b) + BUCKET.pack(*keys, *values, int(b in buckets.overflow)))
+    return b"".join(out)
+
+
+def _spilled(buckets: ComboBuckets) -> bytes:
+    return b"".join(U64.pack(i) + U32.pack(v) for i, v in sorted(buckets.spilled.items()))
 
 
 def _rules(rules: Sequence[Rule]) -> bytes:
