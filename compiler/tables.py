@@ -43,12 +43,14 @@ MIN_CAPACITY = 1024
 # base[], mult[][5], array_size, bucket_mask (docs/tables.md).
 CFG = struct.Struct(f"<6I{MAX_GROUPS}I{MAX_GROUPS}I{MAX_GROUPS}Q{MAX_GROUPS * len(FIELDS)}QQQ")
 # Addresses walk a multibit trie stored in one array (leaf-pushed): 65,536 root slots for
-# the top 16 bits, then chunks of 2^stride slots (IPv4 stride 8: at most 3 loads; IPv6 stride
-# 4: small chunks for sparse long prefixes). A slot holds an address class, or CHUNK | the
-# chunk number; chunk k starts at DIR_ROOT + k << stride.
+# the top 16 bits, then chunks of 2^stride slots: 8-bit strides down to bit WIDE_UNTIL (IPv4:
+# at most 3 loads; IPv6: the pools and /48s in 4 levels), 4-bit strides below it, where 256-slot
+# chunks along sparse long prefixes would cost tens of MB. A slot holds an address class, or
+# CHUNK | p, the chunk at DIR_ROOT + p << UNIT.
 DIR_ROOT_BITS = 16
 DIR_ROOT = 1 << DIR_ROOT_BITS
-STRIDE = {Family.IPV4: 8, Family.IPV6: 4}
+WIDE_UNTIL = {Family.IPV4: 32, Family.IPV6: 48}
+UNIT = {Family.IPV4: 8, Family.IPV6: 4}
 CHUNK = 1 << 31
 SKIP = 1 << 30
 U64_MASK = (1 << 64) - 1
@@ -127,7 +129,7 @@ def plan(policy: Policy, dry_run: bool, options: CompileOptions = DEFAULT_OPTION
         for f in Family
     }
     dir_entries = {
-        f"{d}{f.value}": DIR_ROOT + (capacity(_chunks(flat, f)) << STRIDE[f])
+        f"{d}{f.value}": DIR_ROOT + (capacity(_chunks(flat, f)) << UNIT[f])
         for (d, f), (flat, _, _) in tries.items()
     }
     dir_classes = {f"{d}{f.value}": capacity(len(c)) for (d, f), (_, c, _) in tries.items()}
@@ -184,7 +186,10 @@ def plan(policy: Policy, dry_run: bool, options: CompileOptions = DEFAULT_OPTION
             "dir_classes": dir_classes,
             "dir_skips": dir_skips,
             "dir_root": DIR_ROOT,
-            "v6_levels": (Family.IPV6.width - DIR_ROOT_BITS) // STRIDE[Family.IPV6],
+            "v6_wide": (WIDE_UNTIL[Family.IPV6] - DIR_ROOT_BITS) // 8,
+            "v6_levels": (WIDE_UNTIL[Family.IPV6] - DIR_ROOT_BITS) // 8
+            + (Family.IPV6.width - WIDE_UNTIL[Family.IPV6]) // 4,
+            "v6_unit": UNIT[Family.IPV6],
         },
         maps=tuple(maps),
         seeds=seeds(policy, tables, buckets),
@@ -289,7 +294,7 @@ class _Trie:
 
 def _node(trie: _Trie, entries: Sequence[AddressEntry], consumed: int, inherited: int) -> int:
     """The slot value for the subtree below `consumed` bits holding `entries` (short first)."""
-    width, stride = trie.family.width, STRIDE[trie.family]
+    width, stride = trie.family.width, stride_at(trie.family, consumed)
     if len(entries) == 1:
         e = entries[0]
         mask = ((1 << e.prefix_len) - 1) << (width - e.prefix_len)
@@ -310,18 +315,23 @@ def _node(trie: _Trie, entries: Sequence[AddressEntry], consumed: int, inherited
     for nibble in sorted(below):
         slot = start + nibble
         trie.flat[slot] = _node(trie, below[nibble], after, trie.flat[slot])
-    return CHUNK | (start - DIR_ROOT) >> stride
+    return CHUNK | (start - DIR_ROOT) >> UNIT[trie.family]
+
+
+def stride_at(family: Family, consumed: int) -> int:
+    """Bits of the address the chunk below `consumed` bits indexes."""
+    return 8 if consumed < WIDE_UNTIL[family] else 4
 
 
 def _chunks(flat: Sequence[int], family: Family) -> int:
-    return (len(flat) - DIR_ROOT) >> STRIDE[family]
+    return (len(flat) - DIR_ROOT) >> UNIT[family]
 
 
 def dir_lookup(
     flat: Sequence[int], family: Family, address: int, skips: Sequence[tuple[int, ...]] = ()
 ) -> int:
     """The class index of an address: the walk the XDP program does."""
-    width, stride = family.width, STRIDE[family]
+    width = family.width
     slot = flat[address >> (width - DIR_ROOT_BITS)]
     consumed = DIR_ROOT_BITS
     while slot & CHUNK:
@@ -329,9 +339,10 @@ def dir_lookup(
             mask_hi, mask_lo, value_hi, value_lo, hit, miss = skips[slot & ~(CHUNK | SKIP)]
             mask, value = mask_hi << 64 | mask_lo, value_hi << 64 | value_lo
             return hit if address & mask == value else miss
+        stride = stride_at(family, consumed)
         consumed += stride
         nibble = address >> (width - consumed) & ((1 << stride) - 1)
-        slot = flat[DIR_ROOT + ((slot & ~CHUNK) << stride) + nibble]
+        slot = flat[DIR_ROOT + ((slot & ~CHUNK) << UNIT[family]) + nibble]
     return slot
 
 

@@ -112,9 +112,10 @@ def _carrier_source(dry_run: bool) -> str:
     context["array_capacity"] = CARRIER_ARRAY
     context["dir_skips"] = {t: CARRIER_CAPACITY for t in context["dir_skips"]}
     context["dir_classes"] = {t: CARRIER_CAPACITY for t in context["dir_classes"]}
-    # Room for the longest chains the strategies draw: /128s cost 28 chunks each.
+    # Room for the longest chains the strategies draw: a /128 costs 4 chunks of 256 slots and
+    # 20 of 16.
     context["dir_entries"] = {
-        t: tables.DIR_ROOT + ((1 << 16) if t.endswith("6") else (1 << 12 + 8))
+        t: tables.DIR_ROOT + ((1 << 18) if t.endswith("6") else (1 << 12 + 8))
         for t in context["dir_entries"]
     }
     return render(dataclasses.replace(plan, context=context))
