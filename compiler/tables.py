@@ -37,11 +37,12 @@ _XDP = {Action.ALLOW: XDP_PASS, Action.DENY: XDP_DROP}
 # little still fits the live maps and can be updated without a reload.
 MIN_CAPACITY = 1024
 
-# Record layouts, little-endian like the BPF target; LPM key data is in network order.
-# cfg: ngroups, default action, 4 counter slots, sig[], first[], then the linear-index layout:
-# base[], mult[][5], array_size (docs/tables.md).
-# base[], mult[][5], array_size, bucket_mask (docs/tables.md).
-CFG = struct.Struct(f"<6I{MAX_GROUPS}I{MAX_GROUPS}I{MAX_GROUPS}Q{MAX_GROUPS * len(FIELDS)}QQQ")
+# Record layouts, little-endian like the BPF target.
+# cfg: ngroups, default action, 4 counter slots, array_size, bucket_mask, then per group the
+# linear-index layout next to each other (one group's reads share cache lines): base, mult[5],
+# first rule (docs/tables.md).
+CFG_GROUP = f"{1 + len(FIELDS)}QI4x"
+CFG = struct.Struct(f"<6I2Q{CFG_GROUP * MAX_GROUPS}")
 # Addresses walk a multibit trie stored in one array (leaf-pushed): 65,536 root slots for
 # the top 16 bits, then chunks of 2^stride slots: 8-bit strides down to bit WIDE_UNTIL (IPv4:
 # at most 3 loads; IPv6: the pools and /48s in 4 levels), 4-bit strides below it, where 256-slot
@@ -209,12 +210,17 @@ def seeds(policy: Policy, tables: Tables, buckets: ComboBuckets) -> tuple[Seed, 
         tables.ngroups,
         _XDP[policy.default_action],
         *special_slots(policy).values(),
-        *_pad(tables.signatures, MAX_GROUPS),
-        *_pad(tables.firsts, MAX_GROUPS),
-        *_pad(tables.bases, MAX_GROUPS),
-        *_pad([m for mults in tables.mults for m in mults], MAX_GROUPS * len(FIELDS)),
         tables.array_size,
         len(buckets.slots) - 1,
+        *(
+            value
+            for g in range(MAX_GROUPS)
+            for value in (
+                (tables.bases[g], *tables.mults[g], tables.firsts[g])
+                if g < tables.ngroups
+                else (0,) * (len(FIELDS) + 2)
+            )
+        ),
     )
     return (
         Seed("fwc_cfg0", 4, CFG.size, U32.pack(0) + cfg),
