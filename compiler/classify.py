@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import operator
 from collections import defaultdict
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
@@ -121,6 +122,15 @@ def linear(tables: Tables, group: int, classes: Sequence[int]) -> int:
     return tables.bases[group] + sum(c * m for c, m in zip(classes, mults, strict=True))
 
 
+def field_mask(tables: Tables, field: int, classes: Sequence[int]) -> int:
+    """Bit g set when group g can still match on `field`: its class there is not 0, or the
+    group's signature leaves the field out. The program ANDs the five fields' masks and visits
+    only the groups left, so a packet no rule covers visits none."""
+    return sum(
+        1 << g for g in range(tables.ngroups) if classes[g] or not tables.signatures[g] >> field & 1
+    )
+
+
 def lookup(tables: Tables, packet: PacketFields) -> int | None:
     """The winning rule id, or None for the default: the same steps as the XDP program."""
     classes = (
@@ -130,14 +140,18 @@ def lookup(tables: Tables, packet: PacketFields) -> int | None:
         tables.sport_classes[tables.sport[packet.sport]],
         tables.dport_classes[tables.dport[packet.dport]],
     )
+    candidates = functools.reduce(
+        operator.and_, (field_mask(tables, f, c) for f, c in enumerate(classes))
+    )
     best: int | None = None
     for group in range(tables.ngroups):
+        if not candidates >> group:
+            break
+        if not candidates >> group & 1:
+            continue
         if best is not None and best < tables.firsts[group]:
             break  # every later group holds only later rules
-        key = [c[group] for c in classes]
-        if any(tables.signatures[group] >> f & 1 and key[f] == 0 for f in range(len(FIELDS))):
-            continue
-        rule = tables.combos.get(linear(tables, group, key))
+        rule = tables.combos.get(linear(tables, group, [c[group] for c in classes]))
         if rule is not None and (best is None or rule < best):
             best = rule
     return best

@@ -29,9 +29,10 @@ ROOT = Path(__file__).resolve().parent.parent
 # The carrier program has room for any policy the strategies draw (<= 30 rules).
 CARRIER_SLOTS = 64
 CARRIER_CAPACITY = 1 << 16
-# A small combo array keeps each example's rewrite small and sends larger groups through the
-# hash, so hypothesis checks both combo paths.
+# A small combo array keeps each example's rewrite small and sends larger groups to the buckets;
+# few buckets make full ones spill to the hash, so hypothesis checks all three combo paths.
 CARRIER_ARRAY = 64
+CARRIER_BUCKETS = 2
 # Maps whose stale keys must be deleted: arrays are overwritten in full.
 KEYED_MAPS = ("hash", "lpm_trie")
 ETH_HLEN = 14
@@ -107,12 +108,14 @@ def _carrier_source(dry_run: bool) -> str:
     plan = tables.plan(policy, dry_run)
     context = dict(plan.context)
     context["combo_capacity"] = CARRIER_CAPACITY
+    context["bucket_count"] = CARRIER_CAPACITY
     context["array_capacity"] = CARRIER_ARRAY
     context["dir_skips"] = {t: CARRIER_CAPACITY for t in context["dir_skips"]}
     context["dir_classes"] = {t: CARRIER_CAPACITY for t in context["dir_classes"]}
-    # Room for the longest chains the strategies draw: /128s cost 28 chunks each.
+    # Room for the longest chains the strategies draw: a /128 costs 4 chunks of 256 slots and
+    # 20 of 16.
     context["dir_entries"] = {
-        t: tables.DIR_ROOT + ((1 << 16) if t.endswith("6") else (1 << 12 + 8))
+        t: tables.DIR_ROOT + ((1 << 18) if t.endswith("6") else (1 << 12 + 8))
         for t in context["dir_entries"]
     }
     return render(dataclasses.replace(plan, context=context))
@@ -132,8 +135,9 @@ def _sample_policy() -> Policy:
 @pytest.fixture(scope="module")
 def carrier(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Carrier]:
     work = tmp_path_factory.mktemp("carrier")
-    original = classify.ARRAY_SLOTS
+    original = classify.ARRAY_SLOTS, tables.MIN_BUCKETS
     classify.ARRAY_SLOTS = CARRIER_ARRAY
+    tables.MIN_BUCKETS = CARRIER_BUCKETS
     tables._tables.cache_clear()
     try:
         (work / "fwc_xdp.c").write_text(_carrier_source(dry_run=False))
@@ -152,7 +156,7 @@ def carrier(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Carrier]:
         finally:
             obj.close()
     finally:
-        classify.ARRAY_SLOTS = original
+        classify.ARRAY_SLOTS, tables.MIN_BUCKETS = original
         tables._tables.cache_clear()
 
 

@@ -69,6 +69,12 @@ def test_seeds_hold_the_classification_tables(policy: Policy) -> None:
     combos = {
         struct.unpack("<Q", k)[0]: struct.unpack("<I", v)[0] for k, v in records(seeds["fwc_comb0"])
     }
+    buckets = [tables.BUCKET.unpack(v) for _, v in records(seeds["fwc_bkt0"])]
+    slots = tables.BUCKET_SLOTS
+    for b, bucket in enumerate(buckets):
+        pairs = {k: v for k, v in zip(bucket[:slots], bucket[slots : 2 * slots], strict=True) if v}
+        assert all(tables.bucket_of(k, len(buckets) - 1) == b for k in pairs)
+        combos |= pairs
     array = [struct.unpack("<I", v)[0] for _, v in records(seeds["fwc_carr0"])]
     assert len(array) == built.array_size
     assert min(combos, default=built.array_size) >= built.array_size
@@ -129,6 +135,32 @@ def test_trie_walk_is_the_longest_match(case: tuple[Family, list[AddressEntry], 
 def _under(e: AddressEntry, family: Family, address: int) -> bool:
     shift = family.width - e.prefix_len
     return address >> shift == e.network >> shift
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.dictionaries(st.integers(0, 2**63 - 1), st.integers(0, 50_000), max_size=3000),
+    st.lists(st.integers(0, 2**63 - 1), max_size=50),
+)
+def test_bucket_probe_finds_every_combo(combos: dict[int, int], absent: list[int]) -> None:
+    """Every index is found in its bucket or, when that bucket was full, in the spill."""
+    built = classify.build_tables(())
+    buckets = tables.combo_buckets(dataclasses.replace(built, combos=combos, array_size=0))
+    assert all(len(b) <= tables.BUCKET_SLOTS for b in buckets.slots)
+    for index, rule in combos.items():
+        assert buckets.get(index) == rule + 1
+    for index in absent:
+        assert buckets.get(index) == (combos[index] + 1 if index in combos else 0)
+
+
+def test_full_buckets_spill_to_the_hash() -> None:
+    same = (i for i in range(10**7) if tables.bucket_of(i, tables.MIN_BUCKETS - 1) == 0)
+    combos = {next(same): rule for rule in range(tables.BUCKET_SLOTS + 3)}
+    built = classify.build_tables(())
+    buckets = tables.combo_buckets(dataclasses.replace(built, combos=combos, array_size=0))
+    assert buckets.spilled and buckets.overflow
+    assert len(buckets.spilled) + sum(len(b) for b in buckets.slots) == len(combos)
+    assert all(buckets.get(i) == rule + 1 for i, rule in combos.items())
 
 
 def test_program_shape_does_not_depend_on_the_rules(policy: Policy) -> None:
