@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fwc.loader import attach, libbpf, live_update, lockout, netlink, pins, table_digests
-from fwc.loader.artifact import ArtifactSpec, read_artifact
+from fwc.loader.artifact import ArtifactSpec, check_map_definitions, read_artifact
 from fwc.loader.bpffs import require_bpffs
 from fwc.loader.cli import LoaderError
 from fwc.loader.kernel import LoadedProgram, possible_cpus
@@ -129,7 +129,8 @@ def check_privileges() -> None:
 
 def prepare(opts: ApplyOptions) -> ArtifactSpec:
     """Read the artifact and check what needs no kernel: hash and dry-run."""
-    spec = read_artifact(opts.artifact)
+    # libbpf's reading of the map definitions waits for the program-swap path, which needs it
+    spec = read_artifact(opts.artifact, map_definitions=False)
     if opts.expect_hash and opts.expect_hash.lower() != spec.policy_sha256:
         raise LoaderError(
             f"{opts.artifact}: policy hash {spec.policy_sha256} is not the expected "
@@ -406,6 +407,7 @@ def _apply_locked(opts: ApplyOptions, spec: ArtifactSpec) -> ApplyReport:
     live_manifest, reason = _live_candidate(opts, spec, final, steps, leave)
     if live_manifest is not None:
         return _apply_live(opts, spec, final, steps, live_manifest)
+    check_map_definitions(spec)
     with LoadedProgram.from_spec(spec) as program:
         sessions = _sessions(opts, steps)
         blocked = lockout.blocked(sessions, lambda frame: program.test_run(frame).retval)

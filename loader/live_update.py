@@ -14,16 +14,11 @@ from array import array
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from io import BytesIO
 from pathlib import Path
 from typing import Any
 
-from elftools.elf.elffile import ELFFile
-from elftools.elf.relocation import RelocationSection
-from elftools.elf.sections import SymbolTableSection
-
-from fwc.loader import libbpf, pins, table_digests
-from fwc.loader.artifact import ArtifactSpec, SeedSpec
+from fwc.loader import array_mmap, elf, hash_shadow, libbpf, pins, table_digests
+from fwc.loader.artifact import ArtifactSpec, Buffer, SeedSpec
 from fwc.loader.cli import LoaderError
 from fwc.loader.kernel import COUNTER, possible_cpus
 from fwc.loader.meta import create_meta_map
@@ -55,19 +50,24 @@ class LiveUpdate:
 
 def program_sha256(data: bytes, section: str) -> str:
     """Digest of the program: its section's bytes and every relocation (offset, symbol name)."""
-    elf = ELFFile(BytesIO(data))
-    program = elf.get_section_by_name(section)
-    if program is None:
-        raise LoaderError(f"{section!r}: no such section")
-    digest = hashlib.sha256(program.data())
-    rel = elf.get_section_by_name(f".rel{section}")
-    if isinstance(rel, RelocationSection):
-        symbols = elf.get_section(rel["sh_link"])
-        if not isinstance(symbols, SymbolTableSection):
-            raise LoaderError(f"relocations of {section!r} name no symbol table")
-        for entry in rel.iter_relocations():
-            name = symbols.get_symbol(entry["r_info_sym"]).name
-            digest.update(entry["r_offset"].to_bytes(8, "little") + name.encode() + b"\0")
+    try:
+        obj = elf.ElfFile(data)
+        program = obj.by_name.get(section)
+        if program is None:
+            raise LoaderError(f"{section!r}: no such section")
+        digest = hashlib.sha256(obj.section_data(program))
+        rel = obj.by_name.get(f".rel{section}")
+        if rel is not None and rel.type == elf.SHT_REL:
+            if not 0 <= rel.link < len(obj.sections):
+                raise LoaderError(f"relocations of {section!r} name no symbol table")
+            symbols = obj.symbols(obj.sections[rel.link])
+            for offset, index in obj.relocations(rel):
+                if index >= len(symbols):
+                    raise LoaderError(f"a relocation of {section!r} names no symbol")
+                name = symbols[index].name
+                digest.update(offset.to_bytes(8, "little") + name.encode() + b"\0")
+    except elf.ElfError as exc:
+        raise LoaderError(f"{section!r}: {exc}") from exc
     return digest.hexdigest()
 
 
@@ -152,14 +152,16 @@ def slot_mapping(
     return mapping, fresh
 
 
-def _remap(seed: SeedSpec, mapping: dict[int, int]) -> bytes:
+def _remap(seed: SeedSpec, mapping: dict[int, int]) -> Buffer:
     """The seed's records with counter slots moved to the live counters' slots."""
     base = seed.map[:-1]
     if base == "fwc_rule":
-        return b"".join(
-            _RULE.pack(key, action, mapping[slot])
-            for key, action, slot in _RULE.iter_unpack(seed.records)
-        )
+        out = bytearray(seed.records)
+        # the slot is the third u32 of each (key, action, slot) record: one column, remapped
+        words = memoryview(out).cast("I")
+        slots = array("I", map(mapping.__getitem__, words[2 :: _RULE.size // 4]))
+        words[2 :: _RULE.size // 4] = memoryview(slots)
+        return out
     if base == "fwc_cfg":
         fields = list(struct.unpack(f"<{len(seed.records) // 4}I", seed.records))
         # the record is the u32 key 0, then the cfg value
@@ -169,7 +171,7 @@ def _remap(seed: SeedSpec, mapping: dict[int, int]) -> bytes:
     return seed.records
 
 
-def split_records(records: bytes, key_size: int, value_size: int) -> tuple[bytes, bytes]:
+def split_records(records: Buffer, key_size: int, value_size: int) -> tuple[bytes, bytes]:
     """Packed (key, value) records into the keys array and the values array batch calls take."""
     step = key_size + value_size
     count = len(records) // step
@@ -182,30 +184,29 @@ def split_records(records: bytes, key_size: int, value_size: int) -> tuple[bytes
     return bytes(keys), bytes(values)
 
 
-def _write(
-    fd: int, map_type: str, seed: SeedSpec, records: bytes, known: list[str]
-) -> tuple[list[str], int]:
-    """Write the chunks that differ from what the map is known to hold; (digests, records)."""
+def join_records(keys: Buffer, values: Buffer, key_size: int, value_size: int) -> bytes:
+    """The inverse of `split_records`."""
+    step = key_size + value_size
+    out = bytearray(len(keys) // key_size * step)
+    for lane in range(key_size):
+        out[lane::step] = keys[lane::key_size]
+    for lane in range(value_size):
+        out[key_size + lane :: step] = values[lane::value_size]
+    return bytes(out)
+
+
+def _write_array(
+    fd: int, info: libbpf.MapInfo, seed: SeedSpec, records: Buffer, known: list[str]
+) -> tuple[list[str] | None, int]:
+    """Write an array seed: through mmap when the map allows it, else the changed chunks by
+    batch. Returns the digests the map now holds (None: not tracked, mmap compares the real
+    contents) and how many records were written."""
+    if array_mmap.mmapable(info) and seed.key_size == array_mmap.KEY_SIZE:
+        want = array_mmap.image(records, seed.value_size, info.max_entries)
+        if want is not None:
+            return None, array_mmap.write(fd, info, want).elements
     step = seed.key_size + seed.value_size
     digests = table_digests.chunk_digests(records, step)
-    if map_type in KEYED:
-        # a hash map is compared whole, record by record: stale keys must go
-        if digests == known:
-            return digests, 0
-        keys, values = split_records(records, seed.key_size, seed.value_size)
-        old = _pairs(*libbpf.map_items(fd, seed.key_size, seed.value_size), seed)
-        new = _pairs(keys, values, seed)
-        stale = [k for k in old if k not in new]
-        libbpf.map_delete_batch(fd, _pack(stale, seed.key_size), len(stale))
-        updates = [k for k, v in new.items() if old.get(k) != v]
-        if updates:
-            libbpf.map_update_batch(
-                fd,
-                _pack(updates, seed.key_size),
-                _pack([new[k] for k in updates], seed.value_size),
-                len(updates),
-            )
-        return digests, len(updates)
     size = table_digests.CHUNK * step
     changed = b"".join(
         records[i * size : (i + 1) * size]
@@ -218,14 +219,48 @@ def _write(
     return digests, len(changed) // step
 
 
+def _write_hash(
+    fd: int, seed: SeedSpec, records: Buffer, known: list[str], shadow: hash_shadow.Shadow
+) -> tuple[list[str], int]:
+    """Make a hash map hold exactly `records`: stale keys deleted, new or changed ones written.
+
+    The old contents come from the shadow when the digests vouch for it, else from the map.
+    """
+    step = seed.key_size + seed.value_size
+    digests = table_digests.chunk_digests(records, step)
+    old: Buffer = shadow.records()
+    if not known or table_digests.chunk_digests(old, step) != known:
+        old = join_records(
+            *libbpf.map_items(fd, seed.key_size, seed.value_size), seed.key_size, seed.value_size
+        )
+    elif digests == known:
+        return digests, 0
+    old_pairs = _pairs(old, seed)
+    new_pairs = _pairs(records, seed)
+    stale = [k for k in old_pairs if k not in new_pairs]
+    libbpf.map_delete_batch(fd, _pack(stale, seed.key_size), len(stale))
+    updates = [k for k, v in new_pairs.items() if old_pairs.get(k) != v]
+    if updates:
+        libbpf.map_update_batch(
+            fd,
+            _pack(updates, seed.key_size),
+            _pack([new_pairs[k] for k in updates], seed.value_size),
+            len(updates),
+        )
+    shadow.store(records)
+    return digests, len(updates)
+
+
 _WORD = {1: "B", 2: "H", 4: "I", 8: "Q"}
 
 
-def _column(buf: bytes, size: int) -> Sequence[Any]:
+def _column(buf: Buffer, size: int) -> Sequence[Any]:
     """Fixed-size items of `buf`: machine words when they fit one (a C-speed split), else bytes."""
     if size in _WORD:
-        return array(_WORD[size], buf)
-    return [buf[i : i + size] for i in range(0, len(buf), size)]
+        column = array(_WORD[size])
+        column.frombytes(buf)
+        return column
+    return [bytes(buf[i : i + size]) for i in range(0, len(buf), size)]
 
 
 def _pack(items: Sequence[Any], size: int) -> bytes:
@@ -234,7 +269,8 @@ def _pack(items: Sequence[Any], size: int) -> bytes:
     return b"".join(items)
 
 
-def _pairs(keys: bytes, values: bytes, seed: SeedSpec) -> dict[Any, Any]:
+def _pairs(records: Buffer, seed: SeedSpec) -> dict[Any, Any]:
+    keys, values = split_records(records, seed.key_size, seed.value_size)
     return dict(zip(_column(keys, seed.key_size), _column(values, seed.value_size), strict=True))
 
 
@@ -259,6 +295,7 @@ class _Fds:
     def __init__(self, policy: pins.PolicyPins) -> None:
         self._policy = policy
         self._fds: dict[str, int] = {}
+        self._shadows: list[hash_shadow.Shadow] = []
 
     def __getitem__(self, name: str) -> int:
         if name not in self._fds:
@@ -280,10 +317,20 @@ class _Fds:
             self._fds[table_digests.MAP_NAME] = fd
         return self._fds[table_digests.MAP_NAME]
 
+    def shadow(self, target: str, seed: SeedSpec, entries: int) -> hash_shadow.Shadow:
+        """The shadow of hash map `target`, created (empty) when missing or of another size."""
+        pin = self._policy.map(hash_shadow.pin_name(target))
+        shadow = hash_shadow.Shadow(pin, seed.key_size + seed.value_size, entries)
+        self._shadows.append(shadow)
+        return shadow
+
     def close(self) -> None:
         for fd in self._fds.values():
             os.close(fd)
         self._fds.clear()
+        for shadow in self._shadows:
+            shadow.close()
+        self._shadows.clear()
 
 
 Verdict = Callable[[bytes], int]
@@ -358,13 +405,18 @@ def update_in_place(
                         f"pinned map {target} holds {info.max_entries} entries, "
                         f"the new policy needs {seed.count}"
                     )
-                written[seed.map], count = _write(
-                    fds[target],
-                    live_maps[target]["type"],
-                    seed,
-                    _remap(seed, mapping),
-                    known.get(seed.map, []),
-                )
+                if (info.key_size, info.value_size) != (seed.key_size, seed.value_size):
+                    raise LiveUpdateError(f"pinned map {target} has other key or value sizes")
+                records_in = _remap(seed, mapping)
+                seed_known = known.get(seed.map, [])
+                tracked: list[str] | None
+                if live_maps[target]["type"] in KEYED:
+                    shadow = fds.shadow(target, seed, info.max_entries)
+                    tracked, count = _write_hash(fds[target], seed, records_in, seed_known, shadow)
+                else:
+                    tracked, count = _write_array(fds[target], info, seed, records_in, seed_known)
+                if tracked is not None:
+                    written[seed.map] = tracked
                 records += count
             zero = bytes(COUNTER.size * possible_cpus())
             for slot in fresh:
