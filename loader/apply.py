@@ -67,6 +67,7 @@ class ApplyReport:
     path: str = "program-swap"  # or "live-update"
     reason: str = ""  # why the live update was not possible
     generations: tuple[int, int] | None = None  # (from, to) of a live update
+    flipped_at: int | None = None  # CLOCK_BOOTTIME ns of a live update's flip
 
     def describe_path(self) -> str:
         if self.generations is not None:
@@ -77,6 +78,7 @@ class ApplyReport:
         update: dict[str, Any] = {"path": self.path, "summary": self.describe_path()}
         if self.generations is not None:
             update["from_generation"], update["to_generation"] = self.generations
+            update["flipped_at_boottime_ns"] = self.flipped_at
         else:
             update["reason"] = self.reason
         return {
@@ -396,6 +398,7 @@ def _apply_live(
         lockout_checked=tuple(s.describe() for s in sessions),
         path="live-update",
         generations=(done.from_generation, done.to_generation),
+        flipped_at=done.flipped_at,
     )
 
 

@@ -23,6 +23,7 @@ _BLOCK = 1 << 16
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.memcmp.restype = ctypes.c_int
 _libc.memcmp.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+_ZERO_BLOCK = ctypes.create_string_buffer(_BLOCK)
 
 
 def stride(value_size: int) -> int:
@@ -34,16 +35,23 @@ def mmapable(info: libbpf.MapInfo) -> bool:
     return info.type == libbpf.BPF_MAP_TYPE_ARRAY and bool(info.flags & BPF_F_MMAPABLE)
 
 
-def _iota(count: int) -> bytes:
-    """Little-endian u32 keys 0 .. count-1, built one byte lane at a time (C speed, no ints)."""
-    out = bytearray(count * KEY_SIZE)
-    if not count:
-        return bytes(out)
-    for lane in range(KEY_SIZE):
-        unit = 1 << (8 * lane)
-        period = b"".join(bytes([j]) * min(unit, count) for j in range(min(256, -(-count // unit))))
-        out[lane::KEY_SIZE] = (period * -(-count // len(period)))[:count]
-    return bytes(out)
+_iota_cache = bytearray()
+
+
+def _iota(count: int) -> memoryview:
+    """Little-endian u32 keys 0 .. count-1, built one byte lane at a time (C speed, no ints)
+    and kept: every seed of an update compares against a prefix of the longest."""
+    global _iota_cache
+    if len(_iota_cache) < count * KEY_SIZE:
+        out = bytearray(count * KEY_SIZE)
+        for lane in range(KEY_SIZE):
+            unit = 1 << (8 * lane)
+            period = b"".join(
+                bytes([j]) * min(unit, count) for j in range(min(256, -(-count // unit)))
+            )
+            out[lane::KEY_SIZE] = (period * -(-count // len(period)))[:count]
+        _iota_cache = out
+    return memoryview(_iota_cache)[: count * KEY_SIZE]
 
 
 def _lane(size: int) -> tuple[int, Literal["I", "H", "B"]]:
@@ -56,7 +64,8 @@ def _lane(size: int) -> tuple[int, Literal["I", "H", "B"]]:
 
 
 def image(records: Buffer, value_size: int, entries: int) -> bytearray | None:
-    """The map's memory as the records (u32 key, value) describe it, zeros elsewhere.
+    """The first elements of the map's memory as the records (u32 key, value) describe them;
+    the rest of the map is to be zero.
 
     None unless the keys are exactly 0 .. count-1 in order and fit `entries`: such a seed
     has to be written record by record.
@@ -65,19 +74,22 @@ def image(records: Buffer, value_size: int, entries: int) -> bytearray | None:
     count = len(records) // step
     if count > entries or count * step != len(records):
         return None
+    width, code = _lane(value_size)
+    src = memoryview(records).cast(code)
+    src_step, key_words = step // width, KEY_SIZE // width
     keys = bytearray(count * KEY_SIZE)
-    for lane in range(KEY_SIZE):
-        keys[lane::KEY_SIZE] = records[lane::step]
+    key_view = memoryview(keys).cast(code)
+    # one strided copy per machine word: C loops, no per-record Python objects
+    for word in range(key_words):
+        key_view[word::key_words] = src[word::src_step]
     if keys != _iota(count):
         return None
     gap = stride(value_size)
-    out = bytearray(entries * gap)
-    width, code = _lane(value_size)
-    src, dst = memoryview(records).cast(code), memoryview(out).cast(code)
-    src_step, dst_step = step // width, gap // width
-    # one strided copy per word of the value: C loops, no per-record Python objects
+    out = bytearray(count * gap)
+    dst = memoryview(out).cast(code)
+    dst_step = gap // width
     for word in range(value_size // width):
-        dst[word : count * dst_step : dst_step] = src[KEY_SIZE // width + word :: src_step]
+        dst[word::dst_step] = src[key_words + word :: src_step]
     return out
 
 
@@ -88,21 +100,33 @@ class Written:
 
 
 def write(fd: int, info: libbpf.MapInfo, want: bytearray) -> Written:
-    """Make the mmapable array `fd` hold `want` (its whole memory), copying differing blocks."""
+    """Make the mmapable array `fd` hold `want` then zeros, copying only the blocks that differ.
+
+    The zeros clear what an earlier, larger policy left above the new seed's range.
+    """
     size = info.max_entries * stride(info.value_size)
-    if len(want) != size:
+    if len(want) > size:
         raise ValueError(f"image of {len(want)} bytes for a map of {size}")
     mapped = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
     try:
         live = ctypes.c_char.from_buffer(mapped)
-        new = ctypes.c_char.from_buffer(want)
+        new = ctypes.c_char.from_buffer(want) if want else None
         try:
-            base_live, base_new = ctypes.addressof(live), ctypes.addressof(new)
+            base_live = ctypes.addressof(live)
+            base_new = ctypes.addressof(new) if new is not None else 0
             blocks = copied = 0
             for start in range(0, size, _BLOCK):
                 length = min(_BLOCK, size - start)
-                if _libc.memcmp(base_live + start, base_new + start, length):
-                    ctypes.memmove(base_live + start, base_new + start, length)
+                # the image's part of this block, then the zero tail
+                part = max(0, min(length, len(want) - start))
+                if (part and _libc.memcmp(base_live + start, base_new + start, part)) or (
+                    part < length
+                    and _libc.memcmp(base_live + start + part, _ZERO_BLOCK, length - part)
+                ):
+                    if part:
+                        ctypes.memmove(base_live + start, base_new + start, part)
+                    if part < length:
+                        ctypes.memset(base_live + start + part, 0, length - part)
                     blocks += 1
                     copied += length
         finally:

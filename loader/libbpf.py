@@ -6,7 +6,6 @@ Every call that fails raises `KernelError` (errno and strerror); nothing here ow
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
 import platform
@@ -46,7 +45,8 @@ def _load_library() -> ctypes.CDLL:
 
 
 _lib = _load_library()
-_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+# the process's own symbols include libc's; find_library("c") would run ldconfig on every start
+_libc = ctypes.CDLL(None, use_errno=True)
 
 c_int, c_uint, c_u32, c_u64 = ctypes.c_int, ctypes.c_uint, ctypes.c_uint32, ctypes.c_uint64
 c_size_t, c_void_p, c_char_p = ctypes.c_size_t, ctypes.c_void_p, ctypes.c_char_p
