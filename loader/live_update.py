@@ -15,6 +15,7 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Literal
 
@@ -268,15 +269,15 @@ _MMAP_DIGEST = "whole:"
 
 def hash_changes(old: Buffer, new: Buffer, key_size: int, value_size: int) -> tuple[bytes, bytes]:
     """What turns a hash holding the `old` records into one holding the `new`: (packed keys
-    to delete, records to write). Whole records compare as bytes and keys as words, in set
-    operations at C speed, over only the key intervals where the two differ."""
+    to delete, records to write). Records compare as bytes in set operations at C speed,
+    over only the key intervals where the two differ."""
     old, new = _changed_intervals(old, new, key_size, value_size)
     step = key_size + value_size
-    fresh = _record_set(new, step) - _record_set(old, step)
-    stale = set(_key_column(old, key_size, value_size)) - set(
-        _key_column(new, key_size, value_size)
-    )
-    return _pack(list(stale), key_size), b"".join(fresh)
+    before, after = _record_set(old, step), _record_set(new, step)
+    fresh = after - before
+    # a changed record's key is rewritten, not deleted
+    stale = {r[:key_size] for r in before - after} - {r[:key_size] for r in fresh}
+    return b"".join(stale), b"".join(fresh)
 
 
 def _sorted_keys(records: Buffer, key_size: int, value_size: int) -> Sequence[int] | None:
@@ -327,15 +328,8 @@ def _column(buf: Buffer, size: int) -> Sequence[Any]:
     return [bytes(buf[i : i + size]) for i in range(0, len(buf), size)]
 
 
-def _pack(items: Sequence[Any], size: int) -> bytes:
-    if size in _WORD:
-        return array(_WORD[size], items).tobytes()
-    return b"".join(items)
-
-
 def _record_set(records: Buffer, step: int) -> set[bytes]:
-    raw = bytes(records)
-    return {raw[i : i + step] for i in range(0, len(raw), step)}
+    return set(map(itemgetter(0), struct.Struct(f"{step}s").iter_unpack(records)))
 
 
 def _key_column(records: Buffer, key_size: int, value_size: int) -> Sequence[Any]:
