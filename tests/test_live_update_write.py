@@ -1,0 +1,268 @@
+"""How a live update writes the idle generation: mmap images of arrays, the hash diff, its
+shadow, the batch fallback for maps without BPF_F_MMAPABLE, and the ELF reader it relies on."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+import textwrap
+from array import array
+from collections.abc import Iterator
+from io import BytesIO
+from pathlib import Path
+
+import pytest
+from elftools.elf.elffile import ELFFile
+from elftools.elf.relocation import RelocationSection
+from elftools.elf.sections import SymbolTableSection
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fwc.loader import array_mmap, elf, hash_shadow, libbpf, netlink, table_digests
+from fwc.loader.artifact import SeedSpec, read_artifact
+from fwc.loader.kernel import LoadedProgram
+from fwc.loader.live_update import (
+    _write_array,
+    _write_hash,
+    hash_changes,
+    join_records,
+    program_sha256,
+    split_records,
+)
+from tests.loader_netns import FWC, sh, unique
+
+BPF_MAP_TYPE_HASH = 1
+POLICY = """
+name: lu-write
+default_action: allow
+rules:
+  - {name: allow_dns, priority: 10, action: allow, protocol: udp, destination_ports: [53]}
+  - {name: deny_net, priority: 20, action: deny, source_cidrs: ["10.0.0.0/8"]}
+"""
+
+
+def _records(items: list[tuple[int, bytes]]) -> bytes:
+    return b"".join(struct.pack("<I", key) + value for key, value in items)
+
+
+@pytest.mark.parametrize("value_size", [1, 2, 4, 8, 40, 64, 128])
+def test_image_places_each_value_at_its_stride(value_size: int) -> None:
+    values = [bytes([i % 251 + 1]) * value_size for i in range(300)]
+    image = array_mmap.image(_records(list(enumerate(values))), value_size, 1000)
+    assert image is not None
+    gap = array_mmap.stride(value_size)
+    assert len(image) == 300 * gap
+    for i, value in enumerate(values):
+        assert image[i * gap : i * gap + value_size] == value
+        assert image[i * gap + value_size : (i + 1) * gap] == bytes(gap - value_size)
+
+
+@pytest.mark.parametrize(
+    ("keys", "entries"),
+    [([1, 0, 2], 8), ([0, 1, 3], 8), ([0, 0, 1], 8), ([0, 1, 2], 2), ([0, 65536], 70000)],
+)
+def test_image_refuses_keys_other_than_0_to_n(keys: list[int], entries: int) -> None:
+    assert array_mmap.image(_records([(k, b"\1\2\3\4") for k in keys]), 4, entries) is None
+
+
+def test_iota_matches_the_keys_of_any_length() -> None:
+    for count in (0, 1, 255, 256, 257, 65535, 65536, 70000, 5):
+        assert bytes(array_mmap._iota(count)) == array("I", range(count)).tobytes()
+
+
+def test_split_and_join_are_inverse() -> None:
+    for key_size, value_size in ((4, 2), (8, 4), (4, 128), (3, 5)):
+        step = key_size + value_size
+        records = bytes(range(256)) * step
+        keys, values = split_records(records, key_size, value_size)
+        assert join_records(keys, values, key_size, value_size) == records
+
+
+@st.composite
+def hash_versions(draw: st.DrawFn) -> tuple[dict[int, int], dict[int, int], bool]:
+    keys = st.integers(0, 2**64 - 1) | st.integers(0, 3000)
+    old = draw(st.dictionaries(keys, st.integers(0, 9), max_size=1500))
+    new = dict(old)
+    for key in draw(st.lists(st.sampled_from(sorted(old)), max_size=200)) if old else []:
+        new.pop(key, None)
+    new.update(draw(st.dictionaries(keys, st.integers(0, 9), max_size=300)))
+    return old, new, draw(st.booleans())
+
+
+def _packed(items: dict[int, int], shuffle: bool) -> bytes:
+    pairs = sorted(items.items(), reverse=shuffle)
+    return b"".join(struct.pack("<QI", k, v) for k, v in pairs)
+
+
+@settings(max_examples=200, deadline=None)
+@given(hash_versions())
+def test_hash_changes_turn_the_old_records_into_the_new(
+    versions: tuple[dict[int, int], dict[int, int], bool],
+) -> None:
+    old, new, unsorted = versions
+    stale, fresh = hash_changes(_packed(old, unsorted), _packed(new, False), 8, 4)
+    result = dict(old)
+    for (key,) in struct.iter_unpack("<Q", stale):
+        del result[key]
+    written = dict(struct.iter_unpack("<QI", fresh))
+    result.update(written)
+    assert result == new
+    # only what changed is written
+    assert set(written) == {k for k, v in new.items() if old.get(k) != v}
+
+
+def test_program_digest_matches_the_pyelftools_reading(tmp_path: Path) -> None:
+    """Pinned manifests of live policies hold digests computed with pyelftools."""
+    artifact = _compile(tmp_path)
+    data = artifact.read_bytes()
+    parsed = ELFFile(BytesIO(data))
+    digest = hashlib.sha256(parsed.get_section_by_name("xdp").data())
+    rel = parsed.get_section_by_name(".relxdp")
+    assert isinstance(rel, RelocationSection)
+    symbols = parsed.get_section(rel["sh_link"])
+    assert isinstance(symbols, SymbolTableSection)
+    for entry in rel.iter_relocations():
+        name = symbols.get_symbol(entry["r_info_sym"]).name
+        digest.update(entry["r_offset"].to_bytes(8, "little") + name.encode() + b"\0")
+    assert program_sha256(data, "xdp") == digest.hexdigest()
+    ours = elf.ElfFile(data)
+    assert [s.name for s in ours.sections] == [s.name for s in parsed.iter_sections()]
+    for section in parsed.iter_sections():
+        if section["sh_type"] != "SHT_NOBITS":
+            assert bytes(ours.section_data(ours.by_name[section.name])) == section.data()
+
+
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        (b"", "no ELF magic"),
+        (b"\x7fELF" + bytes(60), "64-bit"),
+        (b"\x7fELF\2\1" + bytes(58), "section table"),
+    ],
+    ids=["empty", "32-bit", "no sections"],
+)
+def test_elf_reader_refuses_broken_headers(data: bytes, problem: str) -> None:
+    with pytest.raises(elf.ElfError, match=problem):
+        elf.ElfFile(data)
+
+
+def _compile(tmp_path: Path) -> Path:
+    source = tmp_path / f"{unique('luw')}.yaml"
+    source.write_text(textwrap.dedent(POLICY))
+    artifact = source.with_suffix(".o")
+    sh(FWC, "compile", str(source), "-o", str(artifact), "--strategy", "tables", timeout=120)
+    return artifact
+
+
+# -- kernel: the maps themselves ------------------------------------------------------------
+
+
+@pytest.mark.kernel
+def test_generation_arrays_are_mmapable_and_their_lookups_stay_inlined(tmp_path: Path) -> None:
+    spec = read_artifact(_compile(tmp_path))
+    with LoadedProgram.from_spec(spec) as program:
+        for m in spec.maps:
+            flags = libbpf.map_info(program.map_fd(m.name)).flags
+            generation_array = m.type == "array" and m.name != "fwc_gen"
+            assert bool(flags & array_mmap.BPF_F_MMAPABLE) == generation_array, m.name
+        xlated = sh("bpftool", "prog", "dump", "xlated", "id", str(program.prog_id)).stdout
+    # the verifier inlines array lookups: no helper call is left for any array map
+    assert "array_map_lookup_elem" not in xlated
+    assert "__htab_map_lookup_elem" in xlated
+
+
+@pytest.fixture
+def pin_dir() -> Iterator[Path]:
+    path = Path("/sys/fs/bpf") / unique("fwcluw")
+    path.mkdir()
+    try:
+        yield path
+    finally:
+        for child in path.iterdir():
+            child.unlink()
+        path.rmdir()
+
+
+def _lookup_all(fd: int, entries: int, value_size: int) -> list[bytes]:
+    return [
+        libbpf.map_lookup(fd, struct.pack("<I", key), value_size) or b"" for key in range(entries)
+    ]
+
+
+def _seed(map_name: str, key_size: int, value_size: int, records: bytes) -> SeedSpec:
+    return SeedSpec(map_name, f".fwc.seed.{map_name}", key_size, value_size, memoryview(records))
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("flags", [array_mmap.BPF_F_MMAPABLE, 0])
+def test_array_writes_reach_the_kernel_and_clear_what_is_above(flags: int) -> None:
+    """mmap writes are what the kernel reads back; a map without the flag takes the batch."""
+    entries, value_size = 70_000, 6
+    fd = libbpf.map_create(libbpf.BPF_MAP_TYPE_ARRAY, "fwc_t_arr0", 4, value_size, entries, flags)
+    try:
+        info = libbpf.map_info(fd)
+        assert array_mmap.mmapable(info) == bool(flags)
+        big = [(k, struct.pack("<IH", k * 7 + 1, k % 65535)) for k in range(entries)]
+        _, written = _write_array(
+            fd, info, _seed("fwc_t_arr0", 4, 6, _records(big)), _records(big), []
+        )
+        assert written >= entries
+        assert _lookup_all(fd, entries, value_size) == [v for _, v in big]
+        # a smaller policy: its values, then zeros where the larger one had entries
+        small = [(k, struct.pack("<IH", k + 3, 9)) for k in range(1000)]
+        _write_array(fd, info, _seed("fwc_t_arr0", 4, 6, _records(small)), _records(small), [])
+        got = _lookup_all(fd, entries, value_size)
+        assert got[:1000] == [v for _, v in small]
+        if flags:
+            assert set(got[1000:]) == {bytes(value_size)}
+        # known to hold it already: nothing to write
+        known, _ = _write_array(
+            fd, info, _seed("fwc_t_arr0", 4, 6, again := _records(small)), again, []
+        )
+        assert _write_array(fd, info, _seed("fwc_t_arr0", 4, 6, again), again, known)[1] == 0
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.kernel
+def test_hash_writes_trust_the_shadow_only_when_the_digests_vouch(pin_dir: Path) -> None:
+    fd = libbpf.map_create(BPF_MAP_TYPE_HASH, "fwc_t_comb1", 8, 4, 4096, flags=1)
+    try:
+
+        def contents() -> dict[int, int]:
+            keys, values = libbpf.map_items(fd, 8, 4)
+            return dict(zip(array("Q", keys), array("I", values), strict=True))
+
+        def write(items: dict[int, int], known: list[str]) -> list[str]:
+            records = _packed(items, False)
+            shadow = hash_shadow.Shadow(pin_dir / hash_shadow.pin_name("fwc_t_comb1"), 12, 4096)
+            try:
+                digests, _ = _write_hash(
+                    fd, _seed("fwc_t_comb0", 8, 4, records), records, known, shadow
+                )
+            finally:
+                shadow.close()
+            return digests
+
+        first = {k * 3: k % 7 for k in range(2000)}
+        known = write(first, [])
+        assert contents() == first
+        second = {k: v + 1 for k, v in first.items() if k % 5} | {10**12 + k: 1 for k in range(50)}
+        known = write(second, known)
+        assert contents() == second
+        # someone changed the map behind fw-load's back and the digests say unknown: read it
+        libbpf.map_update(fd, struct.pack("<Q", 7), struct.pack("<I", 5))
+        write(second, [])
+        assert contents() == second
+        assert known == table_digests.chunk_digests(_packed(second, False), 12)
+    finally:
+        os.close(fd)
+
+
+def test_interface_list_agrees_with_pyroute2() -> None:
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        theirs = sorted((netlink._interface(m) for m in ipr.get_links()), key=lambda i: i.index)
+    assert netlink.list_interfaces() == theirs
