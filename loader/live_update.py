@@ -269,15 +269,22 @@ _MMAP_DIGEST = "whole:"
 
 def hash_changes(old: Buffer, new: Buffer, key_size: int, value_size: int) -> tuple[bytes, bytes]:
     """What turns a hash holding the `old` records into one holding the `new`: (packed keys
-    to delete, records to write). Records compare as bytes in set operations at C speed,
-    over only the key intervals where the two differ."""
+    to delete, records to write), over only the key intervals where the two differ."""
+    total = len(new)
     old, new = _changed_intervals(old, new, key_size, value_size)
+    old_keys = _key_column(old, key_size, value_size)
+    if len(new) * 10 > total * 9:
+        # another policy: nearly every record differs, so a diff would only cost time
+        return _pack_keys(old_keys, key_size), bytes(new)
     step = key_size + value_size
-    before, after = _record_set(old, step), _record_set(new, step)
-    fresh = after - before
-    # a changed record's key is rewritten, not deleted
-    stale = {r[:key_size] for r in before - after} - {r[:key_size] for r in fresh}
-    return b"".join(stale), b"".join(fresh)
+    # records compare as bytes and keys as words, in set operations at C speed
+    fresh = _record_set(new, step) - _record_set(old, step)
+    stale = set(old_keys).difference(_key_column(new, key_size, value_size))
+    return _pack_keys(list(stale), key_size), b"".join(fresh)
+
+
+def _pack_keys(keys: Sequence[Any], size: int) -> bytes:
+    return array(_WORD[size], keys).tobytes() if size in _WORD else b"".join(keys)
 
 
 def _sorted_keys(records: Buffer, key_size: int, value_size: int) -> Sequence[int] | None:
