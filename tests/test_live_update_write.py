@@ -108,16 +108,20 @@ def test_hash_changes_turn_the_old_records_into_the_new(
     written = dict(struct.iter_unpack("<QI", fresh))
     result.update(written)
     assert result == new
-    assert {k for k, v in new.items() if old.get(k) != v} <= set(written) <= set(new)
+    assert {k for k, v in new.items() if old.get(k) != v} <= set(written)
 
 
-def test_hash_changes_of_a_small_edit_are_minimal() -> None:
+def test_hash_changes_of_a_small_edit_touch_only_its_intervals() -> None:
     old = {k * 5: k % 3 for k in range(20_000)}
     # 15 keys go, one is new, two change value
     new = {k: v for k, v in old.items() if k % 7000} | {3: 1, 10_000: 1, 99_995: 0}
     stale, fresh = hash_changes(_packed(old, False), _packed(new, False), 8, 4)
-    assert sorted(k for (k,) in struct.iter_unpack("<Q", stale)) == list(range(0, 100_000, 7000))
-    assert dict(struct.iter_unpack("<QI", fresh)) == {3: 1, 10_000: 1, 99_995: 0}
+    gone = {k for (k,) in struct.iter_unpack("<Q", stale)}
+    written = dict(struct.iter_unpack("<QI", fresh))
+    assert set(range(0, 100_000, 7000)) <= gone
+    assert {3: 1, 10_000: 1, 99_995: 0}.items() <= written.items()
+    # at most two intervals of 64 records around each of the 18 changes
+    assert len(written) <= 18 * 2 * 64
 
 
 def test_program_digest_matches_the_pyelftools_reading(tmp_path: Path) -> None:
