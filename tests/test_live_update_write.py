@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
+import sys
 import textwrap
 from array import array
 from collections.abc import Iterator
@@ -278,3 +279,15 @@ def test_interface_list_agrees_with_pyroute2() -> None:
     with IPRoute() as ipr:
         theirs = sorted((netlink._interface(m) for m in ipr.get_links()), key=lambda i: i.index)
     assert netlink.list_interfaces() == theirs
+
+
+def test_the_apply_path_imports_none_of_the_slow_libraries() -> None:
+    """pyroute2, jsonschema, pyelftools and prometheus_client each cost more to import than
+    a live update may take; `fw-load apply` must not load them before it needs them."""
+    slow = ("pyroute2", "jsonschema", "elftools", "prometheus_client")
+    code = (
+        "import sys, fwc.loader.cli, fwc.loader.cmd_apply; "
+        f"print(sorted(m for m in sys.modules if m.split('.')[0] in {slow!r}))"
+    )
+    done = sh(sys.executable, "-c", code)
+    assert done.stdout.strip() == "[]"
