@@ -27,6 +27,7 @@ from fwc.loader.apply import _pin
 from fwc.loader.artifact import SeedSpec, read_artifact
 from fwc.loader.kernel import LoadedProgram
 from fwc.loader.live_update import (
+    LiveUpdateError,
     _write_array,
     _write_hash,
     can_update_in_place,
@@ -331,3 +332,19 @@ def test_live_updates_through_the_combo_hash_keep_every_verdict(
             for _, frame in make_traffic(policies[label], 3, 6):
                 want = evaluate(policies[label], frame).xdp_action
                 assert program.test_run(frame).retval == want, (label, frame.hex())
+        # the idle hash changed behind fw-load's back: the update fails before the flip,
+        # the live generation keeps classifying, and the next update reads the map back
+        idle_comb = libbpf.obj_get(pins.policy_pins(pin_dir, first.policy_name).map("fwc_comb1"))
+        try:
+            key = bytes(next(s for s in spec.seeds if s.map == "fwc_comb0").records[:8])
+            libbpf.map_delete(idle_comb, key)
+        finally:
+            os.close(idle_comb)
+        other = read_artifact(artifacts["other"], map_definitions=False)
+        with pytest.raises(LiveUpdateError, match="before the flip"):
+            update_in_place(pin_dir, read_meta_map(meta), other)
+        for _, frame in make_traffic(policies["base"], 4, 4):
+            assert program.test_run(frame).retval == evaluate(policies["base"], frame).xdp_action
+        assert update_in_place(pin_dir, read_meta_map(meta), other).to_generation == 1
+        for _, frame in make_traffic(policies["other"], 4, 4):
+            assert program.test_run(frame).retval == evaluate(policies["other"], frame).xdp_action
