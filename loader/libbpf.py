@@ -8,7 +8,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import platform
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -219,7 +218,7 @@ _libc.vsnprintf.argtypes = [c_char_p, c_size_t, c_char_p, c_void_p]
 def _format(fmt: bytes, ap: int) -> str:
     """Format a libbpf message; on x86_64 a va_list is a 24-byte struct we may copy (va_copy)."""
     size = 4096
-    if platform.machine() != "x86_64":
+    if os.uname().machine != "x86_64":
         size = 1 << 24
         buf = ctypes.create_string_buffer(size)
         _libc.vsnprintf(buf, size, fmt, ap)
