@@ -148,15 +148,15 @@ def select_interfaces(
 def set_xdp_fd(index: int, prog_fd: int, mode: str, expected_fd: int | None) -> None:
     """Attach (or with prog_fd -1, remove) a program through IFLA_XDP, replacing atomically
     (XDP_FLAGS_REPLACE) when `expected_fd` names the program that must be there now."""
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
+
     flags = MODE_FLAGS.get(mode, 0)
     attrs: list[tuple[str, int]] = [("IFLA_XDP_FD", prog_fd)]
     if expected_fd is not None:
         flags |= XDP_FLAGS_REPLACE
         attrs.append(("IFLA_XDP_EXPECTED_FD", expected_fd))
     attrs.append(("IFLA_XDP_FLAGS", flags))
-    from pyroute2 import IPRoute
-    from pyroute2.netlink.exceptions import NetlinkError
-
     with IPRoute() as ipr:
         try:
             ipr.link("set", index=index, xdp={"attrs": attrs})
