@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fwc.loader import attach, libbpf, live_update, lockout, netlink, pins, table_digests
-from fwc.loader.artifact import ArtifactSpec, read_artifact
+from fwc.loader.artifact import ArtifactSpec, check_map_definitions, read_artifact
 from fwc.loader.bpffs import require_bpffs
 from fwc.loader.cli import LoaderError
 from fwc.loader.kernel import LoadedProgram, possible_cpus
@@ -67,6 +67,7 @@ class ApplyReport:
     path: str = "program-swap"  # or "live-update"
     reason: str = ""  # why the live update was not possible
     generations: tuple[int, int] | None = None  # (from, to) of a live update
+    flipped_at: int | None = None  # CLOCK_BOOTTIME ns of a live update's flip
 
     def describe_path(self) -> str:
         if self.generations is not None:
@@ -77,6 +78,7 @@ class ApplyReport:
         update: dict[str, Any] = {"path": self.path, "summary": self.describe_path()}
         if self.generations is not None:
             update["from_generation"], update["to_generation"] = self.generations
+            update["flipped_at_boottime_ns"] = self.flipped_at
         else:
             update["reason"] = self.reason
         return {
@@ -129,7 +131,8 @@ def check_privileges() -> None:
 
 def prepare(opts: ApplyOptions) -> ArtifactSpec:
     """Read the artifact and check what needs no kernel: hash and dry-run."""
-    spec = read_artifact(opts.artifact)
+    # libbpf's reading of the map definitions waits for the program-swap path, which needs it
+    spec = read_artifact(opts.artifact, map_definitions=False)
     if opts.expect_hash and opts.expect_hash.lower() != spec.policy_sha256:
         raise LoaderError(
             f"{opts.artifact}: policy hash {spec.policy_sha256} is not the expected "
@@ -395,6 +398,7 @@ def _apply_live(
         lockout_checked=tuple(s.describe() for s in sessions),
         path="live-update",
         generations=(done.from_generation, done.to_generation),
+        flipped_at=done.flipped_at,
     )
 
 
@@ -406,6 +410,7 @@ def _apply_locked(opts: ApplyOptions, spec: ArtifactSpec) -> ApplyReport:
     live_manifest, reason = _live_candidate(opts, spec, final, steps, leave)
     if live_manifest is not None:
         return _apply_live(opts, spec, final, steps, live_manifest)
+    check_map_definitions(spec)
     with LoadedProgram.from_spec(spec) as program:
         sessions = _sessions(opts, steps)
         blocked = lockout.blocked(sessions, lambda frame: program.test_run(frame).retval)

@@ -8,24 +8,19 @@ from __future__ import annotations
 import faulthandler
 import json
 import os
+import re
 import signal
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from io import BytesIO
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-from elftools.common.exceptions import ELFError
-from elftools.elf.elffile import ELFFile
-from elftools.elf.sections import SymbolTableSection
-
-from fwc.loader import libbpf
+from fwc.loader import elf, libbpf
 from fwc.loader.cli import LoaderError
 
 FORMAT = 1
 MANIFEST_SECTION = ".fwc.manifest"
-EM_BPF = "EM_BPF"
 SHF_ALLOC = 0x2
 INSN_SIZE = 8
 
@@ -105,7 +100,11 @@ _MANIFEST_SCHEMA: dict[str, Any] = {
 }
 
 
-_VALIDATOR = jsonschema.Draft202012Validator(_MANIFEST_SCHEMA)
+_SHA256 = re.compile("[0-9a-f]{64}")
+
+
+# seed records: a view into the artifact's bytes, or a copy the loader made of them
+Buffer = bytes | bytearray | memoryview
 
 
 class ArtifactError(LoaderError):
@@ -129,7 +128,7 @@ class SeedSpec:
     section: str
     key_size: int
     value_size: int
-    records: bytes
+    records: memoryview  # read-only, into the artifact's bytes
 
     @property
     def count(self) -> int:
@@ -137,9 +136,10 @@ class SeedSpec:
 
     def items(self) -> list[tuple[bytes, bytes]]:
         step = self.key_size + self.value_size
+        raw = self.records
         return [
-            (self.records[i : i + self.key_size], self.records[i + self.key_size : i + step])
-            for i in range(0, len(self.records), step)
+            (bytes(raw[i : i + self.key_size]), bytes(raw[i + self.key_size : i + step]))
+            for i in range(0, len(raw), step)
         ]
 
 
@@ -175,35 +175,45 @@ class ArtifactSpec:
         raise KeyError(name)
 
 
-def read_artifact(path: str | os.PathLike[str]) -> ArtifactSpec:
-    """Read, parse and cross-check an artifact; raise ArtifactError on the first problem."""
+def read_artifact(path: str | os.PathLike[str], map_definitions: bool = True) -> ArtifactSpec:
+    """Read, parse and cross-check an artifact; raise ArtifactError on the first problem.
+
+    `map_definitions=False` leaves out libbpf's reading of the BTF map definitions (a forked
+    child, tens of ms): a live update never creates maps from them. Whoever loads the object
+    calls `check_map_definitions` first.
+    """
     where = os.fspath(path)
     try:
         data = Path(where).read_bytes()
     except OSError as exc:
         raise ArtifactError(f"{where}: cannot read: {exc.strerror or exc}") from exc
     try:
-        return _parse(where, data)
+        spec = _parse(where, data)
+        if map_definitions:
+            _check_map_definitions(spec.maps, data)
     except ArtifactError as exc:
         raise ArtifactError(f"{where}: {exc}") from exc
+    return spec
+
+
+def check_map_definitions(spec: ArtifactSpec) -> None:
+    """Raise ArtifactError unless libbpf reads the ELF's maps as the manifest lists them."""
+    try:
+        _check_map_definitions(spec.maps, spec.data)
+    except ArtifactError as exc:
+        raise ArtifactError(f"{spec.path}: {exc}") from exc
 
 
 def _parse(where: str, data: bytes) -> ArtifactSpec:
     try:
-        elf = ELFFile(BytesIO(data))
-        sections = {s.name: s for s in elf.iter_sections()}
-        section_data = {
-            name: s.data() for name, s in sections.items() if s["sh_type"] != "SHT_NOBITS"
-        }
-        symbols = _symbols(elf)
-    except ELFError as exc:
+        obj = elf.ElfFile(data)
+    except elf.ElfError as exc:
         raise ArtifactError(f"not a readable ELF object ({exc})") from exc
-    except ArtifactError:
-        raise
-    except Exception as exc:  # pyelftools reports truncation as assorted stream/construct errors
-        raise ArtifactError(f"not a readable ELF object ({type(exc).__name__})") from exc
-    if elf["e_machine"] != EM_BPF:
-        raise ArtifactError(f"not a BPF object (machine {elf['e_machine']})")
+    sections = obj.by_name
+    section_data = {name: obj.section_data(s) for name, s in sections.items()}
+    symbols = _symbols(obj)
+    if obj.machine != elf.EM_BPF:
+        raise ArtifactError(f"not a BPF object (machine {obj.machine})")
 
     manifest_bytes, manifest = _manifest(sections, section_data)
     program = manifest["program"]
@@ -216,20 +226,20 @@ def _parse(where: str, data: bytes) -> ArtifactSpec:
             f"program section {section!r} has {insns} instructions, "
             f"the manifest says {program['insn_count']}"
         )
-    shndx = {name: i for i, name in enumerate(sections)}
+    shndx = {name: s.index for name, s in sections.items()}
     if (program["name"], shndx[section]) not in symbols:
         raise ArtifactError(f"program {program['name']!r} is not defined in section {section!r}")
     for required in ("license", ".maps", ".BTF"):
         if required not in sections:
             raise ArtifactError(f"section {required!r} is missing")
-    license_text = section_data["license"].split(b"\0", 1)[0].decode(errors="replace")
+    license_text = bytes(section_data["license"]).split(b"\0", 1)[0].decode(errors="replace")
     if not license_text:
         raise ArtifactError("the license section is empty")
 
     maps = tuple(
         MapSpec(**{k: m[k] for k in MapSpec.__dataclass_fields__}) for m in manifest["maps"]
     )
-    _check_maps(maps, {name for name, idx in symbols if idx == shndx[".maps"]}, data)
+    _check_maps(maps, {name for name, idx in symbols if idx == shndx[".maps"]})
     by_name = {m.name: m for m in maps}
     seeds = tuple(_seed(seed, by_name, section_data) for seed in manifest["seeds"])
     counters_map, slots = _counters(manifest["counters"], by_name)
@@ -249,25 +259,28 @@ def _parse(where: str, data: bytes) -> ArtifactSpec:
     )
 
 
-def _symbols(elf: ELFFile) -> set[tuple[str, int]]:
+def _symbols(obj: elf.ElfFile) -> set[tuple[str, int]]:
     """(name, section index) of every symbol defined in a section."""
-    table = elf.get_section_by_name(".symtab")
-    if not isinstance(table, SymbolTableSection):
+    table = obj.by_name.get(".symtab")
+    if table is None or table.type != elf.SHT_SYMTAB:
         raise ArtifactError("the symbol table is missing")
-    return {
-        (sym.name, sym["st_shndx"])
-        for sym in table.iter_symbols()
-        if sym.name and isinstance(sym["st_shndx"], int)
-    }
+    try:
+        return {
+            (sym.name, sym.section) for sym in obj.symbols(table) if sym.name and elf.defined(sym)
+        }
+    except elf.ElfError as exc:
+        raise ArtifactError(f"not a readable ELF object ({exc})") from exc
 
 
-def _manifest(sections: dict[str, Any], section_data: dict[str, bytes]) -> tuple[bytes, Any]:
+def _manifest(
+    sections: dict[str, elf.Section], section_data: dict[str, memoryview]
+) -> tuple[bytes, Any]:
     section = sections.get(MANIFEST_SECTION)
     if section is None:
         raise ArtifactError(f"no manifest: section {MANIFEST_SECTION!r} is missing")
-    if section["sh_type"] != "SHT_PROGBITS" or section["sh_flags"] & SHF_ALLOC:
+    if section.type != elf.SHT_PROGBITS or section.flags & SHF_ALLOC:
         raise ArtifactError(f"section {MANIFEST_SECTION!r} must be non-allocated PROGBITS")
-    raw = section_data[MANIFEST_SECTION].rstrip(b"\0")
+    raw = bytes(section_data[MANIFEST_SECTION]).rstrip(b"\0")
     try:
         manifest = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -279,11 +292,103 @@ def _manifest(sections: dict[str, Any], section_data: dict[str, bytes]) -> tuple
         raise ArtifactError(
             f"manifest format {version!r} is not supported (this fw-load reads format {FORMAT})"
         )
-    error = jsonschema.exceptions.best_match(_VALIDATOR.iter_errors(manifest))
+    if not _plainly_valid(manifest):
+        _schema_errors(manifest)
+    if not _long_lists_plainly_valid(manifest):
+        _check_long_lists(manifest)
+    return raw, manifest
+
+
+def _schema_errors(manifest: dict[str, Any]) -> None:
+    """Raise the schema's best error; jsonschema is imported only for a suspect manifest."""
+    # imported here: its import alone costs more than a whole live update
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(_MANIFEST_SCHEMA)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(manifest))
     if error is not None:
         raise ArtifactError(f"manifest {error.json_path}: {error.message}")
-    _check_long_lists(manifest)
-    return raw, manifest
+
+
+def _name(value: Any, longest: int = 1 << 30) -> bool:
+    return isinstance(value, str) and 1 <= len(value) <= longest
+
+
+def _count(value: Any, least: int = 0) -> bool:
+    return type(value) is int and value >= least
+
+
+def _object(value: Any, *keys: str) -> bool:
+    return isinstance(value, dict) and all(key in value for key in keys)
+
+
+def _plainly_valid(m: dict[str, Any]) -> bool:
+    """_MANIFEST_SCHEMA checked by hand, at least as strictly; False sends the manifest to
+    jsonschema, which then names the problem (or accepts what this is too strict for)."""
+    required = _MANIFEST_SCHEMA["required"]
+    if not _object(m, *required):
+        return False
+    policy, program, counters = m["policy"], m["program"], m["counters"]
+    if not (
+        _object(policy, "name", "sha256")
+        and _name(policy["name"])
+        and isinstance(policy["sha256"], str)
+        and _SHA256.fullmatch(policy["sha256"])
+        and _object(m["compiler"], "version")
+        and _name(m["strategy"])
+        and isinstance(m["dry_run"], bool)
+        and _count(m["log_rate"])
+        and _object(program, "name", "section", "insn_count")
+        and _name(program["name"])
+        and _name(program["section"])
+        and _count(program["insn_count"])
+        and isinstance(m["rules"], list)
+        and _object(counters, "map", "slots")
+        and _name(counters["map"])
+        and isinstance(counters["slots"], list)
+        and isinstance(m["maps"], list)
+        and isinstance(m["seeds"], list)
+    ):
+        return False
+    for item in m["maps"]:
+        fields = ("name", "type", "key_size", "value_size", "max_entries")
+        if not (_object(item, *fields) and _name(item["name"], 15) and _name(item["type"])):
+            return False
+        if not all(_count(item[key]) for key in fields[2:]):
+            return False
+    for item in m["seeds"]:
+        fields = ("map", "section", "key_size", "value_size", "count")
+        if not (_object(item, *fields) and _name(item["map"]) and _name(item["section"])):
+            return False
+        if not (_count(item["key_size"], 1) and _count(item["value_size"], 1)):
+            return False
+        if not _count(item["count"]):
+            return False
+    return True
+
+
+def _long_lists_plainly_valid(manifest: dict[str, Any]) -> bool:
+    """What `_check_long_lists` checks, one column at a time in C loops (a few ms at 10,000
+    rules instead of tens); False when anything is off, and the slow check then says what."""
+    lists = (
+        (manifest["rules"], "id", ("name", "action"), "priority"),
+        (manifest["counters"]["slots"], "index", ("name",), "index"),
+    )
+    for items, number, strings, present in lists:
+        if set(map(type, items)) - {dict}:
+            return False
+        try:
+            numbers = list(map(itemgetter(number), items))
+            columns = [set(map(itemgetter(key), items)) for key in strings]
+            list(map(itemgetter(present), items))
+        except KeyError:
+            return False
+        if set(map(type, numbers)) - {int} or (numbers and min(numbers) < 0):
+            return False
+        for column in columns:
+            if set(map(type, column)) - {str} or "" in column:
+                return False
+    return True
 
 
 def _check_long_lists(manifest: dict[str, Any]) -> None:
@@ -310,7 +415,7 @@ def _check_long_lists(manifest: dict[str, Any]) -> None:
                     raise ArtifactError(f"manifest {where}[{i}].{key}: must be a non-empty string")
 
 
-def _check_maps(maps: tuple[MapSpec, ...], in_elf: set[str], data: bytes) -> None:
+def _check_maps(maps: tuple[MapSpec, ...], in_elf: set[str]) -> None:
     names = [m.name for m in maps]
     if len(set(names)) != len(names):
         raise ArtifactError("the manifest lists a map twice")
@@ -319,6 +424,9 @@ def _check_maps(maps: tuple[MapSpec, ...], in_elf: set[str], data: bytes) -> Non
             raise ArtifactError(f"map {name!r} is in the manifest but not in section '.maps'")
     for name in sorted(in_elf - set(names)):
         raise ArtifactError(f"map {name!r} is in section '.maps' but not in the manifest")
+
+
+def _check_map_definitions(maps: tuple[MapSpec, ...], data: bytes) -> None:
     actual = {m.name: m for m in _libbpf_maps(data)}
     for spec in maps:
         got = actual.get(spec.name)
@@ -381,7 +489,9 @@ def _libbpf_maps_child(data: bytes, out: int) -> int:
     return 0
 
 
-def _seed(seed: Mapping[str, Any], maps: dict[str, MapSpec], data: dict[str, bytes]) -> SeedSpec:
+def _seed(
+    seed: Mapping[str, Any], maps: dict[str, MapSpec], data: dict[str, memoryview]
+) -> SeedSpec:
     name, section = seed["map"], seed["section"]
     target = maps.get(name)
     if target is None:
@@ -411,8 +521,9 @@ def _counters(
         raise ArtifactError(
             f"counters map {name!r} must be a percpu_array with 4-byte keys and 16-byte values"
         )
-    slots = sorted((s["index"], s["name"]) for s in counters["slots"])
-    indexes = [index for index, _ in slots]
-    if len(set(indexes)) != len(indexes) or any(i >= target.max_entries for i in indexes):
+    # C-level maps and a sort of an already sorted list: linear, no Python loop per slot
+    slots = sorted(map(itemgetter("index", "name"), counters["slots"]))
+    indexes = list(map(itemgetter(0), slots))
+    if len(set(indexes)) != len(indexes) or (indexes and indexes[-1] >= target.max_entries):
         raise ArtifactError(f"counter slots must be distinct indexes below {target.max_entries}")
     return name, tuple(slots)

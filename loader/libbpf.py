@@ -6,10 +6,8 @@ Every call that fails raises `KernelError` (errno and strerror); nothing here ow
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
-import platform
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -46,7 +44,8 @@ def _load_library() -> ctypes.CDLL:
 
 
 _lib = _load_library()
-_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+# the process's own symbols include libc's; find_library("c") would run ldconfig on every start
+_libc = ctypes.CDLL(None, use_errno=True)
 
 c_int, c_uint, c_u32, c_u64 = ctypes.c_int, ctypes.c_uint, ctypes.c_uint32, ctypes.c_uint64
 c_size_t, c_void_p, c_char_p = ctypes.c_size_t, ctypes.c_void_p, ctypes.c_char_p
@@ -219,7 +218,7 @@ _libc.vsnprintf.argtypes = [c_char_p, c_size_t, c_char_p, c_void_p]
 def _format(fmt: bytes, ap: int) -> str:
     """Format a libbpf message; on x86_64 a va_list is a 24-byte struct we may copy (va_copy)."""
     size = 4096
-    if platform.machine() != "x86_64":
+    if os.uname().machine != "x86_64":
         size = 1 << 24
         buf = ctypes.create_string_buffer(size)
         _libc.vsnprintf(buf, size, fmt, ap)

@@ -11,19 +11,15 @@ import os
 import struct
 import time
 from array import array
+from bisect import bisect_left
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from io import BytesIO
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from elftools.elf.elffile import ELFFile
-from elftools.elf.relocation import RelocationSection
-from elftools.elf.sections import SymbolTableSection
-
-from fwc.loader import libbpf, pins, table_digests
-from fwc.loader.artifact import ArtifactSpec, SeedSpec
+from fwc.loader import array_mmap, elf, hash_shadow, libbpf, pins, table_digests
+from fwc.loader.artifact import ArtifactSpec, Buffer, SeedSpec
 from fwc.loader.cli import LoaderError
 from fwc.loader.kernel import COUNTER, possible_cpus
 from fwc.loader.meta import create_meta_map
@@ -51,23 +47,29 @@ class LiveUpdate:
     to_generation: int
     records: int  # records written into the idle generation
     timings: dict[str, float] = field(default_factory=dict)
+    flipped_at: int = 0  # CLOCK_BOOTTIME ns of the flip
 
 
 def program_sha256(data: bytes, section: str) -> str:
     """Digest of the program: its section's bytes and every relocation (offset, symbol name)."""
-    elf = ELFFile(BytesIO(data))
-    program = elf.get_section_by_name(section)
-    if program is None:
-        raise LoaderError(f"{section!r}: no such section")
-    digest = hashlib.sha256(program.data())
-    rel = elf.get_section_by_name(f".rel{section}")
-    if isinstance(rel, RelocationSection):
-        symbols = elf.get_section(rel["sh_link"])
-        if not isinstance(symbols, SymbolTableSection):
-            raise LoaderError(f"relocations of {section!r} name no symbol table")
-        for entry in rel.iter_relocations():
-            name = symbols.get_symbol(entry["r_info_sym"]).name
-            digest.update(entry["r_offset"].to_bytes(8, "little") + name.encode() + b"\0")
+    try:
+        obj = elf.ElfFile(data)
+        program = obj.by_name.get(section)
+        if program is None:
+            raise LoaderError(f"{section!r}: no such section")
+        digest = hashlib.sha256(obj.section_data(program))
+        rel = obj.by_name.get(f".rel{section}")
+        if rel is not None and rel.type == elf.SHT_REL:
+            if not 0 <= rel.link < len(obj.sections):
+                raise LoaderError(f"relocations of {section!r} name no symbol table")
+            symbols = obj.symbols(obj.sections[rel.link])
+            for offset, index in obj.relocations(rel):
+                if index >= len(symbols):
+                    raise LoaderError(f"a relocation of {section!r} names no symbol")
+                name = symbols[index].name
+                digest.update(offset.to_bytes(8, "little") + name.encode() + b"\0")
+    except elf.ElfError as exc:
+        raise LoaderError(f"{section!r}: {exc}") from exc
     return digest.hexdigest()
 
 
@@ -152,14 +154,16 @@ def slot_mapping(
     return mapping, fresh
 
 
-def _remap(seed: SeedSpec, mapping: dict[int, int]) -> bytes:
+def _remap(seed: SeedSpec, mapping: dict[int, int]) -> Buffer:
     """The seed's records with counter slots moved to the live counters' slots."""
     base = seed.map[:-1]
     if base == "fwc_rule":
-        return b"".join(
-            _RULE.pack(key, action, mapping[slot])
-            for key, action, slot in _RULE.iter_unpack(seed.records)
-        )
+        out = bytearray(seed.records)
+        # the slot is the third u32 of each (key, action, slot) record: one column, remapped
+        words = memoryview(out).cast("I")
+        slots = array("I", map(mapping.__getitem__, words[2 :: _RULE.size // 4]))
+        words[2 :: _RULE.size // 4] = memoryview(slots)
+        return out
     if base == "fwc_cfg":
         fields = list(struct.unpack(f"<{len(seed.records) // 4}I", seed.records))
         # the record is the u32 key 0, then the cfg value
@@ -169,43 +173,58 @@ def _remap(seed: SeedSpec, mapping: dict[int, int]) -> bytes:
     return seed.records
 
 
-def split_records(records: bytes, key_size: int, value_size: int) -> tuple[bytes, bytes]:
+def _word(*sizes: int) -> tuple[int, Literal["I", "H", "B"]]:
+    """The widest machine word dividing every size: the unit of C-speed strided copies."""
+    if all(size % 4 == 0 for size in sizes):
+        return 4, "I"
+    if all(size % 2 == 0 for size in sizes):
+        return 2, "H"
+    return 1, "B"
+
+
+def split_records(records: Buffer, key_size: int, value_size: int) -> tuple[bytes, bytes]:
     """Packed (key, value) records into the keys array and the values array batch calls take."""
-    step = key_size + value_size
-    count = len(records) // step
+    width, code = _word(key_size, value_size)
+    step, kw, vw = (key_size + value_size) // width, key_size // width, value_size // width
+    count = len(records) // (key_size + value_size)
     keys, values = bytearray(count * key_size), bytearray(count * value_size)
-    # one strided copy per byte lane runs at C speed; a loop over records would not
-    for lane in range(key_size):
-        keys[lane::key_size] = records[lane::step]
-    for lane in range(value_size):
-        values[lane::value_size] = records[key_size + lane :: step]
+    src = memoryview(records).cast("B").cast(code)
+    key_view, value_view = memoryview(keys).cast(code), memoryview(values).cast(code)
+    # one strided copy per word lane runs at C speed; a loop over records would not
+    for lane in range(kw):
+        key_view[lane::kw] = src[lane::step]
+    for lane in range(vw):
+        value_view[lane::vw] = src[kw + lane :: step]
     return bytes(keys), bytes(values)
 
 
-def _write(
-    fd: int, map_type: str, seed: SeedSpec, records: bytes, known: list[str]
+def join_records(keys: Buffer, values: Buffer, key_size: int, value_size: int) -> bytes:
+    """The inverse of `split_records`."""
+    step = key_size + value_size
+    out = bytearray(len(keys) // key_size * step)
+    for lane in range(key_size):
+        out[lane::step] = keys[lane::key_size]
+    for lane in range(value_size):
+        out[key_size + lane :: step] = values[lane::value_size]
+    return bytes(out)
+
+
+def _write_array(
+    fd: int, info: libbpf.MapInfo, seed: SeedSpec, records: Buffer, known: list[str]
 ) -> tuple[list[str], int]:
-    """Write the chunks that differ from what the map is known to hold; (digests, records)."""
+    """Write an array seed: through mmap when the map allows it, else the changed chunks by
+    batch. Returns the digests of what the map now holds and how many records were written."""
+    if array_mmap.mmapable(info) and seed.key_size == array_mmap.KEY_SIZE:
+        # a seed the idle generation is known to hold costs one digest; any other is
+        # compared with the map's real contents
+        whole = [_MMAP_DIGEST + hashlib.sha256(records).hexdigest()]
+        if known == whole:
+            return whole, 0
+        want = array_mmap.image(records, seed.value_size, info.max_entries)
+        if want is not None:
+            return whole, array_mmap.write(fd, info, want).elements
     step = seed.key_size + seed.value_size
     digests = table_digests.chunk_digests(records, step)
-    if map_type in KEYED:
-        # a hash map is compared whole, record by record: stale keys must go
-        if digests == known:
-            return digests, 0
-        keys, values = split_records(records, seed.key_size, seed.value_size)
-        old = _pairs(*libbpf.map_items(fd, seed.key_size, seed.value_size), seed)
-        new = _pairs(keys, values, seed)
-        stale = [k for k in old if k not in new]
-        libbpf.map_delete_batch(fd, _pack(stale, seed.key_size), len(stale))
-        updates = [k for k, v in new.items() if old.get(k) != v]
-        if updates:
-            libbpf.map_update_batch(
-                fd,
-                _pack(updates, seed.key_size),
-                _pack([new[k] for k in updates], seed.value_size),
-                len(updates),
-            )
-        return digests, len(updates)
     size = table_digests.CHUNK * step
     changed = b"".join(
         records[i * size : (i + 1) * size]
@@ -218,24 +237,104 @@ def _write(
     return digests, len(changed) // step
 
 
+def _write_hash(
+    fd: int, seed: SeedSpec, records: Buffer, known: list[str], shadow: hash_shadow.Shadow
+) -> tuple[list[str], int]:
+    """Make a hash map hold exactly `records`: the changed key intervals deleted, then
+    written (`hash_changes`). The old contents come from the shadow when the digests vouch
+    for it, else from the map; either way they name only keys the map holds, as a batch
+    delete requires (a shadow that lied fails the delete, before the flip)."""
+    ks, vs = seed.key_size, seed.value_size
+    digests = table_digests.chunk_digests(records, ks + vs)
+    old: Buffer = shadow.records()
+    if not known or table_digests.chunk_digests(old, ks + vs) != known:
+        old = join_records(*libbpf.map_items(fd, ks, vs), ks, vs)
+    elif digests == known:
+        return digests, 0
+    stale, fresh = hash_changes(old, records, ks, vs)
+    libbpf.map_delete_batch(fd, stale, len(stale) // ks)
+    if fresh:
+        keys, values = split_records(fresh, ks, vs)
+        libbpf.map_update_batch(fd, keys, values, len(keys) // ks)
+    shadow.store(records)
+    return digests, len(fresh) // (ks + vs)
+
+
 _WORD = {1: "B", 2: "H", 4: "I", 8: "Q"}
+_DIFF_BLOCK = 64  # new records per interval of the key space compared at once
+# marks a whole-seed digest (mmap path) apart from a list of chunk digests (batch path)
+_MMAP_DIGEST = "whole:"
 
 
-def _column(buf: bytes, size: int) -> Sequence[Any]:
+def hash_changes(old: Buffer, new: Buffer, key_size: int, value_size: int) -> tuple[bytes, bytes]:
+    """What turns a hash holding the `old` records into one holding the `new`: (packed keys
+    to delete, records to write).
+
+    Only the key intervals where old and new differ are touched, and each of them is replaced
+    whole: its old keys deleted, its new records written. Finding the records that really
+    changed inside an interval costs more in Python than rewriting the interval costs in the
+    kernel (about a microsecond per record either way, and an edit's intervals are mostly
+    changed: its groups' combos are renumbered).
+    """
+    old, new = _changed_intervals(old, new, key_size, value_size)
+    return _pack_keys(_key_column(old, key_size, value_size), key_size), bytes(new)
+
+
+def _pack_keys(keys: Sequence[Any], size: int) -> bytes:
+    return array(_WORD[size], keys).tobytes() if size in _WORD else b"".join(keys)
+
+
+def _sorted_keys(records: Buffer, key_size: int, value_size: int) -> Sequence[int] | None:
+    """The records' keys as integers when they are machine words in ascending order."""
+    if key_size not in _WORD:
+        return None
+    column = _key_column(records, key_size, value_size)
+    as_list = list(column)
+    return column if as_list == sorted(as_list) else None
+
+
+def _changed_intervals(
+    old: Buffer, new: Buffer, key_size: int, value_size: int
+) -> tuple[Buffer, Buffer]:
+    """The old and new records of the key intervals where they differ (both whole when the
+    keys are not sorted). Intervals start at every _DIFF_BLOCK-th new key, so they split
+    both sides at the same keys and a diff of the parts is the diff of the wholes."""
+    old_keys = _sorted_keys(old, key_size, value_size)
+    new_keys = _sorted_keys(new, key_size, value_size)
+    if old_keys is None or new_keys is None:
+        return old, new
+    step = key_size + value_size
+    old_bytes, new_bytes = bytes(old), bytes(new)
+    cuts = [
+        (bisect_left(old_keys, new_keys[n]), n)
+        for n in range(_DIFF_BLOCK, len(new_keys), _DIFF_BLOCK)
+    ]
+    cuts.append((len(old_keys), len(new_keys)))
+    old_parts: list[bytes] = []
+    new_parts: list[bytes] = []
+    start_old = start_new = 0
+    for end_old, end_new in cuts:
+        before = old_bytes[start_old * step : end_old * step]
+        after = new_bytes[start_new * step : end_new * step]
+        if before != after:
+            old_parts.append(before)
+            new_parts.append(after)
+        start_old, start_new = end_old, end_new
+    return b"".join(old_parts), b"".join(new_parts)
+
+
+def _column(buf: Buffer, size: int) -> Sequence[Any]:
     """Fixed-size items of `buf`: machine words when they fit one (a C-speed split), else bytes."""
     if size in _WORD:
-        return array(_WORD[size], buf)
-    return [buf[i : i + size] for i in range(0, len(buf), size)]
+        column = array(_WORD[size])
+        column.frombytes(buf)
+        return column
+    return [bytes(buf[i : i + size]) for i in range(0, len(buf), size)]
 
 
-def _pack(items: Sequence[Any], size: int) -> bytes:
-    if size in _WORD:
-        return array(_WORD[size], items).tobytes()
-    return b"".join(items)
-
-
-def _pairs(keys: bytes, values: bytes, seed: SeedSpec) -> dict[Any, Any]:
-    return dict(zip(_column(keys, seed.key_size), _column(values, seed.value_size), strict=True))
+def _key_column(records: Buffer, key_size: int, value_size: int) -> Sequence[Any]:
+    keys, _ = split_records(records, key_size, value_size)
+    return _column(keys, key_size)
 
 
 def _wait_for_readers() -> None:
@@ -259,6 +358,7 @@ class _Fds:
     def __init__(self, policy: pins.PolicyPins) -> None:
         self._policy = policy
         self._fds: dict[str, int] = {}
+        self._shadows: list[hash_shadow.Shadow] = []
 
     def __getitem__(self, name: str) -> int:
         if name not in self._fds:
@@ -280,10 +380,20 @@ class _Fds:
             self._fds[table_digests.MAP_NAME] = fd
         return self._fds[table_digests.MAP_NAME]
 
+    def shadow(self, target: str, seed: SeedSpec, entries: int) -> hash_shadow.Shadow:
+        """The shadow of hash map `target`, created (empty) when missing or of another size."""
+        pin = self._policy.map(hash_shadow.pin_name(target))
+        shadow = hash_shadow.Shadow(pin, seed.key_size + seed.value_size, entries)
+        self._shadows.append(shadow)
+        return shadow
+
     def close(self) -> None:
         for fd in self._fds.values():
             os.close(fd)
         self._fds.clear()
+        for shadow in self._shadows:
+            shadow.close()
+        self._shadows.clear()
 
 
 Verdict = Callable[[bytes], int]
@@ -358,13 +468,16 @@ def update_in_place(
                         f"pinned map {target} holds {info.max_entries} entries, "
                         f"the new policy needs {seed.count}"
                     )
-                written[seed.map], count = _write(
-                    fds[target],
-                    live_maps[target]["type"],
-                    seed,
-                    _remap(seed, mapping),
-                    known.get(seed.map, []),
-                )
+                if (info.key_size, info.value_size) != (seed.key_size, seed.value_size):
+                    raise LiveUpdateError(f"pinned map {target} has other key or value sizes")
+                records_in = _remap(seed, mapping)
+                seed_known = known.get(seed.map, [])
+                if live_maps[target]["type"] in KEYED:
+                    shadow = fds.shadow(target, seed, info.max_entries)
+                    tracked, count = _write_hash(fds[target], seed, records_in, seed_known, shadow)
+                else:
+                    tracked, count = _write_array(fds[target], info, seed, records_in, seed_known)
+                written[seed.map] = tracked
                 records += count
             zero = bytes(COUNTER.size * possible_cpus())
             for slot in fresh:
@@ -391,7 +504,7 @@ def update_in_place(
     record.update(generation=idle, flipped_at=flipped_at)
     _replace_meta(Path(root), policy, _live_manifest(spec, live_manifest, mapping), record)
     timings["manifest"] = time.perf_counter() - start
-    return LiveUpdate(live, idle, records, timings)
+    return LiveUpdate(live, idle, records, timings, flipped_at)
 
 
 def _live_manifest(

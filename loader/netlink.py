@@ -1,4 +1,8 @@
-"""Interfaces through rtnetlink (pyroute2): discovery, glob selection, XDP state, link events."""
+"""Interfaces through rtnetlink: discovery, glob selection, XDP state, link events.
+
+Listing uses `rtnl` (a plain socket); the rest uses pyroute2, imported by the functions that
+need it, because its import alone costs several times what a live update may take.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
-from pyroute2.netlink.rtnl import RTMGRP_LINK
-
+from fwc.loader import rtnl
 from fwc.loader.cli import LoaderError
 from fwc.loader.resource import Closing
 
@@ -85,12 +86,18 @@ def _interface(msg: Any) -> Interface:
 
 def list_interfaces() -> list[Interface]:
     """Every interface of this network namespace, by index."""
-    with IPRoute() as ipr:
-        return sorted((_interface(m) for m in ipr.get_links()), key=lambda i: i.index)
+    try:
+        found = rtnl.links()
+    except OSError as exc:
+        raise LoaderError(f"cannot list interfaces: {exc.strerror or exc}") from exc
+    return sorted((Interface(*link) for link in found), key=lambda i: i.index)
 
 
 def get_interface(index: int) -> Interface | None:
     """The interface with `index`, or None when it is gone."""
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
+
     with IPRoute() as ipr:
         try:
             msgs = ipr.get_links(index)
@@ -101,6 +108,8 @@ def get_interface(index: int) -> Interface | None:
 
 def addresses(indexes: Iterable[int]) -> list[str]:
     """The IP addresses configured on the interfaces with these indexes."""
+    from pyroute2 import IPRoute
+
     wanted = set(indexes)
     with IPRoute() as ipr:
         return [
@@ -139,6 +148,9 @@ def select_interfaces(
 def set_xdp_fd(index: int, prog_fd: int, mode: str, expected_fd: int | None) -> None:
     """Attach (or with prog_fd -1, remove) a program through IFLA_XDP, replacing atomically
     (XDP_FLAGS_REPLACE) when `expected_fd` names the program that must be there now."""
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
+
     flags = MODE_FLAGS.get(mode, 0)
     attrs: list[tuple[str, int]] = [("IFLA_XDP_FD", prog_fd)]
     if expected_fd is not None:
@@ -158,6 +170,9 @@ class LinkEvents(Closing):
     """A subscription to RTM_NEWLINK/RTM_DELLINK; `wait()` returns the events that arrived."""
 
     def __init__(self) -> None:
+        from pyroute2 import IPRoute
+        from pyroute2.netlink.rtnl import RTMGRP_LINK
+
         self._ipr = IPRoute()
         self._ipr.bind(groups=RTMGRP_LINK)
 

@@ -12,7 +12,7 @@ import struct
 from pathlib import Path
 
 from fwc.loader import libbpf
-from fwc.loader.artifact import ArtifactSpec
+from fwc.loader.artifact import ArtifactSpec, Buffer
 from fwc.loader.cli import LoaderError
 
 MAP_NAME = "fwc_digests"
@@ -24,7 +24,7 @@ _KEY = struct.Struct("<I")
 Digests = dict[str, list[str]]
 
 
-def chunk_digests(records: bytes, step: int) -> list[str]:
+def chunk_digests(records: Buffer, step: int) -> list[str]:
     """Digests of each CHUNK records (the last chunk may be shorter); 64 bits of sha256 each."""
     size = CHUNK * step
     view = memoryview(records)

@@ -1,0 +1,350 @@
+"""How a live update writes the idle generation: mmap images of arrays, the hash diff, its
+shadow, the batch fallback for maps without BPF_F_MMAPABLE, and the ELF reader it relies on."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+import sys
+import textwrap
+from array import array
+from collections.abc import Iterator
+from io import BytesIO
+from pathlib import Path
+
+import pytest
+from elftools.elf.elffile import ELFFile
+from elftools.elf.relocation import RelocationSection
+from elftools.elf.sections import SymbolTableSection
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fwc.compiler.build import compile_policy
+from fwc.compiler.evaluate import evaluate
+from fwc.loader import array_mmap, elf, hash_shadow, libbpf, netlink, pins, table_digests
+from fwc.loader.apply import _pin
+from fwc.loader.artifact import SeedSpec, read_artifact
+from fwc.loader.kernel import LoadedProgram
+from fwc.loader.live_update import (
+    LiveUpdateError,
+    _write_array,
+    _write_hash,
+    can_update_in_place,
+    hash_changes,
+    join_records,
+    program_sha256,
+    split_records,
+    update_in_place,
+)
+from fwc.loader.meta import read_meta_map
+from tests.loader_netns import FWC, sh, unique
+
+BPF_MAP_TYPE_HASH = 1
+POLICY = """
+name: lu-write
+default_action: allow
+rules:
+  - {name: allow_dns, priority: 10, action: allow, protocol: udp, destination_ports: [53]}
+  - {name: deny_net, priority: 20, action: deny, source_cidrs: ["10.0.0.0/8"]}
+"""
+
+
+def _records(items: list[tuple[int, bytes]]) -> bytes:
+    return b"".join(struct.pack("<I", key) + value for key, value in items)
+
+
+@pytest.mark.parametrize("value_size", [1, 2, 4, 8, 40, 64, 128])
+def test_image_places_each_value_at_its_stride(value_size: int) -> None:
+    values = [bytes([i % 251 + 1]) * value_size for i in range(300)]
+    image = array_mmap.image(_records(list(enumerate(values))), value_size, 1000)
+    assert image is not None
+    gap = array_mmap.stride(value_size)
+    assert len(image) == 300 * gap
+    for i, value in enumerate(values):
+        assert image[i * gap : i * gap + value_size] == value
+        assert image[i * gap + value_size : (i + 1) * gap] == bytes(gap - value_size)
+
+
+@pytest.mark.parametrize(
+    ("keys", "entries"),
+    [([1, 0, 2], 8), ([0, 1, 3], 8), ([0, 0, 1], 8), ([0, 1, 2], 2), ([0, 65536], 70000)],
+)
+def test_image_refuses_keys_other_than_0_to_n(keys: list[int], entries: int) -> None:
+    assert array_mmap.image(_records([(k, b"\1\2\3\4") for k in keys]), 4, entries) is None
+
+
+def test_iota_matches_the_keys_of_any_length() -> None:
+    for count in (0, 1, 255, 256, 257, 65535, 65536, 70000, 5):
+        assert bytes(array_mmap._iota(count)) == array("I", range(count)).tobytes()
+
+
+def test_split_and_join_are_inverse() -> None:
+    for key_size, value_size in ((4, 2), (8, 4), (4, 128), (3, 5)):
+        step = key_size + value_size
+        records = bytes(range(256)) * step
+        keys, values = split_records(records, key_size, value_size)
+        assert join_records(keys, values, key_size, value_size) == records
+
+
+@st.composite
+def hash_versions(draw: st.DrawFn) -> tuple[dict[int, int], dict[int, int], bool]:
+    keys = st.integers(0, 2**64 - 1) | st.integers(0, 3000)
+    old = draw(st.dictionaries(keys, st.integers(0, 9), max_size=1500))
+    new = dict(old)
+    for key in draw(st.lists(st.sampled_from(sorted(old)), max_size=200)) if old else []:
+        new.pop(key, None)
+    new.update(draw(st.dictionaries(keys, st.integers(0, 9), max_size=300)))
+    return old, new, draw(st.booleans())
+
+
+def _packed(items: dict[int, int], shuffle: bool) -> bytes:
+    pairs = sorted(items.items(), reverse=shuffle)
+    return b"".join(struct.pack("<QI", k, v) for k, v in pairs)
+
+
+@settings(max_examples=200, deadline=None)
+@given(hash_versions())
+def test_hash_changes_turn_the_old_records_into_the_new(
+    versions: tuple[dict[int, int], dict[int, int], bool],
+) -> None:
+    old, new, unsorted = versions
+    stale, fresh = hash_changes(_packed(old, unsorted), _packed(new, False), 8, 4)
+    result = dict(old)
+    for (key,) in struct.iter_unpack("<Q", stale):
+        del result[key]  # a batch delete needs every key present
+    written = dict(struct.iter_unpack("<QI", fresh))
+    result.update(written)
+    assert result == new
+    assert {k for k, v in new.items() if old.get(k) != v} <= set(written)
+
+
+def test_hash_changes_of_a_small_edit_touch_only_its_intervals() -> None:
+    old = {k * 5: k % 3 for k in range(20_000)}
+    # 15 keys go, one is new, two change value
+    new = {k: v for k, v in old.items() if k % 7000} | {3: 1, 10_000: 1, 99_995: 0}
+    stale, fresh = hash_changes(_packed(old, False), _packed(new, False), 8, 4)
+    gone = {k for (k,) in struct.iter_unpack("<Q", stale)}
+    written = dict(struct.iter_unpack("<QI", fresh))
+    assert set(range(0, 100_000, 7000)) <= gone
+    assert {3: 1, 10_000: 1, 99_995: 0}.items() <= written.items()
+    # at most two intervals of 64 records around each of the 18 changes
+    assert len(written) <= 18 * 2 * 64
+
+
+def test_program_digest_matches_the_pyelftools_reading(tmp_path: Path) -> None:
+    """Pinned manifests of live policies hold digests computed with pyelftools."""
+    artifact = _compile(tmp_path)
+    data = artifact.read_bytes()
+    parsed = ELFFile(BytesIO(data))
+    digest = hashlib.sha256(parsed.get_section_by_name("xdp").data())
+    rel = parsed.get_section_by_name(".relxdp")
+    assert isinstance(rel, RelocationSection)
+    symbols = parsed.get_section(rel["sh_link"])
+    assert isinstance(symbols, SymbolTableSection)
+    for entry in rel.iter_relocations():
+        name = symbols.get_symbol(entry["r_info_sym"]).name
+        digest.update(entry["r_offset"].to_bytes(8, "little") + name.encode() + b"\0")
+    assert program_sha256(data, "xdp") == digest.hexdigest()
+    ours = elf.ElfFile(data)
+    assert [s.name for s in ours.sections] == [s.name for s in parsed.iter_sections()]
+    for section in parsed.iter_sections():
+        if section["sh_type"] != "SHT_NOBITS":
+            assert bytes(ours.section_data(ours.by_name[section.name])) == section.data()
+
+
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        (b"", "no ELF magic"),
+        (b"\x7fELF" + bytes(60), "64-bit"),
+        (b"\x7fELF\2\1" + bytes(58), "section table"),
+    ],
+    ids=["empty", "32-bit", "no sections"],
+)
+def test_elf_reader_refuses_broken_headers(data: bytes, problem: str) -> None:
+    with pytest.raises(elf.ElfError, match=problem):
+        elf.ElfFile(data)
+
+
+def _compile(tmp_path: Path) -> Path:
+    source = tmp_path / f"{unique('luw')}.yaml"
+    source.write_text(textwrap.dedent(POLICY))
+    artifact = source.with_suffix(".o")
+    sh(FWC, "compile", str(source), "-o", str(artifact), "--strategy", "tables", timeout=120)
+    return artifact
+
+
+# -- kernel: the maps themselves ------------------------------------------------------------
+
+
+@pytest.mark.kernel
+def test_generation_arrays_are_mmapable_and_their_lookups_stay_inlined(tmp_path: Path) -> None:
+    spec = read_artifact(_compile(tmp_path))
+    with LoadedProgram.from_spec(spec) as program:
+        for m in spec.maps:
+            flags = libbpf.map_info(program.map_fd(m.name)).flags
+            generation_array = m.type == "array" and m.name != "fwc_gen"
+            assert bool(flags & array_mmap.BPF_F_MMAPABLE) == generation_array, m.name
+        xlated = sh("bpftool", "prog", "dump", "xlated", "id", str(program.prog_id)).stdout
+    # the verifier inlines array lookups: no helper call is left for any array map
+    assert "array_map_lookup_elem" not in xlated
+    assert "__htab_map_lookup_elem" in xlated
+
+
+@pytest.fixture
+def pin_dir() -> Iterator[Path]:
+    path = Path("/sys/fs/bpf") / unique("fwcluw")
+    path.mkdir()
+    try:
+        yield path
+    finally:
+        pins.remove_tree(path)
+
+
+def _lookup_all(fd: int, entries: int, value_size: int) -> list[bytes]:
+    return [
+        libbpf.map_lookup(fd, struct.pack("<I", key), value_size) or b"" for key in range(entries)
+    ]
+
+
+def _seed(map_name: str, key_size: int, value_size: int, records: bytes) -> SeedSpec:
+    return SeedSpec(map_name, f".fwc.seed.{map_name}", key_size, value_size, memoryview(records))
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("flags", [array_mmap.BPF_F_MMAPABLE, 0])
+def test_array_writes_reach_the_kernel_and_clear_what_is_above(flags: int) -> None:
+    """mmap writes are what the kernel reads back; a map without the flag takes the batch."""
+    entries, value_size = 70_000, 6
+    fd = libbpf.map_create(libbpf.BPF_MAP_TYPE_ARRAY, "fwc_t_arr0", 4, value_size, entries, flags)
+    try:
+        info = libbpf.map_info(fd)
+        assert array_mmap.mmapable(info) == bool(flags)
+        big = [(k, struct.pack("<IH", k * 7 + 1, k % 65535)) for k in range(entries)]
+        _, written = _write_array(
+            fd, info, _seed("fwc_t_arr0", 4, 6, _records(big)), _records(big), []
+        )
+        assert written >= entries
+        assert _lookup_all(fd, entries, value_size) == [v for _, v in big]
+        # a smaller policy: its values, then zeros where the larger one had entries
+        small = [(k, struct.pack("<IH", k + 3, 9)) for k in range(1000)]
+        _write_array(fd, info, _seed("fwc_t_arr0", 4, 6, _records(small)), _records(small), [])
+        got = _lookup_all(fd, entries, value_size)
+        assert got[:1000] == [v for _, v in small]
+        if flags:
+            assert set(got[1000:]) == {bytes(value_size)}
+        # known to hold it already: nothing to write
+        known, _ = _write_array(
+            fd, info, _seed("fwc_t_arr0", 4, 6, again := _records(small)), again, []
+        )
+        assert _write_array(fd, info, _seed("fwc_t_arr0", 4, 6, again), again, known)[1] == 0
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.kernel
+def test_hash_writes_trust_the_shadow_only_when_the_digests_vouch(pin_dir: Path) -> None:
+    fd = libbpf.map_create(BPF_MAP_TYPE_HASH, "fwc_t_comb1", 8, 4, 4096, flags=1)
+    try:
+
+        def contents() -> dict[int, int]:
+            keys, values = libbpf.map_items(fd, 8, 4)
+            return dict(zip(array("Q", keys), array("I", values), strict=True))
+
+        def write(items: dict[int, int], known: list[str]) -> list[str]:
+            records = _packed(items, False)
+            shadow = hash_shadow.Shadow(pin_dir / hash_shadow.pin_name("fwc_t_comb1"), 12, 4096)
+            try:
+                digests, _ = _write_hash(
+                    fd, _seed("fwc_t_comb0", 8, 4, records), records, known, shadow
+                )
+            finally:
+                shadow.close()
+            return digests
+
+        first = {k * 3: k % 7 for k in range(2000)}
+        known = write(first, [])
+        assert contents() == first
+        second = {k: v + 1 for k, v in first.items() if k % 5} | {10**12 + k: 1 for k in range(50)}
+        known = write(second, known)
+        assert contents() == second
+        # someone changed the map behind fw-load's back and the digests say unknown: read it
+        libbpf.map_update(fd, struct.pack("<Q", 7), struct.pack("<I", 5))
+        write(second, [])
+        assert contents() == second
+        assert known == table_digests.chunk_digests(_packed(second, False), 12)
+    finally:
+        os.close(fd)
+
+
+def test_interface_list_agrees_with_pyroute2() -> None:
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        theirs = sorted((netlink._interface(m) for m in ipr.get_links()), key=lambda i: i.index)
+    assert netlink.list_interfaces() == theirs
+
+
+def test_the_apply_path_imports_none_of_the_slow_libraries() -> None:
+    """pyroute2, jsonschema, pyelftools and prometheus_client each cost more to import than
+    a live update may take; `fw-load apply` must not load them before it needs them."""
+    slow = ("pyroute2", "jsonschema", "elftools", "prometheus_client")
+    code = (
+        "import sys, fwc.loader.cli, fwc.loader.cmd_apply; "
+        f"print(sorted(m for m in sys.modules if m.split('.')[0] in {slow!r}))"
+    )
+    done = sh(sys.executable, "-c", code)
+    assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.kernel
+def test_live_updates_through_the_combo_hash_keep_every_verdict(
+    pin_dir: Path, tmp_path: Path
+) -> None:
+    """1,000 bench rules put about 10,000 combos in the hash: edits, another policy and back,
+    some of them back to back (the RCU wait), each checked against evaluate() in the kernel."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    from policies import load_policy, make_policy_yaml, make_traffic
+
+    base = make_policy_yaml(1000, 1)
+    texts = {
+        "base": base,
+        "edited": base.replace("destination_ports: [80]", "destination_ports: [8081]", 5),
+        "other": make_policy_yaml(1000, 2).replace("name: bench-1000-2", "name: bench-1000-1"),
+    }
+    policies = {label: load_policy(text) for label, text in texts.items()}
+    artifacts = {}
+    for label, policy in policies.items():
+        artifacts[label] = tmp_path / f"{label}.o"
+        compile_policy(policy, output=artifacts[label], strategy="tables", cache_dir=None)
+    first = read_artifact(artifacts["base"])
+    assert any(s.map == "fwc_comb0" and s.count > 5000 for s in first.seeds)
+    with LoadedProgram.from_spec(first) as program:
+        _pin(first, program, pins.policy_pins(pin_dir, first.policy_name))
+        meta = pins.policy_pins(pin_dir, first.policy_name).meta
+        for step, label in enumerate(["edited", "other", "base", "other", "edited", "base"]):
+            spec = read_artifact(artifacts[label], map_definitions=False)
+            live = read_meta_map(meta)
+            assert can_update_in_place(live, spec) == (True, "")
+            done = update_in_place(pin_dir, live, spec)
+            assert done.to_generation == (step + 1) % 2
+            for _, frame in make_traffic(policies[label], 3, 6):
+                want = evaluate(policies[label], frame).xdp_action
+                assert program.test_run(frame).retval == want, (label, frame.hex())
+        # the idle hash changed behind fw-load's back: the update fails before the flip,
+        # the live generation keeps classifying, and the next update reads the map back
+        idle_comb = libbpf.obj_get(pins.policy_pins(pin_dir, first.policy_name).map("fwc_comb1"))
+        try:
+            key = bytes(next(s for s in spec.seeds if s.map == "fwc_comb0").records[:8])
+            libbpf.map_delete(idle_comb, key)
+        finally:
+            os.close(idle_comb)
+        other = read_artifact(artifacts["other"], map_definitions=False)
+        with pytest.raises(LiveUpdateError, match="before the flip"):
+            update_in_place(pin_dir, read_meta_map(meta), other)
+        for _, frame in make_traffic(policies["base"], 4, 4):
+            assert program.test_run(frame).retval == evaluate(policies["base"], frame).xdp_action
+        assert update_in_place(pin_dir, read_meta_map(meta), other).to_generation == 1
+        for _, frame in make_traffic(policies["other"], 4, 4):
+            assert program.test_run(frame).retval == evaluate(policies["other"], frame).xdp_action
