@@ -8,7 +8,6 @@ docs/rego.md is the user's guide.
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from functools import cache
@@ -17,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from fwc.compiler import rego_opa, rego_regopy, rego_server
+from fwc.compiler import rego_cores, rego_opa, rego_regopy, rego_server
 from fwc.compiler.findings import Finding, Location, Severity
 from fwc.compiler.ir import Policy
 from fwc.compiler.rego_input import policy_doc
@@ -231,30 +230,13 @@ def split_rules(rules: list[GateRule], parts: int) -> list[list[GateRule]]:
 
 
 def _parts(policy: Policy, options: RegoOptions) -> int:
-    """How many processes evaluate the gate: one per idle core. A worker shares the input
-    copy-on-write but still pays page copies (about 0.2 s at 10,000 rules), which only a
-    core that would otherwise sit idle repays."""
+    """How many processes evaluate the gate: this one and one per spare core. A worker
+    shares the input copy-on-write but still pays page copies (about 0.2 s at 10,000
+    rules), which only a core that would otherwise sit idle repays: on a core another
+    task holds, two parts measured slower than one."""
     if _engine(options) != "regopy" or len(policy.rules) < PARALLEL_FROM_RULES:
         return 1
-    cores = len(os.sched_getaffinity(0))
-    return max(1, min(cores, int(cores - _other_runnable() + 0.5)))
-
-
-LOADAVG = "/proc/loadavg"
-
-
-def _other_runnable() -> float:
-    """Tasks that compete for the cores, besides this one: the larger of the 1-minute load
-    average and the number running at this instant (the running count of /proc/loadavg,
-    less this process), so that a burst of other work counts before the average sees
-    it. Two parts on a core that another task holds cost more wall time than one."""
-    average = os.getloadavg()[0]
-    try:
-        with open(LOADAVG, encoding="ascii") as f:
-            running = int(f.read().split()[3].split("/")[0])
-    except (OSError, ValueError, IndexError):
-        return average
-    return max(average, running - 1)
+    return 1 + rego_cores.spare_cores()
 
 
 def _is_test_file(module: Module) -> bool:

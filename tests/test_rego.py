@@ -256,43 +256,21 @@ EVERYTHING_FIRES = (
 def test_parallel_parts_find_what_one_query_finds(monkeypatch: pytest.MonkeyPatch) -> None:
     serial = gate(policy(EVERYTHING_FIRES), RegoOptions())
     monkeypatch.setattr(rego, "PARALLEL_FROM_RULES", 0)
-    monkeypatch.setattr(rego, "_other_runnable", lambda: 0)
-    monkeypatch.setattr(rego.os, "sched_getaffinity", lambda _: {0, 1, 2})
+    monkeypatch.setattr(rego.rego_cores, "spare_cores", lambda: 2)
     assert gate(policy(EVERYTHING_FIRES), RegoOptions()) == serial
     assert len({f.extra["rego_rule"] for f in serial}) == 5
 
 
-@pytest.mark.parametrize(("others", "parts"), [(0, 2), (1, 1), (2, 1), (5, 1)])
-def test_a_process_per_idle_core(monkeypatch: pytest.MonkeyPatch, others: int, parts: int) -> None:
+@pytest.mark.parametrize(("spare", "parts"), [(0, 1), (1, 2), (3, 4)])
+def test_a_process_per_spare_core(monkeypatch: pytest.MonkeyPatch, spare: int, parts: int) -> None:
     monkeypatch.setattr(rego, "PARALLEL_FROM_RULES", 0)
-    monkeypatch.setattr(rego, "_other_runnable", lambda: others)
-    monkeypatch.setattr(rego.os, "sched_getaffinity", lambda _: {0, 1})
+    monkeypatch.setattr(rego.rego_cores, "spare_cores", lambda: spare)
     assert rego._parts(policy(GOOD), RegoOptions()) == parts
 
 
-@pytest.mark.parametrize(
-    ("loadavg", "average", "others"),
-    [
-        ("0.50 0.40 0.30 3/120 999\n", 0.5, 2),
-        ("1.00 1.00 1.00 1/80 7\n", 0.2, 0.2),
-        ("1.70 1.00 1.00 1/80 7\n", 1.7, 1.7),
-    ],
-)
-def test_other_runnable_is_the_larger_of_average_and_running_now(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, loadavg: str, average: float, others: float
-) -> None:
-    (tmp_path / "loadavg").write_text(loadavg)
-    monkeypatch.setattr(rego, "LOADAVG", str(tmp_path / "loadavg"))
-    monkeypatch.setattr(rego.os, "getloadavg", lambda: (average, 1.0, 1.0))
-    assert rego._other_runnable() == others
-
-
-def test_other_runnable_falls_back_to_the_load_average(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    monkeypatch.setattr(rego, "LOADAVG", str(tmp_path / "missing"))
-    monkeypatch.setattr(rego.os, "getloadavg", lambda: (1.5, 1.0, 1.0))
-    assert rego._other_runnable() == 1.5
+def test_small_policies_run_in_one_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rego.rego_cores, "spare_cores", lambda: 3)
+    assert rego._parts(policy(GOOD), RegoOptions()) == 1
 
 
 @pytest.mark.parametrize("parts", [1, 2, 3, 10])
