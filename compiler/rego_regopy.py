@@ -28,7 +28,7 @@ from functools import cache
 from typing import Any, NoReturn
 
 from fwc.compiler.ir import Policy
-from fwc.compiler.rego_regopy_input import policy_input
+from fwc.compiler.rego_regopy_input import engine_text, policy_input
 from fwc.compiler.rego_source import Module
 
 # Built-ins that rego-cpp implements in its compiler rather than its built-in table.
@@ -206,7 +206,7 @@ def _input_handle(value: Any) -> Any:
 
     def scalar(v: Any, kind: type) -> None:
         if kind is str:
-            string(handle, v.encode())
+            string(handle, engine_text(v))
         elif kind is bool:
             boolean(handle, v)
         elif kind is int:
@@ -221,11 +221,11 @@ def _input_handle(value: Any) -> Any:
             for key, child in v.items():
                 encoded = keys.get(key)
                 if encoded is None:
-                    encoded = keys[key] = str(key).encode()
+                    encoded = keys[key] = engine_text(str(key))
                 string(handle, encoded)
                 child_kind = type(child)
                 if child_kind is str:
-                    string(handle, child.encode())
+                    string(handle, engine_text(child))
                 elif child_kind is dict or child_kind is list or child_kind is tuple:
                     add(child, child_kind)
                 else:

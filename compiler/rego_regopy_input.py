@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 from collections.abc import Callable
+from json.encoder import encode_basestring
 from typing import Any
 
 from fwc.compiler.ir import TCP_FLAGS, AddressRange, Family, Policy, PortRange, Rule
@@ -43,6 +44,14 @@ class _Calls:
         self.boolean.argtypes = [ctypes.c_void_p, ctypes.c_bool]
 
 
+def engine_text(value: str) -> bytes:
+    """A string as regoInputString wants it: in its JSON-escaped form, the form the engine
+    keeps for every string it parses (module literals, JSON and term input). Passed raw,
+    a quote, backslash or newline would compare unequal to the same literal in a module
+    and come back unescaped, breaking the JSON answer."""
+    return encode_basestring(value)[1:-1].encode()
+
+
 _FAMILY = {family: name.encode() for family, name in FAMILY_NAMES.items()}
 _FLAG_NAMES = [(name.encode(), bit) for name, bit in TCP_FLAGS.items()]
 
@@ -59,7 +68,7 @@ def policy_input(policy: Policy) -> Any:
     def text(value: str) -> None:
         cached = encoded.get(value)
         if cached is None:
-            cached = encoded[value] = value.encode()
+            cached = encoded[value] = engine_text(value)
         string(h, cached)
 
     def address(entry: AddressRange) -> None:
@@ -131,7 +140,7 @@ def policy_input(policy: Policy) -> Any:
         ports_of(r.destination_ports)
         item(h)
         string(h, b"description")
-        string(h, r.description.encode())
+        string(h, engine_text(r.description))
         item(h)
         string(h, b"icmp_types")
         for icmp_type in r.icmp_types:
@@ -154,7 +163,7 @@ def policy_input(policy: Policy) -> Any:
         optional_int(r.rate_limit_pps)
         item(h)
         string(h, b"name")
-        string(h, r.name.encode())
+        string(h, engine_text(r.name))
         item(h)
         string(h, b"id")
         integer(h, r.id)

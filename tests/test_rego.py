@@ -600,3 +600,38 @@ def test_server_tests(opa_server: tuple[str, type[FakeOpa]], tmp_path: Path) -> 
 def test_unreachable_server_is_an_error() -> None:
     with pytest.raises(RegoError):
         gate(policy(GOOD), RegoOptions(opa_url="http://127.0.0.1:9"))
+
+
+QUOTED = r"""
+name: quoted
+default_action: deny
+rules:
+  - name: web
+    priority: 1
+    action: allow
+    protocol: tcp
+    destination_ports: [443]
+    description: "say \"hi\" \\ to\tall\nof \u00e9 you"
+"""
+
+QUOTED_RULES = r"""
+package fwc
+
+import rego.v1
+
+warn contains msg if {
+	some rule in input.rules
+	rule.description == "say \"hi\" \\ to\tall\nof é you"
+	msg := concat("", ["echo: ", rule.description])
+}
+"""
+
+
+def test_strings_with_quotes_backslashes_and_newlines_reach_rego_intact(tmp_path: Path) -> None:
+    """The engine keeps strings JSON-escaped; the input must be too, or the literal above
+    would not match and the answer would not parse."""
+    built = policy(QUOTED)
+    assert _engine_input(built) == json.loads(json.dumps(policy_doc(built)))
+    write(tmp_path, "user.rego", QUOTED_RULES)
+    findings = gate(built, RegoOptions(policy_dirs=(tmp_path,)))
+    assert [f.message for f in findings] == ['echo: say "hi" \\ to\tall\nof é you']
