@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -196,6 +197,36 @@ def control_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
         yield directory
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.mark.kernel
+@pytest.mark.netns
+def test_a_daemon_killed_mid_request_is_a_clear_error_and_the_old_policy_stays(
+    tmp_path: Path,
+) -> None:
+    first, second = compile_tables(FIRST, tmp_path), compile_tables(SECOND, tmp_path)
+    log = tmp_path / "daemon.log"
+    with veth_pair(subnet=11) as pair, daemon(pair, first, log) as proc:
+        # stopped, the daemon's socket still queues the connection and the request
+        proc.send_signal(signal.SIGSTOP)
+        env = {k: v for k, v in os.environ.items() if k != "SSH_CONNECTION"}
+        env["FWC_PIN_ROOT"] = str(pair.root)
+        cmd = ["nsenter", f"--net=/run/netns/{pair.ns_a}", FWLOAD, "apply", str(second)]
+        client = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        # time to start, connect and send (a few tens of ms): it then waits for the reply
+        time.sleep(2)
+        assert client.poll() is None
+        proc.kill()
+        out, err = client.communicate(timeout=30)
+        assert client.returncode == 2 and out == b""
+        message = err.decode()
+        assert len(message.splitlines()) == 1 and "Traceback" not in message
+        assert "did not answer" in message and "fw-load status" in message
+        assert verdict_of(pair, "live", 5354) == XDP_PASS
+        # the socket file outlives the daemon: the next command applies locally
+        done = pair.fwload("apply", str(second))
+        assert done.returncode == 0, done.stderr
+        assert verdict_of(pair, "live", 5354) == XDP_DROP
 
 
 @contextmanager
