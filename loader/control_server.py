@@ -19,6 +19,10 @@ from fwc.loader.errors import LoaderError
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
 
 
+class ControlBusy(LoaderError):
+    """Another live daemon already answers on this socket."""
+
+
 class ControlServer:
     """Listens on `control.socket_path(root)` and answers each request with `handler`."""
 
@@ -48,9 +52,15 @@ class ControlServer:
             if not line:
                 return
             try:
-                reply = self._handler(control.decode(line))
+                request = control.decode(line)
             except ValueError:
-                reply = {"code": 2, "stdout": "", "stderr": "fw-load: malformed control request"}
+                reply = _failure("malformed control request")
+            else:
+                try:
+                    reply = self._handler(request)
+                except Exception as exc:  # a bug must not end the control thread
+                    print(f"fw-load run: control request failed: {exc!r}", file=sys.stderr)
+                    reply = _failure(f"the fw-load run daemon failed: {exc}")
             conn.sendall(control.encode(reply))
         except OSError as exc:
             # the client went away; the request itself ran to its end (or never started)
@@ -77,6 +87,10 @@ class ControlServer:
         self.close()
 
 
+def _failure(message: str) -> dict[str, Any]:
+    return {"code": 2, "stdout": "", "stderr": f"fw-load apply: {message}\n"}
+
+
 def _listen(path: str) -> socket.socket:
     """A listening socket at `path`; a stale file of a dead daemon is replaced, a live one not."""
     directory = os.path.dirname(path)
@@ -92,7 +106,7 @@ def _listen(path: str) -> socket.socket:
         except OSError:
             os.unlink(path)
         else:
-            raise LoaderError(f"another fw-load run already serves this pin root ({path})")
+            raise ControlBusy(f"another fw-load run already serves this pin root ({path})")
         finally:
             probe.close()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

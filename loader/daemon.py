@@ -20,7 +20,7 @@ from prometheus_client.registry import CollectorRegistry
 from fwc.loader import attach, control_apply, libbpf, netlink, pins
 from fwc.loader.apply import ApplyOptions, apply
 from fwc.loader.cli import LoaderError
-from fwc.loader.control_server import ControlServer
+from fwc.loader.control_server import ControlBusy, ControlServer
 from fwc.loader.control_warm import ManifestCache
 from fwc.loader.metrics import PolicyCollector
 
@@ -140,11 +140,8 @@ class _Control:
             opts = self._options(message)
         except (KeyError, TypeError, ValueError) as exc:
             return _refusal(f"bad control request: {exc}")
-        try:
-            outcome = control_apply.execute(opts, bool(message.get("json")))
-        except Exception as exc:  # a bug must not take the daemon down
-            _say(f"control request failed: {exc!r}")
-            return _refusal(f"the fw-load run daemon failed: {exc}")
+        # anything else it raises is a bug: the control server answers it as a daemon failure
+        outcome = control_apply.execute(opts, bool(message.get("json")))
         if outcome.report is not None:
             self.policy = outcome.report.policy
             _say(f"applied {outcome.report.policy} ({outcome.report.describe_path()}) on request")
@@ -173,6 +170,18 @@ class _Control:
             return
 
 
+def _open_control(root: Path, state: _Control) -> ControlServer | None:
+    """The control socket, listening before the first apply so that a second daemon on this
+    pin root fails before it changes anything; without one, `fw-load apply` applies itself."""
+    try:
+        return ControlServer(str(root), state.handle, state.warm_up)
+    except ControlBusy:
+        raise
+    except LoaderError as exc:
+        _say(f"no control socket, fw-load apply will apply in its own process: {exc}")
+        return None
+
+
 def _refusal(message: str) -> dict[str, Any]:
     return control_apply.Outcome(2, "", f"fw-load apply: {message}\n").as_reply()
 
@@ -189,36 +198,40 @@ def run(opts: DaemonOptions) -> int:
     root = Path(os.path.abspath(opts.apply.root))
     warm = ManifestCache()
     state = _Control(root, warm)
-    # listening before the apply: a second daemon on this pin root fails before it changes any
-    # subscribe first, so an interface that appears during the apply is not missed
-    with (
-        ControlServer(str(root), state.handle, state.warm_up) as server,
-        netlink.LinkEvents() as events,
-    ):
-        try:
-            report = apply(
-                replace(opts.apply, root=root, allow_no_interface=True, require_up=False)
+    server = _open_control(root, state)
+    try:
+        # subscribe first, so an interface that appears during the apply is not missed
+        with netlink.LinkEvents() as events:
+            try:
+                report = apply(
+                    replace(opts.apply, root=root, allow_no_interface=True, require_up=False)
+                )
+                state.policy = report.policy
+            finally:
+                state.ready.set()
+            _say(
+                f"policy {report.policy} ({report.sha256[:12]}) on "
+                + (
+                    ", ".join(f"{i.name} ({i.mode})" for i in report.interfaces)
+                    or "no interface yet"
+                )
+                + f"; control socket {server.path if server else 'off'}"
             )
-            state.policy = report.policy
-        finally:
-            state.ready.set()
-        _say(
-            f"policy {report.policy} ({report.sha256[:12]}) on "
-            + (", ".join(f"{i.name} ({i.mode})" for i in report.interfaces) or "no interface yet")
-            + f"; control socket {server.path}"
-        )
-        if opts.metrics_addr:
-            _serve_metrics(opts.metrics_addr, root, report.policy)
-        changed, last = True, 0.0
-        while not stop.is_set():
-            if changed or time.monotonic() - last >= _RESYNC_SECONDS:
-                last = time.monotonic()
-                _reconcile_logged(root, state.policy, opts.apply, warm)
-            changed = bool(events.wait(_POLL_SECONDS))
-        if opts.detach_on_exit:
-            with pins.locked(root):
-                for policy, name in attach.release(root, None, state.policy):
-                    _say(f"{name}: detached policy {policy}")
-        else:
-            _say("exiting; the program stays attached (fail-closed)")
+            if opts.metrics_addr:
+                _serve_metrics(opts.metrics_addr, root, report.policy)
+            changed, last = True, 0.0
+            while not stop.is_set():
+                if changed or time.monotonic() - last >= _RESYNC_SECONDS:
+                    last = time.monotonic()
+                    _reconcile_logged(root, state.policy, opts.apply, warm)
+                changed = bool(events.wait(_POLL_SECONDS))
+            if opts.detach_on_exit:
+                with pins.locked(root):
+                    for policy, name in attach.release(root, None, state.policy):
+                        _say(f"{name}: detached policy {policy}")
+            else:
+                _say("exiting; the program stays attached (fail-closed)")
+    finally:
+        if server is not None:
+            server.close()
     return 0

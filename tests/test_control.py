@@ -21,6 +21,7 @@ import pytest
 
 from fwc.compiler import frames as fr
 from fwc.loader import cli, control, libbpf
+from fwc.loader.control_server import ControlBusy, ControlServer
 from tests.loader_netns import FWLOAD, Pair, sh, udp_delivered, unique, veth_pair, wait_until
 from tests.test_live_update import FIRST, SECOND, XDP_DROP, XDP_PASS, compile_tables, verdict_of
 
@@ -349,3 +350,37 @@ def test_socket_names_follow_the_pin_root_and_stay_short() -> None:
     long = control.socket_path("/sys/fs/bpf/" + "x" * 200)
     assert len(long.encode()) < 108
     assert long != control.socket_path("/sys/fs/bpf/" + "y" * 200)
+
+
+def test_the_server_answers_replaces_a_stale_socket_and_refuses_a_second_one(
+    control_dir: Path,
+) -> None:
+    root = str(control_dir / "pins")
+    path = control.socket_path(root)
+    dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    dead.bind(path)
+    dead.close()
+    assert control.ask(root, {"command": "apply"}) is None  # stale: no daemon
+    calls: list[str] = []
+
+    def handler(message: dict[str, object]) -> dict[str, object]:
+        if message.get("boom"):
+            raise ValueError("boom")
+        return {"code": 0, "stdout": f"{message['command']}\n", "stderr": ""}
+
+    with ControlServer(root, handler, lambda: calls.append("after")) as server:
+        assert server.path == path and os.stat(path).st_mode & 0o777 == 0o600
+        assert control.ask(root, {"command": "apply"}) == {
+            "code": 0,
+            "stdout": "apply\n",
+            "stderr": "",
+        }
+        assert control.ask(root, {"boom": True}) == {
+            "code": 2,
+            "stdout": "",
+            "stderr": "fw-load apply: the fw-load run daemon failed: boom\n",
+        }
+        with pytest.raises(ControlBusy, match="already serves"):
+            ControlServer(root, handler)
+    assert not os.path.exists(path)
+    assert calls == ["after", "after"]
