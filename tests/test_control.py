@@ -49,6 +49,7 @@ def daemon(pair: Pair, artifact: Path, log: Path) -> Iterator[subprocess.Popen[b
     cmd = ["nsenter", f"--net=/run/netns/{pair.ns_a}", FWLOAD, "run", str(artifact)]
     with log.open("wb") as out:
         proc = subprocess.Popen([*cmd, "--metrics-addr", "off"], stderr=out, env=env)
+    path = socket_in(pair)
     try:
         assert wait_until(lambda: "control socket" in log.read_text(), 30), log.read_text()
         yield proc
@@ -56,6 +57,9 @@ def daemon(pair: Pair, artifact: Path, log: Path) -> Iterator[subprocess.Popen[b
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
+        # a daemon killed by the test leaves its socket file behind, as SIGKILL would
+        if proc.returncode != 0 and os.path.exists(path):
+            os.unlink(path)
 
 
 def tcp_verdict(pair: Pair, policy: str, port: int) -> int:
