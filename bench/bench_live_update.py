@@ -5,6 +5,8 @@ It makes a private namespace with a veth pair, applies the first policy (program
 times live updates to (a) a variant with 5 rules changed and (b) a different policy of the same
 size (seed 2, renamed), each in-process by phase and as a whole `fw-load apply` command: from
 just before the process is spawned to the flip (the report's CLOCK_BOOTTIME stamp), and to exit.
+The command is timed twice side by side: applying in its own process (`--no-daemon`) and
+through the control socket of a `fw-load run` started on the base policy (the daemon route).
 """
 
 from __future__ import annotations
@@ -13,14 +15,18 @@ import argparse
 import json
 import os
 import resource
+import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 from fwc.compiler.build import compile_policy
+from fwc.loader import control
 from fwc.loader.apply import ApplyOptions, apply
 from fwc.loader.artifact import read_artifact
 from fwc.loader.live_update import can_update_in_place, update_in_place
@@ -100,37 +106,94 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def cli(root: Path, artifact: Path) -> tuple[float, float, float]:
-    """`fw-load apply` as a user runs it: (spawn to flip, spawn to exit, its CPU) in seconds."""
+def process_cpu(pid: int | None) -> float:
+    """User + sys CPU seconds of a running process (0 for none)."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cli(
+    root: Path, artifact: Path, *flags: str, daemon: int | None = None
+) -> tuple[float, float, float]:
+    """`fw-load apply` as a user runs it: (spawn to flip, spawn to exit, CPU) in seconds; the
+    CPU is the command's plus, on the daemon route, what the daemon spent meanwhile."""
     env = command_env(root)
-    cpu = children_cpu()
+    cpu = children_cpu() + process_cpu(daemon)
     started = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
     out = subprocess.run(
-        [FWLOAD, "apply", str(artifact), "--json"], env=env, capture_output=True, text=True
+        [FWLOAD, "apply", str(artifact), "--json", *flags], env=env, capture_output=True, text=True
     )
     wall = time.clock_gettime_ns(time.CLOCK_BOOTTIME) - started
     assert out.returncode == 0, out.stderr
     update = json.loads(out.stdout)["update"]
     assert update["path"] == "live-update", out.stdout
-    return (update["flipped_at_boottime_ns"] - started) / 1e9, wall / 1e9, children_cpu() - cpu
+    cpu = children_cpu() + process_cpu(daemon) - cpu
+    return (update["flipped_at_boottime_ns"] - started) / 1e9, wall / 1e9, cpu
+
+
+def start_daemon(root: Path, artifact: Path, log: Path) -> subprocess.Popen[bytes]:
+    """`fw-load run` on `artifact`, once its control socket listens."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [FWLOAD, "run", str(artifact), "--metrics-addr", "off"],
+            stderr=out,
+            env=command_env(root),
+        )
+    deadline = time.monotonic() + 120
+    while "control socket" not in log.read_text():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"fw-load run did not start:\n{log.read_text()}")
+        time.sleep(0.1)
+    return proc
+
+
+def answer_at_once(listener: socket.socket) -> None:
+    """A stand-in daemon: reads each request and answers with an empty report at once."""
+    reply = control.encode({"code": 0, "stdout": "", "stderr": ""})
+    while True:
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            return
+        with conn:
+            control.read_line(conn)
+            conn.sendall(reply)
 
 
 def floor(root: Path, rounds: int) -> dict[str, float]:
-    """What any `fw-load` command pays before its first line runs, median of `rounds`."""
+    """What any `fw-load` command pays before its first line runs, and the client of the
+    daemon route against a daemon that answers at once; median of `rounds`."""
+    stand_in = str(root) + "-stand-in"
     commands = {
         "python start-up (-c pass)": [sys.executable, "-c", "pass"],
         "python -S start-up": [sys.executable, "-S", "-c", "pass"],
         "import fwc.loader.cmd_apply": [sys.executable, "-c", "import fwc.loader.cmd_apply"],
         "fw-load --version": [FWLOAD, "--version"],
+        "fw-load apply, instant daemon": [FWLOAD, "apply", "x.o", "--pin-root", stand_in],
     }
+    path = control.socket_path(stand_in)
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(4)
+    server = threading.Thread(target=answer_at_once, args=(listener,), daemon=True)
+    server.start()
     result: dict[str, float] = {}
-    for label, command in commands.items():
-        times = []
-        for _ in range(rounds):
-            started = time.perf_counter()
-            subprocess.run(command, check=True, capture_output=True, env=command_env(root))
-            times.append(time.perf_counter() - started)
-        result[label] = statistics.median(times)
+    try:
+        for label, command in commands.items():
+            times = []
+            for _ in range(rounds):
+                started = time.perf_counter()
+                subprocess.run(command, check=True, capture_output=True, env=command_env(root))
+                times.append(time.perf_counter() - started)
+            result[label] = statistics.median(times)
+    finally:
+        listener.shutdown(socket.SHUT_RDWR)
+        listener.close()
+        server.join()
+        os.unlink(path)
     return result
 
 
@@ -153,44 +216,64 @@ def inside(args: argparse.Namespace) -> None:
         "first live update after a load (base -> base, idle generation unknown)",
         [in_process(root, base)],
         [],
+        [],
     )
 
+    daemon = start_daemon(root, base, Path(tempfile.gettempdir()) / f"{root.name}-run.log")
+
     def reset() -> None:
-        # both generations hold the base policy: the state after any earlier update to it
-        in_process(root, base)
-        in_process(root, base)
+        # both generations hold the base policy: the state after any earlier update to it;
+        # applied through the daemon, as updates on a node with `fw-load run` are
+        for _ in range(2):
+            subprocess.run(
+                [FWLOAD, "apply", str(base)], env=command_env(root), check=True, capture_output=True
+            )
         # updates seconds apart never wait for an RCU grace period; back to back they would
         time.sleep(1.1)
 
-    for label, artifact in artifacts.items():
-        rounds: list[dict[str, float]] = []
-        walls: list[tuple[float, float, float]] = []
-        for _ in range(args.rounds):
-            reset()
-            rounds.append(in_process(root, artifact))
-            reset()
-            walls.append(cli(root, artifact))
-        show(f"base -> {label}, median of {args.rounds}", rounds, walls)
+    try:
+        for label, artifact in artifacts.items():
+            rounds: list[dict[str, float]] = []
+            local: list[tuple[float, float, float]] = []
+            resident: list[tuple[float, float, float]] = []
+            for _ in range(args.rounds):
+                reset()
+                rounds.append(in_process(root, artifact))
+                reset()
+                local.append(cli(root, artifact, "--no-daemon"))
+                reset()
+                resident.append(cli(root, artifact, daemon=daemon.pid))
+            show(f"base -> {label}, median of {args.rounds}", rounds, local, resident)
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=60)
     print("\nCLI floor (ms)")
     for label, value in floor(root, max(args.rounds, 5)).items():
         print(f"  {label:32s} {value * 1000:8.1f}")
 
 
 def show(
-    title: str, rounds: list[dict[str, float]], walls: list[tuple[float, float, float]]
+    title: str,
+    rounds: list[dict[str, float]],
+    local: list[tuple[float, float, float]],
+    resident: list[tuple[float, float, float]],
 ) -> None:
     print(f"\n{title} (ms)")
     for phase in rounds[0]:
         value = statistics.median(r[phase] for r in rounds)
         shown = f"{value:8,.0f}" if phase == "records written" else f"{value * 1000:8.1f}"
         print(f"  {phase:32s} {shown}")
-    if walls:
-        to_flip = statistics.median(w[0] for w in walls)
-        to_exit = statistics.median(w[1] for w in walls)
-        cpu = statistics.median(w[2] for w in walls)
-        print(f"  {'fw-load apply: spawn to flip':32s} {to_flip * 1000:8.1f}")
-        print(f"  {'fw-load apply: spawn to exit':32s} {to_exit * 1000:8.1f}")
-        print(f"  {'fw-load apply: CPU (user+sys)':32s} {cpu * 1000:8.1f}")
+    for route, walls in (
+        ("fw-load apply --no-daemon", local),
+        ("fw-load apply (daemon)", resident),
+    ):
+        if not walls:
+            continue
+        for i, what in enumerate(("spawn to flip", "spawn to exit", "CPU (user+sys)")):
+            label = f"{route}: {what}"
+            values = sorted(w[i] * 1000 for w in walls)
+            spread = f"  ({values[0]:.1f}-{values[-1]:.1f})" if i == 0 else ""
+            print(f"  {label:44s} {statistics.median(values):8.1f}{spread}")
 
 
 def main() -> int:

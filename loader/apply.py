@@ -18,6 +18,7 @@ from fwc.loader import attach, libbpf, live_update, lockout, netlink, pins, tabl
 from fwc.loader.artifact import ArtifactSpec, check_map_definitions, read_artifact
 from fwc.loader.bpffs import require_bpffs
 from fwc.loader.cli import LoaderError
+from fwc.loader.control_warm import ManifestCache
 from fwc.loader.kernel import LoadedProgram, possible_cpus
 from fwc.loader.meta import create_meta_map, read_meta_map
 from fwc.loader.netlink import Interface
@@ -47,6 +48,8 @@ class ApplyOptions:
     require_up: bool = True
     # write the new tables beside the live ones and flip, when the artifact allows it
     live_update: bool = True
+    # the daemon's parsed live manifests, kept between its requests
+    manifests: ManifestCache | None = None
 
 
 @dataclass(frozen=True)
@@ -365,7 +368,7 @@ def _live_candidate(
     if leave or any(s.holder is None or s.holder.policy.dir != final.dir for s in steps):
         return None, "the interfaces it is attached to change"
     try:
-        manifest = read_meta_map(final.meta)
+        manifest = opts.manifests.read(final.meta) if opts.manifests else read_meta_map(final.meta)
     except LoaderError as exc:
         return None, f"the live manifest cannot be read: {exc}"
     possible, reason = live_update.can_update_in_place(manifest, spec)

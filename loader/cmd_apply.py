@@ -1,21 +1,21 @@
-"""`fw-load apply ARTIFACT`: load, check, and attach atomically to the selected interfaces."""
+"""`fw-load apply ARTIFACT`: load, check, and attach atomically to the selected interfaces.
+
+When `fw-load run` serves the same pin root, the request goes through its control socket and
+the daemon, warm, does the apply; this module imports the apply path only when it applies here.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-from pathlib import Path
 
-from fwc.loader import pins
-from fwc.loader.apply import ApplyOptions, ApplyReport, LockoutRefused, apply
-from fwc.loader.libbpf import KernelError
+from fwc.loader import control
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags shared by `apply` and `run`."""
-    parser.add_argument("artifact", type=Path, help="the artifact written by `fwc compile`")
+    parser.add_argument("artifact", help="the artifact written by `fwc compile`")
     parser.add_argument("--expect-hash", metavar="SHA256", help="refuse another policy hash")
     parser.add_argument(
         "--keep-access",
@@ -38,7 +38,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="require a dry-run artifact (nothing dropped, would-drop counted)",
     )
-    parser.add_argument("--pin-root", help=f"bpffs directory (default {pins.DEFAULT_ROOT})")
+    parser.add_argument("--pin-root", help=f"bpffs directory (default {control.DEFAULT_ROOT})")
     parser.add_argument(
         "--no-live-update",
         action="store_true",
@@ -49,45 +49,50 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
-
-
-def options(args: argparse.Namespace, **extra: bool) -> ApplyOptions:
-    return ApplyOptions(
-        artifact=args.artifact,
-        root=pins.pin_root(args.pin_root),
-        expect_hash=args.expect_hash,
-        force=args.force,
-        keep_access=tuple(args.keep_access),
-        ssh_connection=os.environ.get("SSH_CONNECTION"),
-        offload=args.offload,
-        replace_foreign=args.replace_foreign,
-        dry_run=args.dry_run,
-        live_update=not args.no_live_update,
-        **extra,
+    parser.add_argument(
+        "--no-daemon",
+        action="store_true",
+        help="apply in this process even when `fw-load run` serves the pin root",
     )
 
 
-def render(report: ApplyReport) -> str:
-    dry = " (dry-run: nothing is dropped)" if report.dry_run else ""
-    lines = [f"policy {report.policy} sha256 {report.sha256} prog id {report.prog_id}{dry}"]
-    lines.append(f"  {report.describe_path()}")
-    for item in report.interfaces:
-        mode = f" ({item.mode})" if item.mode else ""
-        lines.append(f"  {item.name}: {item.action}{mode}")
-    for session in report.lockout_checked:
-        lines.append(f"  lockout check: {session}")
-    return "\n".join(lines)
+def request(args: argparse.Namespace, root: str) -> dict[str, object]:
+    """The control request: the options that matter, the artifact's absolute path, and this
+    command's SSH session, which the daemon's lockout check must protect."""
+    fields = {
+        "artifact": os.path.abspath(args.artifact),
+        "expect_hash": args.expect_hash,
+        "keep_access": list(args.keep_access),
+        "force": args.force,
+        "offload": args.offload,
+        "replace_foreign": args.replace_foreign,
+        "dry_run": args.dry_run,
+        "no_live_update": args.no_live_update,
+    }
+    return {
+        "command": "apply",
+        "root": root,
+        "options": fields,
+        "ssh_connection": os.environ.get("SSH_CONNECTION"),
+        "json": args.json,
+    }
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        report = apply(options(args))
-    except LockoutRefused as exc:
-        print(f"fw-load apply: {exc}", file=sys.stderr)
-        return 1
-    except KernelError as exc:
-        if exc.log:
-            print(exc.log.rstrip(), file=sys.stderr)
-        raise
-    print(json.dumps(report.as_dict(), indent=2) if args.json else render(report))
-    return 0
+    root = control.pin_root(args.pin_root)
+    if not args.no_daemon:
+        reply = control.ask(root, request(args, root))
+        if reply is not None:
+            sys.stdout.write(str(reply.get("stdout", "")))
+            sys.stderr.write(str(reply.get("stderr", "")))
+            code = reply.get("code")
+            return code if isinstance(code, int) else 2
+    # imported here: the apply path costs more to import than the whole daemon route
+    from fwc.loader import control_apply
+
+    outcome = control_apply.execute(
+        control_apply.options(vars(args), root, os.environ.get("SSH_CONNECTION")), args.json
+    )
+    sys.stdout.write(outcome.stdout)
+    sys.stderr.write(outcome.stderr)
+    return outcome.code

@@ -1,13 +1,14 @@
-"""`fw-load run ARTIFACT`: the daemon (apply, then follow interfaces; metrics)."""
+"""`fw-load run ARTIFACT`: the daemon (apply, then follow interfaces; metrics; control socket)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-from fwc.loader import daemon
+from fwc.loader import control, control_apply, daemon
 from fwc.loader.apply import LockoutRefused
-from fwc.loader.cmd_apply import add_common_arguments, options
+from fwc.loader.cmd_apply import add_common_arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,8 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    root = control.pin_root(args.pin_root)
     opts = daemon.DaemonOptions(
-        apply=options(args),
+        apply=control_apply.options(vars(args), root, os.environ.get("SSH_CONNECTION")),
         metrics_addr=None if args.metrics_addr == "off" else args.metrics_addr,
         detach_on_exit=args.detach_on_exit,
     )

@@ -1,5 +1,6 @@
 """`fw-load run`: apply once, then keep the pinned policy on every matching interface as links
-come, go, flap and get renamed. The pins are the only state: each event re-reconciles them."""
+come, go, flap and get renamed. The pins are the only state: each event re-reconciles them.
+`fw-load apply` requests arrive on the control socket and run here, warm."""
 
 from __future__ import annotations
 
@@ -11,14 +12,16 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from prometheus_client import start_http_server
 from prometheus_client.registry import CollectorRegistry
 
-from fwc.loader import attach, libbpf, netlink, pins
+from fwc.loader import attach, control_apply, libbpf, netlink, pins
 from fwc.loader.apply import ApplyOptions, apply
 from fwc.loader.cli import LoaderError
-from fwc.loader.meta import read_meta_map
+from fwc.loader.control_server import ControlBusy, ControlServer
+from fwc.loader.control_warm import ManifestCache
 from fwc.loader.metrics import PolicyCollector
 
 # a safety net for events the socket dropped (ENOBUFS under a storm of link changes)
@@ -38,11 +41,13 @@ def _say(message: str) -> None:
     print(f"fw-load run: {message}", file=sys.stderr, flush=True)
 
 
-def reconcile(root: Path, policy: str, offload: bool, replace_foreign: bool) -> list[str]:
+def reconcile(
+    root: Path, policy: str, offload: bool, replace_foreign: bool, manifests: ManifestCache
+) -> list[str]:
     """Bring the policy's link pins in line with the interfaces that exist now; return what
     changed, one line each."""
     final = pins.policy_pins(root, policy)
-    manifest = read_meta_map(final.meta)
+    manifest = manifests.read(final.meta)
     selection = manifest["policy"].get("interfaces") or {}
     include = list(selection.get("include") or [])
     exclude = list(selection.get("exclude") or [])
@@ -95,11 +100,11 @@ def _attach_one(
     return f"{iface.name}: attached ({mode})"
 
 
-def _reconcile_logged(root: Path, policy: str, opts: ApplyOptions) -> None:
+def _reconcile_logged(root: Path, policy: str, opts: ApplyOptions, warm: ManifestCache) -> None:
     # an interface can vanish between two netlink calls: log it and retry on the next event
     try:
         with pins.locked(root):
-            for change in reconcile(root, policy, opts.offload, opts.replace_foreign):
+            for change in reconcile(root, policy, opts.offload, opts.replace_foreign, warm):
                 _say(change)
     except (LoaderError, OSError) as exc:
         _say(f"reconcile failed, retrying: {exc}")
@@ -117,6 +122,70 @@ def _serve_metrics(addr: str, root: Path, policy: str) -> None:
         raise LoaderError(f"--metrics-addr {addr}: {exc.strerror or exc}") from exc
 
 
+class _Control:
+    """The daemon's answers to control requests, and the policy it follows (a request may
+    apply another one: the pins are the daemon's state, so it follows what they hold)."""
+
+    def __init__(self, root: Path, manifests: ManifestCache) -> None:
+        self.root = root
+        self.manifests = manifests
+        self.policy = ""
+        self.ready = threading.Event()
+
+    def handle(self, message: dict[str, Any]) -> dict[str, Any]:
+        self.ready.wait()
+        if not self.policy:
+            return _refusal("the fw-load run daemon failed to start; see its log")
+        try:
+            opts = self._options(message)
+        except (KeyError, TypeError, ValueError) as exc:
+            return _refusal(f"bad control request: {exc}")
+        # anything else it raises is a bug: the control server answers it as a daemon failure
+        outcome = control_apply.execute(opts, bool(message.get("json")))
+        if outcome.report is not None:
+            self.policy = outcome.report.policy
+            _say(f"applied {outcome.report.policy} ({outcome.report.describe_path()}) on request")
+        else:
+            _say(f"apply request refused: {outcome.stderr.strip().splitlines()[-1]}")
+        return outcome.as_reply()
+
+    def _options(self, message: dict[str, Any]) -> ApplyOptions:
+        if message.get("command") != "apply":
+            raise ValueError(f"unknown command {message.get('command')!r}")
+        if Path(str(message.get("root"))) != self.root:
+            raise ValueError(f"this daemon serves pin root {self.root}")
+        fields = message["options"]
+        if not isinstance(fields, dict) or set(fields) != set(control_apply.FIELDS):
+            raise ValueError("the options are not those of this fw-load")
+        ssh = message.get("ssh_connection")
+        return control_apply.options(
+            fields, self.root, ssh if isinstance(ssh, str) else None, self.manifests
+        )
+
+    def warm_up(self) -> None:
+        """Parse the live manifest now, between requests, rather than in the next one."""
+        try:
+            self.manifests.read(pins.policy_pins(self.root, self.policy).meta)
+        except LoaderError:
+            return
+
+
+def _open_control(root: Path, state: _Control) -> ControlServer | None:
+    """The control socket, listening before the first apply so that a second daemon on this
+    pin root fails before it changes anything; without one, `fw-load apply` applies itself."""
+    try:
+        return ControlServer(str(root), state.handle, state.warm_up)
+    except ControlBusy:
+        raise
+    except LoaderError as exc:
+        _say(f"no control socket, fw-load apply will apply in its own process: {exc}")
+        return None
+
+
+def _refusal(message: str) -> dict[str, Any]:
+    return control_apply.Outcome(2, "", f"fw-load apply: {message}\n").as_reply()
+
+
 def run(opts: DaemonOptions) -> int:
     """Apply, then follow link events until SIGTERM/SIGINT."""
     stop = threading.Event()
@@ -126,26 +195,43 @@ def run(opts: DaemonOptions) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    root = opts.apply.root
-    # subscribe first, so an interface that appears during the apply is not missed
-    with netlink.LinkEvents() as events:
-        report = apply(replace(opts.apply, allow_no_interface=True, require_up=False))
-        _say(
-            f"policy {report.policy} ({report.sha256[:12]}) on "
-            + (", ".join(f"{i.name} ({i.mode})" for i in report.interfaces) or "no interface yet")
-        )
-        if opts.metrics_addr:
-            _serve_metrics(opts.metrics_addr, root, report.policy)
-        changed, last = True, 0.0
-        while not stop.is_set():
-            if changed or time.monotonic() - last >= _RESYNC_SECONDS:
-                last = time.monotonic()
-                _reconcile_logged(root, report.policy, opts.apply)
-            changed = bool(events.wait(_POLL_SECONDS))
-        if opts.detach_on_exit:
-            with pins.locked(root):
-                for policy, name in attach.release(root, None, report.policy):
-                    _say(f"{name}: detached policy {policy}")
-        else:
-            _say("exiting; the program stays attached (fail-closed)")
+    root = Path(os.path.abspath(opts.apply.root))
+    warm = ManifestCache()
+    state = _Control(root, warm)
+    server = _open_control(root, state)
+    try:
+        # subscribe first, so an interface that appears during the apply is not missed
+        with netlink.LinkEvents() as events:
+            try:
+                report = apply(
+                    replace(opts.apply, root=root, allow_no_interface=True, require_up=False)
+                )
+                state.policy = report.policy
+            finally:
+                state.ready.set()
+            _say(
+                f"policy {report.policy} ({report.sha256[:12]}) on "
+                + (
+                    ", ".join(f"{i.name} ({i.mode})" for i in report.interfaces)
+                    or "no interface yet"
+                )
+                + f"; control socket {server.path if server else 'off'}"
+            )
+            if opts.metrics_addr:
+                _serve_metrics(opts.metrics_addr, root, report.policy)
+            changed, last = True, 0.0
+            while not stop.is_set():
+                if changed or time.monotonic() - last >= _RESYNC_SECONDS:
+                    last = time.monotonic()
+                    _reconcile_logged(root, state.policy, opts.apply, warm)
+                changed = bool(events.wait(_POLL_SECONDS))
+            if opts.detach_on_exit:
+                with pins.locked(root):
+                    for policy, name in attach.release(root, None, state.policy):
+                        _say(f"{name}: detached policy {policy}")
+            else:
+                _say("exiting; the program stays attached (fail-closed)")
+    finally:
+        if server is not None:
+            server.close()
     return 0

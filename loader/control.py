@@ -1,0 +1,110 @@
+"""The client of `fw-load run`'s control socket: `fw-load apply` hands its request to the daemon.
+
+Imports only what a fresh process already has (os, socket, json): the point is a fast command.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from typing import Any
+
+from fwc.loader.errors import LoaderError
+
+CONTROL_DIR = "/run/fwc"
+# the same defaults as pins.pin_root, kept here so the client does not import pins
+DEFAULT_ROOT = "/sys/fs/bpf/fwc"
+ROOT_ENV = "FWC_PIN_ROOT"
+# a sun_path holds 108 bytes with its NUL; a longer path is named by the pin root's digest
+_MAX_PATH = 107
+# an apply that reloads a large program and swaps many links stays well under this
+_REPLY_TIMEOUT = 600.0
+
+
+def pin_root(override: str | None = None) -> str:
+    """The absolute pin root: `--pin-root`, else `$FWC_PIN_ROOT`, else /sys/fs/bpf/fwc."""
+    return os.path.abspath(override or os.environ.get(ROOT_ENV) or DEFAULT_ROOT)
+
+
+def socket_path(root: str) -> str:
+    """The daemon's socket for pin root `root` in this network namespace.
+
+    The namespace is part of the name: a daemon attaches to the interfaces of its own
+    namespace, so a client elsewhere that shares the pin root must not reach it.
+    """
+    netns = os.stat("/proc/self/ns/net").st_ino
+    name = os.path.abspath(root).strip("/").replace("/", "-") or "root"
+    path = os.path.join(CONTROL_DIR, f"{name}@{netns}.sock")
+    if len(path.encode()) <= _MAX_PATH:
+        return path
+    # imported here: only an unusually long pin root needs it
+    import hashlib
+
+    return os.path.join(
+        CONTROL_DIR, f"{hashlib.sha256(name.encode()).hexdigest()[:32]}@{netns}.sock"
+    )
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    return json.dumps(message, separators=(",", ":")).encode() + b"\n"
+
+
+def decode(line: bytes) -> dict[str, Any]:
+    """One message; ValueError when the line is not a JSON object."""
+    message = json.loads(line)
+    if not isinstance(message, dict):
+        raise ValueError("not a JSON object")
+    return message
+
+
+def read_line(conn: socket.socket) -> bytes:
+    """Bytes up to the first newline (without it); empty when the peer closed first."""
+    chunks: list[bytes] = []
+    while True:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return b""
+        head, newline, _ = chunk.partition(b"\n")
+        chunks.append(head)
+        if newline:
+            return b"".join(chunks)
+
+
+def ask(root: str, request: dict[str, Any]) -> dict[str, Any] | None:
+    """The daemon's reply to `request`; None when no daemon serves `root` here.
+
+    A socket file without a listener (a daemon that died) is the same as none. A daemon that
+    accepts and then dies before answering raises LoaderError: whether the update took effect
+    is for `fw-load status` to say (the flip is its commit point: old or new, never half).
+    """
+    path = socket_path(root)
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        try:
+            conn.connect(path)
+        except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError):
+            return None
+        except PermissionError as exc:
+            raise LoaderError(f"{path}: {exc.strerror}; run it as root") from exc
+        conn.settimeout(_REPLY_TIMEOUT)
+        try:
+            conn.sendall(encode(request))
+            line = read_line(conn)
+        except OSError as exc:
+            raise LoaderError(_lost(path, exc.strerror or str(exc))) from exc
+        if not line:
+            raise LoaderError(_lost(path, "it closed the connection without a reply"))
+        try:
+            return decode(line)
+        except ValueError as exc:
+            raise LoaderError(_lost(path, "its reply is not valid JSON")) from exc
+    finally:
+        conn.close()
+
+
+def _lost(path: str, why: str) -> str:
+    return (
+        f"the fw-load run daemon at {path} did not answer ({why}); the policy is the old or "
+        "the new one, `fw-load status` says which"
+    )
