@@ -8,9 +8,13 @@ from __future__ import annotations
 import json
 import os
 import socket
-from typing import Any
 
 from fwc.loader.errors import LoaderError
+
+# typing costs a few ms to import; this module is on the fast path of fw-load apply
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 CONTROL_DIR = "/run/fwc"
 # the same defaults as pins.pin_root, kept here so the client does not import pins

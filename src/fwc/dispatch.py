@@ -7,15 +7,18 @@ import importlib
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Protocol, cast
 
 from fwc import __version__
 
+# typing costs a few ms to import, and fw-load apply's whole route is counted in ms
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Protocol
 
-class Command(Protocol):
-    def add_arguments(self, parser: argparse.ArgumentParser) -> None: ...
+    class Command(Protocol):
+        def add_arguments(self, parser: argparse.ArgumentParser) -> None: ...
 
-    def run(self, args: argparse.Namespace) -> int: ...
+        def run(self, args: argparse.Namespace) -> int: ...
 
 
 def dispatch(
@@ -55,7 +58,7 @@ def _dispatch(
     for name, (module_name, help_text) in commands.items():
         sub_parser = sub.add_parser(name, help=help_text, description=help_text)
         if name == chosen:
-            module = cast(Command, importlib.import_module(f"{package}.{module_name}"))
+            module = importlib.import_module(f"{package}.{module_name}")
             module.add_arguments(sub_parser)
     args = parser.parse_args(argv)
     if args.command is None or module is None:
