@@ -63,16 +63,16 @@ def _lane(size: int) -> tuple[int, Literal["I", "H", "B"]]:
     return 1, "B"
 
 
-def image(records: Buffer, value_size: int, entries: int) -> bytearray | None:
-    """The first elements of the map's memory as the records (u32 key, value) describe them;
-    the rest of the map is to be zero.
+def image(records: Buffer, value_size: int, entries: int, first: int = 0) -> bytearray | None:
+    """The map's memory from element `first` on as the records (u32 key, value) describe
+    them; the rest of the map is to be zero.
 
-    None unless the keys are exactly 0 .. count-1 in order and fit `entries`: such a seed
-    has to be written record by record.
+    None unless the keys are exactly first .. first+count-1 in order and fit `entries`:
+    such a seed has to be written record by record.
     """
     step = KEY_SIZE + value_size
     count = len(records) // step
-    if count > entries or count * step != len(records):
+    if first + count > entries or count * step != len(records):
         return None
     width, code = _lane(value_size)
     src = memoryview(records).cast(code)
@@ -82,12 +82,45 @@ def image(records: Buffer, value_size: int, entries: int) -> bytearray | None:
     # one strided copy per machine word: C loops, no per-record Python objects
     for word in range(key_words):
         key_view[word::key_words] = src[word::src_step]
-    if keys != _iota(count):
+    if keys != _iota(first + count)[first * KEY_SIZE :]:
         return None
-    gap = stride(value_size)
+    return _values(records, value_size, count, (width, code))
+
+
+def _values(
+    records: Buffer, value_size: int, count: int, lane: tuple[int, Literal["I", "H", "B"]]
+) -> bytearray:
+    """The records' values, each padded to the array's stride.
+
+    Removing the keys in place (a byte at a time, by extended-slice deletion, which moves
+    whole runs of bytes) is several times cheaper than a strided copy per machine word of
+    the value. It serves values that need no padding, and those whose padding is exactly a
+    key long: shifted by one key, each record's value is followed by the next key's bytes,
+    which are then zeroed.
+    """
+    step, gap = KEY_SIZE + value_size, stride(value_size)
+    if gap == value_size:
+        out = bytearray(records)
+        for removed in range(KEY_SIZE):
+            del out[0 :: step - removed]
+        return out
+    if gap == step:
+        out = bytearray(memoryview(records)[KEY_SIZE:])
+        out += bytes(KEY_SIZE)
+        if value_size % KEY_SIZE == 0:
+            words = memoryview(out).cast("I")
+            words[value_size // KEY_SIZE :: gap // KEY_SIZE] = memoryview(bytes(count * 4)).cast(
+                "I"
+            )
+        else:
+            for offset in range(value_size, value_size + KEY_SIZE):
+                out[offset::gap] = bytes(count)
+        return out
+    width, code = lane
     out = bytearray(count * gap)
-    dst = memoryview(out).cast(code)
-    dst_step = gap // width
+    src, dst = memoryview(records).cast(code), memoryview(out).cast(code)
+    src_step, dst_step, key_words = step // width, gap // width, KEY_SIZE // width
+    # one strided copy per machine word: C loops, no per-record Python objects
     for word in range(value_size // width):
         dst[word::dst_step] = src[key_words + word :: src_step]
     return out
@@ -135,3 +168,61 @@ def write(fd: int, info: libbpf.MapInfo, want: bytearray) -> Written:
     finally:
         mapped.close()
     return Written(blocks, copied // stride(info.value_size))
+
+
+def _address(data: bytes) -> int:
+    """Where a bytes object keeps its contents (c_char_p points into it, it does not copy)."""
+    return ctypes.cast(ctypes.c_char_p(data), ctypes.c_void_p).value or 0
+
+
+def patch(fd: int, info: libbpf.MapInfo, old: bytes, new: bytes, value_size: int) -> Written | None:
+    """Make the array that holds the image of the `old` records (then zeros) hold the image
+    of the `new` ones, building and copying only the blocks of records that differ.
+
+    None, with the map untouched, when a differing block's keys are not its indexes. An edit
+    changes a few blocks: comparing the records costs a memcmp, where a whole image costs
+    a strided copy of every value.
+    """
+    step = KEY_SIZE + value_size
+    count, old_count = len(new) // step, len(old) // step
+    if count * step != len(new) or old_count * step != len(old):
+        return None
+    if max(count, old_count) > info.max_entries:
+        return None
+    per = max(1, _BLOCK // step)
+    size, longest = per * step, max(len(old), len(new))
+    at_old, at_new = _address(old), _address(new)
+    parts: list[tuple[int, bytearray]] = []
+    for start in range(0, longest, size):
+        both = max(0, min(size, len(old) - start, len(new) - start))
+        if both == min(size, longest - start) and not _libc.memcmp(
+            at_old + start, at_new + start, both
+        ):
+            continue
+        first = start // step
+        last = min(first + per, count)
+        if first < last:
+            part = image(new[start : last * step], value_size, info.max_entries, first)
+            if part is None:
+                return None
+            parts.append((first, part))
+    gap = stride(value_size)
+    mapped = mmap.mmap(
+        fd, info.max_entries * gap, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE
+    )
+    try:
+        live = ctypes.c_char.from_buffer(mapped)
+        try:
+            base = ctypes.addressof(live)
+            for first, part in parts:
+                ctypes.memmove(
+                    base + first * gap, (ctypes.c_char * len(part)).from_buffer(part), len(part)
+                )
+            if old_count > count:
+                ctypes.memset(base + count * gap, 0, (old_count - count) * gap)
+        finally:
+            del live
+    finally:
+        mapped.close()
+    elements = sum(len(part) for _, part in parts) // gap + max(0, old_count - count)
+    return Written(len(parts), elements)

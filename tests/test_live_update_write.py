@@ -28,6 +28,7 @@ from fwc.loader.artifact import SeedSpec, read_artifact
 from fwc.loader.kernel import LoadedProgram
 from fwc.loader.live_update import (
     LiveUpdateError,
+    _resolve,
     _write_array,
     _write_hash,
     can_update_in_place,
@@ -235,9 +236,10 @@ def test_array_writes_reach_the_kernel_and_clear_what_is_above(flags: int) -> No
         if flags:
             assert set(got[1000:]) == {bytes(value_size)}
         # known to hold it already: nothing to write
-        known, _ = _write_array(
+        tracked, _ = _write_array(
             fd, info, _seed("fwc_t_arr0", 4, 6, again := _records(small)), again, []
         )
+        known = _resolve({"fwc_t_arr0": tracked})["fwc_t_arr0"]
         assert _write_array(fd, info, _seed("fwc_t_arr0", 4, 6, again), again, known)[1] == 0
     finally:
         os.close(fd)
