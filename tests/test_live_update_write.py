@@ -4,6 +4,7 @@ shadow, the batch fallback for maps without BPF_F_MMAPABLE, and the ELF reader i
 from __future__ import annotations
 
 import hashlib
+import mmap
 import os
 import struct
 import sys
@@ -55,16 +56,21 @@ def _records(items: list[tuple[int, bytes]]) -> bytes:
     return b"".join(struct.pack("<I", key) + value for key, value in items)
 
 
-@pytest.mark.parametrize("value_size", [1, 2, 4, 8, 40, 64, 128])
-def test_image_places_each_value_at_its_stride(value_size: int) -> None:
-    values = [bytes([i % 251 + 1]) * value_size for i in range(300)]
-    image = array_mmap.image(_records(list(enumerate(values))), value_size, 1000)
+# values needing no padding (8, 40, 56...), padding one key long (4, 12, 68, 132), other (1-3, 6)
+@pytest.mark.parametrize("value_size", [1, 2, 3, 4, 6, 8, 12, 40, 56, 64, 68, 128, 132])
+@pytest.mark.parametrize("first", [0, 17])
+def test_image_places_each_value_at_its_stride(value_size: int, first: int) -> None:
+    values = [bytes([i % 251 + 1, i % 7]) * value_size for i in range(300)]
+    values = [value[:value_size] for value in values]
+    records = _records([(first + i, value) for i, value in enumerate(values)])
+    image = array_mmap.image(records, value_size, 1000, first)
     assert image is not None
     gap = array_mmap.stride(value_size)
     assert len(image) == 300 * gap
     for i, value in enumerate(values):
         assert image[i * gap : i * gap + value_size] == value
         assert image[i * gap + value_size : (i + 1) * gap] == bytes(gap - value_size)
+    assert array_mmap.image(records, value_size, 1000, first + 1) is None
 
 
 @pytest.mark.parametrize(
@@ -241,6 +247,86 @@ def test_array_writes_reach_the_kernel_and_clear_what_is_above(flags: int) -> No
         )
         known = _resolve({"fwc_t_arr0": tracked})["fwc_t_arr0"]
         assert _write_array(fd, info, _seed("fwc_t_arr0", 4, 6, again), again, known)[1] == 0
+    finally:
+        os.close(fd)
+
+
+def _mapped(fd: int, info: libbpf.MapInfo) -> bytes:
+    size = info.max_entries * array_mmap.stride(info.value_size)
+    with mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ) as mapped:
+        return bytes(mapped)
+
+
+def _expected(records: bytes, value_size: int, entries: int) -> bytes:
+    image = array_mmap.image(records, value_size, entries)
+    assert image is not None
+    return bytes(image).ljust(entries * array_mmap.stride(value_size), b"\0")
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("value_size", [4, 6, 56])
+def test_patch_makes_the_map_hold_the_new_image(value_size: int) -> None:
+    """Edited, shortened and lengthened seeds: the map ends as a whole write would leave it,
+    and only the differing blocks count as written; keys off their indexes leave it alone."""
+    entries = 40_000
+    fd = libbpf.map_create(
+        libbpf.BPF_MAP_TYPE_ARRAY, "fwc_t_patch", 4, value_size, entries, array_mmap.BPF_F_MMAPABLE
+    )
+    try:
+        info = libbpf.map_info(fd)
+
+        def seed(count: int, salt: int, edits: tuple[int, ...] = ()) -> bytes:
+            return _records(
+                [
+                    (k, ((k * 31 + salt + (k in edits)) % 256).to_bytes(1, "little") * value_size)
+                    for k in range(count)
+                ]
+            )
+
+        old = seed(30_000, 1)
+        want = array_mmap.image(old, value_size, entries)
+        assert want is not None
+        array_mmap.write(fd, info, want)
+        for new in (seed(30_000, 1, (5, 29_999)), seed(12_000, 1), seed(39_000, 1, (100,))):
+            done = array_mmap.patch(fd, info, old, new, value_size)
+            assert done is not None
+            assert 0 < done.elements < entries
+            assert _mapped(fd, info) == _expected(new, value_size, entries)
+            old = new
+        before = _mapped(fd, info)
+        swapped = bytearray(old)
+        step = 4 + value_size
+        swapped[:4], swapped[step : step + 4] = swapped[step : step + 4], swapped[:4]
+        assert array_mmap.patch(fd, info, old, bytes(swapped), value_size) is None
+        assert _mapped(fd, info) == before
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.kernel
+def test_a_seed_known_to_the_process_is_compared_not_digested() -> None:
+    """After a write, the recorded digest finds the kept bytes: an equal seed writes nothing,
+    an edited one only its block; the map always ends holding the seed."""
+    entries, value_size = 50_000, 4
+    flags = array_mmap.BPF_F_MMAPABLE
+    fd = libbpf.map_create(libbpf.BPF_MAP_TYPE_ARRAY, "fwc_t_seen0", 4, value_size, entries, flags)
+    try:
+        info = libbpf.map_info(fd)
+        first = _records([(k, struct.pack("<I", k + 1)) for k in range(entries)])
+        tracked, written = _write_array(fd, info, _seed("fwc_t_seen0", 4, 4, first), first, [])
+        assert written == entries
+        known = _resolve({"fwc_t_seen0": tracked})["fwc_t_seen0"]
+        assert known == ["whole:" + hashlib.sha256(first).hexdigest()]
+        same = bytes(first)
+        assert _write_array(fd, info, _seed("fwc_t_seen0", 4, 4, same), same, known) == (known, 0)
+        edited = bytearray(first)
+        edited[4:8] = struct.pack("<I", 99)
+        tracked, written = _write_array(
+            fd, info, _seed("fwc_t_seen0", 4, 4, bytes(edited)), bytes(edited), known
+        )
+        assert 0 < written < entries
+        assert _resolve({"m": tracked})["m"] == ["whole:" + hashlib.sha256(edited).hexdigest()]
+        assert _mapped(fd, info) == _expected(bytes(edited), value_size, entries)
     finally:
         os.close(fd)
 
