@@ -179,9 +179,9 @@ def patch(fd: int, info: libbpf.MapInfo, old: bytes, new: bytes, value_size: int
     """Make the array that holds the image of the `old` records (then zeros) hold the image
     of the `new` ones, building and copying only the blocks of records that differ.
 
-    None, with the map untouched, when a differing block's keys are not its indexes. An edit
-    changes a few blocks: comparing the records costs a memcmp, where a whole image costs
-    a strided copy of every value.
+    None, with the map untouched, when most blocks differ (the whole image is then cheaper)
+    or a differing block's keys are not its indexes. An edit changes a few blocks: comparing
+    the records costs a memcmp, where a whole image costs a strided copy of every value.
     """
     step = KEY_SIZE + value_size
     count, old_count = len(new) // step, len(old) // step
@@ -192,13 +192,18 @@ def patch(fd: int, info: libbpf.MapInfo, old: bytes, new: bytes, value_size: int
     per = max(1, _BLOCK // step)
     size, longest = per * step, max(len(old), len(new))
     at_old, at_new = _address(old), _address(new)
+    differ = [
+        start
+        for start in range(0, longest, size)
+        if (both := max(0, min(size, len(old) - start, len(new) - start)))
+        != min(size, longest - start)
+        or _libc.memcmp(at_old + start, at_new + start, both)
+    ]
+    if len(differ) * 2 > -(-longest // size):
+        # mostly new: one whole image is cheaper than many small ones
+        return None
     parts: list[tuple[int, bytearray]] = []
-    for start in range(0, longest, size):
-        both = max(0, min(size, len(old) - start, len(new) - start))
-        if both == min(size, longest - start) and not _libc.memcmp(
-            at_old + start, at_new + start, both
-        ):
-            continue
+    for start in differ:
         first = start // step
         last = min(first + per, count)
         if first < last:

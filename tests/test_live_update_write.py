@@ -267,7 +267,8 @@ def _expected(records: bytes, value_size: int, entries: int) -> bytes:
 @pytest.mark.parametrize("value_size", [4, 6, 56])
 def test_patch_makes_the_map_hold_the_new_image(value_size: int) -> None:
     """Edited, shortened and lengthened seeds: the map ends as a whole write would leave it,
-    and only the differing blocks count as written; keys off their indexes leave it alone."""
+    and only the differing blocks count as written; a mostly new seed, or keys off their
+    indexes, leave it alone (the caller writes a whole image, or by batch)."""
     entries = 40_000
     fd = libbpf.map_create(
         libbpf.BPF_MAP_TYPE_ARRAY, "fwc_t_patch", 4, value_size, entries, array_mmap.BPF_F_MMAPABLE
@@ -287,13 +288,16 @@ def test_patch_makes_the_map_hold_the_new_image(value_size: int) -> None:
         want = array_mmap.image(old, value_size, entries)
         assert want is not None
         array_mmap.write(fd, info, want)
-        for new in (seed(30_000, 1, (5, 29_999)), seed(12_000, 1), seed(39_000, 1, (100,))):
+        edited = seed(30_000, 1, (5, 29_999))
+        for new in (edited, seed(25_000, 1, (5,)), seed(31_000, 1, (5, 25_001))):
             done = array_mmap.patch(fd, info, old, new, value_size)
             assert done is not None
             assert 0 < done.elements < entries
             assert _mapped(fd, info) == _expected(new, value_size, entries)
             old = new
         before = _mapped(fd, info)
+        assert array_mmap.patch(fd, info, old, seed(31_000, 2), value_size) is None
+        assert _mapped(fd, info) == before
         swapped = bytearray(old)
         step = 4 + value_size
         swapped[:4], swapped[step : step + 4] = swapped[step : step + 4], swapped[:4]
