@@ -4,6 +4,8 @@ come, go, flap and get renamed. The pins are the only state: each event re-recon
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 import signal
 import sys
@@ -163,11 +165,20 @@ class _Control:
         )
 
     def warm_up(self) -> None:
-        """Parse the live manifest now, between requests, rather than in the next one."""
-        try:
+        """Parse the live manifest now, between requests, rather than in the next one; then
+        collect garbage and freeze what survives.
+
+        A request allocates tens of thousands of objects (the new manifest), which now and
+        then set off a full collection that walks every kept object (measured 23 ms, once
+        in 12 updates, before the flip). Frozen objects are left out of that walk; they are
+        still freed by reference counting, and each warm-up unfreezes them first, so a cycle
+        among them is collected here.
+        """
+        with contextlib.suppress(LoaderError):
             self.manifests.read(pins.policy_pins(self.root, self.policy).meta)
-        except LoaderError:
-            return
+        gc.unfreeze()
+        gc.collect()
+        gc.freeze()
 
 
 def _open_control(root: Path, state: _Control) -> ControlServer | None:
