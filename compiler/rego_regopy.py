@@ -85,8 +85,14 @@ def _evaluate(
         rego_set_input(interpreter._impl, handle)
     workers = [_fork_query(interpreter, query) for query in queries[1:]]
     texts = [_query(interpreter, queries[0])]
-    for (pid, reader), query in zip(workers, queries[1:], strict=True):
-        texts.append(_collect(pid, reader, query))
+    for (pid, reader, printed), query in zip(workers, queries[1:], strict=True):
+        with printed:
+            texts.append(_collect(pid, reader, query))
+            # after this process's own output, in one piece
+            sys.stdout.flush()
+            ctypes.CDLL(None).fflush(None)
+            printed.seek(0)
+            os.write(1, printed.read())
     return [_binding(text) for text in texts]
 
 
@@ -104,22 +110,31 @@ def _query(interpreter: Any, query: str) -> str:
         rego_free_output(output)
 
 
-def _fork_query(interpreter: Any, query: str) -> tuple[int, int]:
-    """A worker process that answers `query` on a pipe; (its pid, the pipe's read end)."""
+def _fork_query(interpreter: Any, query: str) -> tuple[int, int, Any]:
+    """A worker process that answers `query` on a pipe; (its pid, the pipe's read end, the
+    file that holds its print() output).
+
+    The worker prints into a file of its own: the engine writes print() output in pieces,
+    which would interleave with this process's own output in a shared file.
+    """
     reader, writer = os.pipe()
+    printed = tempfile.TemporaryFile()  # noqa: SIM115 (the caller closes it after the answer)
     pid = os.fork()
     if pid == 0:
         os.close(reader)
         faulthandler.disable()  # a crash is reported by the parent, without a dump here
         code = 0
         try:
-            _send(writer, _query(interpreter, query).encode())
+            os.dup2(printed.fileno(), 1)
+            answer = _query(interpreter, query).encode()
+            ctypes.CDLL(None).fflush(None)
+            _send(writer, answer)
         except BaseException:
             code = 1
         # The worker is a copy of the child: leave without running its exit handlers.
         os._exit(code)
     os.close(writer)
-    return pid, reader
+    return pid, reader, printed
 
 
 def _collect(pid: int, reader: int, query: str) -> str:
