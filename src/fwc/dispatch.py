@@ -35,20 +35,36 @@ def dispatch(
     loader that runs on every node and for a gate that runs on every commit.
     """
     try:
-        return _dispatch(prog, description, package, commands, user_errors, argv)
+        parsed = _parse(prog, description, package, commands, argv)
     except KeyboardInterrupt:
-        # Also while the command's module is still importing: 130, never a traceback.
+        # while the command's module is still importing: 130 too, never a traceback
         return 130
+    if parsed is None:
+        return 2
+    module, args = parsed
+    try:
+        return module.run(args)
+    except user_errors as exc:
+        print(f"{prog} {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader went away (`| head`): say nothing more, and keep the
+        # interpreter from complaining when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
-def _dispatch(
+def _parse(
     prog: str,
     description: str,
     package: str,
     commands: Mapping[str, tuple[str, str]],
-    user_errors: tuple[type[Exception], ...],
     argv: Sequence[str] | None,
-) -> int:
+) -> tuple[Command, argparse.Namespace] | None:
+    """The chosen command's module and its arguments; None (after printing the help)
+    when no command was chosen."""
     argv = list(sys.argv[1:] if argv is None else argv)
     chosen = next((a for a in argv if not a.startswith("-")), None)
     parser = argparse.ArgumentParser(prog=prog, description=description)
@@ -63,14 +79,5 @@ def _dispatch(
     args = parser.parse_args(argv)
     if args.command is None or module is None:
         parser.print_help(sys.stderr)
-        return 2
-    try:
-        return module.run(args)
-    except user_errors as exc:
-        print(f"{prog} {args.command}: {exc}", file=sys.stderr)
-        return 2
-    except BrokenPipeError:
-        # The reader went away (`| head`): say nothing more, and keep the
-        # interpreter from complaining when it flushes stdout at exit.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
+        return None
+    return module, args
