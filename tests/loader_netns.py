@@ -50,16 +50,26 @@ class Pair:
     def exec_b(self, *cmd: str) -> list[str]:
         return ["ip", "netns", "exec", self.ns_b, *cmd]
 
+    def nsenter_a(self, *cmd: str) -> list[str]:
+        """`cmd` run inside namespace a through nsenter, which keeps /sys/fs/bpf (ip netns
+        exec remounts /sys and would hide it)."""
+        return ["nsenter", f"--net=/run/netns/{self.ns_a}", *cmd]
+
+    def fwload_env(self) -> dict[str, str]:
+        """fw-load's environment in these tests: the test's own pin root, and no SSH session
+        of whoever runs the tests (the lockout check would protect it)."""
+        env = {k: v for k, v in os.environ.items() if k != "SSH_CONNECTION"}
+        env["FWC_PIN_ROOT"] = str(self.root)
+        return env
+
     def fwload(
         self, *args: str, env: dict[str, str] | None = None, check: bool = False
     ) -> subprocess.CompletedProcess[str]:
-        """Run fw-load inside namespace a; nsenter keeps /sys/fs/bpf (ip netns exec remounts
-        /sys and would hide it)."""
-        full = {k: v for k, v in os.environ.items() if k != "SSH_CONNECTION"}
-        full["FWC_PIN_ROOT"] = str(self.root)
+        """Run fw-load inside namespace a."""
+        full = self.fwload_env()
         full.update(env or {})
         return subprocess.run(
-            ["nsenter", f"--net=/run/netns/{self.ns_a}", FWLOAD, *args],
+            self.nsenter_a(FWLOAD, *args),
             capture_output=True,
             text=True,
             env=full,

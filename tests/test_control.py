@@ -19,8 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from fwc.compiler import frames as fr
-from fwc.loader import cli, control, libbpf
+from fwc.loader import cli, control
 from fwc.loader.control_server import ControlBusy, ControlServer
 from tests.loader_netns import FWLOAD, Pair, sh, udp_delivered, unique, veth_pair, wait_until
 from tests.test_live_update import FIRST, SECOND, XDP_DROP, XDP_PASS, compile_tables, verdict_of
@@ -44,9 +43,8 @@ DENY_SSH = SECOND.replace(
 @contextmanager
 def daemon(pair: Pair, artifact: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
     """`fw-load run` in namespace a, its stderr in `log`; stopped with SIGTERM at the end."""
-    env = {k: v for k, v in os.environ.items() if k != "SSH_CONNECTION"}
-    env["FWC_PIN_ROOT"] = str(pair.root)
-    cmd = ["nsenter", f"--net=/run/netns/{pair.ns_a}", FWLOAD, "run", str(artifact)]
+    env = pair.fwload_env()
+    cmd = pair.nsenter_a(FWLOAD, "run", str(artifact))
     with log.open("wb") as out:
         proc = subprocess.Popen([*cmd, "--metrics-addr", "off"], stderr=out, env=env)
     path = socket_in(pair)
@@ -62,16 +60,6 @@ def daemon(pair: Pair, artifact: Path, log: Path) -> Iterator[subprocess.Popen[b
             os.unlink(path)
 
 
-def tcp_verdict(pair: Pair, policy: str, port: int) -> int:
-    """The pinned program's verdict for a TCP segment to `port` (BPF_PROG_TEST_RUN)."""
-    frame = fr.build_frame(fr.fields_from_mapping({"proto": "tcp", "dport": port}))
-    fd = libbpf.obj_get(pair.root / policy / "prog")
-    try:
-        return libbpf.prog_test_run(fd, frame)[0]
-    finally:
-        os.close(fd)
-
-
 def served(log: Path) -> int:
     """How many apply requests the daemon has answered (its log says one line each)."""
     return sum(" on request" in line or "refused" in line for line in log.read_text().splitlines())
@@ -80,8 +68,7 @@ def served(log: Path) -> int:
 def socket_in(pair: Pair) -> str:
     """The daemon's socket path as a client in namespace a computes it."""
     code = "import sys; from fwc.loader.control import socket_path; print(socket_path(sys.argv[1]))"
-    cmd = ["nsenter", f"--net=/run/netns/{pair.ns_a}", sys.executable, "-c", code, str(pair.root)]
-    return sh(*cmd).stdout.strip()
+    return sh(*pair.nsenter_a(sys.executable, "-c", code, str(pair.root))).stdout.strip()
 
 
 @pytest.mark.kernel
@@ -163,10 +150,10 @@ def test_errors_through_the_daemon_are_the_local_ones_and_change_nothing(tmp_pat
             assert len(remote.stderr.splitlines()) == 1
         assert proc.poll() is None
         assert verdict_of(pair, "live", 5354) == XDP_PASS
-        assert tcp_verdict(pair, "live", 22) == XDP_PASS
+        assert verdict_of(pair, "live", 22, "tcp") == XDP_PASS
         forced = pair.fwload("apply", str(deny_ssh), "--force", env=ssh)
         assert forced.returncode == 0 and served(log) == len(cases) + 1
-        assert tcp_verdict(pair, "live", 22) == XDP_DROP
+        assert verdict_of(pair, "live", 22, "tcp") == XDP_DROP
 
 
 @pytest.mark.kernel
@@ -214,10 +201,10 @@ def test_a_daemon_killed_mid_request_is_a_clear_error_and_the_old_policy_stays(
     with veth_pair(subnet=11) as pair, daemon(pair, first, log) as proc:
         # stopped, the daemon's socket still queues the connection and the request
         proc.send_signal(signal.SIGSTOP)
-        env = {k: v for k, v in os.environ.items() if k != "SSH_CONNECTION"}
-        env["FWC_PIN_ROOT"] = str(pair.root)
-        cmd = ["nsenter", f"--net=/run/netns/{pair.ns_a}", FWLOAD, "apply", str(second)]
-        client = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        cmd = pair.nsenter_a(FWLOAD, "apply", str(second))
+        client = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=pair.fwload_env()
+        )
         # time to start, connect and send (a few tens of ms): it then waits for the reply
         time.sleep(2)
         assert client.poll() is None

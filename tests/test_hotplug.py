@@ -31,9 +31,8 @@ def test_daemon_follows_link_events(tmp_path: Path) -> None:
     artifact = compile_policy(POLICY, tmp_path)
     with veth_pair(subnet=5) as pair:
         port = 20000 + os.getpid() % 20000
-        env = {k: v for k, v in os.environ.items() if k != "SSH_CONNECTION"}
-        env["FWC_PIN_ROOT"] = str(pair.root)
-        cmd = ["nsenter", f"--net=/run/netns/{pair.ns_a}", FWLOAD, "run", str(artifact)]
+        env = pair.fwload_env()
+        cmd = pair.nsenter_a(FWLOAD, "run", str(artifact))
         daemon = subprocess.Popen(
             [*cmd, "--metrics-addr", f"127.0.0.1:{port}"],
             stdout=subprocess.PIPE,

@@ -75,9 +75,9 @@ def apply_json(pair: Pair, artifact: Path, *flags: str) -> dict[str, Any]:
     return report
 
 
-def verdict_of(pair: Pair, policy: str, port: int) -> int:
-    """The pinned program's verdict for a UDP datagram to `port` (BPF_PROG_TEST_RUN)."""
-    frame = fr.build_frame(fr.fields_from_mapping({"proto": "udp", "dport": port}))
+def verdict_of(pair: Pair, policy: str, port: int, proto: str = "udp") -> int:
+    """The pinned program's verdict for a `proto` packet to `port` (BPF_PROG_TEST_RUN)."""
+    frame = fr.build_frame(fr.fields_from_mapping({"proto": proto, "dport": port}))
     fd = libbpf.obj_get(pair.root / policy / "prog")
     try:
         return libbpf.prog_test_run(fd, frame)[0]
@@ -229,12 +229,8 @@ def test_flips_under_traffic_lose_and_leak_nothing(tmp_path: Path) -> None:
                 )
                 for port in (5353, 5355)
             ]
-            env = dict(os.environ, FWC_PIN_ROOT=str(pair.root))
-            env.pop("SSH_CONNECTION", None)
             flipper = subprocess.run(
-                [
-                    "nsenter",
-                    f"--net=/run/netns/{pair.ns_a}",
+                pair.nsenter_a(
                     sys.executable,
                     "-c",
                     FLIPPER,
@@ -242,11 +238,11 @@ def test_flips_under_traffic_lose_and_leak_nothing(tmp_path: Path) -> None:
                     str(FLIPS),
                     str(second),
                     str(first),
-                ],
+                ),
                 capture_output=True,
                 text=True,
                 timeout=120,
-                env=env,
+                env=pair.fwload_env(),
             )
             for sender in senders:
                 assert sender.wait(timeout=60) == 0

@@ -75,9 +75,7 @@ def test_swaps_under_traffic_lose_and_leak_nothing(tmp_path: Path) -> None:
                 for port in (5353, 5354)
             ]
             swapper = subprocess.run(
-                [
-                    "nsenter",
-                    f"--net=/run/netns/{pair.ns_a}",
+                pair.nsenter_a(
                     sys.executable,
                     "-c",
                     SWAPPER,
@@ -85,7 +83,7 @@ def test_swaps_under_traffic_lose_and_leak_nothing(tmp_path: Path) -> None:
                     str(SWAPS),
                     str(second),
                     str(first),
-                ],
+                ),
                 capture_output=True,
                 text=True,
                 timeout=120,
