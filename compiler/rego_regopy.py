@@ -89,8 +89,7 @@ def _evaluate(
         with printed:
             texts.append(_collect(pid, reader, query))
             # after this process's own output, in one piece
-            sys.stdout.flush()
-            ctypes.CDLL(None).fflush(None)
+            _flush_output()
             printed.seek(0)
             os.write(1, printed.read())
     return [_binding(text) for text in texts]
@@ -110,6 +109,12 @@ def _query(interpreter: Any, query: str) -> str:
         rego_free_output(output)
 
 
+def _flush_output() -> None:
+    """Write out what Python and the engine (C stdio) have buffered for standard output."""
+    sys.stdout.flush()
+    ctypes.CDLL(None).fflush(None)
+
+
 def _fork_query(interpreter: Any, query: str) -> tuple[int, int, Any]:
     """A worker process that answers `query` on a pipe; (its pid, the pipe's read end, the
     file that holds its print() output).
@@ -127,7 +132,7 @@ def _fork_query(interpreter: Any, query: str) -> tuple[int, int, Any]:
         try:
             os.dup2(printed.fileno(), 1)
             answer = _query(interpreter, query).encode()
-            ctypes.CDLL(None).fflush(None)
+            _flush_output()
             _send(writer, answer)
         except BaseException:
             code = 1
@@ -344,8 +349,7 @@ def _child_main(
         except Exception as exc:  # regopy raises its own RegoError and ctypes errors
             result = ("error", _describe(exc, modules))
         # The engine's print() output must be in the file before the parent reads it.
-        sys.stdout.flush()
-        ctypes.CDLL(None).fflush(None)
+        _flush_output()
         _send(writer, pickle.dumps(result))
         for pid in _unreaped:
             os.waitpid(pid, 0)
