@@ -112,7 +112,7 @@ def _report(checked: FileResult, findings: list[Finding], stream: TextIO) -> Non
 
 def _summary(result: BuildResult, verified: bool) -> None:
     program = result.manifest["program"]
-    rules = len(result.manifest["rules"])
+    rules = len(result.manifest["rules"]["id"])
     note = ", verified by the kernel" if verified else ""
     print(
         f"wrote {result.path}: strategy {result.plan.strategy}, "

@@ -204,7 +204,8 @@ def _kernel(args: argparse.Namespace, policy: Policy) -> tuple[_Kernel | None, s
             program = kernel.LoadedProgram.load(output)
         except kernel.KernelError as exc:
             raise ToolError(str(exc)) from None
-    slots = {s["index"]: s["name"] for s in result.manifest["counters"]["slots"]}
+    table = result.manifest["counters"]["slots"]
+    slots = dict(zip(table["index"], table["name"], strict=True))
     return _Kernel(program, slots, kernel.KernelError), "checked"
 
 

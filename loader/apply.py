@@ -9,12 +9,21 @@ from __future__ import annotations
 import ipaddress
 import os
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fwc.loader import attach, libbpf, live_update, lockout, netlink, pins, table_digests
+from fwc.loader import (
+    attach,
+    libbpf,
+    live_update,
+    lockout,
+    manifest_tables,
+    netlink,
+    pins,
+    table_digests,
+)
 from fwc.loader.artifact import ArtifactSpec, check_map_definitions, read_artifact
 from fwc.loader.bpffs import require_bpffs
 from fwc.loader.cli import LoaderError
@@ -218,7 +227,7 @@ class _CounterCarry:
         try:
             old_manifest = read_meta_map(old.meta)
             old_counters = old_manifest.get("counters") or {}
-            old_slots = {s["name"]: s["index"] for s in old_counters.get("slots", [])}
+            old_slots = {name: index for index, name in manifest_tables.slots(old_manifest)}
             self._old_fd = libbpf.obj_get(old.map(str(old_counters.get("map", ""))))
         except LoaderError:
             return
@@ -359,7 +368,7 @@ def _live_candidate(
     final: pins.PolicyPins,
     steps: list[_Step],
     leave: list[tuple[Interface, attach.Holder]],
-) -> tuple[dict[str, Any] | None, str]:
+) -> tuple[Mapping[str, Any] | None, str]:
     """The live manifest when the new artifact can be applied in place; else None and why not."""
     if not opts.live_update:
         return None, "--no-live-update"
@@ -380,7 +389,7 @@ def _apply_live(
     spec: ArtifactSpec,
     final: pins.PolicyPins,
     steps: list[_Step],
-    manifest: dict[str, Any],
+    manifest: Mapping[str, Any],
 ) -> ApplyReport:
     sessions = _sessions(opts, steps)
 
@@ -390,6 +399,9 @@ def _apply_live(
             raise LockoutRefused(lockout.refusal(blocked))
 
     done = live_update.update_in_place(opts.root, manifest, spec, check if sessions else None)
+    if opts.manifests is not None:
+        # the next request finds the manifest it would otherwise parse again (1 MB at 10k rules)
+        opts.manifests.keep(final.meta, done.meta_id, done.manifest)
     return ApplyReport(
         policy=spec.policy_name,
         sha256=spec.policy_sha256,

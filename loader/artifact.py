@@ -16,10 +16,10 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from fwc.loader import elf, libbpf
+from fwc.loader import elf, libbpf, manifest_tables
 from fwc.loader.cli import LoaderError
 
-FORMAT = 1
+FORMAT = 2
 MANIFEST_SECTION = ".fwc.manifest"
 SHF_ALLOC = 0x2
 INSN_SIZE = 8
@@ -59,13 +59,13 @@ _MANIFEST_SCHEMA: dict[str, Any] = {
             "required": ["name", "section", "insn_count"],
             "properties": {"name": _NAME, "section": _NAME, "insn_count": _COUNT},
         },
-        "rules": {"type": "array"},  # items checked by _check_long_lists
+        "rules": {"type": "object"},  # columns checked by manifest_tables.table_error
         "counters": {
             "type": "object",
             "required": ["map", "slots"],
             "properties": {
                 "map": _NAME,
-                "slots": {"type": "array"},  # items checked by _check_long_lists
+                "slots": {"type": "object"},  # columns checked as the rules are
             },
         },
         "maps": {
@@ -294,8 +294,7 @@ def _manifest(
         )
     if not _plainly_valid(manifest):
         _schema_errors(manifest)
-    if not _long_lists_plainly_valid(manifest):
-        _check_long_lists(manifest)
+    _check_tables(manifest)
     return raw, manifest
 
 
@@ -342,10 +341,10 @@ def _plainly_valid(m: dict[str, Any]) -> bool:
         and _name(program["name"])
         and _name(program["section"])
         and _count(program["insn_count"])
-        and isinstance(m["rules"], list)
+        and isinstance(m["rules"], dict)
         and _object(counters, "map", "slots")
         and _name(counters["map"])
-        and isinstance(counters["slots"], list)
+        and isinstance(counters["slots"], dict)
         and isinstance(m["maps"], list)
         and isinstance(m["seeds"], list)
     ):
@@ -367,59 +366,17 @@ def _plainly_valid(m: dict[str, Any]) -> bool:
     return True
 
 
-def _long_lists_plainly_valid(manifest: dict[str, Any]) -> bool:
-    """What `_check_long_lists` checks, one column at a time in C loops (a few ms at 10,000
-    rules instead of tens); False when anything is off, and the slow check then says what."""
-    lists = (
-        (manifest["rules"], "id", ("name", "action"), "priority"),
-        (manifest["counters"]["slots"], "index", ("name",), "index"),
+def _check_tables(manifest: dict[str, Any]) -> None:
+    """The rule and counter-slot columns: they grow with the policy, and jsonschema would
+    spend about half a second on them at 10,000 rules, which an apply should not."""
+    tables = (
+        ("$.rules", manifest["rules"], manifest_tables.RULE_FIELDS),
+        ("$.counters.slots", manifest["counters"]["slots"], manifest_tables.SLOT_FIELDS),
     )
-    for items, number, strings, present in lists:
-        if set(map(type, items)) - {dict}:
-            return False
-        try:
-            numbers = list(map(itemgetter(number), items))
-            columns = [list(map(itemgetter(key), items)) for key in strings]
-            if present != number:
-                list(map(itemgetter(present), items))
-        except KeyError:
-            return False
-        if set(map(type, numbers)) - {int} or (numbers and min(numbers) < 0):
-            return False
-        for column in columns:
-            # a join fails on anything but strings (json.loads makes no str subclass): a
-            # type check at C speed, without hashing every name into a set
-            try:
-                "".join(column)
-            except TypeError:
-                return False
-            if "" in column:
-                return False
-    return True
-
-
-def _check_long_lists(manifest: dict[str, Any]) -> None:
-    """The per-rule lists, checked by hand: they grow with the policy, and jsonschema
-    spends about half a second on them at 10,000 rules, which an apply should not."""
-    lists = (
-        ("$.rules", manifest["rules"], ("id", "name", "priority", "action")),
-        ("$.counters.slots", manifest["counters"]["slots"], ("index", "name")),
-    )
-    for where, items, required in lists:
-        for i, item in enumerate(items):
-            if not isinstance(item, dict):
-                raise ArtifactError(f"manifest {where}[{i}]: {item!r} is not of type 'object'")
-            for key in required:
-                if key not in item:
-                    raise ArtifactError(f"manifest {where}[{i}]: {key!r} is a required property")
-            for key in ("id", "index"):
-                value = item.get(key, 0)
-                if type(value) is not int or value < 0:
-                    raise ArtifactError(f"manifest {where}[{i}].{key}: must be an integer >= 0")
-            for key in ("name", "action"):
-                value = item.get(key, "-")
-                if not isinstance(value, str) or not value:
-                    raise ArtifactError(f"manifest {where}[{i}].{key}: must be a non-empty string")
+    for where, table, fields in tables:
+        error = manifest_tables.table_error(table, fields)
+        if error is not None:
+            raise ArtifactError(f"manifest {where}{error}")
 
 
 def _check_maps(maps: tuple[MapSpec, ...], in_elf: set[str]) -> None:
@@ -528,8 +485,8 @@ def _counters(
         raise ArtifactError(
             f"counters map {name!r} must be a percpu_array with 4-byte keys and 16-byte values"
         )
-    # C-level maps and a sort of an already sorted list: linear, no Python loop per slot
-    slots = sorted(map(itemgetter("index", "name"), counters["slots"]))
+    # a C-level zip and a sort of an already sorted list: linear, no Python loop per slot
+    slots = sorted(zip(counters["slots"]["index"], counters["slots"]["name"], strict=True))
     indexes = list(map(itemgetter(0), slots))
     if len(set(indexes)) != len(indexes) or (indexes and indexes[-1] >= target.max_entries):
         raise ArtifactError(f"counter slots must be distinct indexes below {target.max_entries}")

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
-from fwc.loader import libbpf
+from fwc.loader import libbpf, manifest_tables
 from fwc.loader.bpffs import require_bpffs
 from fwc.loader.cli import LoaderError
 from fwc.loader.events import Event, EventError, decode
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         raise LoaderError(f"policy {pins.dir.name!r} has no manifest pin at {pins.meta}")
     if not any(m.get("name") == EVENTS_MAP for m in manifest.get("maps", [])):
         raise LoaderError(f"policy {pins.dir.name!r} has no rule with `log: true`: no events")
-    names = [str(r["name"]) for r in sorted(manifest["rules"], key=lambda r: int(r["id"]))]
+    names = [str(name) for _, name, _, _ in manifest_tables.rules(manifest)]
     deadline = None if args.duration is None else time.monotonic() + args.duration
     fd = libbpf.obj_get(pins.map(EVENTS_MAP))
     try:

@@ -8,6 +8,7 @@ import json
 import sys
 from typing import Any
 
+from fwc.loader import manifest_tables
 from fwc.loader.artifact import ArtifactSpec, read_artifact
 
 
@@ -70,10 +71,10 @@ def render_text(spec: ArtifactSpec) -> str:
             ),
         ]
     lines += [
-        f"rules ({len(m['rules'])})",
+        f"rules ({len(m['rules']['id'])})",
         _table(
             ["id", "priority", "action", "name"],
-            [[r["id"], r["priority"], r["action"], r["name"]] for r in m["rules"]],
+            [[i, priority, action, name] for i, name, priority, action in manifest_tables.rules(m)],
         ),
         f"counters ({spec.counters_map}, {len(spec.counter_slots)} slots)",
         _table(["slot", "name"], [[index, name] for index, name in spec.counter_slots]),

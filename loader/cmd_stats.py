@@ -8,7 +8,7 @@ import os
 import sys
 from typing import Any
 
-from fwc.loader import libbpf
+from fwc.loader import libbpf, manifest_tables
 from fwc.loader.bpffs import require_bpffs
 from fwc.loader.cli import LoaderError
 from fwc.loader.kernel import read_counters
@@ -57,10 +57,9 @@ def policy_stats(pins: PolicyPins) -> dict[str, Any]:
         values = read_counters(fd, libbpf.map_info(fd).max_entries)
     finally:
         os.close(fd)
-    actions = {f"rule:{r['name']}": r["action"] for r in manifest["rules"]}
+    actions = {f"rule:{name}": action for _, name, _, action in manifest_tables.rules(manifest)}
     slots = []
-    for slot in sorted(manifest["counters"]["slots"], key=lambda s: s["index"]):
-        index, name = slot["index"], slot["name"]
+    for index, name in manifest_tables.slots(manifest):
         packets, octets = values[index] if index < len(values) else (0, 0)
         entry = {"index": index, "name": name, "packets": packets, "bytes": octets}
         if name in actions:

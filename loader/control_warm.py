@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +20,10 @@ class ManifestCache:
     """Parsed manifests by meta pin; callers treat what `read` returns as read-only."""
 
     def __init__(self) -> None:
-        self._kept: dict[Path, tuple[int, dict[str, Any]]] = {}
+        self._kept: dict[Path, tuple[int, Mapping[str, Any]]] = {}
         self._lock = threading.Lock()
 
-    def read(self, pin: Path) -> dict[str, Any]:
+    def read(self, pin: Path) -> Mapping[str, Any]:
         """The manifest of the meta map pinned at `pin`, parsed only when the map changed."""
         fd = libbpf.obj_get(pin)
         try:
@@ -37,6 +38,11 @@ class ManifestCache:
         with self._lock:
             self._kept[pin] = (map_id, manifest)
         return manifest
+
+    def keep(self, pin: Path, map_id: int, manifest: Mapping[str, Any]) -> None:
+        """Remember `manifest` as what the meta map `map_id`, just pinned at `pin`, holds."""
+        with self._lock:
+            self._kept[pin] = (map_id, manifest)
 
     def forget(self, pin: Path) -> None:
         with self._lock:

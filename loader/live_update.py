@@ -15,7 +15,6 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from operator import itemgetter
 from pathlib import Path
 from typing import Any, Literal
 
@@ -49,6 +48,9 @@ class LiveUpdate:
     records: int  # records written into the idle generation
     timings: dict[str, float] = field(default_factory=dict)
     flipped_at: int = 0  # CLOCK_BOOTTIME ns of the flip
+    # the manifest now pinned, as read_meta_fd would parse it, and its meta map's id
+    manifest: Mapping[str, Any] = field(default_factory=dict)
+    meta_id: int = 0
 
 
 def program_sha256(data: bytes, section: str) -> str:
@@ -76,9 +78,11 @@ def program_sha256(data: bytes, section: str) -> str:
 
 def meta_manifest(manifest: Mapping[str, Any], record: Mapping[str, Any]) -> bytes:
     """The manifest fw-load pins: the artifact's, plus fw-load's record, canonically encoded."""
-    out = dict(manifest)
-    out[RECORD] = dict(record)
-    return json.dumps(out, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return _encode({**manifest, RECORD: dict(record)})
+
+
+def _encode(pinned: Mapping[str, Any]) -> bytes:
+    return json.dumps(pinned, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def initial_record(spec: ArtifactSpec) -> dict[str, Any]:
@@ -138,11 +142,16 @@ def can_update_in_place(
 
 def slot_mapping(
     live_manifest: Mapping[str, Any], spec: ArtifactSpec, entries: int
-) -> tuple[dict[int, int], list[int]]:
-    """New slot index -> live slot index (same name, else a free slot); and the reused slots."""
+) -> tuple[dict[int, int] | None, list[int]]:
+    """New slot index -> live slot index (same name, else a free slot), or None when every
+    slot keeps its index (the same names in the same slots); and the reused slots."""
     slots = live_manifest["counters"]["slots"]
-    # built by a C-level map: per-item Python comprehensions cost ms at 10,000 rules
-    live = dict(map(itemgetter("name", "index"), slots))
+    new = spec.manifest["counters"]["slots"]
+    if slots["index"] == new["index"] and slots["name"] == new["name"]:
+        # an edit that keeps the rule names: two list compares at C speed
+        return None, []
+    # built by a C-level zip: per-item Python comprehensions cost ms at 10,000 rules
+    live = dict(zip(slots["name"], slots["index"], strict=True))
     mapping = {index: live[name] for index, name in spec.counter_slots if name in live}
     unmapped = [index for index, _ in spec.counter_slots if index not in mapping]
     # the lowest free slots, in slot order: set arithmetic, not a Python loop per slot
@@ -153,8 +162,10 @@ def slot_mapping(
     return mapping, fresh
 
 
-def _remap(seed: SeedSpec, mapping: dict[int, int]) -> Buffer:
+def _remap(seed: SeedSpec, mapping: dict[int, int] | None) -> Buffer:
     """The seed's records with counter slots moved to the live counters' slots."""
+    if mapping is None:
+        return seed.records
     base = seed.map[:-1]
     if base == "fwc_rule":
         out = bytearray(seed.records)
@@ -558,9 +569,11 @@ def update_in_place(
         fds.close()
     start = time.perf_counter()
     record.update(generation=idle, flipped_at=flipped_at)
-    _replace_meta(Path(root), policy, _live_manifest(spec, live_manifest, mapping), record)
+    pinned = _live_manifest(spec, live_manifest, mapping)
+    pinned[RECORD] = record
+    meta_id = _replace_meta(Path(root), policy, pinned)
     timings["manifest"] = time.perf_counter() - start
-    return LiveUpdate(live, idle, records, timings, flipped_at)
+    return LiveUpdate(live, idle, records, timings, flipped_at, pinned, meta_id)
 
 
 def _resolve(written: Mapping[str, list[str] | _Pending]) -> table_digests.Digests:
@@ -580,31 +593,36 @@ def _wholes(digests: Mapping[str, Any]) -> set[str]:
 
 
 def _live_manifest(
-    spec: ArtifactSpec, live_manifest: Mapping[str, Any], mapping: dict[int, int]
+    spec: ArtifactSpec, live_manifest: Mapping[str, Any], mapping: dict[int, int] | None
 ) -> dict[str, Any]:
     """The new manifest as the kernel now holds it: the live maps, and slots where they count."""
     manifest = dict(spec.manifest)
     manifest["maps"] = list(live_manifest["maps"])
-    counters = dict(manifest["counters"])
-    counters["slots"] = [
-        {"index": mapping[index], "name": name} for index, name in spec.counter_slots
-    ]
-    manifest["counters"] = counters
+    if mapping is not None:
+        slots = manifest["counters"]["slots"]
+        manifest["counters"] = {
+            **manifest["counters"],
+            "slots": {
+                "index": list(map(mapping.__getitem__, slots["index"])),
+                "name": list(slots["name"]),
+            },
+        }
     return manifest
 
 
-def _replace_meta(
-    root: Path, policy: pins.PolicyPins, manifest: dict[str, Any], record: dict[str, Any]
-) -> None:
-    """Pin a new frozen meta map in staging, then rename it over the policy's (atomic on bpffs)."""
+def _replace_meta(root: Path, policy: pins.PolicyPins, pinned: dict[str, Any]) -> int:
+    """Pin a new frozen meta map holding `pinned` (the manifest with fw-load's record) in
+    staging, then rename it over the policy's (atomic on bpffs); its map id."""
     staging = pins.staging_pins(root, policy.dir.name)
     staging.dir.mkdir(parents=True, exist_ok=True)
     try:
-        fd = create_meta_map(meta_manifest(manifest, record))
+        fd = create_meta_map(_encode(pinned))
         try:
+            meta_id = libbpf.map_info(fd).id
             libbpf.obj_pin(fd, staging.meta)
         finally:
             os.close(fd)
         os.rename(staging.meta, policy.meta)
     finally:
         pins.remove_tree(staging.dir)
+    return meta_id

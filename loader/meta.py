@@ -11,7 +11,7 @@ import os
 import struct
 from typing import Any
 
-from fwc.loader import libbpf
+from fwc.loader import libbpf, manifest_tables
 from fwc.loader.cli import LoaderError
 
 META_MAP_NAME = "fwc_meta"
@@ -45,7 +45,8 @@ def read_meta_fd(fd: int) -> dict[str, Any]:
         raise LoaderError(f"map {META_MAP_NAME!r} (id {info.id}) holds no valid manifest") from exc
     if not isinstance(manifest, dict):
         raise LoaderError(f"map {META_MAP_NAME!r} (id {info.id}) holds no valid manifest")
-    return manifest
+    # a policy pinned by an older fw-load keeps working: status, stats, counters carried
+    return manifest_tables.upgrade(manifest)
 
 
 def read_meta_map(pinned: str | os.PathLike[str]) -> dict[str, Any]:

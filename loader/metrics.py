@@ -15,7 +15,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from fwc.loader import attach, libbpf, netlink, pins
+from fwc.loader import attach, libbpf, manifest_tables, netlink, pins
 from fwc.loader.cli import LoaderError
 from fwc.loader.kernel import read_counters
 from fwc.loader.meta import read_meta_map
@@ -76,7 +76,7 @@ class PolicyCollector(Collector):
         self, pinned: pins.PolicyPins, manifest: dict[str, Any]
     ) -> dict[str, tuple[int, int]]:
         counters = manifest.get("counters", {})
-        slots = {int(s["index"]): str(s["name"]) for s in counters.get("slots", [])}
+        slots = {int(index): str(name) for index, name in manifest_tables.slots(manifest)}
         fd = libbpf.obj_get(pinned.map(str(counters.get("map", ""))))
         try:
             entries = libbpf.map_info(fd).max_entries

@@ -17,7 +17,7 @@ OBJCOPY = "/usr/bin/llvm-objcopy-22"
 ACTION_SEED = (0).to_bytes(4, "little") + (2).to_bytes(4, "little")  # fwc_action[0] = XDP_PASS
 
 BASE_MANIFEST: dict[str, Any] = {
-    "format": 1,
+    "format": 2,
     "policy": {
         "name": "fixture",
         "sha256": "ab" * 32,
@@ -29,10 +29,10 @@ BASE_MANIFEST: dict[str, Any] = {
     "dry_run": False,
     "log_rate": 0,
     "program": {"name": "fwc_xdp", "section": "xdp", "insn_count": 0},
-    "rules": [{"id": 0, "name": "count_all", "priority": 1, "action": "allow"}],
+    "rules": {"id": [0], "name": ["count_all"], "priority": [1], "action": ["allow"]},
     "counters": {
         "map": "fwc_counters",
-        "slots": [{"index": 0, "name": "rule:count_all"}, {"index": 1, "name": "default"}],
+        "slots": {"index": [0, 1], "name": ["rule:count_all", "default"]},
     },
     "maps": [
         {

@@ -71,7 +71,7 @@ def rejected_artifact(out: Path) -> Path:
     with obj.open("rb") as f:
         insns = ELFFile(f).get_section_by_name("xdp").data_size // 8
     manifest = {
-        "format": 1,
+        "format": 2,
         "policy": {"name": "fail-good", "sha256": "0" * 64, "default_action": "allow",
                    "interfaces": {"include": [], "exclude": []}},
         "compiler": {"name": "test", "version": "0"},
@@ -79,8 +79,8 @@ def rejected_artifact(out: Path) -> Path:
         "dry_run": False,
         "log_rate": 0,
         "program": {"name": "fwc_xdp", "section": "xdp", "insn_count": insns},
-        "rules": [],
-        "counters": {"map": "fwc_counters", "slots": [{"index": 0, "name": "default"}]},
+        "rules": {"id": [], "name": [], "priority": [], "action": []},
+        "counters": {"map": "fwc_counters", "slots": {"index": [0], "name": ["default"]}},
         "maps": [{"name": "fwc_counters", "type": "percpu_array", "key_size": 4,
                   "value_size": 16, "max_entries": 1}],
         "seeds": [],

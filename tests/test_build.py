@@ -59,13 +59,15 @@ def test_manifest_section(tmp_path: Path) -> None:
     assert manifest["policy"]["sha256"] == policy.source_sha256
     assert manifest["policy"]["interfaces"]["exclude"] == ["docker*", "veth*"]
     assert manifest["strategy"] == "constants" and manifest["dry_run"] is True
-    assert manifest["rules"][0] == {
-        "id": 0,
-        "name": "drop_blocklist",
-        "priority": 5,
-        "action": "deny",
-    }
-    slots = [s["name"] for s in manifest["counters"]["slots"]]
+    rules = manifest["rules"]
+    assert [rules[field][0] for field in ("id", "name", "priority", "action")] == [
+        0,
+        "drop_blocklist",
+        5,
+        "deny",
+    ]
+    assert manifest["counters"]["slots"]["index"] == list(range(len(policy.rules) + 4))
+    slots = manifest["counters"]["slots"]["name"]
     assert slots[-4:] == ["default", "malformed", "non_ip", "would_drop"]
     assert manifest["maps"] == [
         {
@@ -192,7 +194,7 @@ def test_verify_thousand_rules(tmp_path: Path, capsys: pytest.CaptureFixture[str
     printed = capsys.readouterr().out
     assert "1000 rules" in printed and "verified by the kernel" in printed
     manifest = json.loads(ELFFile(out.open("rb")).get_section_by_name(SECTION).data())
-    assert len(manifest["rules"]) == 1000
+    assert manifest["rules"]["id"] == list(range(1000))
     assert manifest["program"]["insn_count"] > 10_000
 
 

@@ -42,7 +42,7 @@ def test_json_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
 
 
 BAD = [
-    ("format 2", {"edit": lambda m: m.update(format=2)}, "manifest format 2 is not supported"),
+    ("format 1", {"edit": lambda m: m.update(format=1)}, "manifest format 1 is not supported"),
     ("no manifest", {"sections": {".fwc.manifest": None}}, "no manifest"),
     ("insn count", {"edit": lambda m: m["program"].update(insn_count=1)}, "the manifest says 1"),
 ]
@@ -102,6 +102,6 @@ def test_inspect_a_compiled_policy(tmp_path: Path, capsys: pytest.CaptureFixture
     manifest = doc["manifest"]
     assert manifest["policy"]["name"] == "edge-web"
     assert doc["artifact"]["insn_count"] == manifest["program"]["insn_count"] > 0
-    slots = [s["name"] for s in manifest["counters"]["slots"]]
+    slots = manifest["counters"]["slots"]["name"]
     assert slots[-4:] == ["default", "malformed", "non_ip", "would_drop"]
-    assert [r["id"] for r in manifest["rules"]] == list(range(len(manifest["rules"])))
+    assert manifest["rules"]["id"] == list(range(len(manifest["rules"]["name"])))

@@ -14,7 +14,7 @@ from pathlib import Path
 import loader_fixtures
 import pytest
 
-from fwc.loader import libbpf
+from fwc.loader import libbpf, manifest_tables
 from fwc.loader.cli import LoaderError
 from fwc.loader.kernel import KernelError, LoadedProgram, possible_cpus, read_counters
 from fwc.loader.meta import create_meta_map, read_meta_fd, read_meta_map
@@ -134,7 +134,7 @@ def test_verifier_rejection_carries_the_log(tmp_path: Path) -> None:
 
 def test_meta_map_round_trip(tmp_path: Path) -> None:
     pin = Path("/sys/fs/bpf") / f"fwc-meta-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    manifest = {"format": 1, "rules": [{"name": "r" * 40, "id": i} for i in range(3000)]}
+    manifest = {"format": 2, "rules": {"name": ["r" * 40] * 3000, "id": list(range(3000))}}
     raw = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
     assert len(raw) > 64 * 1024
     fd = create_meta_map(raw)
@@ -149,6 +149,30 @@ def test_meta_map_round_trip(tmp_path: Path) -> None:
         assert read_meta_map(pin) == manifest
     finally:
         pin.unlink()
+
+
+def test_a_format_1_meta_map_reads_as_columns() -> None:
+    """A policy pinned by an older fw-load (rules and slots as rows) keeps working."""
+    rows = {
+        "format": 1,
+        "rules": [
+            {"id": 1, "name": "b", "priority": 20, "action": "deny"},
+            {"id": 0, "name": "a", "priority": 10, "action": "allow"},
+        ],
+        "counters": {
+            "map": "fwc_counters",
+            "slots": [{"index": 1, "name": "rule:b"}, {"index": 0, "name": "rule:a"}],
+        },
+        "fw_load": {"generation": 1},
+    }
+    fd = create_meta_map(json.dumps(rows).encode())
+    try:
+        manifest = read_meta_fd(fd)
+    finally:
+        os.close(fd)
+    assert manifest["format"] == 2 and manifest["fw_load"] == {"generation": 1}
+    assert manifest_tables.rules(manifest) == [(0, "a", 10, "allow"), (1, "b", 20, "deny")]
+    assert manifest_tables.slots(manifest) == [(0, "rule:a"), (1, "rule:b")]
 
 
 def test_meta_reader_refuses_other_maps() -> None:

@@ -56,7 +56,7 @@ WOULD_DROP = [TELNET] * 2 + [OTHER] * 4 + [BROKEN]
 @pytest.mark.parametrize("dry_run", [False, True])
 def test_counters_per_slot(dry_run: bool, tmp_path: Path) -> None:
     result = compile_policy(policy_of(POLICY), output=tmp_path / "fw.o", dry_run=dry_run)
-    names = [s["name"] for s in result.manifest["counters"]["slots"]]
+    names = result.manifest["counters"]["slots"]["name"]
     assert names == [f"rule:{n}" for n in SLOTS[:3]] + SLOTS[3:]
     with LoadedProgram.load(result.path) as prog:
         for frame, times, action, dry_action in SENT:

@@ -99,7 +99,7 @@ def test_dry_run_counts_would_drop(tmp_path: Path) -> None:
     with LoadedProgram.load(result.path) as prog:
         assert send(prog, [A] * 5) == [P] * 5
         counters = prog.counters()
-    slots = [s["name"] for s in result.manifest["counters"]["slots"]]
+    slots = result.manifest["counters"]["slots"]["name"]
     assert counters[slots.index("rule:limit_dns")] == (5, 5 * len(A))
     assert counters[slots.index("would_drop")] == (3, 3 * len(A))
 
@@ -146,7 +146,7 @@ def test_two_cpus_never_spend_a_token_twice(tmp_path: Path) -> None:
         counters = prog.counters()
     (a_start, a_end), (b_start, b_end) = windows.values()
     assert max(a_start, b_start) < min(a_end, b_end), "the two CPUs did not run at once"
-    slots = [s["name"] for s in result.manifest["counters"]["slots"]]
+    slots = result.manifest["counters"]["slots"]["name"]
     decided, dropped = counters[0][0], counters[slots.index("would_drop")][0]
     elapsed_s = (max(a_end, b_end) - min(a_start, b_start)) // 1_000_000_000
     assert decided == 2 * runs

@@ -423,6 +423,13 @@ def test_live_updates_through_the_combo_hash_keep_every_verdict(
             assert can_update_in_place(live, spec) == (True, "")
             done = update_in_place(pin_dir, live, spec)
             assert done.to_generation == (step + 1) % 2
+            # what `fw-load run` keeps for the next request is exactly what is pinned
+            assert done.manifest == read_meta_map(meta)
+            meta_fd = libbpf.obj_get(meta)
+            try:
+                assert libbpf.map_info(meta_fd).id == done.meta_id
+            finally:
+                os.close(meta_fd)
             for _, frame in make_traffic(policies[label], 3, 6):
                 want = evaluate(policies[label], frame).xdp_action
                 assert program.test_run(frame).retval == want, (label, frame.hex())
