@@ -172,6 +172,8 @@ def floor(root: Path, rounds: int) -> dict[str, float]:
         "import fwc.loader.cmd_apply": [sys.executable, "-c", "import fwc.loader.cmd_apply"],
         "fw-load --version": [FWLOAD, "--version"],
         "fw-load apply, instant daemon": [FWLOAD, "apply", "x.o", "--pin-root", stand_in],
+        # `--` is not for the fast path: argparse and cmd_apply, as every apply before it
+        "fw-load apply, full parser route": [FWLOAD, "apply", "--pin-root", stand_in, "--", "x.o"],
     }
     path = control.socket_path(stand_in)
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)

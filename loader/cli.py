@@ -1,12 +1,14 @@
 """The `fw-load` command line: one subcommand per module, each with `add_arguments` and `run`."""
 
-from __future__ import annotations
-
 import sys
-from collections.abc import Sequence
 
-from fwc.dispatch import dispatch
+from fwc.loader import fast_apply
 from fwc.loader.errors import LoaderError
+
+# the console script imports this module: what it imports counts in every command's time
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = ["COMMANDS", "LoaderError", "main"]
 
@@ -22,9 +24,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: "Sequence[str] | None" = None) -> int:
+    args = sys.argv[1:] if argv is None else list(argv)
+    # `fw-load apply` that the daemon answers: no argparse, no command module
+    code = fast_apply.run(args)
+    if code is not None:
+        return code
+    from fwc.dispatch import dispatch
+
     return dispatch(
-        "fw-load", "Load fwc artifacts onto a node.", "fwc.loader", COMMANDS, (LoaderError,), argv
+        "fw-load", "Load fwc artifacts onto a node.", "fwc.loader", COMMANDS, (LoaderError,), args
     )
 
 
