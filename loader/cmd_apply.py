@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 
-from fwc.loader import control
+from fwc.loader import control, fast_apply
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -83,10 +83,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_daemon:
         reply = control.ask(root, request(args, root))
         if reply is not None:
-            sys.stdout.write(str(reply.get("stdout", "")))
-            sys.stderr.write(str(reply.get("stderr", "")))
-            code = reply.get("code")
-            return code if isinstance(code, int) else 2
+            return fast_apply.said(reply)
     # imported here: the apply path costs more to import than the whole daemon route
     from fwc.loader import control_apply
 

@@ -92,8 +92,7 @@ def run(argv: "Sequence[str]") -> int | None:
         reply = control.ask(str(message["root"]), message)
         if reply is None:
             return None
-        sys.stdout.write(str(reply.get("stdout", "")))
-        sys.stderr.write(str(reply.get("stderr", "")))
+        return said(reply)
     except LoaderError as exc:
         print(f"fw-load apply: {exc}", file=sys.stderr)
         return 2
@@ -103,5 +102,11 @@ def run(argv: "Sequence[str]") -> int | None:
         # as dispatch does: the reader went away, say nothing more at exit
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+
+
+def said(reply: dict[str, object]) -> int:
+    """Print the daemon's reply as the command's own output; its exit code."""
+    sys.stdout.write(str(reply.get("stdout", "")))
+    sys.stderr.write(str(reply.get("stderr", "")))
     code = reply.get("code")
     return code if isinstance(code, int) else 2
