@@ -12,7 +12,14 @@ from typing import Any
 
 from fwc.compiler.cli import ToolError
 from fwc.compiler.ir import Policy
-from fwc.compiler.manifest import SECTION, build_manifest, encode, insn_count
+from fwc.compiler.manifest import (
+    SECTION,
+    build_manifest,
+    encode,
+    insn_count,
+    seed_layout,
+    seed_section,
+)
 from fwc.compiler.options import DEFAULT_OPTIONS, CompileOptions
 from fwc.compiler.plan import Plan, make_plan
 from fwc.compiler.render import headers, render
@@ -126,7 +133,7 @@ def _embed(toolchain: Toolchain, obj: bytes, plan: Plan, manifest: bytes, output
         ]
         for seed in plan.seeds:
             name = f"seed-{seed.map}.bin"
-            (work / name).write_bytes(seed.records)
+            (work / name).write_bytes(seed_section(seed, seed_layout(seed, plan)))
             command.append(f"--add-section={seed.section}={name}")
         command += ["in.o", "out.o"]
         _run(command, work, "llvm-objcopy failed to embed the manifest")

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import io
 import json
+import sys
+from array import array
 from typing import Any
 
 from elftools.elf.elffile import ELFFile
 
 from fwc import __version__
-from fwc.compiler.plan import Plan
+from fwc.compiler.plan import Plan, Seed
 
 FORMAT = 2
 SECTION = ".fwc.manifest"
@@ -18,6 +20,8 @@ PROGRAM_SECTION = "xdp"
 BPF_INSN_SIZE = 8
 BUCKETS_MAP = "fwc_buckets"
 EVENTS_MAP = "fwc_events"
+# an array seed in the "image" layout: u32 keys 0 .. count-1, implied
+IMAGE_KEY_SIZE = 4
 
 
 def build_manifest(plan: Plan, clang_version: str, insn_count: int) -> dict[str, Any]:
@@ -71,10 +75,43 @@ def build_manifest(plan: Plan, clang_version: str, insn_count: int) -> dict[str,
                 "key_size": s.key_size,
                 "value_size": s.value_size,
                 "count": s.count,
+                "layout": seed_layout(s, plan),
             }
             for s in plan.seeds
         ],
     }
+
+
+def seed_layout(seed: Seed, plan: Plan) -> str:
+    """ "image" for an array seed whose keys are 0 .. count-1 (the section then holds the
+    values as the kernel lays out the array: each padded to 8 bytes), else "records"."""
+    kinds = {m.name: m.type for m in plan.maps}
+    if kinds.get(seed.map) != "array" or seed.key_size != IMAGE_KEY_SIZE:
+        return "records"
+    step, keys = seed.key_size + seed.value_size, _iota(seed.count)
+    # byte lane by byte lane: strided slices, not a Python loop per record
+    dense = all(seed.records[b::step] == keys[b::IMAGE_KEY_SIZE] for b in range(IMAGE_KEY_SIZE))
+    return "image" if dense else "records"
+
+
+def seed_section(seed: Seed, layout: str) -> bytes:
+    """The bytes of the seed's section in `layout`."""
+    if layout == "records":
+        return seed.records
+    stride = (seed.value_size + 7) // 8 * 8
+    step = seed.key_size + seed.value_size
+    out = bytearray(seed.count * stride)
+    for b in range(seed.value_size):
+        out[b::stride] = seed.records[seed.key_size + b :: step]
+    return bytes(out)
+
+
+def _iota(count: int) -> bytes:
+    """Little-endian u32 keys 0 .. count-1."""
+    keys = array("I", range(count))
+    if sys.byteorder != "little":
+        keys.byteswap()
+    return keys.tobytes()
 
 
 def encode(manifest: dict[str, Any]) -> bytes:

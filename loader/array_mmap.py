@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from fwc.loader import libbpf
-from fwc.loader.artifact import Buffer
+from fwc.loader.artifact import Buffer, image_stride
 
 BPF_F_MMAPABLE = 1 << 10
 KEY_SIZE = 4
@@ -26,9 +26,8 @@ _libc.memcmp.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
 _ZERO_BLOCK = ctypes.create_string_buffer(_BLOCK)
 
 
-def stride(value_size: int) -> int:
-    """Bytes between two elements of an array map: the kernel rounds values up to 8 bytes."""
-    return (value_size + 7) // 8 * 8
+# bytes between two elements of an array map: the kernel rounds values up to 8 bytes
+stride = image_stride
 
 
 def mmapable(info: libbpf.MapInfo) -> bool:
@@ -132,7 +131,7 @@ class Written:
     elements: int  # elements they hold
 
 
-def write(fd: int, info: libbpf.MapInfo, want: bytearray) -> Written:
+def write(fd: int, info: libbpf.MapInfo, want: bytearray | bytes) -> Written:
     """Make the mmapable array `fd` hold `want` then zeros, copying only the blocks that differ.
 
     The zeros clear what an earlier, larger policy left above the new seed's range.
@@ -143,10 +142,14 @@ def write(fd: int, info: libbpf.MapInfo, want: bytearray) -> Written:
     mapped = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
     try:
         live = ctypes.c_char.from_buffer(mapped)
-        new = ctypes.c_char.from_buffer(want) if want else None
+        # a bytes object is read in place (c_char_p points into it); a bytearray is exported
+        new = ctypes.c_char.from_buffer(want) if want and isinstance(want, bytearray) else None
         try:
             base_live = ctypes.addressof(live)
-            base_new = ctypes.addressof(new) if new is not None else 0
+            if new is not None:
+                base_new = ctypes.addressof(new)
+            else:
+                base_new = _address(want) if isinstance(want, bytes) and want else 0
             blocks = copied = 0
             for start in range(0, size, _BLOCK):
                 length = min(_BLOCK, size - start)

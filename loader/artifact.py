@@ -6,10 +6,13 @@
 from __future__ import annotations
 
 import faulthandler
+import functools
 import json
 import os
 import re
 import signal
+import sys
+from array import array
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from operator import itemgetter
@@ -20,6 +23,9 @@ from fwc.loader import elf, libbpf, manifest_tables
 from fwc.loader.cli import LoaderError
 
 FORMAT = 2
+# a seed section holds (key, value) records, or for an array with keys 0 .. count-1 its image
+IMAGE = "image"
+LAYOUTS = ("records", IMAGE)
 MANIFEST_SECTION = ".fwc.manifest"
 SHF_ALLOC = 0x2
 INSN_SIZE = 8
@@ -93,6 +99,7 @@ _MANIFEST_SCHEMA: dict[str, Any] = {
                     "key_size": {"type": "integer", "minimum": 1},
                     "value_size": {"type": "integer", "minimum": 1},
                     "count": _COUNT,
+                    "layout": {"enum": list(LAYOUTS)},
                 },
             },
         },
@@ -101,6 +108,19 @@ _MANIFEST_SCHEMA: dict[str, Any] = {
 
 
 _SHA256 = re.compile("[0-9a-f]{64}")
+
+
+def image_stride(value_size: int) -> int:
+    """Bytes between two elements of an array map: the kernel rounds values up to 8 bytes."""
+    return (value_size + 7) // 8 * 8
+
+
+def _iota(count: int) -> bytes:
+    """Little-endian u32 keys 0 .. count-1 (the keys an image seed implies)."""
+    keys = array("I", range(count))
+    if sys.byteorder != "little":
+        keys.byteswap()
+    return keys.tobytes()
 
 
 # seed records: a view into the artifact's bytes, or a copy the loader made of them
@@ -122,17 +142,40 @@ class MapSpec:
 
 @dataclass(frozen=True)
 class SeedSpec:
-    """Records (key bytes then value bytes) fw-load writes into `map` before attaching."""
+    """What fw-load writes into `map` before attaching: records (key bytes then value bytes),
+    or for an array with keys 0 .. count-1 its image (each value padded to 8 bytes)."""
 
     map: str
     section: str
     key_size: int
     value_size: int
-    records: memoryview  # read-only, into the artifact's bytes
+    raw: memoryview  # the section's bytes: read-only, into the artifact's bytes
+    layout: str = "records"  # or "image"
+
+    @property
+    def image(self) -> memoryview | None:
+        """The array's memory from element 0 on (the mmap layout); None for records."""
+        return self.raw if self.layout == IMAGE else None
+
+    @functools.cached_property
+    def records(self) -> memoryview:
+        """The seed as (key, value) records, whatever its layout."""
+        if self.layout != IMAGE:
+            return self.raw
+        stride, step = image_stride(self.value_size), self.key_size + self.value_size
+        out = bytearray(self.count * step)
+        keys = _iota(self.count)
+        for b in range(self.key_size):
+            out[b::step] = keys[b :: self.key_size]
+        for b in range(self.value_size):
+            out[self.key_size + b :: step] = self.raw[b::stride]
+        return memoryview(bytes(out))
 
     @property
     def count(self) -> int:
-        return len(self.records) // (self.key_size + self.value_size)
+        if self.layout == IMAGE:
+            return len(self.raw) // image_stride(self.value_size)
+        return len(self.raw) // (self.key_size + self.value_size)
 
     def items(self) -> list[tuple[bytes, bytes]]:
         step = self.key_size + self.value_size
@@ -361,7 +404,7 @@ def _plainly_valid(m: dict[str, Any]) -> bool:
             return False
         if not (_count(item["key_size"], 1) and _count(item["value_size"], 1)):
             return False
-        if not _count(item["count"]):
+        if not _count(item["count"]) or item.get("layout", "records") not in LAYOUTS:
             return False
     return True
 
@@ -462,16 +505,27 @@ def _seed(
         raise ArtifactError(f"seed for map {name!r}: no such map in the manifest")
     if (seed["key_size"], seed["value_size"]) != (target.key_size, target.value_size):
         raise ArtifactError(f"seed for map {name!r}: key/value sizes differ from the map's")
-    records = data.get(section)
-    if records is None:
+    raw = data.get(section)
+    if raw is None:
         raise ArtifactError(f"seed for map {name!r}: section {section!r} is missing")
-    want = seed["count"] * (seed["key_size"] + seed["value_size"])
-    if len(records) != want:
+    layout = seed.get("layout", "records")
+    if layout == IMAGE:
+        if target.type != "array" or target.key_size != 4:
+            raise ArtifactError(f"seed for map {name!r}: an image seeds only an array map")
+        if seed["count"] > target.max_entries:
+            raise ArtifactError(
+                f"seed for map {name!r}: {seed['count']} elements, the map holds "
+                f"{target.max_entries}"
+            )
+        want = seed["count"] * image_stride(seed["value_size"])
+    else:
+        want = seed["count"] * (seed["key_size"] + seed["value_size"])
+    if len(raw) != want:
         raise ArtifactError(
-            f"seed section {section!r} has {len(records)} bytes, expected {want} "
-            f"({seed['count']} records)"
+            f"seed section {section!r} has {len(raw)} bytes, expected {want} "
+            f"({seed['count']} {'elements' if layout == IMAGE else 'records'})"
         )
-    return SeedSpec(name, section, seed["key_size"], seed["value_size"], records)
+    return SeedSpec(name, section, seed["key_size"], seed["value_size"], raw, layout)
 
 
 def _counters(

@@ -32,6 +32,8 @@ KEYED = ("hash", "lpm_trie")
 _GRACE_NS = 1_000_000_000
 _U32 = struct.Struct("<I")
 _RULE = struct.Struct("<III")  # key: rule id; value: XDP action, counter slot
+# an fwc_rule image holds (action, slot) per element, 8 bytes with no padding
+_RULE_IMAGE_SLOTS = slice(1, None, 2)
 _CFG_SLOTS = slice(2, 6)  # default, malformed, non_ip, would_drop in the cfg value's u32 fields
 
 
@@ -166,6 +168,22 @@ def _remap(seed: SeedSpec, mapping: dict[int, int] | None) -> Buffer:
     """The seed's records with counter slots moved to the live counters' slots."""
     if mapping is None:
         return seed.records
+    return _remap_records(seed, mapping)
+
+
+def _remap_image(image: memoryview, map_name: str, mapping: dict[int, int] | None) -> bytes:
+    """An image seed with counter slots moved to the live counters' slots."""
+    base = map_name[:-1]
+    if mapping is None or base not in ("fwc_rule", "fwc_cfg"):
+        return bytes(image)
+    out = bytearray(image)
+    words = memoryview(out).cast("I")
+    column = _RULE_IMAGE_SLOTS if base == "fwc_rule" else _CFG_SLOTS
+    words[column] = memoryview(array("I", map(mapping.__getitem__, words[column])))
+    return bytes(out)
+
+
+def _remap_records(seed: SeedSpec, mapping: dict[int, int]) -> Buffer:
     base = seed.map[:-1]
     if base == "fwc_rule":
         out = bytearray(seed.records)
@@ -294,6 +312,23 @@ def _write_array(
         keys, values = split_records(changed, seed.key_size, seed.value_size)
         libbpf.map_update_batch(fd, keys, values, len(changed) // step)
     return digests, len(changed) // step
+
+
+def _write_image(
+    fd: int, info: libbpf.MapInfo, image: bytes, known: list[str]
+) -> tuple[list[str] | _Pending, int]:
+    """Write an image seed (the artifact holds the array's memory): nothing when the idle
+    generation is known to hold it, else the 64 KiB blocks that differ from the map."""
+    held = _SEEN.held(known)
+    if held is not None and held == image:
+        return known, 0
+    if held is None and len(known) == 1 and known[0].startswith(_MMAP_DIGEST):
+        # a process that has not seen the bytes pays one digest instead
+        whole = _Pending(image).digest()
+        if known == [whole]:
+            _SEEN.add(whole, image)
+            return known, 0
+    return _Pending(image), array_mmap.write(fd, info, image).elements
 
 
 def _write_hash(
@@ -529,9 +564,15 @@ def update_in_place(
                     )
                 if (info.key_size, info.value_size) != (seed.key_size, seed.value_size):
                     raise LiveUpdateError(f"pinned map {target} has other key or value sizes")
-                records_in = _remap(seed, mapping)
                 seed_known = known.get(seed.map, [])
                 tracked: list[str] | _Pending
+                if seed.image is not None and array_mmap.mmapable(info):
+                    image = _remap_image(seed.image, seed.map, mapping)
+                    tracked, count = _write_image(fds[target], info, image, seed_known)
+                    written[seed.map] = tracked
+                    records += count
+                    continue
+                records_in = _remap(seed, mapping)
                 if live_maps[target]["type"] in KEYED:
                     shadow = fds.shadow(target, seed, info.max_entries)
                     tracked, count = _write_hash(fds[target], seed, records_in, seed_known, shadow)

@@ -125,6 +125,29 @@ MANIFEST_CASES: list[tuple[str, dict[str, Any], str]] = [
     ("action not str", {"edit": _set("rules.action.0", 3)}, "$.rules.action[0]: must be a string"),
     ("slot name", {"edit": _set("counters.slots.name.1", None)}, "$.counters.slots.name[1]: must"),
     ("slot columns", {"edit": _set("counters.slots.index", [0])}, "slots: its columns differ"),
+    (
+        "bad seed layout",
+        {"edit": _set("seeds.0.layout", "rows")},
+        "is not one of ['records', 'image']",
+    ),
+    (
+        "image beyond the map",
+        {"edit": lambda m: m["seeds"][0].update(layout="image", count=2)},
+        "2 elements, the map holds 1",
+    ),
+    (
+        "image of a hash",
+        {"edit": lambda m: (m["seeds"][0].update(layout="image"), _set("maps.1.type", "hash")(m))},
+        "an image seeds only an array map",
+    ),
+    (
+        "short image",
+        {
+            "edit": _set("seeds.0.layout", "image"),
+            "sections": {".fwc.seed.fwc_action": b"1234"},
+        },
+        "has 4 bytes, expected 8 (1 elements)",
+    ),
     ("long map name", {"edit": _set("maps.0.name", "x" * 16)}, "is too long"),
 ]
 

@@ -23,12 +23,16 @@ from hypothesis import strategies as st
 
 from fwc.compiler.build import compile_policy
 from fwc.compiler.evaluate import evaluate
+from fwc.compiler.manifest import seed_section
+from fwc.compiler.plan import Seed
 from fwc.loader import array_mmap, elf, hash_shadow, libbpf, netlink, pins, table_digests
 from fwc.loader.apply import _pin
 from fwc.loader.artifact import SeedSpec, read_artifact
 from fwc.loader.kernel import LoadedProgram
 from fwc.loader.live_update import (
     LiveUpdateError,
+    _remap,
+    _remap_image,
     _resolve,
     _write_array,
     _write_hash,
@@ -449,3 +453,35 @@ def test_live_updates_through_the_combo_hash_keep_every_verdict(
         assert update_in_place(pin_dir, read_meta_map(meta), other).to_generation == 1
         for _, frame in make_traffic(policies["other"], 4, 4):
             assert program.test_run(frame).retval == evaluate(policies["other"], frame).xdp_action
+
+
+@pytest.mark.parametrize("value_size", [2, 4, 8, 12, 56])
+def test_an_image_seed_reads_back_as_the_records_it_was_made_from(value_size: int) -> None:
+    """The compiler's image section and the loader's records of it are inverse."""
+    count = 37
+    records = b"".join(
+        struct.pack("<I", i) + bytes((i * 7 + b) % 256 for b in range(value_size))
+        for i in range(count)
+    )
+    plan_seed = Seed("fwc_x0", 4, value_size, records)
+    image = seed_section(plan_seed, "image")
+    assert len(image) == count * array_mmap.stride(value_size)
+    spec = SeedSpec("fwc_x0", ".fwc.seed.fwc_x0", 4, value_size, memoryview(image), "image")
+    assert spec.count == count and bytes(spec.records) == records
+    assert array_mmap.image(records, value_size, count) == image
+
+
+def test_counter_slots_move_alike_in_images_and_records() -> None:
+    """fwc_rule (action, slot) and fwc_cfg (slots in u32 fields 2..5) are remapped the same
+    way whichever layout the seed has."""
+    mapping = {0: 7, 1: 3, 2: 9, 3: 0, 4: 1, 5: 2}
+    rules = b"".join(struct.pack("<III", i, 1 + i % 2, i) for i in range(3))
+    cfg = struct.pack("<I", 0) + struct.pack("<8I", 11, 12, 3, 4, 5, 1, 13, 14)
+    for name, value_size, records in (("fwc_rule0", 8, rules), ("fwc_cfg0", 32, cfg)):
+        as_records = _seed(name, 4, value_size, records)
+        image = seed_section(Seed(name, 4, value_size, records), "image")
+        as_image = SeedSpec(name, as_records.section, 4, value_size, memoryview(image), "image")
+        want = array_mmap.image(_remap(as_records, mapping), value_size, as_records.count)
+        assert _remap_image(memoryview(image), name, mapping) == want
+        assert _remap_image(memoryview(image), name, None) == image
+        assert bytes(as_image.records) == records
