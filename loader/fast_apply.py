@@ -4,6 +4,7 @@ the command lines this module reads fully; any other command line goes to the fu
 import os
 import sys
 
+from fwc.exits import reader_gone
 from fwc.loader import control
 from fwc.loader.errors import LoaderError
 
@@ -99,9 +100,7 @@ def run(argv: "Sequence[str]") -> int | None:
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
-        # as dispatch does: the reader went away, say nothing more at exit
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
+        return reader_gone()
 
 
 def said(reply: dict[str, object]) -> int:

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -180,17 +178,6 @@ def test_a_stale_socket_means_no_daemon(tmp_path: Path) -> None:
                 os.unlink(path)
 
 
-@pytest.fixture
-def control_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A short private directory in place of /run/fwc (socket paths are limited to 108 bytes)."""
-    directory = Path(tempfile.mkdtemp(prefix="fwcc", dir="/tmp"))
-    monkeypatch.setattr(control, "CONTROL_DIR", str(directory))
-    try:
-        yield directory
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
-
-
 @pytest.mark.kernel
 @pytest.mark.netns
 def test_a_daemon_killed_mid_request_is_a_clear_error_and_the_old_policy_stays(
@@ -322,6 +309,7 @@ def test_the_daemon_route_imports_almost_nothing(control_dir: Path) -> None:
     modules = set(json.loads(done.stdout.strip().replace("'", '"')))
     assert {m for m in modules if m.startswith("fwc")} == {
         "fwc",
+        "fwc.exits",
         "fwc.loader",
         "fwc.loader.cli",
         "fwc.loader.control",

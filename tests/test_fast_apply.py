@@ -7,11 +7,9 @@ import contextlib
 import io
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import types
 from collections.abc import Iterator
@@ -269,17 +267,6 @@ def test_decode_reads_near_misses_as_json_loads_does(line: bytes, own_shape: boo
     assert [type(v) for v in decoded.values()] == [type(v) for v in expected.values()]
 
 
-@pytest.fixture
-def control_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A short private directory in place of /run/fwc (socket paths are limited to 108 bytes)."""
-    directory = Path(tempfile.mkdtemp(prefix="fwcf", dir="/tmp"))
-    monkeypatch.setattr(control, "CONTROL_DIR", str(directory))
-    try:
-        yield directory
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
-
-
 @contextmanager
 def stand_in(root: str, answers: list[bytes | None]) -> Iterator[list[bytes]]:
     """A listener at the socket of `root` that reads a request per connection and sends the
@@ -478,6 +465,7 @@ def test_the_console_script_imports_none_of_the_full_route() -> None:
     imported = {line.rsplit("|", 1)[1].strip() for line in lines if line.startswith("import time:")}
     assert {m for m in imported if m.startswith("fwc")} == {
         "fwc",
+        "fwc.exits",
         "fwc.loader",
         "fwc.loader.cli",
         "fwc.loader.control",

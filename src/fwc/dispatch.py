@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 from collections.abc import Mapping, Sequence
 
 from fwc import __version__
+from fwc.exits import reader_gone
 
 # typing costs a few ms to import, and fw-load apply's whole route is counted in ms
 TYPE_CHECKING = False
@@ -50,10 +50,7 @@ def dispatch(
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
-        # The reader went away (`| head`): say nothing more, and keep the
-        # interpreter from complaining when it flushes stdout at exit.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
+        return reader_gone()
 
 
 def _parse(
