@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from errno import EPERM
 from pathlib import Path
 
-from fwc.loader import libbpf
+from fwc.loader import array_mmap, libbpf
 from fwc.loader.artifact import ArtifactSpec, read_artifact
 from fwc.loader.libbpf import KernelError
 from fwc.loader.pins import PolicyPins
+from fwc.loader.records import split_records
 from fwc.loader.resource import Closing
 
 __all__ = [
@@ -67,6 +68,10 @@ def reset_counters(map_fd: int, entries: int) -> None:
     zero = bytes(_percpu_stride(COUNTER.size) * possible_cpus())
     for index in range(entries):
         libbpf.map_update(map_fd, _KEY.pack(index), zero)
+
+
+# seeded with one BPF_MAP_UPDATE_BATCH (one value per key: no per-CPU maps)
+_BATCHED = ("array", "hash", "lru_hash")
 
 
 @dataclass(frozen=True)
@@ -126,6 +131,18 @@ class LoadedProgram(Closing):
     def _seed(self) -> None:
         for seed in self.spec.seeds:
             fd = self._map_fds[seed.map]
+            info = libbpf.map_info(fd)
+            if seed.image is not None and array_mmap.mmapable(info):
+                # the artifact holds the array's memory: one compare-and-copy through mmap
+                array_mmap.write(fd, info, bytes(seed.image))
+                continue
+            if seed.count and self.spec.map(seed.map).type in _BATCHED:
+                keys, values = split_records(seed.records, seed.key_size, seed.value_size)
+                try:
+                    libbpf.map_update_batch(fd, keys, values, seed.count)
+                    continue
+                except KernelError:
+                    pass  # a record at a time, below, names the one the kernel refuses
             for key, value in seed.items():
                 try:
                     libbpf.map_update(fd, key, value)

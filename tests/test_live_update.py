@@ -16,7 +16,8 @@ import pytest
 from fwc.compiler import frames as fr
 from fwc.loader import array_mmap, libbpf
 from fwc.loader.artifact import read_artifact
-from fwc.loader.live_update import RECORD, can_update_in_place, initial_record, split_records
+from fwc.loader.live_update import RECORD, can_update_in_place, initial_record
+from fwc.loader.records import split_records
 from tests.loader_netns import (
     FWC,
     UDP_RECEIVER,

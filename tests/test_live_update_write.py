@@ -3,6 +3,7 @@ shadow, the batch fallback for maps without BPF_F_MMAPABLE, and the ELF reader i
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import mmap
 import os
@@ -29,6 +30,7 @@ from fwc.loader import array_mmap, elf, hash_shadow, libbpf, netlink, pins, tabl
 from fwc.loader.apply import _pin
 from fwc.loader.artifact import SeedSpec, read_artifact
 from fwc.loader.kernel import LoadedProgram
+from fwc.loader.libbpf import KernelError
 from fwc.loader.live_update import (
     LiveUpdateError,
     _remap,
@@ -38,12 +40,12 @@ from fwc.loader.live_update import (
     _write_hash,
     can_update_in_place,
     hash_changes,
-    join_records,
     program_sha256,
-    split_records,
     update_in_place,
 )
 from fwc.loader.meta import read_meta_map
+from fwc.loader.records import join_records, split_records
+from tests import loader_fixtures
 from tests.loader_netns import FWC, sh, unique
 
 BPF_MAP_TYPE_HASH = 1
@@ -485,3 +487,45 @@ def test_counter_slots_move_alike_in_images_and_records() -> None:
         assert _remap_image(memoryview(image), name, mapping) == want
         assert _remap_image(memoryview(image), name, None) == image
         assert bytes(as_image.records) == records
+
+
+@pytest.mark.kernel
+def test_a_first_load_seeds_every_map_with_its_records(tmp_path: Path) -> None:
+    """Image seeds go through mmap, the others in one batch; the kernel reads back exactly
+    the seed records either way (the zeros above an array's seed included)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    from policies import load_policy, make_policy_yaml
+
+    artifact = tmp_path / "seeded.o"
+    compile_policy(
+        load_policy(make_policy_yaml(300, 5)), output=artifact, strategy="tables", cache_dir=None
+    )
+    spec = read_artifact(artifact)
+    assert {s.layout for s in spec.seeds} == {"image", "records"}
+    with LoadedProgram.from_spec(spec) as program:
+        for seed in spec.seeds:
+            fd = program.map_fd(seed.map)
+            info = libbpf.map_info(fd)
+            ks, vs = seed.key_size, seed.value_size
+            got = {bytes(key): libbpf.map_lookup(fd, bytes(key), vs) for key, _ in seed.items()}
+            assert got == dict(seed.items()), seed.map
+            if array_mmap.mmapable(info):
+                size = info.max_entries * array_mmap.stride(vs)
+                with mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ) as memory:
+                    image = array_mmap.image(seed.records, vs, info.max_entries)
+                    assert image is not None and memory[:] == bytes(image).ljust(size, b"\0")
+            elif info.type != libbpf.BPF_MAP_TYPE_ARRAY:
+                keys, _ = libbpf.map_items(fd, ks, vs)
+                assert len(keys) // ks == seed.count, seed.map
+
+
+@pytest.mark.kernel
+def test_a_seed_the_kernel_refuses_is_named_by_its_key(tmp_path: Path) -> None:
+    """When the batch fails, seeding goes a record at a time and names the key refused."""
+    records = struct.pack("<II", 0, 7) + struct.pack("<II", 5, 9)  # key 5: beyond 1 entry
+    seed = _seed("fwc_action", 4, 4, records)
+    path = loader_fixtures.build(tmp_path)
+    spec = read_artifact(path)
+    spec = dataclasses.replace(spec, seeds=(seed,))
+    with pytest.raises(KernelError, match="cannot seed map 'fwc_action' key 05000000"):
+        LoadedProgram.from_spec(spec)
