@@ -11,6 +11,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
@@ -112,7 +113,7 @@ def _reconcile_logged(root: Path, policy: str, opts: ApplyOptions, warm: Manifes
         _say(f"reconcile failed, retrying: {exc}")
 
 
-def _serve_metrics(addr: str, root: Path, policy: str) -> None:
+def _serve_metrics(addr: str, root: Path, policy: Callable[[], str]) -> None:
     host, sep, port = addr.rpartition(":")
     if not sep or not port.isdigit():
         raise LoaderError(f"--metrics-addr {addr!r}: expected HOST:PORT")
@@ -229,7 +230,7 @@ def run(opts: DaemonOptions) -> int:
                 + f"; control socket {server.path if server else 'off'}"
             )
             if opts.metrics_addr:
-                _serve_metrics(opts.metrics_addr, root, report.policy)
+                _serve_metrics(opts.metrics_addr, root, lambda: state.policy)
             changed, last = True, 0.0
             while not stop.is_set():
                 if changed or time.monotonic() - last >= _RESYNC_SECONDS:

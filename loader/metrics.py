@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +24,16 @@ _CLASSES = ("default", "malformed", "non_ip", "would_drop")
 
 
 class PolicyCollector(Collector):
-    """Counters, attachments and identity of one pinned policy."""
+    """Counters, attachments and identity of the pinned policy the daemon follows."""
 
-    def __init__(self, root: Path, policy: str) -> None:
+    def __init__(self, root: Path, policy: Callable[[], str]) -> None:
         self.root = root
+        # asked at every scrape: a control request may apply a policy of another name
         self.policy = policy
 
     def collect(self) -> Iterator[Metric]:
-        pinned = pins.policy_pins(self.root, self.policy)
+        policy = self.policy()
+        pinned = pins.policy_pins(self.root, policy)
         try:
             manifest = read_meta_map(pinned.meta)
             counts = self._counts(pinned, manifest)
@@ -54,18 +56,18 @@ class PolicyCollector(Collector):
         for name, (p, b) in counts.items():
             kind, _, rule = name.partition(":")
             if kind == "rule":
-                rule_packets.add_metric([self.policy, rule], p)
-                rule_bytes.add_metric([self.policy, rule], b)
+                rule_packets.add_metric([policy, rule], p)
+                rule_bytes.add_metric([policy, rule], b)
             elif name in _CLASSES:
-                packets.add_metric([self.policy, name], p)
-                octets.add_metric([self.policy, name], b)
+                packets.add_metric([policy, name], p)
+                octets.add_metric([policy, name], b)
         yield from (rule_packets, rule_bytes, packets, octets)
-        yield self._attached()
+        yield self._attached(policy)
         info = InfoMetricFamily("fwc_policy", "The policy fw-load keeps attached.")
         info.add_metric(
             [],
             {
-                "policy": self.policy,
+                "policy": policy,
                 "sha256": str(manifest.get("policy", {}).get("sha256", "")),
                 "dry_run": str(bool(manifest.get("dry_run"))).lower(),
             },
@@ -85,7 +87,7 @@ class PolicyCollector(Collector):
             os.close(fd)
         return {name: values[index] for index, name in slots.items() if index < entries}
 
-    def _attached(self) -> GaugeMetricFamily:
+    def _attached(self, policy: str) -> GaugeMetricFamily:
         gauge = GaugeMetricFamily(
             "fwc_interface_attached",
             "1 for each interface the policy is attached to, labelled with the XDP mode.",
@@ -94,7 +96,7 @@ class PolicyCollector(Collector):
         interfaces = netlink.list_interfaces()
         by_index = {i.index: i for i in interfaces}
         for index, holder in sorted(attach.holders(self.root, interfaces).items()):
-            if holder.policy.dir.name == self.policy:
+            if holder.policy.dir.name == policy:
                 iface = by_index[index]
-                gauge.add_metric([self.policy, iface.name, iface.xdp_mode or "unknown"], 1)
+                gauge.add_metric([policy, iface.name, iface.xdp_mode or "unknown"], 1)
         return gauge

@@ -39,12 +39,14 @@ DENY_SSH = SECOND.replace(
 
 
 @contextmanager
-def daemon(pair: Pair, artifact: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+def daemon(
+    pair: Pair, artifact: Path, log: Path, metrics: str = "off"
+) -> Iterator[subprocess.Popen[bytes]]:
     """`fw-load run` in namespace a, its stderr in `log`; stopped with SIGTERM at the end."""
     env = pair.fwload_env()
     cmd = pair.nsenter_a(FWLOAD, "run", str(artifact))
     with log.open("wb") as out:
-        proc = subprocess.Popen([*cmd, "--metrics-addr", "off"], stderr=out, env=env)
+        proc = subprocess.Popen([*cmd, "--metrics-addr", metrics], stderr=out, env=env)
     path = socket_in(pair)
     try:
         assert wait_until(lambda: "control socket" in log.read_text(), 30), log.read_text()
@@ -63,6 +65,12 @@ def served(log: Path) -> int:
     return sum(" on request" in line or "refused" in line for line in log.read_text().splitlines())
 
 
+def scrape(pair: Pair, addr: str) -> str:
+    """The daemon's metrics page, fetched from inside namespace a."""
+    code = "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1]).read().decode())"
+    return sh(*pair.nsenter_a(sys.executable, "-c", code, f"http://{addr}/")).stdout
+
+
 def socket_in(pair: Pair) -> str:
     """The daemon's socket path as a client in namespace a computes it."""
     code = "import sys; from fwc.loader.control import socket_path; print(socket_path(sys.argv[1]))"
@@ -77,7 +85,10 @@ def test_apply_through_the_daemon_updates_live_then_swaps_and_the_daemon_follows
     first, second = compile_tables(FIRST, tmp_path), compile_tables(SECOND, tmp_path)
     swapped = compile_tables(SWAPPED, tmp_path, strategy="constants")
     log = tmp_path / "daemon.log"
-    with veth_pair(subnet=8) as pair, daemon(pair, first, log) as proc:
+    # the metrics server listens on the loopback of namespace a
+    metrics = f"127.0.0.1:{20000 + (os.getpid() + 7) % 20000}"
+    with veth_pair(subnet=8) as pair, daemon(pair, first, log, metrics) as proc:
+        assert 'fwc_policy_info{dry_run="false",policy="live"' in scrape(pair, metrics)
         assert verdict_of(pair, "live", 5354) == XDP_PASS
         path = socket_in(pair)
         mode = os.stat(path).st_mode
@@ -109,6 +120,11 @@ def test_apply_through_the_daemon_updates_live_then_swaps_and_the_daemon_follows
         assert served(log) == 3
         assert pair.attached() == {pair.if_a: "swapped"}
         assert udp_delivered(pair, 5353, 10) == 0
+        # the metrics follow it too: counters, attachment and identity of the new name
+        scraped = scrape(pair, metrics)
+        assert 'fwc_rule_packets_total{policy="swapped",rule="deny_5353"} 10.0' in scraped
+        assert f'fwc_interface_attached{{interface="{pair.if_a}",mode=' in scraped
+        assert 'policy="live"' not in scraped
         extra, peer = unique("cx"), unique("cx")
         sh("ip", "-n", pair.ns_a, "link", "add", "name", extra, "type", "veth", "peer", peer)
         assert wait_until(lambda: pair.attached().get(extra) == "swapped", 15), log.read_text()
