@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-import sys
-from array import array
+import struct
 from typing import Any
 
 from elftools.elf.elffile import ELFFile
@@ -88,7 +87,8 @@ def seed_layout(seed: Seed, plan: Plan) -> str:
     kinds = {m.name: m.type for m in plan.maps}
     if kinds.get(seed.map) != "array" or seed.key_size != IMAGE_KEY_SIZE:
         return "records"
-    step, keys = seed.key_size + seed.value_size, _iota(seed.count)
+    step = seed.key_size + seed.value_size
+    keys = struct.pack(f"<{seed.count}I", *range(seed.count))
     # byte lane by byte lane: strided slices, not a Python loop per record
     dense = all(seed.records[b::step] == keys[b::IMAGE_KEY_SIZE] for b in range(IMAGE_KEY_SIZE))
     return "image" if dense else "records"
@@ -104,14 +104,6 @@ def seed_section(seed: Seed, layout: str) -> bytes:
     for b in range(seed.value_size):
         out[b::stride] = seed.records[seed.key_size + b :: step]
     return bytes(out)
-
-
-def _iota(count: int) -> bytes:
-    """Little-endian u32 keys 0 .. count-1."""
-    keys = array("I", range(count))
-    if sys.byteorder != "little":
-        keys.byteswap()
-    return keys.tobytes()
 
 
 def encode(manifest: dict[str, Any]) -> bytes:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from fwc.loader import libbpf
-from fwc.loader.artifact import Buffer, image_stride
+from fwc.loader.artifact import Buffer, image_stride, iota
 
 BPF_F_MMAPABLE = 1 << 10
 KEY_SIZE = 4
@@ -32,25 +32,6 @@ stride = image_stride
 
 def mmapable(info: libbpf.MapInfo) -> bool:
     return info.type == libbpf.BPF_MAP_TYPE_ARRAY and bool(info.flags & BPF_F_MMAPABLE)
-
-
-_iota_cache = bytearray()
-
-
-def _iota(count: int) -> memoryview:
-    """Little-endian u32 keys 0 .. count-1, built one byte lane at a time (C speed, no ints)
-    and kept: every seed of an update compares against a prefix of the longest."""
-    global _iota_cache
-    if len(_iota_cache) < count * KEY_SIZE:
-        out = bytearray(count * KEY_SIZE)
-        for lane in range(KEY_SIZE):
-            unit = 1 << (8 * lane)
-            period = b"".join(
-                bytes([j]) * min(unit, count) for j in range(min(256, -(-count // unit)))
-            )
-            out[lane::KEY_SIZE] = (period * -(-count // len(period)))[:count]
-        _iota_cache = out
-    return memoryview(_iota_cache)[: count * KEY_SIZE]
 
 
 def _lane(size: int) -> tuple[int, Literal["I", "H", "B"]]:
@@ -81,7 +62,7 @@ def image(records: Buffer, value_size: int, entries: int, first: int = 0) -> byt
     # one strided copy per machine word: C loops, no per-record Python objects
     for word in range(key_words):
         key_view[word::key_words] = src[word::src_step]
-    if keys != _iota(first + count)[first * KEY_SIZE :]:
+    if keys != iota(first + count)[first * KEY_SIZE :]:
         return None
     return _values(records, value_size, count, (width, code))
 

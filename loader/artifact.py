@@ -11,8 +11,6 @@ import json
 import os
 import re
 import signal
-import sys
-from array import array
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from operator import itemgetter
@@ -115,12 +113,23 @@ def image_stride(value_size: int) -> int:
     return (value_size + 7) // 8 * 8
 
 
-def _iota(count: int) -> bytes:
-    """Little-endian u32 keys 0 .. count-1 (the keys an image seed implies)."""
-    keys = array("I", range(count))
-    if sys.byteorder != "little":
-        keys.byteswap()
-    return keys.tobytes()
+_iota_cache = bytearray()
+
+
+def iota(count: int) -> memoryview:
+    """Little-endian u32 keys 0 .. count-1 (the keys an image seed implies), built one byte
+    lane at a time (C speed, no ints) and kept: callers want prefixes of the longest."""
+    global _iota_cache
+    if len(_iota_cache) < count * 4:
+        out = bytearray(count * 4)
+        for lane in range(4):
+            unit = 1 << (8 * lane)
+            period = b"".join(
+                bytes([j]) * min(unit, count) for j in range(min(256, -(-count // unit)))
+            )
+            out[lane::4] = (period * -(-count // len(period)))[:count]
+        _iota_cache = out
+    return memoryview(_iota_cache)[: count * 4]
 
 
 # seed records: a view into the artifact's bytes, or a copy the loader made of them
@@ -164,7 +173,7 @@ class SeedSpec:
             return self.raw
         stride, step = image_stride(self.value_size), self.key_size + self.value_size
         out = bytearray(self.count * step)
-        keys = _iota(self.count)
+        keys = iota(self.count)
         for b in range(self.key_size):
             out[b::step] = keys[b :: self.key_size]
         for b in range(self.value_size):

@@ -28,7 +28,7 @@ from fwc.compiler.manifest import seed_section
 from fwc.compiler.plan import Seed
 from fwc.loader import array_mmap, elf, hash_shadow, libbpf, netlink, pins, table_digests
 from fwc.loader.apply import _pin
-from fwc.loader.artifact import SeedSpec, read_artifact
+from fwc.loader.artifact import SeedSpec, iota, read_artifact
 from fwc.loader.kernel import LoadedProgram
 from fwc.loader.libbpf import KernelError
 from fwc.loader.live_update import (
@@ -89,7 +89,7 @@ def test_image_refuses_keys_other_than_0_to_n(keys: list[int], entries: int) -> 
 
 def test_iota_matches_the_keys_of_any_length() -> None:
     for count in (0, 1, 255, 256, 257, 65535, 65536, 70000, 5):
-        assert bytes(array_mmap._iota(count)) == array("I", range(count)).tobytes()
+        assert bytes(iota(count)) == array("I", range(count)).tobytes()
 
 
 def test_split_and_join_are_inverse() -> None:
