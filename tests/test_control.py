@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +18,7 @@ import pytest
 
 from fwc.loader import cli, control
 from fwc.loader.control_server import ControlBusy, ControlServer
+from tests.control_stand_in import stand_in
 from tests.loader_netns import FWLOAD, Pair, sh, udp_delivered, unique, veth_pair, wait_until
 from tests.test_live_update import FIRST, SECOND, XDP_DROP, XDP_PASS, compile_tables, verdict_of
 
@@ -224,58 +224,6 @@ def test_a_daemon_killed_mid_request_is_a_clear_error_and_the_old_policy_stays(
         assert verdict_of(pair, "live", 5354) == XDP_DROP
 
 
-@contextmanager
-def fake_daemon(directory: Path, root: str, answer: bytes | None) -> Iterator[str]:
-    """A listener at the socket of `root` that reads one request, then sends `answer` (or
-    closes without a reply, as a daemon that dies mid-request)."""
-    path = control.socket_path(root)
-    assert path.startswith(str(directory))
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(path)
-    listener.listen(1)
-
-    def serve() -> None:
-        conn, _ = listener.accept()
-        with conn:
-            control.read_line(conn)
-            if answer is not None:
-                conn.sendall(answer)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield path
-    finally:
-        thread.join(timeout=10)
-        listener.close()
-
-
-@pytest.mark.parametrize(
-    ("answer", "code", "stdout", "stderr"),
-    [
-        (control.encode({"code": 0, "stdout": "report\n", "stderr": ""}), 0, "report\n", ""),
-        (control.encode({"code": 1, "stdout": "", "stderr": "refused\n"}), 1, "", "refused\n"),
-        (None, 2, "", "closed the connection without a reply"),
-        (b"nonsense\n", 2, "", "its reply is not valid JSON"),
-    ],
-)
-def test_the_client_prints_the_reply_or_a_clear_error(
-    control_dir: Path,
-    capsys: pytest.CaptureFixture[str],
-    answer: bytes | None,
-    code: int,
-    stdout: str,
-    stderr: str,
-) -> None:
-    root = str(control_dir / "pins")
-    with fake_daemon(control_dir, root, answer):
-        assert cli.main(["apply", "policy.o", "--pin-root", root]) == code
-    out, err = capsys.readouterr()
-    assert out == stdout
-    assert stderr in err and len(err.splitlines()) == (1 if stderr else 0)
-    assert "Traceback" not in err
-
-
 def test_the_request_carries_the_options_and_the_session(
     control_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -291,7 +239,7 @@ def test_the_request_carries_the_options_and_the_session(
 
     monkeypatch.setattr(control, "ask", spy)
     answer = control.encode({"code": 0, "stdout": "", "stderr": ""})
-    with fake_daemon(control_dir, root, answer):
+    with stand_in(root, [answer]):
         argv = ["apply", "p.o", "--pin-root", root, "--keep-access", "10.1.1.1:22", "--json"]
         assert cli.main([*argv, "--force", "--no-live-update"]) == 0
     (request,) = seen
@@ -307,42 +255,6 @@ def test_the_request_carries_the_options_and_the_session(
         "dry_run": False,
         "no_live_update": True,
     }
-
-
-def test_the_daemon_route_imports_almost_nothing(control_dir: Path) -> None:
-    """The whole client path, run against a listener, loads only these fwc modules and none
-    of the apply path's libraries."""
-    root = str(control_dir / "pins")
-    answer = control.encode({"code": 0, "stdout": "", "stderr": ""})
-    code = (
-        "import sys; from fwc.loader import cli, control; "
-        f"control.CONTROL_DIR = {str(control_dir)!r}; "
-        f"assert cli.main(['apply', 'p.o', '--pin-root', {root!r}]) == 0; "
-        "print(sorted(sys.modules))"
-    )
-    with fake_daemon(control_dir, root, answer):
-        done = sh(sys.executable, "-c", code)
-    modules = set(json.loads(done.stdout.strip().replace("'", '"')))
-    assert {m for m in modules if m.startswith("fwc")} == {
-        "fwc",
-        "fwc.exits",
-        "fwc.loader",
-        "fwc.loader.cli",
-        "fwc.loader.control",
-        "fwc.loader.errors",
-        "fwc.loader.fast_apply",
-    }
-    heavy = {
-        "ctypes",
-        "dataclasses",
-        "typing",
-        "pathlib",
-        "mmap",
-        "hashlib",
-        "pyroute2",
-        "elftools",
-    }
-    assert not modules & heavy
 
 
 def test_socket_names_follow_the_pin_root_and_stay_short() -> None:

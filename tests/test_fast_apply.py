@@ -10,7 +10,6 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import types
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +24,7 @@ import fwc
 from fwc import dispatch as dispatch_module
 from fwc.loader import cli, cmd_apply, control, fast_apply
 from fwc.loader.errors import LoaderError
+from tests.control_stand_in import stand_in
 from tests.loader_netns import FWLOAD, unique
 
 SESSION = "10.9.9.9 40000 10.0.0.1 22"
@@ -267,39 +267,6 @@ def test_decode_reads_near_misses_as_json_loads_does(line: bytes, own_shape: boo
     assert [type(v) for v in decoded.values()] == [type(v) for v in expected.values()]
 
 
-@contextmanager
-def stand_in(root: str, answers: list[bytes | None]) -> Iterator[list[bytes]]:
-    """A listener at the socket of `root` that reads a request per connection and sends the
-    next answer (None: closes without one); yields the request lines it read."""
-    path = control.socket_path(root)
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(path)
-    listener.listen(4)
-    seen: list[bytes] = []
-
-    def serve() -> None:
-        for answer in answers:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            with conn:
-                seen.append(control.read_line(conn))
-                if answer is not None:
-                    conn.sendall(answer)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield seen
-    finally:
-        listener.shutdown(socket.SHUT_RDWR)
-        listener.close()
-        thread.join(timeout=10)
-        os.unlink(path)
-
-
 def lost(path: str, why: str) -> str:
     return (
         f"fw-load apply: the fw-load run daemon at {path} did not answer ({why}); the policy "
@@ -473,6 +440,8 @@ def test_the_console_script_imports_none_of_the_full_route() -> None:
         "fwc.loader.fast_apply",
     }
     heavy = {"argparse", "json", "socket", "typing", "enum", "re", "collections", "__future__"}
+    # nor anything of the apply path
+    heavy |= {"ctypes", "dataclasses", "pathlib", "mmap", "hashlib", "pyroute2", "elftools"}
     assert not imported & heavy
     with environment({"FWC_PIN_ROOT": root}):
         expected = full_route_request(["apply", "/tmp/x.o", "--json"])
