@@ -17,7 +17,6 @@ from fwc.compiler.manifest import (
     build_manifest,
     encode,
     insn_count,
-    seed_layout,
     seed_section,
 )
 from fwc.compiler.options import DEFAULT_OPTIONS, CompileOptions
@@ -72,7 +71,7 @@ def compile_policy(
     toolchain = find_toolchain()
     obj, cached = _object(source, toolchain, cache_dir)
     manifest = build_manifest(plan, toolchain.clang_version, insn_count(obj))
-    _embed(toolchain, obj, plan, encode(manifest), Path(output))
+    _embed(toolchain, obj, plan, manifest, Path(output))
     return BuildResult(Path(output), manifest, source, plan, cached)
 
 
@@ -121,19 +120,22 @@ def _clang(source: str, toolchain: Toolchain) -> bytes:
             raise BuildError(f"{toolchain.clang} wrote no object file: {exc.strerror}") from exc
 
 
-def _embed(toolchain: Toolchain, obj: bytes, plan: Plan, manifest: bytes, output: Path) -> None:
+def _embed(
+    toolchain: Toolchain, obj: bytes, plan: Plan, manifest: dict[str, Any], output: Path
+) -> None:
     with tempfile.TemporaryDirectory(prefix="fwc-embed-") as tmp:
         work = Path(tmp)
         (work / "in.o").write_bytes(obj)
-        (work / "manifest.json").write_bytes(manifest)
+        (work / "manifest.json").write_bytes(encode(manifest))
         command = [
             str(toolchain.objcopy),
             "--strip-debug",
             f"--add-section={SECTION}=manifest.json",
         ]
-        for seed in plan.seeds:
+        layouts = [seed["layout"] for seed in manifest["seeds"]]
+        for seed, layout in zip(plan.seeds, layouts, strict=True):
             name = f"seed-{seed.map}.bin"
-            (work / name).write_bytes(seed_section(seed, seed_layout(seed, plan)))
+            (work / name).write_bytes(seed_section(seed, layout))
             command.append(f"--add-section={seed.section}={name}")
         command += ["in.o", "out.o"]
         _run(command, work, "llvm-objcopy failed to embed the manifest")

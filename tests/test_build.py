@@ -223,7 +223,7 @@ def test_verifier_rejection_names_the_rule(tmp_path: Path) -> None:
     obj = build._clang(source, toolchain)
     out = tmp_path / "bad.o"
     manifest = build_manifest(plan, "x", insn_count(obj))
-    build._embed(toolchain, obj, plan, encode(manifest), out)
+    build._embed(toolchain, obj, plan, manifest, out)
     outcome = verify(out, source, policy)
     assert isinstance(outcome, Rejected)
     assert outcome.finding.id == "FWC052" and outcome.finding.rule == "allow_web"
