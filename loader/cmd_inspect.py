@@ -66,8 +66,8 @@ def render_text(spec: ArtifactSpec) -> str:
         lines += [
             f"seeds ({len(spec.seeds)})",
             _table(
-                ["map", "section", "records"],
-                [[s.map, s.section, s.count] for s in spec.seeds],
+                ["map", "section", "layout", "entries"],
+                [[s.map, s.section, s.layout, s.count] for s in spec.seeds],
             ),
         ]
     lines += [
