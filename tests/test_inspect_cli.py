@@ -24,7 +24,7 @@ def test_text_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
         f"policy    fixture  sha256 {'ab' * 32}",
         f"program   fwc_xdp  section xdp  {insns} instructions  license GPL",
         "fwc_counters  percpu_array  4    16     2",
-        "fwc_action  .fwc.seed.fwc_action  1",
+        "fwc_action  .fwc.seed.fwc_action  records  1",
         "0   1         allow   count_all",
         "1     default",
     ]:
