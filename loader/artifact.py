@@ -342,7 +342,8 @@ def _manifest(
     version = manifest.get("format")
     if version != FORMAT:
         raise ArtifactError(
-            f"manifest format {version!r} is not supported (this fw-load reads format {FORMAT})"
+            f"manifest format {version!r} is not supported (this fw-load reads format {FORMAT}):"
+            " compile the policy again with the fwc of this release"
         )
     if not _plainly_valid(manifest):
         _schema_errors(manifest)
