@@ -169,23 +169,8 @@ def _remap(seed: SeedSpec, mapping: dict[int, int] | None) -> Buffer:
     """The seed's records with counter slots moved to the live counters' slots."""
     if mapping is None:
         return seed.records
-    return _remap_records(seed, mapping)
-
-
-def _remap_image(image: memoryview, map_name: str, mapping: dict[int, int] | None) -> bytes:
-    """An image seed with counter slots moved to the live counters' slots."""
-    base = map_name[:-1]
-    if mapping is None or base not in ("fwc_rule", "fwc_cfg"):
-        return bytes(image)
-    out = bytearray(image)
-    words = memoryview(out).cast("I")
-    column = _RULE_IMAGE_SLOTS if base == "fwc_rule" else _CFG_SLOTS
-    words[column] = memoryview(array("I", map(mapping.__getitem__, words[column])))
-    return bytes(out)
-
-
-def _remap_records(seed: SeedSpec, mapping: dict[int, int]) -> Buffer:
     base = seed.map[:-1]
+
     if base == "fwc_rule":
         out = bytearray(seed.records)
         # the slot is the third u32 of each (key, action, slot) record: one column, remapped
@@ -200,6 +185,18 @@ def _remap_records(seed: SeedSpec, mapping: dict[int, int]) -> Buffer:
         value[_CFG_SLOTS] = [mapping[s] for s in value[_CFG_SLOTS]]
         return struct.pack(f"<{len(fields)}I", fields[0], *value)
     return seed.records
+
+
+def _remap_image(image: memoryview, map_name: str, mapping: dict[int, int] | None) -> bytes:
+    """An image seed with counter slots moved to the live counters' slots."""
+    base = map_name[:-1]
+    if mapping is None or base not in ("fwc_rule", "fwc_cfg"):
+        return bytes(image)
+    out = bytearray(image)
+    words = memoryview(out).cast("I")
+    column = _RULE_IMAGE_SLOTS if base == "fwc_rule" else _CFG_SLOTS
+    words[column] = memoryview(array("I", map(mapping.__getitem__, words[column])))
+    return bytes(out)
 
 
 class _Seen:
@@ -250,18 +247,13 @@ def _write_array(
         # one digest instead); any other seed is compared with the map's real contents. The
         # digest of what was written waits until after the flip.
         data = records if isinstance(records, bytes) else bytes(records)
+        if _unchanged(data, known):
+            return known, 0
         held = _SEEN.held(known)
         if held is not None:
-            if held == data:
-                return known, 0
             patched = array_mmap.patch(fd, info, held, data, seed.value_size)
             if patched is not None:
                 return _Pending(data), patched.elements
-        elif len(known) == 1 and known[0].startswith(_MMAP_DIGEST):
-            whole = _Pending(data).digest()
-            if known == [whole]:
-                _SEEN.add(whole, data)
-                return known, 0
         want = array_mmap.image(data, seed.value_size, info.max_entries)
         if want is not None:
             return _Pending(data), array_mmap.write(fd, info, want).elements
@@ -284,16 +276,24 @@ def _write_image(
 ) -> tuple[list[str] | _Pending, int]:
     """Write an image seed (the artifact holds the array's memory): nothing when the idle
     generation is known to hold it, else the 64 KiB blocks that differ from the map."""
-    held = _SEEN.held(known)
-    if held is not None and held == image:
+    if _unchanged(image, known):
         return known, 0
-    if held is None and len(known) == 1 and known[0].startswith(_MMAP_DIGEST):
-        # a process that has not seen the bytes pays one digest instead
-        whole = _Pending(image).digest()
-        if known == [whole]:
-            _SEEN.add(whole, image)
-            return known, 0
     return _Pending(image), array_mmap.write(fd, info, image).elements
+
+
+def _unchanged(data: bytes, known: list[str]) -> bool:
+    """Whether the idle generation is recorded to hold exactly `data` (an mmap-written seed):
+    one memory compare with the bytes this process kept, or, when it has not seen them, one
+    digest (then kept)."""
+    held = _SEEN.held(known)
+    if held is not None:
+        return held == data
+    if len(known) == 1 and known[0].startswith(_MMAP_DIGEST):
+        whole = _Pending(data).digest()
+        if known == [whole]:
+            _SEEN.add(whole, data)
+            return True
+    return False
 
 
 def _write_hash(
