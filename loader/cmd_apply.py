@@ -57,25 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def request(args: argparse.Namespace, root: str) -> dict[str, object]:
-    """The control request: the options that matter, the artifact's absolute path, and this
-    command's SSH session, which the daemon's lockout check must protect."""
-    fields = {
-        "artifact": os.path.abspath(args.artifact),
-        "expect_hash": args.expect_hash,
-        "keep_access": list(args.keep_access),
-        "force": args.force,
-        "offload": args.offload,
-        "replace_foreign": args.replace_foreign,
-        "dry_run": args.dry_run,
-        "no_live_update": args.no_live_update,
-    }
-    return {
-        "command": "apply",
-        "root": root,
-        "options": fields,
-        "ssh_connection": os.environ.get("SSH_CONNECTION"),
-        "json": args.json,
-    }
+    """The control request for these arguments (fast_apply.apply_request)."""
+    options = {name: getattr(args, name) for name in fast_apply.FIELDS}
+    return fast_apply.apply_request(options, root, args.json)
 
 
 def run(args: argparse.Namespace) -> int:

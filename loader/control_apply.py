@@ -18,18 +18,6 @@ from fwc.loader.cli import LoaderError
 from fwc.loader.control_warm import ManifestCache
 from fwc.loader.libbpf import KernelError
 
-# the command-line options a request carries (the daemon rebuilds ApplyOptions from them)
-FIELDS = (
-    "artifact",
-    "expect_hash",
-    "keep_access",
-    "force",
-    "offload",
-    "replace_foreign",
-    "dry_run",
-    "no_live_update",
-)
-
 
 @dataclass(frozen=True)
 class Outcome:
@@ -51,7 +39,7 @@ def options(
     manifests: ManifestCache | None = None,
     **extra: bool,
 ) -> ApplyOptions:
-    """ApplyOptions from the command's FIELDS; the SSH session is the command's own."""
+    """ApplyOptions from the command's fast_apply.FIELDS; the SSH session is the command's own."""
     return ApplyOptions(
         artifact=Path(fields["artifact"]),
         root=pins.pin_root(root),

@@ -20,7 +20,7 @@ from typing import Any
 from prometheus_client import start_http_server
 from prometheus_client.registry import CollectorRegistry
 
-from fwc.loader import attach, control_apply, libbpf, netlink, pins
+from fwc.loader import attach, control_apply, fast_apply, libbpf, netlink, pins
 from fwc.loader.apply import ApplyOptions, apply
 from fwc.loader.cli import LoaderError
 from fwc.loader.control_server import ControlBusy, ControlServer
@@ -158,7 +158,7 @@ class _Control:
         if Path(str(message.get("root"))) != self.root:
             raise ValueError(f"this daemon serves pin root {self.root}")
         fields = message["options"]
-        if not isinstance(fields, dict) or set(fields) != set(control_apply.FIELDS):
+        if not isinstance(fields, dict) or set(fields) != set(fast_apply.FIELDS):
             raise ValueError("the options are not those of this fw-load")
         ssh = message.get("ssh_connection")
         return control_apply.options(

@@ -10,7 +10,7 @@ from fwc.loader.errors import LoaderError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
 # apply's flags as cmd_apply.add_arguments declares them (--no-daemon, -h and the rest: the
 # full parser); a switch -> its request key
@@ -23,6 +23,30 @@ _SWITCHES = {
     "--json": "json",
 }
 _VALUED = ("--expect-hash", "--keep-access", "--pin-root")
+# the command-line options a request carries (the daemon rebuilds ApplyOptions from them)
+FIELDS = (
+    "artifact",
+    "expect_hash",
+    "keep_access",
+    "force",
+    "offload",
+    "replace_foreign",
+    "dry_run",
+    "no_live_update",
+)
+
+
+def apply_request(options: "Mapping[str, object]", root: str, as_json: bool) -> dict[str, object]:
+    """The control request of `fw-load apply`: its FIELDS (the artifact's path made absolute),
+    the pin root, and this command's SSH session, which the daemon's lockout check must
+    protect."""
+    return {
+        "command": "apply",
+        "root": root,
+        "options": {**options, "artifact": os.path.abspath(str(options["artifact"]))},
+        "ssh_connection": os.environ.get("SSH_CONNECTION"),
+        "json": as_json,
+    }
 
 
 def request(argv: "Sequence[str]") -> dict[str, object] | None:
@@ -62,7 +86,7 @@ def request(argv: "Sequence[str]") -> dict[str, object] | None:
     if artifact is None:
         return None
     options = {
-        "artifact": os.path.abspath(artifact),
+        "artifact": artifact,
         "expect_hash": values["--expect-hash"],
         "keep_access": keep_access,
         "force": switches["force"],
@@ -71,13 +95,7 @@ def request(argv: "Sequence[str]") -> dict[str, object] | None:
         "dry_run": switches["dry_run"],
         "no_live_update": switches["no_live_update"],
     }
-    return {
-        "command": "apply",
-        "root": control.pin_root(values["--pin-root"]),
-        "options": options,
-        "ssh_connection": os.environ.get("SSH_CONNECTION"),
-        "json": switches["json"],
-    }
+    return apply_request(options, control.pin_root(values["--pin-root"]), switches["json"])
 
 
 def run(argv: "Sequence[str]") -> int | None:
