@@ -26,10 +26,6 @@ _libc.memcmp.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
 _ZERO_BLOCK = ctypes.create_string_buffer(_BLOCK)
 
 
-# bytes between two elements of an array map: the kernel rounds values up to 8 bytes
-stride = image_stride
-
-
 def mmapable(info: libbpf.MapInfo) -> bool:
     return info.type == libbpf.BPF_MAP_TYPE_ARRAY and bool(info.flags & BPF_F_MMAPABLE)
 
@@ -78,7 +74,7 @@ def _values(
     key long: shifted by one key, each record's value is followed by the next key's bytes,
     which are then zeroed.
     """
-    step, gap = KEY_SIZE + value_size, stride(value_size)
+    step, gap = KEY_SIZE + value_size, image_stride(value_size)
     if gap == value_size:
         out = bytearray(records)
         for removed in range(KEY_SIZE):
@@ -117,7 +113,7 @@ def write(fd: int, info: libbpf.MapInfo, want: bytearray | bytes) -> Written:
 
     The zeros clear what an earlier, larger policy left above the new seed's range.
     """
-    size = info.max_entries * stride(info.value_size)
+    size = info.max_entries * image_stride(info.value_size)
     if len(want) > size:
         raise ValueError(f"image of {len(want)} bytes for a map of {size}")
     mapped = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
@@ -151,7 +147,7 @@ def write(fd: int, info: libbpf.MapInfo, want: bytearray | bytes) -> Written:
             del live, new
     finally:
         mapped.close()
-    return Written(blocks, copied // stride(info.value_size))
+    return Written(blocks, copied // image_stride(info.value_size))
 
 
 def _address(data: bytes) -> int:
@@ -195,7 +191,7 @@ def patch(fd: int, info: libbpf.MapInfo, old: bytes, new: bytes, value_size: int
             if part is None:
                 return None
             parts.append((first, part))
-    gap = stride(value_size)
+    gap = image_stride(value_size)
     mapped = mmap.mmap(
         fd, info.max_entries * gap, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE
     )

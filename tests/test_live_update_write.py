@@ -28,7 +28,7 @@ from fwc.compiler.manifest import seed_section
 from fwc.compiler.plan import Seed
 from fwc.loader import array_mmap, elf, hash_shadow, libbpf, netlink, pins, table_digests
 from fwc.loader.apply import _pin
-from fwc.loader.artifact import SeedSpec, iota, read_artifact
+from fwc.loader.artifact import SeedSpec, image_stride, iota, read_artifact
 from fwc.loader.kernel import LoadedProgram
 from fwc.loader.libbpf import KernelError
 from fwc.loader.live_update import (
@@ -71,7 +71,7 @@ def test_image_places_each_value_at_its_stride(value_size: int, first: int) -> N
     records = _records([(first + i, value) for i, value in enumerate(values)])
     image = array_mmap.image(records, value_size, 1000, first)
     assert image is not None
-    gap = array_mmap.stride(value_size)
+    gap = image_stride(value_size)
     assert len(image) == 300 * gap
     for i, value in enumerate(values):
         assert image[i * gap : i * gap + value_size] == value
@@ -258,7 +258,7 @@ def test_array_writes_reach_the_kernel_and_clear_what_is_above(flags: int) -> No
 
 
 def _mapped(fd: int, info: libbpf.MapInfo) -> bytes:
-    size = info.max_entries * array_mmap.stride(info.value_size)
+    size = info.max_entries * image_stride(info.value_size)
     with mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ) as mapped:
         return bytes(mapped)
 
@@ -266,7 +266,7 @@ def _mapped(fd: int, info: libbpf.MapInfo) -> bytes:
 def _expected(records: bytes, value_size: int, entries: int) -> bytes:
     image = array_mmap.image(records, value_size, entries)
     assert image is not None
-    return bytes(image).ljust(entries * array_mmap.stride(value_size), b"\0")
+    return bytes(image).ljust(entries * image_stride(value_size), b"\0")
 
 
 @pytest.mark.kernel
@@ -467,7 +467,7 @@ def test_an_image_seed_reads_back_as_the_records_it_was_made_from(value_size: in
     )
     plan_seed = Seed("fwc_x0", 4, value_size, records)
     image = seed_section(plan_seed, "image")
-    assert len(image) == count * array_mmap.stride(value_size)
+    assert len(image) == count * image_stride(value_size)
     spec = SeedSpec("fwc_x0", ".fwc.seed.fwc_x0", 4, value_size, memoryview(image), "image")
     assert spec.count == count and bytes(spec.records) == records
     assert array_mmap.image(records, value_size, count) == image
@@ -510,7 +510,7 @@ def test_a_first_load_seeds_every_map_with_its_records(tmp_path: Path) -> None:
             got = {bytes(key): libbpf.map_lookup(fd, bytes(key), vs) for key, _ in seed.items()}
             assert got == dict(seed.items()), seed.map
             if array_mmap.mmapable(info):
-                size = info.max_entries * array_mmap.stride(vs)
+                size = info.max_entries * image_stride(vs)
                 with mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ) as memory:
                     image = array_mmap.image(seed.records, vs, info.max_entries)
                     assert image is not None and memory[:] == bytes(image).ljust(size, b"\0")
