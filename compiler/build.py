@@ -12,13 +12,7 @@ from typing import Any
 
 from fwc.compiler.cli import ToolError
 from fwc.compiler.ir import Policy
-from fwc.compiler.manifest import (
-    SECTION,
-    build_manifest,
-    encode,
-    insn_count,
-    seed_section,
-)
+from fwc.compiler.manifest import SECTION, build_manifest, encode, insn_count, seed_section
 from fwc.compiler.options import DEFAULT_OPTIONS, CompileOptions
 from fwc.compiler.plan import Plan, make_plan
 from fwc.compiler.render import headers, render
