@@ -10,8 +10,8 @@ test:
 	bash scripts/test.sh
 
 lint: setup
-	.venv/bin/ruff check compiler loader tests bench src
-	.venv/bin/ruff format --check compiler loader tests bench src
+	.venv/bin/ruff check compiler loader artifact tests bench src
+	.venv/bin/ruff format --check compiler loader artifact tests bench src
 	.venv/bin/mypy
 
 golden: setup

@@ -25,13 +25,13 @@ import threading
 import time
 from pathlib import Path
 
-from fwc.compiler.build import compile_policy
-from fwc.loader import control
-from fwc.loader.apply import ApplyOptions, apply
-from fwc.loader.artifact import read_artifact
-from fwc.loader.live_update import can_update_in_place, update_in_place
-from fwc.loader.meta import read_meta_map
-from fwc.loader.pins import policy_pins
+from fwc.compiler.backend.build import compile_policy
+from fwc.loader.apply.transaction import ApplyOptions, apply
+from fwc.loader.daemon import control
+from fwc.loader.kernel.meta import read_meta_map
+from fwc.loader.live.update import can_update_in_place, update_in_place
+from fwc.loader.node.pins import policy_pins
+from fwc.loader.reader.artifact import read_artifact
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
@@ -169,7 +169,11 @@ def floor(root: Path, rounds: int) -> dict[str, float]:
     commands = {
         "python start-up (-c pass)": [sys.executable, "-c", "pass"],
         "python -S start-up": [sys.executable, "-S", "-c", "pass"],
-        "import fwc.loader.cmd_apply": [sys.executable, "-c", "import fwc.loader.cmd_apply"],
+        "import fwc.loader.commands.apply": [
+            sys.executable,
+            "-c",
+            "import fwc.loader.commands.apply",
+        ],
         "fw-load --version": [FWLOAD, "--version"],
         "fw-load apply, instant daemon": [FWLOAD, "apply", "x.o", "--pin-root", stand_in],
         # `--` is not for the fast path: argparse and cmd_apply, as every apply before it
@@ -210,7 +214,9 @@ def inside(args: argparse.Namespace) -> None:
     # as after an install: byte code written once, by an untimed command
     subprocess.run([FWLOAD, "status"], env=command_env(root), check=True, capture_output=True)
     subprocess.run(
-        [sys.executable, "-c", "import fwc.loader.cmd_apply"], env=command_env(root), check=True
+        [sys.executable, "-c", "import fwc.loader.commands.apply"],
+        env=command_env(root),
+        check=True,
     )
     assert report.path == "program-swap"
     # right after a load the idle generation is unknown, so every record is written

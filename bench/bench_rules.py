@@ -19,13 +19,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # for tests.bigpolicy, the generated policies the tests use too
 
-from fwc.compiler import frames as fr  # noqa: E402
-from fwc.compiler.build import CLANG_FLAGS, compile_policy  # noqa: E402
-from fwc.compiler.evaluate import evaluate  # noqa: E402
-from fwc.compiler.ir import Policy  # noqa: E402
-from fwc.compiler.toolchain import find_toolchain  # noqa: E402
+from fwc.compiler.backend.build import CLANG_FLAGS, compile_policy  # noqa: E402
+from fwc.compiler.backend.toolchain import find_toolchain  # noqa: E402
+from fwc.compiler.oracle import frames as fr  # noqa: E402
+from fwc.compiler.oracle.evaluate import evaluate  # noqa: E402
+from fwc.compiler.policy.ir import Policy  # noqa: E402
 from fwc.loader import libbpf  # noqa: E402
-from fwc.loader.kernel import LoadedProgram  # noqa: E402
+from fwc.loader.kernel.program import LoadedProgram  # noqa: E402
 from tests.bigpolicy import big_policy, rule_ports, rule_source  # noqa: E402
 
 SIZES = (1, 10, 100, 1000)

@@ -19,15 +19,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fwc.compiler import constants
-from fwc.compiler.build import compile_policy
-from fwc.compiler.classify import build_tables, class_counts
-from fwc.compiler.evaluate import evaluate
-from fwc.compiler.findings import Severity
-from fwc.compiler.render import headers
-from fwc.compiler.toolchain import find_toolchain
-from fwc.loader import libbpf
-from fwc.loader.kernel import LoadedProgram
+from fwc.compiler.backend import constants
+from fwc.compiler.backend.build import compile_policy
+from fwc.compiler.backend.render import headers
+from fwc.compiler.backend.tables.classify import build_tables, class_counts
+from fwc.compiler.backend.toolchain import find_toolchain
+from fwc.compiler.oracle.evaluate import evaluate
+from fwc.compiler.policy.findings import Severity
+from fwc.loader.kernel import libbpf
+from fwc.loader.kernel.program import LoadedProgram
 
 BENCH = Path(__file__).resolve().parent
 LABELS = ("first", "late", "default")

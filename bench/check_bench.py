@@ -27,12 +27,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from fwc.compiler import rego, rego_regopy, schema, semantic
 from fwc.compiler.cli import main
-from fwc.compiler.normalize import normalize
-from fwc.compiler.rego_input import policy_doc
-from fwc.compiler.rego_regopy_input import policy_input
-from fwc.compiler.source import load_file
+from fwc.compiler.gate import rego
+from fwc.compiler.gate import regopy as rego_regopy
+from fwc.compiler.gate.input import policy_doc
+from fwc.compiler.gate.regopy_input import policy_input
+from fwc.compiler.policy import schema, semantic
+from fwc.compiler.policy.normalize import normalize
+from fwc.compiler.policy.source import load_file
 
 PR_SET_CHILD_SUBREAPER = 36
 

@@ -23,10 +23,10 @@ sys.path.insert(0, str(BENCH))
 
 from ruleset import iptables_restore, nft_ruleset  # noqa: E402
 
-from fwc.compiler.ir import Action, Family, Policy  # noqa: E402
+from fwc.compiler.policy.ir import Action, Family, Policy  # noqa: E402
 from policies import Packet, load_policy, make_packets, make_policy_yaml, verdict  # noqa: E402
 
-RX_MAC = "02:00:00:00:00:02"  # the destination MAC that fwc.compiler.frames writes
+RX_MAC = "02:00:00:00:00:02"  # the destination MAC that fwc.compiler.oracle.frames writes
 TX_DEV, RX_DEV = "fwb-tx", "fwb-rx"
 
 
@@ -191,11 +191,11 @@ def _drops(pair: Pair, kind: str) -> int | None:
 
 HELPER = """
 import ctypes, socket, sys
-from fwc.loader import libbpf
+from fwc.loader.kernel import libbpf
 sys.path.insert(0, {bench!r})
 kind, path, dev = sys.argv[1:4]
 if kind == "fwc":
-    from fwc.loader.kernel import LoadedProgram
+    from fwc.loader.kernel.program import LoadedProgram
     prog = LoadedProgram.load(path)
     fd = prog.prog_fd
 else:
@@ -273,9 +273,9 @@ def nft_loaded(pair: Pair, policy: Policy) -> Iterator[None]:
 
 def _compile_fwc(policy: Policy, out: Path, strategy: str) -> str:
     """Compile with `strategy`; when that build fails or the verifier refuses it, use tables."""
-    from fwc.compiler.build import BuildError, compile_policy
-    from fwc.loader.kernel import LoadedProgram
-    from fwc.loader.libbpf import KernelError
+    from fwc.compiler.backend.build import BuildError, compile_policy
+    from fwc.loader.kernel.libbpf import KernelError
+    from fwc.loader.kernel.program import LoadedProgram
 
     try:
         result = compile_policy(policy, output=out, strategy=strategy)

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from fwc.compiler.frames import PacketFields, build_frame
-from fwc.compiler.ir import (
+from fwc.compiler.oracle.frames import PacketFields, build_frame
+from fwc.compiler.policy.ir import (
     IPPROTO_ICMP,
     IPPROTO_ICMPV6,
     IPPROTO_TCP,
@@ -24,8 +24,8 @@ from fwc.compiler.ir import (
     Policy,
     Rule,
 )
-from fwc.compiler.normalize import normalize
-from fwc.compiler.source import load_bytes
+from fwc.compiler.policy.normalize import normalize
+from fwc.compiler.policy.source import load_bytes
 
 LABELS = ("first", "late", "default")
 T = TypeVar("T")

@@ -18,9 +18,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from fwc.compiler.ir import Action, AddressRange, Policy, PortRange, Rule
-from fwc.loader import libbpf
-from fwc.loader.resource import Closing
+from fwc.compiler.policy.ir import Action, AddressRange, Policy, PortRange, Rule
+from fwc.loader.kernel import libbpf
+from fwc.loader.kernel.resource import Closing
 
 BENCH = Path(__file__).resolve().parent
 SOURCE = BENCH / "rule_loop.c"

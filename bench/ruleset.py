@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from fwc.compiler.ir import TCP_FLAGS, Action, AddressRange, Family, Policy, PortRange, Rule
+from fwc.compiler.policy.ir import TCP_FLAGS, Action, AddressRange, Family, Policy, PortRange, Rule
 
 CHAIN = "FWC"
 

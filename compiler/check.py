@@ -13,11 +13,11 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fwc.compiler import schema, semantic
-from fwc.compiler.findings import Finding, Severity
-from fwc.compiler.ir import Policy
-from fwc.compiler.normalize import normalize
-from fwc.compiler.source import load_file
+from fwc.compiler.policy import schema, semantic
+from fwc.compiler.policy.findings import Finding, Severity
+from fwc.compiler.policy.ir import Policy
+from fwc.compiler.policy.normalize import normalize
+from fwc.compiler.policy.source import load_file
 
 # An analysis reads the IR of a policy that normalized cleanly. Shadowed-rule
 # analysis (FWC030) plugs in here, next to any later whole-policy analyses.

@@ -12,11 +12,11 @@ __all__ = ["COMMANDS", "ToolError", "UsageError", "main"]
 
 # subcommand -> (module under fwc.compiler, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "check": ("cmd_check", "gate policies: schema, semantics and Rego invariants"),
-    "schema": ("cmd_schema", "print the policy JSON Schema"),
-    "compile": ("cmd_compile", "compile a policy to an XDP artifact"),
-    "test": ("cmd_test", "run packet cases against a policy"),
-    "explain": ("cmd_explain", "explain the verdict for one packet"),
+    "check": ("commands.check", "gate policies: schema, semantics and Rego invariants"),
+    "schema": ("commands.schema", "print the policy JSON Schema"),
+    "compile": ("commands.compile", "compile a policy to an XDP artifact"),
+    "test": ("commands.test", "run packet cases against a policy"),
+    "explain": ("commands.explain", "explain the verdict for one packet"),
 }
 
 

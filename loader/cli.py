@@ -2,7 +2,7 @@
 
 import sys
 
-from fwc.loader import fast_apply
+from fwc.loader.daemon import fast_apply
 from fwc.loader.errors import LoaderError
 
 # the console script imports this module: what it imports counts in every command's time
@@ -14,13 +14,13 @@ __all__ = ["COMMANDS", "LoaderError", "main"]
 
 # subcommand -> (module under fwc.loader, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "inspect": ("cmd_inspect", "show an artifact's manifest, program and maps"),
-    "apply": ("cmd_apply", "load an artifact and attach it to the selected interfaces"),
-    "run": ("cmd_run", "apply, then follow interfaces as they come and go"),
-    "status": ("cmd_status", "show what is attached where"),
-    "stats": ("cmd_stats", "show per-rule counters"),
-    "events": ("cmd_events", "follow the verdict events of log: true rules"),
-    "detach": ("cmd_detach", "detach programs and remove their pins"),
+    "inspect": ("commands.inspect", "show an artifact's manifest, program and maps"),
+    "apply": ("commands.apply", "load an artifact and attach it to the selected interfaces"),
+    "run": ("commands.run", "apply, then follow interfaces as they come and go"),
+    "status": ("commands.status", "show what is attached where"),
+    "stats": ("commands.stats", "show per-rule counters"),
+    "events": ("commands.events", "follow the verdict events of log: true rules"),
+    "detach": ("commands.detach", "detach programs and remove their pins"),
 }
 
 

@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/ruff check compiler loader tests bench src
-.venv/bin/ruff format --check compiler loader tests bench src
+.venv/bin/ruff check compiler loader artifact tests bench src
+.venv/bin/ruff format --check compiler loader artifact tests bench src
 .venv/bin/mypy
 .venv/bin/python -m pytest "$@"

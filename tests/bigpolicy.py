@@ -6,10 +6,10 @@ import ipaddress
 
 import yaml
 
-from fwc.compiler.findings import has_errors
-from fwc.compiler.ir import Policy
-from fwc.compiler.normalize import normalize
-from fwc.compiler.source import load_bytes
+from fwc.compiler.policy.findings import has_errors
+from fwc.compiler.policy.ir import Policy
+from fwc.compiler.policy.normalize import normalize
+from fwc.compiler.policy.source import load_bytes
 
 
 def rule_source(i: int) -> str:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from fwc.compiler.findings import has_errors
-from fwc.compiler.ir import Policy
-from fwc.compiler.normalize import normalize
-from fwc.compiler.source import load_bytes, load_file
+from fwc.compiler.policy.findings import has_errors
+from fwc.compiler.policy.ir import Policy
+from fwc.compiler.policy.normalize import normalize
+from fwc.compiler.policy.source import load_bytes, load_file
 
 
 def policy_of(text: str, file: str = "test.yaml") -> Policy:

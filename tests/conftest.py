@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from fwc.loader import control
+from fwc.loader.daemon import control
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from fwc.loader import control
+from fwc.loader.daemon import control
 
 
 @contextmanager

@@ -14,9 +14,9 @@ from typing import Any
 import yaml
 from hypothesis import strategies as st
 
-from fwc.compiler import frames as fr
-from fwc.compiler.findings import has_errors
-from fwc.compiler.ir import (
+from fwc.compiler.oracle import frames as fr
+from fwc.compiler.policy.findings import has_errors
+from fwc.compiler.policy.ir import (
     IPPROTO_ICMP,
     IPPROTO_ICMPV6,
     IPPROTO_TCP,
@@ -27,8 +27,8 @@ from fwc.compiler.ir import (
     Policy,
     PortRange,
 )
-from fwc.compiler.normalize import normalize
-from fwc.compiler.source import load_bytes
+from fwc.compiler.policy.normalize import normalize
+from fwc.compiler.policy.source import load_bytes
 
 PROTOCOL_NAMES = ("tcp", "udp", "icmp", "icmpv6", "any")
 ACTIONS = ("allow", "deny")

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fwc.loader.artifact import ArtifactError, read_artifact
+from fwc.loader.reader.artifact import ArtifactError, read_artifact
 
 Edit = Callable[[dict[str, Any]], None]
 

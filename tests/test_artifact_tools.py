@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from fwc.compiler.build import compile_policy
+from fwc.compiler.backend.build import compile_policy
 from tests.compile_helpers import policy_file
 
 pytestmark = [pytest.mark.kernel, pytest.mark.netns]

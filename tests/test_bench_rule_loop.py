@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from fwc.compiler.evaluate import evaluate
-from fwc.compiler.frames import build_frame, fields_from_mapping
+from fwc.compiler.oracle.evaluate import evaluate
+from fwc.compiler.oracle.frames import build_frame, fields_from_mapping
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 sys.path.insert(0, str(BENCH))

@@ -12,14 +12,14 @@ import pytest
 from elftools.elf.constants import SH_FLAGS
 from elftools.elf.elffile import ELFFile
 
-from fwc.compiler import build
-from fwc.compiler.build import compile_policy
+from fwc.compiler.backend import build
+from fwc.compiler.backend.build import compile_policy
+from fwc.compiler.backend.manifest import SECTION, build_manifest, encode, insn_count
+from fwc.compiler.backend.plan import make_plan
+from fwc.compiler.backend.render import render
+from fwc.compiler.backend.toolchain import find_toolchain
+from fwc.compiler.backend.verify import Rejected, last_source_line, rule_at_line, verify
 from fwc.compiler.cli import main
-from fwc.compiler.manifest import SECTION, build_manifest, encode, insn_count
-from fwc.compiler.plan import make_plan
-from fwc.compiler.render import render
-from fwc.compiler.toolchain import find_toolchain
-from fwc.compiler.verify import Rejected, last_source_line, rule_at_line, verify
 from tests.compile_helpers import policy_file
 from tests.test_render import HOSTILE
 

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fwc.compiler import classify
-from fwc.compiler.classify import PacketFields, build_tables, lookup
-from fwc.compiler.findings import Location
-from fwc.compiler.ir import (
+from fwc.compiler.backend.tables import classify
+from fwc.compiler.backend.tables.classify import PacketFields, build_tables, lookup
+from fwc.compiler.policy.findings import Location
+from fwc.compiler.policy.ir import (
     IPPROTO_ICMP,
     IPPROTO_ICMPV6,
     IPPROTO_TCP,

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fwc.compiler import cmd_test
 from fwc.compiler.cli import main
+from fwc.compiler.commands import test as cmd_test
 
 ROOT = Path(__file__).resolve().parent.parent
 EDGE = ROOT / "policies" / "edge-web.yaml"

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from fwc.loader import cli, control
-from fwc.loader.control_server import ControlBusy, ControlServer
+from fwc.loader import cli
+from fwc.loader.daemon import control
+from fwc.loader.daemon.server import ControlBusy, ControlServer
 from tests.control_stand_in import stand_in
 from tests.loader_netns import FWLOAD, Pair, sh, udp_delivered, unique, veth_pair, wait_until
 from tests.test_live_update import FIRST, SECOND, XDP_DROP, XDP_PASS, compile_tables, verdict_of
@@ -73,7 +74,10 @@ def scrape(pair: Pair, addr: str) -> str:
 
 def socket_in(pair: Pair) -> str:
     """The daemon's socket path as a client in namespace a computes it."""
-    code = "import sys; from fwc.loader.control import socket_path; print(socket_path(sys.argv[1]))"
+    code = (
+        "import sys; from fwc.loader.daemon.control import socket_path; "
+        "print(socket_path(sys.argv[1]))"
+    )
     return sh(*pair.nsenter_a(sys.executable, "-c", code, str(pair.root))).stdout.strip()
 
 

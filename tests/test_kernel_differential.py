@@ -9,11 +9,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fwc.compiler import frames as fr
-from fwc.compiler.build import compile_policy
-from fwc.compiler.evaluate import evaluate
-from fwc.compiler.ir import Policy
-from fwc.loader.kernel import LoadedProgram
+from fwc.compiler.backend.build import compile_policy
+from fwc.compiler.oracle import frames as fr
+from fwc.compiler.oracle.evaluate import evaluate
+from fwc.compiler.policy.ir import Policy
+from fwc.loader.kernel.program import LoadedProgram
 from tests.compile_helpers import policy_file
 from tests.strategies import frames, policies
 

@@ -14,17 +14,17 @@ from pathlib import Path
 
 import pytest
 
-from fwc.compiler import frames as fr
-from fwc.compiler.build import BuildResult, compile_policy
-from fwc.compiler.options import CompileOptions
-from fwc.loader import libbpf
-from fwc.loader.artifact import read_artifact
+from fwc.compiler.backend.build import BuildResult, compile_policy
+from fwc.compiler.backend.options import CompileOptions
+from fwc.compiler.oracle import frames as fr
 from fwc.loader.cli import main
-from fwc.loader.events import Event, decode
-from fwc.loader.kernel import LoadedProgram
-from fwc.loader.meta import create_meta_map
-from fwc.loader.pins import PolicyPins
-from fwc.loader.ringbuf import RingBuffer
+from fwc.loader.kernel import libbpf
+from fwc.loader.kernel.events import Event, decode
+from fwc.loader.kernel.meta import create_meta_map
+from fwc.loader.kernel.program import LoadedProgram
+from fwc.loader.kernel.ringbuf import RingBuffer
+from fwc.loader.node.pins import PolicyPins
+from fwc.loader.reader.artifact import read_artifact
 from tests.compile_helpers import policy_of
 
 pytestmark = pytest.mark.kernel

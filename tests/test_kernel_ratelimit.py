@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from fwc.compiler import frames as fr
-from fwc.compiler.build import compile_policy
-from fwc.compiler.evaluate import XDP_DROP, XDP_PASS, evaluate
-from fwc.compiler.ir import Policy
-from fwc.compiler.options import CompileOptions
-from fwc.compiler.ratelimit import RateLimiter
-from fwc.loader.artifact import read_artifact
-from fwc.loader.kernel import LoadedProgram
+from fwc.compiler.backend.build import compile_policy
+from fwc.compiler.backend.options import CompileOptions
+from fwc.compiler.oracle import frames as fr
+from fwc.compiler.oracle.evaluate import XDP_DROP, XDP_PASS, evaluate
+from fwc.compiler.oracle.ratelimit import RateLimiter
+from fwc.compiler.policy.ir import Policy
+from fwc.loader.kernel.program import LoadedProgram
+from fwc.loader.reader.artifact import read_artifact
 from tests.compile_helpers import policy_of
 
 pytestmark = pytest.mark.kernel

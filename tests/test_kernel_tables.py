@@ -12,16 +12,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strategies import frames, policies
 
-from fwc.compiler import classify, tables
-from fwc.compiler import frames as fr
-from fwc.compiler.build import compile_policy
-from fwc.compiler.evaluate import evaluate
-from fwc.compiler.ir import Policy
-from fwc.compiler.plan import Seed
-from fwc.compiler.render import headers, render
-from fwc.compiler.toolchain import find_toolchain
-from fwc.loader import libbpf
-from fwc.loader.kernel import LoadedProgram, read_counters
+from fwc.compiler.backend.build import compile_policy
+from fwc.compiler.backend.plan import Seed
+from fwc.compiler.backend.render import headers, render
+from fwc.compiler.backend.tables import classify
+from fwc.compiler.backend.tables import plan as tables
+from fwc.compiler.backend.toolchain import find_toolchain
+from fwc.compiler.oracle import frames as fr
+from fwc.compiler.oracle.evaluate import evaluate
+from fwc.compiler.policy.ir import Policy
+from fwc.loader.kernel import libbpf
+from fwc.loader.kernel.program import LoadedProgram, read_counters
 
 pytestmark = pytest.mark.kernel
 
@@ -122,8 +123,8 @@ def _carrier_source(dry_run: bool) -> str:
 
 
 def _sample_policy() -> Policy:
-    from fwc.compiler.normalize import normalize
-    from fwc.compiler.source import load_bytes
+    from fwc.compiler.policy.normalize import normalize
+    from fwc.compiler.policy.source import load_bytes
 
     doc, _ = load_bytes((ROOT / "policies" / "edge-web.yaml").read_bytes(), "edge-web.yaml")
     assert doc is not None

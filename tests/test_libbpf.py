@@ -13,9 +13,9 @@ from pathlib import Path
 import loader_fixtures
 import pytest
 
-from fwc.loader import libbpf
-from fwc.loader.kernel import LoadedProgram
-from fwc.loader.libbpf import KernelError
+from fwc.loader.kernel import libbpf
+from fwc.loader.kernel.libbpf import KernelError
+from fwc.loader.kernel.program import LoadedProgram
 
 _counter = itertools.count()
 

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from fwc.compiler import frames as fr
-from fwc.loader import array_mmap, libbpf
-from fwc.loader.artifact import read_artifact
-from fwc.loader.live_update import RECORD, can_update_in_place, initial_record
-from fwc.loader.records import split_records
+from fwc.compiler.oracle import frames as fr
+from fwc.loader.kernel import array_mmap, libbpf
+from fwc.loader.kernel.records import split_records
+from fwc.loader.live.update import RECORD, can_update_in_place, initial_record
+from fwc.loader.reader.artifact import read_artifact
 from tests.loader_netns import (
     FWC,
     UDP_RECEIVER,
@@ -193,7 +193,7 @@ def test_split_records_separates_keys_and_values() -> None:
 FLIPPER = """
 import sys
 from pathlib import Path
-from fwc.loader.apply import ApplyOptions, apply
+from fwc.loader.apply.transaction import ApplyOptions, apply
 root, flips, artifacts = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
 for i in range(flips):
     report = apply(ApplyOptions(artifact=Path(artifacts[i % len(artifacts)]), root=root))

@@ -22,16 +22,19 @@ from elftools.elf.sections import SymbolTableSection
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fwc.compiler.build import compile_policy
-from fwc.compiler.evaluate import evaluate
-from fwc.compiler.manifest import seed_section
-from fwc.compiler.plan import Seed
-from fwc.loader import array_mmap, elf, hash_shadow, libbpf, netlink, pins, table_digests
-from fwc.loader.apply import _pin
-from fwc.loader.artifact import SeedSpec, image_stride, iota, read_artifact
-from fwc.loader.kernel import LoadedProgram
-from fwc.loader.libbpf import KernelError
-from fwc.loader.live_update import (
+from fwc.compiler.backend.build import compile_policy
+from fwc.compiler.backend.manifest import seed_section
+from fwc.compiler.backend.plan import Seed
+from fwc.compiler.oracle.evaluate import evaluate
+from fwc.loader.apply.transaction import _pin
+from fwc.loader.kernel import array_mmap, libbpf
+from fwc.loader.kernel.libbpf import KernelError
+from fwc.loader.kernel.meta import read_meta_map
+from fwc.loader.kernel.program import LoadedProgram
+from fwc.loader.kernel.records import join_records, split_records
+from fwc.loader.live import digests as table_digests
+from fwc.loader.live import hash_shadow
+from fwc.loader.live.update import (
     LiveUpdateError,
     _remap,
     _remap_image,
@@ -43,8 +46,9 @@ from fwc.loader.live_update import (
     program_sha256,
     update_in_place,
 )
-from fwc.loader.meta import read_meta_map
-from fwc.loader.records import join_records, split_records
+from fwc.loader.node import netlink, pins
+from fwc.loader.reader import elf
+from fwc.loader.reader.artifact import SeedSpec, image_stride, iota, read_artifact
 from tests import loader_fixtures
 from tests.loader_netns import FWC, sh, unique
 
@@ -389,7 +393,7 @@ def test_the_apply_path_imports_none_of_the_slow_libraries() -> None:
     a live update may take; `fw-load apply` must not load them before it needs them."""
     slow = ("pyroute2", "jsonschema", "elftools", "prometheus_client")
     code = (
-        "import sys, fwc.loader.cli, fwc.loader.cmd_apply; "
+        "import sys, fwc.loader.cli, fwc.loader.commands.apply; "
         f"print(sorted(m for m in sys.modules if m.split('.')[0] in {slow!r}))"
     )
     done = sh(sys.executable, "-c", code)

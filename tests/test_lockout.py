@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from fwc.loader import lockout
-from fwc.loader.cli import LoaderError
+from fwc.loader.apply import lockout
+from fwc.loader.errors import LoaderError
 from tests.loader_netns import Pair, compile_policy, veth_pair
 
 DENY_SSH = """

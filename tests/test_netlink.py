@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from fwc.loader.netlink import IFF_LOOPBACK, IFF_UP, Interface, matches, select_interfaces
+from fwc.loader.node.netlink import IFF_LOOPBACK, IFF_UP, Interface, matches, select_interfaces
 from tests.loader_netns import sh, veth_pair
 
 
@@ -45,7 +45,7 @@ def test_selection_defaults_to_up_non_loopback() -> None:
 
 
 LIST = (
-    "import json; from fwc.loader.netlink import list_interfaces; "
+    "import json; from fwc.loader.node.netlink import list_interfaces; "
     "print(json.dumps([[i.name, i.kind, i.up, i.loopback, i.xdp_mode] for i in list_interfaces()]))"
 )
 

@@ -21,7 +21,7 @@ def test_wheel_ships_its_data_and_runs_from_another_directory(tmp_path: Path) ->
     (wheel,) = wheels.glob("fwc-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for needed in (
-        "fwc/compiler/policy.schema.json",
+        "fwc/compiler/policy/policy.schema.json",
         "fwc/templates/bpf/constants.c.j2",
         "fwc/templates/bpf/tables.c.j2",
         "fwc/templates/bpf/fwc_parse.h",

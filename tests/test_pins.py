@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from fwc.loader import bpffs, pins
-from fwc.loader.cli import LoaderError
+from fwc.loader.errors import LoaderError
+from fwc.loader.node import bpffs, pins
 from tests.loader_netns import unique
 
 

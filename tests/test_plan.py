@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from fwc.compiler import constants
-from fwc.compiler.constants import Condition
-from fwc.compiler.ir import PortRange
-from fwc.compiler.plan import (
+from fwc.compiler.backend import constants
+from fwc.compiler.backend.constants import Condition
+from fwc.compiler.backend.plan import (
     TABLES_FROM_RULES,
     PlanError,
     choose_strategy,
@@ -15,6 +14,7 @@ from fwc.compiler.plan import (
     make_plan,
     plan_findings,
 )
+from fwc.compiler.policy.ir import PortRange
 from tests.bigpolicy import big_policy
 from tests.compile_helpers import one_rule, policy_of
 

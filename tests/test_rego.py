@@ -15,13 +15,14 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from fwc.compiler import rego, rego_regopy
-from fwc.compiler.findings import Severity
-from fwc.compiler.ir import AddressRange, Family, Policy
-from fwc.compiler.normalize import normalize
-from fwc.compiler.rego import RegoError, RegoOptions, gate, run_tests
-from fwc.compiler.rego_input import address_doc, policy_doc
-from fwc.compiler.source import load_bytes
+from fwc.compiler.gate import rego
+from fwc.compiler.gate import regopy as rego_regopy
+from fwc.compiler.gate.input import address_doc, policy_doc
+from fwc.compiler.gate.rego import RegoError, RegoOptions, gate, run_tests
+from fwc.compiler.policy.findings import Severity
+from fwc.compiler.policy.ir import AddressRange, Family, Policy
+from fwc.compiler.policy.normalize import normalize
+from fwc.compiler.policy.source import load_bytes
 from tests.strategies import policies
 
 REPO = Path(__file__).resolve().parent.parent

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from fwc.compiler import rego_cores
+from fwc.compiler.gate import cores as rego_cores
 
 STAT = """cpu  900 0 100 5000 20 0 0 0 0 0
 cpu0 400 0 50 2000 10 0 0 0 0 0

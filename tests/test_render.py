@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from fwc.compiler.plan import make_plan
-from fwc.compiler.render import comment, render
+from fwc.compiler.backend.plan import make_plan
+from fwc.compiler.backend.render import comment, render
 from tests.compile_helpers import one_rule, policy_of
 
 HOSTILE = "*/ evil(); /*"

@@ -9,10 +9,10 @@ import jsonschema
 import pytest
 
 from fwc.compiler.check import CheckResult, FileResult
-from fwc.compiler.findings import CATALOG, Finding, Location, error, warning
-from fwc.compiler.report import FORMATS, render
-from fwc.compiler.report_github import annotation
-from fwc.compiler.report_text import line
+from fwc.compiler.policy.findings import CATALOG, Finding, Location, error, warning
+from fwc.compiler.reports.formats import FORMATS, render
+from fwc.compiler.reports.github import annotation
+from fwc.compiler.reports.text import line
 
 E = error("FWC020", "rule name `a` is already used", Location("p/a.yaml", 9, 11), "a")
 W = warning("FWC028", "equal priority, 50%: a,b", Location("p/a.yaml", 3, 5), "b")

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fwc.compiler import schema
-from fwc.compiler.schema_compile import UnsupportedSchema, compile_schema
-from fwc.compiler.source import load_bytes
+from fwc.compiler.policy import schema
+from fwc.compiler.policy.schema_compile import UnsupportedSchema, compile_schema
+from fwc.compiler.policy.source import load_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 

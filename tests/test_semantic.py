@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from fwc.compiler import schema, semantic
-from fwc.compiler.source import load_bytes
+from fwc.compiler.policy import schema, semantic
+from fwc.compiler.policy.source import load_bytes
 
 
 def rule(**fields: object) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fwc.compiler.source import MAX_DEPTH, load_bytes, load_file
+from fwc.compiler.policy.source import MAX_DEPTH, load_bytes, load_file
 
 
 @pytest.mark.parametrize(
@@ -104,7 +104,7 @@ def test_alias_bomb_stops_quickly() -> None:
 
 
 def test_too_large_file_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("fwc.compiler.source.MAX_BYTES", 10)
+    monkeypatch.setattr("fwc.compiler.policy.source.MAX_BYTES", 10)
     _, findings = load_bytes(b"a: 12345678901\n", "big.yaml")
     assert [f.id for f in findings] == ["FWC005"]
 

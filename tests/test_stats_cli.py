@@ -11,10 +11,11 @@ from pathlib import Path
 import loader_fixtures
 import pytest
 
-from fwc.loader import libbpf, pins
 from fwc.loader.cli import main
-from fwc.loader.kernel import LoadedProgram
-from fwc.loader.meta import create_meta_map
+from fwc.loader.kernel import libbpf
+from fwc.loader.kernel.meta import create_meta_map
+from fwc.loader.kernel.program import LoadedProgram
+from fwc.loader.node import pins
 
 pytestmark = pytest.mark.kernel
 

@@ -43,7 +43,7 @@ PACKETS = 3000
 SWAPPER = """
 import sys
 from pathlib import Path
-from fwc.loader.apply import ApplyOptions, apply
+from fwc.loader.apply.transaction import ApplyOptions, apply
 root, swaps, artifacts = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
 for i in range(swaps):
     report = apply(ApplyOptions(artifact=Path(artifacts[i % len(artifacts)]), root=root))

@@ -10,13 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fwc.compiler import classify, tables
-from fwc.compiler.classify import AddressEntry
-from fwc.compiler.ir import Action, AddressRange, Family, Policy
-from fwc.compiler.normalize import normalize
-from fwc.compiler.plan import Seed
-from fwc.compiler.render import render
-from fwc.compiler.source import load_bytes
+from fwc.compiler.backend.plan import Seed
+from fwc.compiler.backend.render import render
+from fwc.compiler.backend.tables import classify
+from fwc.compiler.backend.tables import plan as tables
+from fwc.compiler.backend.tables.classify import AddressEntry
+from fwc.compiler.policy.ir import Action, AddressRange, Family, Policy
+from fwc.compiler.policy.normalize import normalize
+from fwc.compiler.policy.source import load_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 

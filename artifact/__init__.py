@@ -1,0 +1,1 @@
+"""The artifact contract both halves import: format, sections, manifest and table layouts."""

@@ -1,0 +1,168 @@
+"""Builds the artifact: plan, render, clang (with a content-addressed cache), embed the manifest."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fwc.compiler.backend.manifest import SECTION, build_manifest, encode, insn_count, seed_section
+from fwc.compiler.backend.options import DEFAULT_OPTIONS, CompileOptions
+from fwc.compiler.backend.plan import Plan, make_plan
+from fwc.compiler.backend.render import headers, render
+from fwc.compiler.backend.toolchain import Toolchain, find_toolchain
+from fwc.compiler.errors import ToolError
+from fwc.compiler.policy.ir import Policy
+
+SOURCE_NAME = "fwc_xdp.c"
+OBJECT_NAME = "fwc_xdp.o"
+# -g gives the BTF the kernel needs (and the source lines --verify maps back to rules).
+CLANG_FLAGS = ("-O2", "-g", "-target", "bpf", "-Wall", "-Wno-unused-function")
+CLANG_TIMEOUT_S = 900
+
+
+class BuildError(ToolError):
+    """clang or llvm-objcopy failed; `log` holds the tool's full output."""
+
+    def __init__(self, message: str, log: str = "") -> None:
+        super().__init__(message)
+        self.log = log
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    path: Path
+    manifest: dict[str, Any]
+    c_source: str
+    plan: Plan
+    cached: bool  # the object came from the build cache
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "fwc"
+
+
+def compile_policy(
+    policy: Policy,
+    *,
+    output: Path,
+    strategy: str = "auto",
+    dry_run: bool = False,
+    cache_dir: Path | None = None,
+    options: CompileOptions = DEFAULT_OPTIONS,
+) -> BuildResult:
+    """Builds `policy` into the artifact at `output`; `cache_dir` None disables the cache.
+
+    Raises PlanError when the strategy refuses the policy, BuildError when the tools fail.
+    """
+    plan = make_plan(policy, strategy, dry_run, options)
+    source = render(plan)
+    toolchain = find_toolchain()
+    obj, cached = _object(source, toolchain, cache_dir)
+    manifest = build_manifest(plan, toolchain.clang_version, insn_count(obj))
+    _embed(toolchain, obj, plan, manifest, Path(output))
+    return BuildResult(Path(output), manifest, source, plan, cached)
+
+
+def cache_key(source: str, toolchain: Toolchain) -> str:
+    digest = hashlib.sha256()
+    for part in (source.encode(), toolchain.clang_version.encode(), " ".join(CLANG_FLAGS).encode()):
+        digest.update(len(part).to_bytes(8, "big") + part)
+    for name, text in headers().items():
+        digest.update(name.encode() + b"\0" + text)
+    return digest.hexdigest()
+
+
+def _object(source: str, toolchain: Toolchain, cache_dir: Path | None) -> tuple[bytes, bool]:
+    """The clang output for `source`, from the cache when it holds it."""
+    cached = cache_dir / f"{cache_key(source, toolchain)}.o" if cache_dir else None
+    if cached is not None and cached.is_file():
+        return cached.read_bytes(), True
+    obj = _clang(source, toolchain)
+    if cached is not None:
+        _store(cached, obj)
+    return obj, False
+
+
+def _clang(source: str, toolchain: Toolchain) -> bytes:
+    with tempfile.TemporaryDirectory(prefix="fwc-build-") as tmp:
+        work = Path(tmp)
+        (work / SOURCE_NAME).write_text(source)
+        for name, text in headers().items():
+            (work / name).write_bytes(text)
+        # Paths are relative and the temp dir is mapped to ".", so nothing in the
+        # object depends on where the build ran.
+        command = [
+            str(toolchain.clang),
+            *CLANG_FLAGS,
+            f"-fdebug-prefix-map={work}=.",
+            f"-ffile-prefix-map={work}=.",
+            "-c",
+            SOURCE_NAME,
+            "-o",
+            OBJECT_NAME,
+        ]
+        _run(command, work, "clang failed to build the generated program")
+        try:
+            return (work / OBJECT_NAME).read_bytes()
+        except OSError as exc:
+            raise BuildError(f"{toolchain.clang} wrote no object file: {exc.strerror}") from exc
+
+
+def _embed(
+    toolchain: Toolchain, obj: bytes, plan: Plan, manifest: dict[str, Any], output: Path
+) -> None:
+    with tempfile.TemporaryDirectory(prefix="fwc-embed-") as tmp:
+        work = Path(tmp)
+        (work / "in.o").write_bytes(obj)
+        (work / "manifest.json").write_bytes(encode(manifest))
+        command = [
+            str(toolchain.objcopy),
+            "--strip-debug",
+            f"--add-section={SECTION}=manifest.json",
+        ]
+        layouts = [seed["layout"] for seed in manifest["seeds"]]
+        for seed, layout in zip(plan.seeds, layouts, strict=True):
+            name = f"seed-{seed.map}.bin"
+            (work / name).write_bytes(seed_section(seed, layout))
+            command.append(f"--add-section={seed.section}={name}")
+        command += ["in.o", "out.o"]
+        _run(command, work, "llvm-objcopy failed to embed the manifest")
+        try:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            _store(output, (work / "out.o").read_bytes())
+        except OSError as exc:
+            raise BuildError(f"cannot write {output}: {exc.strerror}") from exc
+
+
+def _run(command: list[str], cwd: Path, what: str) -> None:
+    try:
+        done = subprocess.run(
+            command, cwd=cwd, capture_output=True, text=True, timeout=CLANG_TIMEOUT_S, check=False
+        )
+    except OSError as exc:
+        raise BuildError(f"{what}: cannot run {command[0]}: {exc.strerror}") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise BuildError(f"{what}: {command[0]} timed out after {CLANG_TIMEOUT_S} s") from exc
+    if done.returncode != 0:
+        log = done.stderr + done.stdout
+        if "out of insn range" in log:
+            raise BuildError(
+                f"{what}: the program is too large for BPF jumps; use --strategy tables", log
+            )
+        first = next((line for line in log.splitlines() if "error" in line), "")
+        first = first or (log.strip().splitlines() or ["no output"])[0]
+        raise BuildError(f"{what}: {first.strip()}", log)
+
+
+def _store(path: Path, data: bytes) -> None:
+    """Writes atomically, so a reader never sees half an object."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)

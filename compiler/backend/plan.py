@@ -1,0 +1,155 @@
+"""The plan: what the renderer emits and what the build embeds, decided from the IR."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+from fwc.compiler.backend.options import DEFAULT_OPTIONS, CompileOptions
+from fwc.compiler.policy.findings import Finding, Location, Severity, error
+from fwc.compiler.policy.ir import Policy
+
+
+@dataclass(frozen=True)
+class MapInfo:
+    """A map the program declares, as the manifest reports it."""
+
+    name: str
+    type: str  # libbpf's name without the prefix: "percpu_array", "lpm_trie", ...
+    key_size: int
+    value_size: int
+    max_entries: int
+
+
+@dataclass(frozen=True)
+class Seed:
+    """Initial contents of one map, written by fw-load before the program is attached."""
+
+    map: str
+    key_size: int
+    value_size: int
+    records: bytes  # count * (key_size + value_size) bytes, key then value
+
+    @property
+    def count(self) -> int:
+        return len(self.records) // (self.key_size + self.value_size)
+
+    @property
+    def section(self) -> str:
+        return f".fwc.seed.{self.map}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything the renderer and the build need; produced by one strategy module."""
+
+    policy: Policy
+    strategy: str  # "constants" or "tables"
+    template: str  # file name under templates/bpf/
+    context: dict[str, Any]  # Jinja variables: already-escaped strings and integers only
+    maps: tuple[MapInfo, ...]
+    seeds: tuple[Seed, ...] = ()
+    dry_run: bool = False
+    log_rate: int = 0
+    counter_slots: tuple[str, ...] = field(default=())  # slot index -> name, see docs/artifact.md
+
+
+STRATEGIES = ("constants", "tables")
+# each strategy is planned by one module
+STRATEGY_MODULES = {
+    "constants": "fwc.compiler.backend.constants",
+    "tables": "fwc.compiler.backend.tables.plan",
+}
+
+
+class PlanError(Exception):
+    """The policy cannot be planned with the chosen strategy; `findings` say why."""
+
+    def __init__(self, findings: list[Finding]) -> None:
+        super().__init__(findings[0].message if findings else "the policy cannot be planned")
+        self.findings = findings
+
+
+SPECIAL_SLOTS = ("default", "malformed", "non_ip", "would_drop")
+
+
+def counter_slots(policy: Policy) -> tuple[str, ...]:
+    """Slot index -> name: one per rule, then default, malformed, non_ip, would_drop."""
+    rules = tuple(f"rule:{r.name}" for r in policy.rules)
+    return (*rules, *SPECIAL_SLOTS)
+
+
+def special_slots(policy: Policy) -> dict[str, int]:
+    """The index of each slot that is not a rule's, by name (see counter_slots)."""
+    return {name: len(policy.rules) + i for i, name in enumerate(SPECIAL_SLOTS)}
+
+
+def strategy_module(strategy: str) -> ModuleType | None:
+    """The module `fwc.compiler.<strategy>` that plans it, or None when it does not exist yet.
+
+    A strategy module provides `findings(policy) -> list[Finding]` (why it cannot
+    compile the policy) and `plan(policy, dry_run, options) -> Plan`.
+    """
+    if strategy not in STRATEGIES:
+        return None
+    name = STRATEGY_MODULES[strategy]
+    if importlib.util.find_spec(name) is None:
+        return None
+    return importlib.import_module(name)
+
+
+# Measured side by side on 2026-11-25 (bench/bench_tables.py, bench/bench_rules.py):
+# a constants program costs the parse plus about 1.1 ns for every rule a packet walks
+# past (69 ns at 10 rules, about 1,200 ns at 1,000), a tables program a flat 180-230 ns
+# whatever the policy's size. The two cross near 120 rules.
+TABLES_FROM_RULES = 128
+
+
+def choose_strategy(policy: Policy, requested: str) -> str:
+    """The strategy to use: `requested`, or for "auto" the faster one for this policy's
+    size, unless it refuses the policy and the other one does not."""
+    if requested != "auto":
+        return requested
+    preferred = ["constants", "tables"]
+    if len(policy.rules) >= TABLES_FROM_RULES:
+        preferred.reverse()
+    for strategy in preferred:
+        if not any(f.severity is Severity.ERROR for f in plan_findings(policy, strategy)):
+            return strategy
+    return preferred[0]
+
+
+def plan_findings(policy: Policy, strategy: str) -> list[Finding]:
+    """Why `strategy` cannot compile `policy`: empty when it can."""
+    module = strategy_module(strategy)
+    if module is None:
+        return [
+            error(
+                "FWC050",
+                f"the {strategy!r} strategy is not available in this version of fwc",
+                Location(policy.source_file),
+            )
+        ]
+    found: list[Finding] = module.findings(policy)
+    return found
+
+
+def make_plan(
+    policy: Policy, strategy: str, dry_run: bool, options: CompileOptions = DEFAULT_OPTIONS
+) -> Plan:
+    """The plan of `policy` with `strategy` ("auto" chooses); raises PlanError when refused.
+
+    `options` (rate-limit buckets, log rate) go to every strategy; one that compiles no
+    rate limits or logs has nothing to read in them.
+    """
+    chosen = choose_strategy(policy, strategy)
+    refused = [f for f in plan_findings(policy, chosen) if f.severity is Severity.ERROR]
+    if refused:
+        raise PlanError(refused)
+    module = strategy_module(chosen)
+    assert module is not None
+    result: Plan = module.plan(policy, dry_run, options)
+    return result

@@ -1,0 +1,1 @@
+"""The tables strategy: per-field classification tables seeded by the loader."""

@@ -1,0 +1,456 @@
+"""The tables strategy: a fixed XDP program whose rules live in map seeds (docs/tables.md)."""
+
+from __future__ import annotations
+
+import functools
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from fwc.compiler.backend.options import DEFAULT_OPTIONS, CompileOptions
+from fwc.compiler.backend.plan import MapInfo, Plan, Seed, counter_slots, special_slots
+from fwc.compiler.backend.tables.classify import (
+    DPORT,
+    DST,
+    FIELDS,
+    L4,
+    L4_KEYS,
+    MAX_GROUPS,
+    PORTS,
+    SPORT,
+    SRC,
+    AddressEntry,
+    Tables,
+    TablesTooLarge,
+    build_tables,
+    field_mask,
+)
+from fwc.compiler.policy.findings import Finding, Location, error
+from fwc.compiler.policy.ir import Action, Family, Policy, Rule
+
+TEMPLATE = "tables.c.j2"
+GENERATIONS = (0, 1)
+XDP_DROP = 1
+XDP_PASS = 2
+_XDP = {Action.ALLOW: XDP_PASS, Action.DENY: XDP_DROP}
+# Hash and trie maps are sized in powers of two from this floor, so a policy that grows a
+# little still fits the live maps and can be updated without a reload.
+MIN_CAPACITY = 1024
+
+# Record layouts, little-endian like the BPF target.
+# cfg: ngroups, default action, 4 counter slots, array_size, bucket_mask, then per group the
+# linear-index layout next to each other (one group's reads share cache lines): base, mult[5],
+# first rule (docs/tables.md).
+CFG_GROUP = f"{1 + len(FIELDS)}QI4x"
+CFG = struct.Struct(f"<6I2Q{CFG_GROUP * MAX_GROUPS}")
+# Addresses walk a multibit trie stored in one array (leaf-pushed): 65,536 root slots for
+# the top 16 bits, then chunks of 2^stride slots: 8-bit strides down to bit WIDE_UNTIL (IPv4:
+# at most 3 loads; IPv6: the pools and /48s in 4 levels), 4-bit strides below it, where 256-slot
+# chunks along sparse long prefixes would cost tens of MB. A slot holds an address class, or
+# CHUNK | p, the chunk at DIR_ROOT + p << UNIT.
+DIR_ROOT_BITS = 16
+DIR_ROOT = 1 << DIR_ROOT_BITS
+WIDE_UNTIL = {Family.IPV4: 32, Family.IPV6: 48}
+UNIT = {Family.IPV4: 8, Family.IPV6: 4}
+CHUNK = 1 << 31
+SKIP = 1 << 30
+U64_MASK = (1 << 64) - 1
+SKIP_RECORD = struct.Struct("<4Q2I")  # mask hi, lo; prefix hi, lo; class on match, else
+# Per-field class records: the field's candidate-group mask (classify.field_mask), then the
+# class per group.
+ADDR_VALUE = struct.Struct(f"<I{MAX_GROUPS}I")
+CLASSES16 = struct.Struct(f"<I{MAX_GROUPS}H")
+U64 = struct.Struct("<Q")
+# Combo indexes above the dense array live in buckets of an array map, probed with inlined loads
+# (a BPF hash lookup cost about 38 ns; docs/tables.md). A bucket holds BUCKET_SLOTS indexes and
+# their values (rule id + 1, 0 for an empty slot) and a flag: some index that hashes here did not
+# fit, so a miss must still ask the hash map (fwc_comb).
+BUCKET_SLOTS = 4
+BUCKET = struct.Struct(f"<{BUCKET_SLOTS}Q{BUCKET_SLOTS}II4x")
+# Fibonacci hashing: the high half of index * 2^64/phi, masked to the bucket count.
+HASH_MULT = 0x9E3779B97F4A7C15
+MIN_BUCKETS = MIN_CAPACITY
+RULE = struct.Struct("<II")
+U32 = struct.Struct("<I")
+U16 = struct.Struct("<H")
+
+
+def findings(policy: Policy) -> list[Finding]:
+    """Why this strategy cannot compile `policy` (empty when it can)."""
+    out: list[Finding] = []
+    for rule in policy.rules:
+        if rule.action is Action.RATE_LIMIT:
+            out.append(
+                error(
+                    "FWC050",
+                    f"rule `{rule.name}` uses action rate_limit, which the compiler does not "
+                    "support yet",
+                    rule.location,
+                    rule.name,
+                )
+            )
+        if rule.log:
+            out.append(
+                error(
+                    "FWC050",
+                    f"rule `{rule.name}` sets `log: true`, which the compiler does not support yet",
+                    rule.location,
+                    rule.name,
+                )
+            )
+    try:
+        _tables(policy.rules)
+    except TablesTooLarge as exc:
+        out.append(
+            error(
+                "FWC051",
+                f"the tables strategy cannot hold this policy: {exc}",
+                Location(policy.source_file),
+            )
+        )
+    return out
+
+
+@functools.lru_cache(maxsize=2)
+def _tables(rules: tuple[Rule, ...]) -> Tables:
+    return build_tables(rules)
+
+
+def plan(policy: Policy, dry_run: bool, options: CompileOptions = DEFAULT_OPTIONS) -> Plan:
+    """The plan of a policy that `findings` accepts."""
+    tables = _tables(policy.rules)
+    slots = counter_slots(policy)
+    rule_capacity = capacity(len(policy.rules))
+    buckets = combo_buckets(tables)
+    combo_capacity = capacity(len(buckets.spilled))
+    array_capacity = capacity(tables.array_size)
+    tries = {
+        (d, f): dir_trie(entries, f)
+        for d, entries in (("s", tables.src), ("d", tables.dst))
+        for f in Family
+    }
+    dir_entries = {
+        f"{d}{f.value}": DIR_ROOT + (capacity(_chunks(flat, f)) << UNIT[f])
+        for (d, f), (flat, _, _) in tries.items()
+    }
+    dir_classes = {f"{d}{f.value}": capacity(len(c)) for (d, f), (_, c, _) in tries.items()}
+    dir_skips = {f"{d}{f.value}": capacity(len(k)) for (d, f), (_, _, k) in tries.items()}
+    maps = [
+        MapInfo("fwc_counters", "percpu_array", 4, 16, len(slots)),
+        MapInfo("fwc_gen", "array", 4, 4, 1),
+    ]
+    for g in GENERATIONS:
+        maps += [
+            MapInfo(f"fwc_cfg{g}", "array", 4, CFG.size, 1),
+            *(
+                m
+                for t in dir_entries
+                for m in (
+                    MapInfo(f"fwc_{t}_{g}", "array", 4, U32.size, dir_entries[t]),
+                    MapInfo(f"fwc_{t}c_{g}", "array", 4, ADDR_VALUE.size, dir_classes[t]),
+                )
+            ),
+            *(
+                MapInfo(f"fwc_{t}k_{g}", "array", 4, SKIP_RECORD.size, dir_skips[t])
+                for t in dir_skips
+            ),
+            MapInfo(f"fwc_l4_{g}", "array", 4, CLASSES16.size, L4_KEYS),
+            MapInfo(f"fwc_sp{g}", "array", 4, U16.size, PORTS),
+            MapInfo(f"fwc_dp{g}", "array", 4, U16.size, PORTS),
+            MapInfo(f"fwc_spc{g}", "array", 4, CLASSES16.size, PORTS),
+            MapInfo(f"fwc_dpc{g}", "array", 4, CLASSES16.size, PORTS),
+            MapInfo(f"fwc_carr{g}", "array", 4, U32.size, array_capacity),
+            MapInfo(f"fwc_bkt{g}", "array", 4, BUCKET.size, len(buckets.slots)),
+            MapInfo(f"fwc_comb{g}", "hash", U64.size, U32.size, combo_capacity),
+            MapInfo(f"fwc_rule{g}", "array", 4, RULE.size, rule_capacity),
+        ]
+    return Plan(
+        policy=policy,
+        strategy="tables",
+        template=TEMPLATE,
+        context={
+            "policy_name": policy.name,
+            "dry_run": dry_run,
+            "slot_count": len(slots),
+            "slot_would_drop": special_slots(policy)["would_drop"],
+            "groups": MAX_GROUPS,
+            "l4_keys": L4_KEYS,
+            "ports": PORTS,
+            "rule_capacity": rule_capacity,
+            "combo_capacity": combo_capacity,
+            "array_capacity": array_capacity,
+            "bucket_count": len(buckets.slots),
+            "bucket_slots": BUCKET_SLOTS,
+            "hash_mult": HASH_MULT,
+            "fields": len(FIELDS),
+            "dir_entries": dir_entries,
+            "dir_classes": dir_classes,
+            "dir_skips": dir_skips,
+            "dir_root": DIR_ROOT,
+            "v6_wide": (WIDE_UNTIL[Family.IPV6] - DIR_ROOT_BITS) // 8,
+            "v6_levels": (WIDE_UNTIL[Family.IPV6] - DIR_ROOT_BITS) // 8
+            + (Family.IPV6.width - WIDE_UNTIL[Family.IPV6]) // 4,
+            "v6_unit": UNIT[Family.IPV6],
+        },
+        maps=tuple(maps),
+        seeds=seeds(policy, tables, buckets, tries),
+        dry_run=dry_run,
+        counter_slots=slots,
+    )
+
+
+def capacity(count: int) -> int:
+    """Entries one generation of a map may hold: a power of two, at least MIN_CAPACITY."""
+    return max(MIN_CAPACITY, 1 << max(count - 1, 0).bit_length())
+
+
+Trie = tuple[list[int], list[tuple[int, ...]], list[tuple[int, ...]]]
+
+
+def seeds(
+    policy: Policy,
+    tables: Tables,
+    buckets: ComboBuckets,
+    tries: Mapping[tuple[str, Family], Trie],
+) -> tuple[Seed, ...]:
+    """Generation 0 of every table; generation 1 starts empty and fwc_gen starts at 0."""
+    cfg = CFG.pack(
+        tables.ngroups,
+        _XDP[policy.default_action],
+        *special_slots(policy).values(),
+        tables.array_size,
+        len(buckets.slots) - 1,
+        *(
+            value
+            for g in range(MAX_GROUPS)
+            for value in (
+                (tables.bases[g], *tables.mults[g], tables.firsts[g])
+                if g < tables.ngroups
+                else (0,) * (len(FIELDS) + 2)
+            )
+        ),
+    )
+    return (
+        Seed("fwc_cfg0", 4, CFG.size, U32.pack(0) + cfg),
+        *(
+            seed
+            for d, field in (("s", SRC), ("d", DST))
+            for seed in _address_seeds(tables, d, field, tries)
+        ),
+        Seed("fwc_l4_0", 4, CLASSES16.size, _array(tables, L4, tables.l4, CLASSES16)),
+        Seed("fwc_sp0", 4, U16.size, _scalars(tables.sport)),
+        Seed("fwc_dp0", 4, U16.size, _scalars(tables.dport)),
+        Seed("fwc_spc0", 4, CLASSES16.size, _array(tables, SPORT, tables.sport_classes, CLASSES16)),
+        Seed("fwc_dpc0", 4, CLASSES16.size, _array(tables, DPORT, tables.dport_classes, CLASSES16)),
+        Seed("fwc_carr0", 4, U32.size, _combo_array(tables)),
+        Seed("fwc_bkt0", 4, BUCKET.size, _buckets(buckets)),
+        Seed("fwc_comb0", U64.size, U32.size, _spilled(buckets)),
+        Seed("fwc_rule0", 4, RULE.size, _rules(policy.rules)),
+    )
+
+
+def _pad(values: Sequence[int], width: int) -> tuple[int, ...]:
+    return (*values, *([0] * (width - len(values))))
+
+
+def _address_seeds(
+    tables: Tables, direction: str, field: int, tries: Mapping[tuple[str, Family], Trie]
+) -> tuple[Seed, ...]:
+    out = []
+    for family in Family:
+        flat, classes, skips = tries[direction, family]
+        name = f"fwc_{direction}{family.value}"
+        out.append(Seed(f"{name}_0", 4, U32.size, _scalars(flat, U32)))
+        out.append(
+            Seed(f"{name}c_0", 4, ADDR_VALUE.size, _array(tables, field, classes, ADDR_VALUE))
+        )
+        records = b"".join(U32.pack(i) + SKIP_RECORD.pack(*r) for i, r in enumerate(skips))
+        out.append(Seed(f"{name}k_0", 4, SKIP_RECORD.size, records))
+    return tuple(out)
+
+
+def dir_trie(entries: Sequence[AddressEntry], family: Family) -> Trie:
+    """One family's entries as a leaf-pushed multibit trie array, class index -> classes, and
+    the skip records.
+
+    Painting prefixes from short to long makes every slot hold its longest match. Under a slot
+    whose subtree holds one prefix only, a skip record replaces the chain of chunks: one masked
+    compare gives that prefix's class or the slot's own.
+    """
+    ids: dict[tuple[int, ...], int] = {}
+    flat = [0] * DIR_ROOT
+    skips: list[tuple[int, ...]] = []
+    deep: dict[int, list[AddressEntry]] = {}
+    shift = family.width - DIR_ROOT_BITS
+    for e in sorted(
+        (e for e in entries if e.family is family), key=lambda e: (e.prefix_len, e.network)
+    ):
+        cid = ids.setdefault(e.classes, len(ids))
+        slot = e.network >> shift
+        if e.prefix_len <= DIR_ROOT_BITS:
+            span = 1 << (DIR_ROOT_BITS - e.prefix_len)
+            flat[slot : slot + span] = [cid] * span
+        else:
+            deep.setdefault(slot, []).append(e)
+    for slot in sorted(deep):
+        flat[slot] = _node(_Trie(family, ids, flat, skips), deep[slot], DIR_ROOT_BITS, flat[slot])
+    return flat, list(ids), skips
+
+
+@dataclass(frozen=True)
+class _Trie:
+    family: Family
+    ids: dict[tuple[int, ...], int]
+    flat: list[int]
+    skips: list[tuple[int, ...]]
+
+
+def _node(trie: _Trie, entries: Sequence[AddressEntry], consumed: int, inherited: int) -> int:
+    """The slot value for the subtree below `consumed` bits holding `entries` (short first)."""
+    width, stride = trie.family.width, stride_at(trie.family, consumed)
+    if len(entries) == 1:
+        e = entries[0]
+        mask = ((1 << e.prefix_len) - 1) << (width - e.prefix_len)
+        hi, lo = e.network >> 64, e.network & U64_MASK
+        trie.skips.append((mask >> 64, mask & U64_MASK, hi, lo, trie.ids[e.classes], inherited))
+        return CHUNK | SKIP | (len(trie.skips) - 1)
+    start = len(trie.flat)
+    trie.flat.extend([inherited] * (1 << stride))
+    after = consumed + stride
+    below: dict[int, list[AddressEntry]] = {}
+    for e in entries:
+        nibble = e.network >> (width - after) & ((1 << stride) - 1)
+        if e.prefix_len <= after:
+            span = 1 << (after - e.prefix_len)
+            trie.flat[start + nibble : start + nibble + span] = [trie.ids[e.classes]] * span
+        else:
+            below.setdefault(nibble, []).append(e)
+    for nibble in sorted(below):
+        slot = start + nibble
+        trie.flat[slot] = _node(trie, below[nibble], after, trie.flat[slot])
+    return CHUNK | (start - DIR_ROOT) >> UNIT[trie.family]
+
+
+def stride_at(family: Family, consumed: int) -> int:
+    """Bits of the address the chunk below `consumed` bits indexes."""
+    return 8 if consumed < WIDE_UNTIL[family] else 4
+
+
+def _chunks(flat: Sequence[int], family: Family) -> int:
+    return (len(flat) - DIR_ROOT) >> UNIT[family]
+
+
+def dir_lookup(
+    flat: Sequence[int], family: Family, address: int, skips: Sequence[tuple[int, ...]] = ()
+) -> int:
+    """The class index of an address: the walk the XDP program does."""
+    width = family.width
+    slot = flat[address >> (width - DIR_ROOT_BITS)]
+    consumed = DIR_ROOT_BITS
+    while slot & CHUNK:
+        if slot & SKIP:
+            mask_hi, mask_lo, value_hi, value_lo, hit, miss = skips[slot & ~(CHUNK | SKIP)]
+            mask, value = mask_hi << 64 | mask_lo, value_hi << 64 | value_lo
+            return hit if address & mask == value else miss
+        stride = stride_at(family, consumed)
+        consumed += stride
+        nibble = address >> (width - consumed) & ((1 << stride) - 1)
+        slot = flat[DIR_ROOT + ((slot & ~CHUNK) << UNIT[family]) + nibble]
+    return slot
+
+
+def _array(
+    tables: Tables, field: int, rows: Sequence[Sequence[int]], value: struct.Struct
+) -> bytes:
+    """Class records of one field: index, candidate mask, the classes."""
+    fields: list[int] = []
+    for i, row in enumerate(rows):
+        fields += (i, field_mask(tables, field, row), *_pad(row, MAX_GROUPS))
+    return struct.pack("<" + ("I" + value.format[1:]) * len(rows), *fields)
+
+
+def _scalars(values: Sequence[int], value: struct.Struct = U16) -> bytes:
+    """Records of index i and values[i], packed as whole columns and interleaved byte by byte
+    (a struct call per record took seconds at 10k rules)."""
+    n = len(values)
+    keys = struct.pack(f"<{n}I", *range(n))
+    column = struct.pack(f"<{n}{value.format[-1]}", *values)
+    step = U32.size + value.size
+    out = bytearray(n * step)
+    for b in range(U32.size):
+        out[b::step] = keys[b :: U32.size]
+    for b in range(value.size):
+        out[U32.size + b :: step] = column[b :: value.size]
+    return bytes(out)
+
+
+def _combo_array(tables: Tables) -> bytes:
+    """Every slot of the array's range, 0 for "no rule": a live update rewrites all of them."""
+    values = [0] * tables.array_size
+    for index, rule in tables.combos.items():
+        if index < tables.array_size:
+            values[index] = rule + 1
+    return _scalars(values, U32)
+
+
+@dataclass(frozen=True)
+class ComboBuckets:
+    """The combo indexes at or above the array size: per bucket its (index, rule id + 1) pairs
+    and whether an index spilled from it, plus the spilled indexes (the hash map's records)."""
+
+    slots: tuple[tuple[tuple[int, int], ...], ...]
+    overflow: frozenset[int]
+    spilled: Mapping[int, int]
+
+    def get(self, index: int) -> int:
+        """rule id + 1 of `index`, or 0: the probe the XDP program does."""
+        b = bucket_of(index, len(self.slots) - 1)
+        for key, value in self.slots[b]:
+            if key == index:
+                return value
+        return self.spilled.get(index, 0) if b in self.overflow else 0
+
+
+def bucket_of(index: int, mask: int) -> int:
+    return (index * HASH_MULT & U64_MASK) >> 32 & mask
+
+
+def combo_buckets(tables: Tables) -> ComboBuckets:
+    """About two indexes per bucket: at that load under 2 % of the indexes spill to the hash."""
+    hashed = sorted((i, r + 1) for i, r in tables.combos.items() if i >= tables.array_size)
+    count = max(MIN_BUCKETS, 1 << max(len(hashed) // 2 - 1, 0).bit_length())
+    slots: list[list[tuple[int, int]]] = [[] for _ in range(count)]
+    overflow: set[int] = set()
+    spilled: dict[int, int] = {}
+    for index, value in hashed:
+        b = bucket_of(index, count - 1)
+        if len(slots[b]) < BUCKET_SLOTS:
+            slots[b].append((index, value))
+        else:
+            overflow.add(b)
+            spilled[index] = value
+    return ComboBuckets(tuple(tuple(b) for b in slots), frozenset(overflow), spilled)
+
+
+def _buckets(buckets: ComboBuckets) -> bytes:
+    """Every bucket, empty ones included: a live update must clear what the old policy held."""
+    fields: list[int] = []
+    for b, pairs in enumerate(buckets.slots):
+        fields.append(b)
+        fields += _pad([k for k, _ in pairs], BUCKET_SLOTS)
+        fields += _pad([v for _, v in pairs], BUCKET_SLOTS)
+        fields.append(int(b in buckets.overflow))
+    return struct.pack("<" + ("I" + BUCKET.format[1:]) * len(buckets.slots), *fields)
+
+
+def _spilled(buckets: ComboBuckets) -> bytes:
+    return b"".join(U64.pack(i) + U32.pack(v) for i, v in sorted(buckets.spilled.items()))
+
+
+def _rules(rules: Sequence[Rule]) -> bytes:
+    return b"".join(U32.pack(r.id) + RULE.pack(_XDP[r.action], r.id) for r in rules)
+
+
+def table_bytes(plan: Plan) -> int:
+    """Seed bytes of one generation: what the artifact carries for the tables."""
+    return sum(len(s.records) for s in plan.seeds)

@@ -1,0 +1,1 @@
+"""The `fwc` subcommands: each module adds its arguments and runs one command."""

@@ -1,0 +1,132 @@
+"""`fwc compile`: a checked policy in, a (verified) XDP artifact out."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from fwc.compiler.backend.build import BuildResult, compile_policy, default_cache_dir
+from fwc.compiler.backend.options import (
+    DEFAULT_LOG_RATE,
+    DEFAULT_RATE_LIMIT_BUCKETS,
+    CompileOptions,
+)
+from fwc.compiler.backend.plan import choose_strategy, make_plan, plan_findings
+from fwc.compiler.backend.render import render
+from fwc.compiler.backend.verify import Rejected, verify
+from fwc.compiler.check import CheckResult, FileResult, check_file
+from fwc.compiler.errors import UsageError
+from fwc.compiler.policy.findings import Finding, has_errors
+from fwc.compiler.reports.formats import render as report
+
+STRATEGY_CHOICES = ("auto", "constants", "tables")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("policy", metavar="POLICY", help="policy file (YAML)")
+    parser.add_argument("-o", "--output", required=True, metavar="OUT", help="artifact to write")
+    parser.add_argument(
+        "--strategy", choices=STRATEGY_CHOICES, default="auto", help="code strategy (auto picks)"
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="drops pass instead and count as would_drop"
+    )
+    parser.add_argument(
+        "--verify", action="store_true", help="load the program so the kernel verifier checks it"
+    )
+    parser.add_argument(
+        "--rate-limit-buckets",
+        type=_positive,
+        default=DEFAULT_RATE_LIMIT_BUCKETS,
+        metavar="N",
+        help="rate-limit buckets (rule, source) kept at once, least recently used go first",
+    )
+    parser.add_argument(
+        "--log-rate",
+        type=_positive,
+        default=DEFAULT_LOG_RATE,
+        metavar="N",
+        help=f"log events per second per CPU at most (default {DEFAULT_LOG_RATE})",
+    )
+    parser.add_argument("--emit-c", metavar="FILE", help="also write the generated C source")
+    parser.add_argument("--no-cache", action="store_true", help="do not use the build cache")
+
+
+def run(args: argparse.Namespace) -> int:
+    path = Path(args.policy)
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file")
+    checked = check_file(path)
+    if has_errors(list(checked.findings)) or checked.policy is None:
+        return _findings(checked, list(checked.findings))
+    policy = checked.policy
+    if checked.findings:
+        _report(checked, list(checked.findings), sys.stderr)
+    strategy = choose_strategy(policy, args.strategy)
+    refused = plan_findings(policy, strategy)
+    if has_errors(refused):
+        return _findings(checked, [*checked.findings, *refused])
+    options = CompileOptions(rate_limit_buckets=args.rate_limit_buckets, log_rate=args.log_rate)
+    if args.emit_c:
+        _write(Path(args.emit_c), render(make_plan(policy, strategy, args.dry_run, options)))
+    result = compile_policy(
+        policy,
+        output=Path(args.output),
+        strategy=strategy,
+        dry_run=args.dry_run,
+        cache_dir=None if args.no_cache else default_cache_dir(),
+        options=options,
+    )
+    if args.verify:
+        outcome = verify(result.path, result.c_source, policy)
+        if isinstance(outcome, Rejected):
+            result.path.unlink(missing_ok=True)
+            print(outcome.log_tail, file=sys.stderr)
+            return _findings(checked, [outcome.finding])
+    _summary(result, args.verify)
+    return 0
+
+
+# The kernel's limit for a hash map's entries is far above this; the cap keeps a typo
+# from asking for gigabytes of map memory.
+MAX_COUNT = 1 << 26
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"{value} is not between 1 and {MAX_COUNT}")
+    return value
+
+
+def _findings(checked: FileResult, findings: list[Finding]) -> int:
+    _report(checked, findings, sys.stdout)
+    return 1
+
+
+def _report(checked: FileResult, findings: list[Finding], stream: TextIO) -> None:
+    ordered = tuple(sorted(findings, key=Finding.sort_key))
+    stream.write(report(CheckResult((FileResult(checked.file, ordered, checked.policy),)), "text"))
+
+
+def _summary(result: BuildResult, verified: bool) -> None:
+    program = result.manifest["program"]
+    rules = len(result.manifest["rules"]["id"])
+    note = ", verified by the kernel" if verified else ""
+    print(
+        f"wrote {result.path}: strategy {result.plan.strategy}, "
+        f"{rules} rule{'' if rules == 1 else 's'}, "
+        f"{program['insn_count']} instructions{note}"
+    )
+
+
+def _write(path: Path, text: str) -> None:
+    try:
+        path.write_text(text)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror}") from None

@@ -1,0 +1,315 @@
+"""`fwc test`: checks packet cases against the reference evaluator and, when it can, the kernel."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+import tempfile
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from fwc import __version__
+from fwc.compiler.backend.plan import STRATEGIES
+from fwc.compiler.check import CheckOptions, check_file
+from fwc.compiler.errors import ToolError, UsageError
+from fwc.compiler.oracle.cases import Case, check_rule_names, load_cases
+from fwc.compiler.oracle.evaluate import XDP_DROP, XDP_PASS, evaluate
+from fwc.compiler.oracle.packet import ETH_HLEN
+from fwc.compiler.policy.findings import Finding, Severity, error
+from fwc.compiler.policy.ir import Policy
+from fwc.compiler.reports.formats import finding_dict
+from fwc.compiler.reports.github import annotation
+from fwc.compiler.reports.text import line
+
+FORMATS = ("text", "json", "github", "junit")
+_WORDS = {XDP_PASS: "pass", XDP_DROP: "drop"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("policy", metavar="POLICY", help="the policy file")
+    parser.add_argument("cases", metavar="CASES", help="the packet cases file")
+    parser.add_argument("--format", choices=FORMATS, default="text", help="report format")
+    parser.add_argument(
+        "--kernel",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="also run the compiled program in the kernel: auto = when root (default)",
+    )
+    parser.add_argument(
+        "--strategy",
+        choices=("auto", *STRATEGIES),
+        default="auto",
+        help="compile strategy for the kernel run (default: auto)",
+    )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A reference or kernel result for one case: its XDP action and who decided."""
+
+    action: int
+    decided_by: str | None  # None when the kernel's counters could not tell
+
+    def describe(self) -> str:
+        by = f" by {_who(self.decided_by)}" if self.decided_by else ""
+        return f"{_WORDS.get(self.action, f'XDP action {self.action}')}{by}"
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    case: Case
+    reference: Outcome
+    kernel: Outcome | None
+    findings: tuple[Finding, ...]
+
+    @property
+    def passed(self) -> bool:
+        return not self.findings
+
+
+def run(args: argparse.Namespace) -> int:
+    for path in (args.policy, args.cases):
+        if not Path(path).exists():
+            raise UsageError(f"{path}: no such file")
+        if not Path(path).is_file():
+            raise UsageError(f"{path}: not a file")
+    checked = check_file(args.policy, CheckOptions(gate=None))
+    errors = [f for f in checked.findings if f.severity is Severity.ERROR]
+    if errors or checked.policy is None:
+        _print_findings(errors, args.format)
+        return 1
+    policy = checked.policy
+    cases, findings = load_cases(args.cases)
+    findings += check_rule_names(cases, policy)
+    if findings:
+        _print_findings(findings, args.format)
+        return 1
+    kernel, why = _kernel(args, policy)
+    try:
+        results = [_check(case, policy, kernel) for case in cases]
+    finally:
+        if kernel is not None:
+            kernel.close()
+    note = "kernel: checked" if kernel is not None else f"kernel: not checked ({why})"
+    sys.stdout.write(_render(args.format, args.policy, args.cases, results, note))
+    return 0 if all(r.passed for r in results) else 1
+
+
+def _who(decided_by: str) -> str:
+    return (
+        decided_by if decided_by in ("default", "malformed", "non_ip") else f"rule `{decided_by}`"
+    )
+
+
+def _check(case: Case, policy: Policy, kernel: _Kernel | None) -> CaseResult:
+    verdict = evaluate(policy, case.frame)
+    reference = Outcome(verdict.xdp_action, verdict.decided_by)
+    findings: list[Finding] = []
+    wanted = case.expect_word + (f" by {_who(case.rule)}" if case.rule else "")
+
+    def fail(message: str) -> None:
+        findings.append(error("FWC060", f"case `{case.name}`: {message}", case.location))
+
+    if not _meets(case, reference):
+        fail(f"expected {wanted}, the policy gives {reference.describe()}{_where(verdict.rule)}")
+    outcome = kernel.run(case.frame) if kernel is not None else None
+    if outcome is not None and (
+        outcome.action != reference.action or outcome.decided_by not in (None, reference.decided_by)
+    ):
+        fail(
+            f"the compiled program gives {outcome.describe()} but the reference evaluator "
+            f"gives {reference.describe()}: a compiler bug, please report it"
+        )
+    return CaseResult(case, reference, outcome, tuple(findings))
+
+
+def _where(rule: Any) -> str:
+    return f" ({rule.location})" if rule is not None else ""
+
+
+def _meets(case: Case, outcome: Outcome) -> bool:
+    if outcome.action != case.expect:
+        return False
+    return case.rule is None or outcome.decided_by in (None, case.rule)
+
+
+class _Kernel:
+    """The compiled policy loaded in the kernel; each run reads the counters to find the rule."""
+
+    def __init__(self, program: Any, slots: dict[int, str], error: type[Exception]) -> None:
+        self.program = program
+        self.slots = slots
+        self.error = error
+
+    def run(self, frame: bytes) -> Outcome | None:
+        """None for a frame the kernel's test run refuses: shorter than an Ethernet header."""
+        if len(frame) < ETH_HLEN:
+            return None
+        self.program.reset_counters()
+        try:
+            retval = int(self.program.test_run(frame).retval)
+        except self.error as exc:
+            raise ToolError(f"BPF_PROG_TEST_RUN refused a {len(frame)}-byte frame: {exc}") from None
+        hits = [
+            self.slots[i]
+            for i, (packets, _) in enumerate(self.program.counters())
+            if packets and self.slots.get(i, "would_drop") != "would_drop"
+        ]
+        decided = hits[0].removeprefix("rule:") if len(hits) == 1 else None
+        return Outcome(retval, decided)
+
+    def close(self) -> None:
+        self.program.close()
+
+
+def _modules() -> tuple[ModuleType, ModuleType, ModuleType] | str:
+    try:
+        build = importlib.import_module("fwc.compiler.backend.build")
+        plan = importlib.import_module("fwc.compiler.backend.plan")
+        kernel = importlib.import_module("fwc.loader.kernel.program")
+    except ImportError as exc:
+        return f"the compiler or kernel layer is not available: {exc}"
+    return build, plan, kernel
+
+
+def _kernel(args: argparse.Namespace, policy: Policy) -> tuple[_Kernel | None, str]:
+    """The loaded program, or None and why not in auto mode; `always` fails instead."""
+    if args.kernel == "never":
+        return None, "--kernel never"
+    if os.geteuid() != 0:
+        if args.kernel == "always":
+            raise ToolError("--kernel always needs root (BPF_PROG_TEST_RUN)")
+        return None, "not root"
+    found = _modules()
+    if isinstance(found, str):
+        if args.kernel == "always":
+            raise ToolError(found)
+        return None, found
+    build, plan, kernel = found
+    with tempfile.TemporaryDirectory(prefix="fwc-test-") as tmp:
+        output = Path(tmp) / "fwc_xdp.o"
+        try:
+            result = build.compile_policy(policy, output=output, strategy=args.strategy)
+        except plan.PlanError as exc:
+            if args.kernel == "always":
+                raise ToolError(f"cannot compile {args.policy}: {exc}") from None
+            return None, f"cannot compile: {exc}"
+        try:
+            program = kernel.LoadedProgram.load(output)
+        except kernel.KernelError as exc:
+            raise ToolError(str(exc)) from None
+    table = result.manifest["counters"]["slots"]
+    slots = dict(zip(table["index"], table["name"], strict=True))
+    return _Kernel(program, slots, kernel.KernelError), "checked"
+
+
+# ---- reports ------------------------------------------------------------------------
+
+
+def _print_findings(findings: list[Finding], fmt: str) -> None:
+    ordered = sorted(findings, key=Finding.sort_key)
+    if fmt == "json":
+        doc = {
+            "tool": "fwc",
+            "version": __version__,
+            "findings": [finding_dict(f) for f in ordered],
+        }
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    elif fmt == "github":
+        sys.stdout.write("".join(annotation(f) + "\n" for f in ordered))
+    elif fmt == "junit":
+        sys.stdout.write(_junit([], ordered))
+    else:
+        sys.stdout.write("".join(line(f) + "\n" for f in ordered))
+
+
+def _summary(results: list[CaseResult], note: str) -> str:
+    failed = sum(1 for r in results if not r.passed)
+    return f"{len(results)} cases: {len(results) - failed} passed, {failed} failed; {note}"
+
+
+def _render(fmt: str, policy: str, cases: str, results: list[CaseResult], note: str) -> str:
+    findings = [f for r in results for f in r.findings]
+    if fmt == "json":
+        return _json(policy, cases, results, note)
+    if fmt == "junit":
+        return _junit(results, [])
+    if fmt == "github":
+        return "".join(annotation(f) + "\n" for f in findings) + _summary(results, note) + "\n"
+    return "".join(line(f) + "\n" for f in findings) + _summary(results, note) + "\n"
+
+
+def _outcome_dict(outcome: Outcome | None) -> dict[str, Any] | None:
+    if outcome is None:
+        return None
+    return {
+        "verdict": _WORDS.get(outcome.action, str(outcome.action)),
+        "xdp_action": outcome.action,
+        "decided_by": outcome.decided_by,
+    }
+
+
+def _json(policy: str, cases: str, results: list[CaseResult], note: str) -> str:
+    doc = {
+        "tool": "fwc",
+        "version": __version__,
+        "format_version": 1,
+        "policy": policy,
+        "cases_file": cases,
+        "kernel": note.removeprefix("kernel: "),
+        "cases": [
+            {
+                "name": r.case.name,
+                "file": r.case.location.file,
+                "line": r.case.location.line,
+                "expect": r.case.expect_word,
+                "rule": r.case.rule,
+                "passed": r.passed,
+                "reference": _outcome_dict(r.reference),
+                "kernel": _outcome_dict(r.kernel),
+            }
+            for r in results
+        ],
+        "findings": [finding_dict(f) for r in results for f in r.findings],
+        "summary": {
+            "cases": len(results),
+            "passed": sum(1 for r in results if r.passed),
+            "failed": sum(1 for r in results if not r.passed),
+        },
+    }
+    return json.dumps(doc, indent=2) + "\n"
+
+
+def _junit(results: list[CaseResult], invalid: list[Finding]) -> str:
+    """One test case per packet case; invalid input is one failing case per finding."""
+    total = len(results) + len(invalid)
+    failures = sum(1 for r in results if not r.passed) + len(invalid)
+    suites = ET.Element("testsuites", name="fwc test", tests=str(total), failures=str(failures))
+    suite = ET.SubElement(
+        suites,
+        "testsuite",
+        name="fwc test",
+        tests=str(total),
+        failures=str(failures),
+        errors="0",
+        skipped="0",
+    )
+    for r in results:
+        case = ET.SubElement(suite, "testcase", classname="fwc.test", name=r.case.name)
+        for finding in r.findings:
+            failure = ET.SubElement(case, "failure", message=finding.message, type=finding.id)
+            failure.text = line(finding)
+    for finding in invalid:
+        case = ET.SubElement(suite, "testcase", classname="fwc.test", name=str(finding.location))
+        failure = ET.SubElement(case, "failure", message=finding.message, type=finding.id)
+        failure.text = line(finding)
+    ET.indent(suites)
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
+    )

@@ -1,0 +1,1 @@
+"""The Rego gate: the organisation's invariants evaluated over the normalized policy."""

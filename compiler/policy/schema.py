@@ -1,0 +1,266 @@
+"""Validates a loaded policy against the published JSON Schema and explains each error in place."""
+
+from __future__ import annotations
+
+import datetime
+import difflib
+import functools
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fwc.compiler.policy.findings import Finding, error
+from fwc.compiler.policy.schema_compile import Predicate, compile_schema
+from fwc.compiler.policy.source import Document, NodePath
+
+if TYPE_CHECKING:
+    from jsonschema.exceptions import ValidationError
+    from jsonschema.protocols import Validator
+
+SCHEMA_PATH = Path(__file__).parent / "policy.schema.json"
+
+# JSON Schema keyword -> finding id.
+_IDS = {
+    "additionalProperties": "FWC010",
+    "type": "FWC011",
+    "required": "FWC012",
+    "minimum": "FWC013",
+    "maximum": "FWC013",
+    "pattern": "FWC013",
+    "minLength": "FWC013",
+    "maxLength": "FWC013",
+    "enum": "FWC014",
+    "const": "FWC014",
+}
+
+_TYPE_WORDS = {
+    "object": "a mapping",
+    "array": "a list",
+    "string": "a string",
+    "integer": "an integer",
+    "boolean": "true or false",
+}
+
+
+def schema_text() -> str:
+    """The published schema, as shipped with the package."""
+    return SCHEMA_PATH.read_text(encoding="utf-8")
+
+
+@functools.cache
+def schema() -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(schema_text())
+    return loaded
+
+
+@functools.cache
+def _strict_validator() -> Any:
+    """jsonschema's Draft 2020-12 validator class, except that 10.0 is no integer (or floats
+    would reach the IR). Imported on first use: only a policy with errors needs it, and the
+    import costs a tenth of a second."""
+    import jsonschema
+
+    types = jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda _checker, value: isinstance(value, int) and not isinstance(value, bool)
+    )
+    return jsonschema.validators.extend(  # type: ignore[no-untyped-call]
+        jsonschema.Draft202012Validator, type_checker=types
+    )
+
+
+@functools.cache
+def validator() -> Validator:
+    """One validator per process: building it compiles every $ref and pattern."""
+    v: Validator = _strict_validator()(schema())
+    return v
+
+
+@functools.cache
+def _rule_validator() -> Validator:
+    wrapper = {"$defs": schema()["$defs"], "$ref": "#/$defs/rule"}
+    v: Validator = _strict_validator()(wrapper)
+    return v
+
+
+@functools.cache
+def _predicates() -> tuple[Predicate, Predicate]:
+    """Fast yes/no checks of a whole policy and of one rule, from the same schema."""
+    root = schema()
+    return compile_schema(root), compile_schema(root, root["$defs"]["rule"])
+
+
+def validate(doc: Document) -> list[Finding]:
+    """Every schema error of `doc`, each as a finding at the offending key or value.
+
+    jsonschema explains only what the fast predicate rejects: the top level, and
+    each rule that fails on its own.
+    """
+    whole_ok, rule_ok = _predicates()
+    value = doc.value
+    if whole_ok(value):
+        return []
+    findings: list[Finding] = []
+    rules = value.get("rules") if isinstance(value, dict) else None
+    if not isinstance(rules, list):
+        for err in validator().iter_errors(value):
+            findings.extend(_explain(doc, err, ()))
+        return findings
+    for err in validator().iter_errors({**value, "rules": []}):
+        findings.extend(_explain(doc, err, ()))
+    for index, rule in enumerate(rules):
+        if not rule_ok(rule):
+            for err in _rule_validator().iter_errors(rule):
+                findings.extend(_explain(doc, err, ("rules", index)))
+    return findings
+
+
+def describe_type(value: object) -> str:
+    """How a user would name the YAML value they wrote."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number with a fraction"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, datetime.datetime):
+        return "a timestamp"
+    if isinstance(value, datetime.date):
+        return "a date"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, bytes):
+        return "binary data"
+    return type(value).__name__
+
+
+def _rule_name(doc: Document, path: NodePath) -> str | None:
+    if len(path) >= 2 and path[0] == "rules" and isinstance(path[1], int):
+        rules = doc.value.get("rules") if isinstance(doc.value, dict) else None
+        if isinstance(rules, list) and path[1] < len(rules) and isinstance(rules[path[1]], dict):
+            name = rules[path[1]].get("name")
+            if isinstance(name, str):
+                return name
+    return None
+
+
+def _subject(doc: Document, path: NodePath) -> str:
+    """The user's name for the thing at `path`: "`priority` of rule `allow_ssh`"."""
+    if not path:
+        return "the policy"
+    if path[0] == "rules" and len(path) >= 2 and isinstance(path[1], int):
+        name = _rule_name(doc, path)
+        owner = f"rule `{name}`" if name else f"rule #{path[1] + 1}"
+        rest = path[2:]
+        if not rest:
+            return owner
+        return f"`{_dotted(rest)}` of {owner}"
+    return f"`{_dotted(path)}`"
+
+
+def _dotted(path: NodePath) -> str:
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _short(value: object) -> str:
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _explain(doc: Document, err: ValidationError, prefix: NodePath) -> Iterator[Finding]:
+    path: NodePath = (*prefix, *err.absolute_path)
+    # jsonschema types these as "maybe unset"; on a reported error they are set.
+    instance: Any = err.instance
+    wanted: Any = err.validator_value
+    where_schema: Any = err.schema
+    rule = _rule_name(doc, path)
+    kind = str(err.validator)
+    fid = _IDS.get(kind, "FWC015")
+    subject = _subject(doc, path)
+    here = doc.where(path)
+    if kind == "additionalProperties":
+        known = sorted(where_schema.get("properties", {}))
+        extra = [k for k in instance if k not in known]
+        for key in extra:
+            hint = difflib.get_close_matches(str(key), known, n=1)
+            tip = f"; did you mean `{hint[0]}`?" if hint else f" (known keys: {', '.join(known)})"
+            yield error(
+                fid, f"unknown key `{key}` in {subject}{tip}", doc.key_where((*path, key)), rule
+            )
+        return
+    if "propertyNames" in err.relative_schema_path:
+        key = str(instance)
+        yield error(
+            fid,
+            f"set name `{key}` is not valid (letters, digits and _, not starting with a digit)",
+            doc.key_where((*path, key)),
+            rule,
+        )
+        return
+    if kind == "required":
+        missing = wanted
+        names = [k for k in missing if k not in instance]
+        for key in names:
+            yield error(fid, f"{subject} is missing the required key `{key}`", here, rule)
+        return
+    if kind == "type":
+        words = [_TYPE_WORDS.get(w, w) for w in ([wanted] if isinstance(wanted, str) else wanted)]
+        yield error(
+            fid,
+            f"{subject} must be {' or '.join(words)}, not {describe_type(instance)}"
+            f" ({_short(instance)})",
+            here,
+            rule,
+        )
+        return
+    if kind in ("enum", "const"):
+        choices = wanted if kind == "enum" else [wanted]
+        shown = ", ".join(str(c) for c in dict.fromkeys(str(c) for c in choices))
+        lowered = {str(c).lower(): str(c) for c in choices}
+        close = difflib.get_close_matches(str(instance).lower(), list(lowered), n=1)
+        hint = [lowered[c] for c in close]
+        tip = f"; did you mean `{hint[0]}`?" if hint else ""
+        yield error(
+            fid, f"{subject} must be one of {shown}, not {_short(instance)}{tip}", here, rule
+        )
+        return
+    if path == ("name",) and kind == "pattern":
+        fid = "FWC033"
+    yield error(fid, f"{subject}: {_range_message(err)}", here, rule)
+
+
+def _range_message(err: ValidationError) -> str:
+    kind = str(err.validator)
+    value = err.instance
+    limit = err.validator_value
+    if kind == "minimum":
+        return f"{value} is below the minimum {limit}"
+    if kind == "maximum":
+        return f"{value} is above the maximum {limit}"
+    if kind == "minLength":
+        return "must not be empty"
+    if kind == "maxLength":
+        return f"is longer than {limit} characters"
+    if kind == "pattern":
+        return f"{_short(value)} is badly formed (expected {_pattern_words(str(limit))})"
+    return err.message
+
+
+def _pattern_words(pattern: str) -> str:
+    if pattern.startswith("^[A-Za-z_]"):
+        return "letters, digits and _, starting with a letter or _, up to 63 long"
+    if pattern.startswith("^[a-z0-9]"):
+        return "lowercase letters, digits, _ and -, starting with a letter or digit, up to 48 long"
+    return f"text matching {pattern}"

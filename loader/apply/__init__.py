@@ -1,0 +1,1 @@
+"""The apply transaction: load, guard the operator's session, pin, swap atomically."""

@@ -1,0 +1,156 @@
+"""Never lock the operator out: run the management session's packets through the new program."""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from fwc.loader.errors import LoaderError
+
+XDP_ABORTED, XDP_DROP = 0, 1
+TCP_SYN, TCP_ACK = 0x02, 0x10
+_EPHEMERAL_PORT = 50022
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@dataclass(frozen=True)
+class Session:
+    """A TCP session to keep: client -> server:port, and where it came from."""
+
+    client: IPAddress
+    client_port: int
+    server: IPAddress
+    server_port: int
+    origin: str  # "SSH_CONNECTION" or "--keep-access ADDR:PORT"
+
+    def describe(self) -> str:
+        return (
+            f"{_hostport(self.client, self.client_port)} -> "
+            f"{_hostport(self.server, self.server_port)} ({self.origin})"
+        )
+
+
+@dataclass(frozen=True)
+class Blocked:
+    session: Session
+    packet: str  # "new connection (SYN)" | "established session (ACK)"
+
+
+def _hostport(addr: IPAddress, port: int) -> str:
+    return f"[{addr}]:{port}" if addr.version == 6 else f"{addr}:{port}"
+
+
+def _address(text: str, what: str) -> IPAddress:
+    try:
+        return ipaddress.ip_address(text.strip("[]").split("%", 1)[0])
+    except ValueError as exc:
+        raise LoaderError(f"{what}: {text!r} is not an IP address") from exc
+
+
+def _port(text: str, what: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise LoaderError(f"{what}: {text!r} is not a port (1-65535)")
+    return int(text)
+
+
+def from_ssh_connection(value: str) -> Session | None:
+    """The session in SSH_CONNECTION (`client_ip client_port server_ip server_port`);
+    None for a loopback session, which XDP on a real interface never sees."""
+    fields = value.split()
+    if len(fields) != 4:
+        raise LoaderError(f"SSH_CONNECTION {value!r} is not 'client port server port'")
+    client = _address(fields[0], "SSH_CONNECTION")
+    server = _address(fields[2], "SSH_CONNECTION")
+    if client.is_loopback or server.is_loopback:
+        return None
+    if client.version != server.version:
+        client = _unmap(client)
+        server = _unmap(server)
+    return Session(
+        client,
+        _port(fields[1], "SSH_CONNECTION"),
+        server,
+        _port(fields[3], "SSH_CONNECTION"),
+        "SSH_CONNECTION",
+    )
+
+
+def _unmap(addr: IPAddress) -> IPAddress:
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    return addr
+
+
+def from_keep_access(spec: str, local: Sequence[IPAddress]) -> list[Session]:
+    """Sessions for `--keep-access ADDR:PORT` (ADDR the client, PORT the local service),
+    one per local address of the same family (the unspecified address when there is none)."""
+    what = f"--keep-access {spec}"
+    host, sep, port = spec.rpartition(":")
+    if not sep or not host:
+        raise LoaderError(f"{what}: expected ADDR:PORT (IPv6 as [ADDR]:PORT)")
+    client = _address(host, what)
+    server_port = _port(port, what)
+    servers = [a for a in local if a.version == client.version]
+    if not servers:
+        servers = [ipaddress.ip_address("0.0.0.0" if client.version == 4 else "::")]
+    return [Session(client, _EPHEMERAL_PORT, s, server_port, what) for s in servers]
+
+
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return int(~total & 0xFFFF)
+
+
+def tcp_frame(session: Session, flags: int) -> bytes:
+    """An Ethernet frame carrying one TCP segment from the client to the server."""
+    tcp = struct.pack(
+        "!HHIIBBHHH",
+        session.client_port,
+        session.server_port,
+        1000,
+        2000 if flags & TCP_ACK else 0,
+        5 << 4,
+        flags,
+        65535,
+        0,
+        0,
+    )
+    src, dst = session.client.packed, session.server.packed
+    if session.client.version == 4:
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 1, 0x4000, 64, 6, 0, src, dst)
+        ip = ip[:10] + struct.pack("!H", _checksum(ip)) + ip[12:]
+        pseudo = src + dst + struct.pack("!BBH", 0, 6, len(tcp))
+        ethertype = 0x0800
+    else:
+        ip = struct.pack("!IHBB16s16s", 6 << 28, len(tcp), 6, 64, src, dst)
+        pseudo = src + dst + struct.pack("!IxxxB", len(tcp), 6)
+        ethertype = 0x86DD
+    tcp = tcp[:16] + struct.pack("!H", _checksum(pseudo + tcp)) + tcp[18:]
+    eth = bytes.fromhex("020000000001") + bytes.fromhex("020000000002")
+    return eth + struct.pack("!H", ethertype) + ip + tcp
+
+
+_PACKETS = (("new connection (SYN)", TCP_SYN), ("established session (ACK)", TCP_ACK))
+
+
+def blocked(sessions: Sequence[Session], verdict: Callable[[bytes], int]) -> list[Blocked]:
+    """The session packets that `verdict` (the new program's XDP action) would drop."""
+    found: list[Blocked] = []
+    for session in sessions:
+        for label, flags in _PACKETS:
+            if verdict(tcp_frame(session, flags)) in (XDP_ABORTED, XDP_DROP):
+                found.append(Blocked(session, label))
+    return found
+
+
+def refusal(found: Sequence[Blocked]) -> str:
+    """The one-line message refusing an apply that would lock the operator out."""
+    what = "; ".join(f"{b.packet} of {b.session.describe()}" for b in found)
+    return f"refusing to attach: the new policy would drop {what}; pass --force to attach anyway"

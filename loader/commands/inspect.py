@@ -1,0 +1,92 @@
+"""`fw-load inspect`: what an artifact holds, read from the ELF alone (no kernel, no privileges)."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from typing import Any
+
+from fwc.artifact import columns as manifest_tables
+from fwc.loader.reader.artifact import ArtifactSpec, read_artifact
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("artifact", help="the compiled artifact (fw.o)")
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+
+
+def run(args: argparse.Namespace) -> int:
+    spec = read_artifact(args.artifact)
+    if args.json:
+        print(json.dumps(summary(spec), indent=2, sort_keys=True))
+    else:
+        sys.stdout.write(render_text(spec))
+    return 0
+
+
+def summary(spec: ArtifactSpec) -> dict[str, Any]:
+    """The JSON view: facts read from the ELF, then the manifest as embedded."""
+    return {
+        "artifact": {
+            "path": spec.path,
+            "size": len(spec.data),
+            "sha256": hashlib.sha256(spec.data).hexdigest(),
+            "program": spec.program,
+            "section": spec.section,
+            "insn_count": spec.insn_count,
+            "license": spec.license,
+        },
+        "manifest": spec.manifest,
+    }
+
+
+def render_text(spec: ArtifactSpec) -> str:
+    m = spec.manifest
+    compiler = m["compiler"]
+    lines = [
+        f"artifact  {spec.path} ({len(spec.data)} bytes, sha256 "
+        f"{hashlib.sha256(spec.data).hexdigest()})",
+        f"policy    {spec.policy_name}  sha256 {spec.policy_sha256}",
+        f"compiler  {compiler.get('name', 'fwc')} {compiler['version']}"
+        + (f" (clang {compiler['clang']})" if "clang" in compiler else ""),
+        f"strategy  {m['strategy']}  dry-run {'yes' if m['dry_run'] else 'no'}  "
+        f"log-rate {m['log_rate']}",
+        f"program   {spec.program}  section {spec.section}  {spec.insn_count} instructions  "
+        f"license {spec.license}",
+        "",
+        f"maps ({len(spec.maps)})",
+        _table(
+            ["name", "type", "key", "value", "entries"],
+            [[x.name, x.type, x.key_size, x.value_size, x.max_entries] for x in spec.maps],
+        ),
+    ]
+    if spec.seeds:
+        lines += [
+            f"seeds ({len(spec.seeds)})",
+            _table(
+                ["map", "section", "layout", "entries"],
+                [[s.map, s.section, s.layout, s.count] for s in spec.seeds],
+            ),
+        ]
+    lines += [
+        f"rules ({len(m['rules']['id'])})",
+        _table(
+            ["id", "priority", "action", "name"],
+            [[i, priority, action, name] for i, name, priority, action in manifest_tables.rules(m)],
+        ),
+        f"counters ({spec.counters_map}, {len(spec.counter_slots)} slots)",
+        _table(["slot", "name"], [[index, name] for index, name in spec.counter_slots]),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    cells = [header, *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    return "\n".join(
+        "  "
+        + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in cells
+    )

@@ -1,0 +1,83 @@
+"""`fw-load status [--json]`: what is attached where, read back from bpffs pins and netlink."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from fwc.loader.apply.transaction import check_privileges
+from fwc.loader.errors import LoaderError
+from fwc.loader.kernel.meta import read_meta_map
+from fwc.loader.node import attach, netlink, pins
+from fwc.loader.node.bpffs import require_bpffs
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument("--pin-root", help=f"bpffs directory (default {pins.DEFAULT_ROOT})")
+
+
+def gather(root: Path) -> dict[str, Any]:
+    """The state of every policy pinned under `root`, checked against netlink."""
+    interfaces = netlink.list_interfaces()
+    by_index = {i.index: i for i in interfaces}
+    held = attach.holders(root, interfaces)
+    policies: list[dict[str, Any]] = []
+    for policy in pins.policies(root):
+        try:
+            manifest = read_meta_map(policy.meta)
+        except LoaderError:
+            manifest = {}
+        attached = [
+            {
+                "name": by_index[index].name,
+                "ifindex": index,
+                "mode": by_index[index].xdp_mode,
+                "via": holder.kind,
+            }
+            for index, holder in sorted(held.items())
+            if holder.policy.dir == policy.dir
+        ]
+        live = {a["name"] for a in attached if a["via"] == "link"}
+        pinned = set(policy.linked_interfaces())
+        policy_info = manifest.get("policy", {})
+        policies.append(
+            {
+                "name": policy.dir.name,
+                "sha256": policy_info.get("sha256"),
+                "dry_run": manifest.get("dry_run"),
+                "prog_id": attach.pinned_prog_id(policy),
+                "interfaces": attached,
+                "stale_links": sorted(pinned - live),
+            }
+        )
+    return {"pin_root": str(root), "policies": policies}
+
+
+def render(state: dict[str, Any]) -> str:
+    if not state["policies"]:
+        return f"nothing pinned under {state['pin_root']}"
+    lines: list[str] = []
+    for policy in state["policies"]:
+        dry = " dry-run" if policy["dry_run"] else ""
+        lines.append(
+            f"policy {policy['name']} sha256 {policy['sha256']} prog id {policy['prog_id']}{dry}"
+        )
+        for item in policy["interfaces"]:
+            lines.append(f"  {item['name']} (ifindex {item['ifindex']}): {item['mode']}")
+        if not policy["interfaces"]:
+            lines.append("  attached nowhere")
+        for name in policy["stale_links"]:
+            lines.append(f"  {name}: stale link pin (interface gone or renamed)")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    check_privileges()
+    root = pins.pin_root(args.pin_root)
+    require_bpffs(root)
+    state = gather(root)
+    print(json.dumps(state, indent=2) if args.json else render(state))
+    return 0

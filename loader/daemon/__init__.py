@@ -1,0 +1,1 @@
+"""`fw-load run`: the daemon loop, its control socket and its metrics."""

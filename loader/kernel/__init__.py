@@ -1,0 +1,1 @@
+"""The kernel layer: libbpf, loaded programs, maps and the resources that own their fds."""

@@ -1,0 +1,1 @@
+"""Live update of a pinned tables policy: fill the idle generation, then flip one index."""

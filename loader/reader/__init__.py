@@ -1,0 +1,1 @@
+"""Reading an artifact without the kernel: the ELF and its manifest into an ArtifactSpec."""
