@@ -46,7 +46,7 @@ from fwc.loader.live.update import (
     program_sha256,
     update_in_place,
 )
-from fwc.loader.node import netlink, pins
+from fwc.loader.node import pins
 from fwc.loader.reader import elf
 from fwc.loader.reader.artifact import SeedSpec, image_stride, iota, read_artifact
 from tests import loader_fixtures
@@ -378,26 +378,6 @@ def test_hash_writes_trust_the_shadow_only_when_the_digests_vouch(pin_dir: Path)
         assert known == table_digests.chunk_digests(_packed(second, False), 12)
     finally:
         os.close(fd)
-
-
-def test_interface_list_agrees_with_pyroute2() -> None:
-    from pyroute2 import IPRoute
-
-    with IPRoute() as ipr:
-        theirs = sorted((netlink._interface(m) for m in ipr.get_links()), key=lambda i: i.index)
-    assert netlink.list_interfaces() == theirs
-
-
-def test_the_apply_path_imports_none_of_the_slow_libraries() -> None:
-    """pyroute2, jsonschema, pyelftools and prometheus_client each cost more to import than
-    a live update may take; `fw-load apply` must not load them before it needs them."""
-    slow = ("pyroute2", "jsonschema", "elftools", "prometheus_client")
-    code = (
-        "import sys, fwc.loader.cli, fwc.loader.commands.apply; "
-        f"print(sorted(m for m in sys.modules if m.split('.')[0] in {slow!r}))"
-    )
-    done = sh(sys.executable, "-c", code)
-    assert done.stdout.strip() == "[]"
 
 
 @pytest.mark.kernel

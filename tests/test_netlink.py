@@ -6,7 +6,9 @@ import json
 import sys
 
 import pytest
+from pyroute2 import IPRoute
 
+from fwc.loader.node import netlink
 from fwc.loader.node.netlink import IFF_LOOPBACK, IFF_UP, Interface, matches, select_interfaces
 from tests.loader_netns import sh, veth_pair
 
@@ -58,3 +60,9 @@ def test_list_interfaces_in_a_namespace() -> None:
         out = sh(*pair.exec_a(sys.executable, "-c", LIST)).stdout
         got = {row[0]: row[1:] for row in json.loads(out)}
         assert got == {"lo": [None, True, True, None], pair.if_a: ["veth", True, False, None]}
+
+
+def test_interface_list_agrees_with_pyroute2() -> None:
+    with IPRoute() as ipr:
+        theirs = sorted((netlink._interface(m) for m in ipr.get_links()), key=lambda i: i.index)
+    assert netlink.list_interfaces() == theirs

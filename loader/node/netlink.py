@@ -1,8 +1,4 @@
-"""Interfaces through rtnetlink: discovery, glob selection, XDP state, link events.
-
-Listing uses `rtnl` (a plain socket); the rest uses pyroute2, imported by the functions that
-need it, because its import alone costs several times what a live update may take.
-"""
+"""Interfaces through rtnetlink (pyroute2): discovery, glob selection, XDP state, link events."""
 
 from __future__ import annotations
 
@@ -12,9 +8,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.rtnl import RTMGRP_LINK
+
 from fwc.loader.errors import LoaderError
 from fwc.loader.kernel.resource import Closing
-from fwc.loader.node import rtnl
 
 IFF_UP = 0x1
 IFF_LOOPBACK = 0x8
@@ -87,17 +86,17 @@ def _interface(msg: Any) -> Interface:
 def list_interfaces() -> list[Interface]:
     """Every interface of this network namespace, by index."""
     try:
-        found = rtnl.links()
+        with IPRoute() as ipr:
+            found = [_interface(msg) for msg in ipr.get_links()]
+    except NetlinkError as exc:
+        raise LoaderError(f"cannot list interfaces: {exc.args[-1]}") from exc
     except OSError as exc:
         raise LoaderError(f"cannot list interfaces: {exc.strerror or exc}") from exc
-    return sorted((Interface(*link) for link in found), key=lambda i: i.index)
+    return sorted(found, key=lambda i: i.index)
 
 
 def get_interface(index: int) -> Interface | None:
     """The interface with `index`, or None when it is gone."""
-    from pyroute2 import IPRoute
-    from pyroute2.netlink.exceptions import NetlinkError
-
     with IPRoute() as ipr:
         try:
             msgs = ipr.get_links(index)
@@ -108,8 +107,6 @@ def get_interface(index: int) -> Interface | None:
 
 def addresses(indexes: Iterable[int]) -> list[str]:
     """The IP addresses configured on the interfaces with these indexes."""
-    from pyroute2 import IPRoute
-
     wanted = set(indexes)
     with IPRoute() as ipr:
         return [
@@ -148,9 +145,6 @@ def select_interfaces(
 def set_xdp_fd(index: int, prog_fd: int, mode: str, expected_fd: int | None) -> None:
     """Attach (or with prog_fd -1, remove) a program through IFLA_XDP, replacing atomically
     (XDP_FLAGS_REPLACE) when `expected_fd` names the program that must be there now."""
-    from pyroute2 import IPRoute
-    from pyroute2.netlink.exceptions import NetlinkError
-
     flags = MODE_FLAGS.get(mode, 0)
     attrs: list[tuple[str, int]] = [("IFLA_XDP_FD", prog_fd)]
     if expected_fd is not None:
@@ -170,9 +164,6 @@ class LinkEvents(Closing):
     """A subscription to RTM_NEWLINK/RTM_DELLINK; `wait()` returns the events that arrived."""
 
     def __init__(self) -> None:
-        from pyroute2 import IPRoute
-        from pyroute2.netlink.rtnl import RTMGRP_LINK
-
         self._ipr = IPRoute()
         self._ipr.bind(groups=RTMGRP_LINK)
 
