@@ -1,16 +1,14 @@
 """The `fw-load` command line: one subcommand per module, each with `add_arguments` and `run`."""
 
-import sys
+from __future__ import annotations
 
-from fwc.loader.daemon import fast_apply
+import sys
+from collections.abc import Sequence
+
+from fwc.dispatch import dispatch
 from fwc.loader.errors import LoaderError
 
-# the console script imports this module: what it imports counts in every command's time
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Sequence
-
-__all__ = ["COMMANDS", "LoaderError", "main"]
+__all__ = ["COMMANDS", "main"]
 
 # subcommand -> (module under fwc.loader, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -24,16 +22,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def main(argv: "Sequence[str] | None" = None) -> int:
-    args = sys.argv[1:] if argv is None else list(argv)
-    # `fw-load apply` that the daemon answers: no argparse, no command module
-    code = fast_apply.run(args)
-    if code is not None:
-        return code
-    from fwc.dispatch import dispatch
-
+def main(argv: Sequence[str] | None = None) -> int:
     return dispatch(
-        "fw-load", "Load fwc artifacts onto a node.", "fwc.loader", COMMANDS, (LoaderError,), args
+        "fw-load", "Load fwc artifacts onto a node.", "fwc.loader", COMMANDS, (LoaderError,), argv
     )
 
 

@@ -1,10 +1,11 @@
 """`fw-load apply` through `fw-load run`'s control socket: the same reports, errors and exit
-codes as a local apply, live updates and program swaps, stale sockets, and a lean client."""
+codes as a local apply, live updates and program swaps, stale sockets, and the daemon's timing."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -17,7 +18,9 @@ from pathlib import Path
 import pytest
 
 from fwc.loader import cli
+from fwc.loader.apply.transaction import ApplyReport
 from fwc.loader.daemon import control
+from fwc.loader.daemon.loop import Timing
 from fwc.loader.daemon.server import ControlBusy, ControlServer
 from tests.control_stand_in import stand_in
 from tests.loader_netns import FWLOAD, Pair, sh, udp_delivered, unique, veth_pair, wait_until
@@ -103,6 +106,10 @@ def test_apply_through_the_daemon_updates_live_then_swaps_and_the_daemon_follows
         report = json.loads(done.stdout)
         assert report["update"]["summary"] == "live-update: generation 0 -> 1"
         assert served(log) == 1
+        # the daemon says how long it took, from the request received to the flip
+        assert re.search(
+            r"on request; [0-9.]+ ms to the flip, [0-9.]+ ms to the reply", log.read_text()
+        )
         assert verdict_of(pair, "live", 5354) == XDP_DROP
         assert udp_delivered(pair, 5354, 10) == 0
         assert udp_delivered(pair, 5353, 10) == 10
@@ -122,6 +129,9 @@ def test_apply_through_the_daemon_updates_live_then_swaps_and_the_daemon_follows
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout)["update"]["path"] == "program-swap"
         assert served(log) == 3
+        assert re.search(
+            r"\(program swap[^\n]*on request; [0-9.]+ ms to the reply\n", log.read_text()
+        )
         assert pair.attached() == {pair.if_a: "swapped"}
         assert udp_delivered(pair, 5353, 10) == 0
         # the metrics follow it too: counters, attachment and identity of the new name
@@ -303,3 +313,26 @@ def test_the_server_answers_replaces_a_stale_socket_and_refuses_a_second_one(
             ControlServer(root, handler)
     assert not os.path.exists(path)
     assert calls == ["after", "after"]
+
+
+def report_flipped_at(flipped_at: int | None) -> ApplyReport:
+    return ApplyReport("p", "0" * 64, 1, False, (), flipped_at=flipped_at)
+
+
+@pytest.mark.parametrize(
+    ("report", "expected", "said"),
+    [
+        (
+            report_flipped_at(5_000_000),
+            {"to_flip_ms": 4.0, "to_reply_ms": 9.0},
+            "4.0 ms to the flip, 9.0 ms to the reply",
+        ),
+        (report_flipped_at(None), {"to_flip_ms": None, "to_reply_ms": 9.0}, "9.0 ms to the reply"),
+        (None, {"to_flip_ms": None, "to_reply_ms": 9.0}, "9.0 ms to the reply"),
+    ],
+)
+def test_the_daemon_times_a_request_from_its_arrival(
+    report: ApplyReport | None, expected: dict[str, float | None], said: str
+) -> None:
+    timing = Timing.of(1_000_000, report, 10_000_000)
+    assert (timing.as_dict(), timing.describe()) == (expected, said)

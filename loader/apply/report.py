@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fwc.loader.apply.manifest_cache import ManifestCache
 from fwc.loader.apply.transaction import ApplyOptions, ApplyReport, LockoutRefused, apply
-from fwc.loader.daemon.manifest_cache import ManifestCache
 from fwc.loader.errors import LoaderError
 from fwc.loader.kernel.libbpf import KernelError
 from fwc.loader.node import pins
@@ -39,7 +39,8 @@ def options(
     manifests: ManifestCache | None = None,
     **extra: bool,
 ) -> ApplyOptions:
-    """ApplyOptions from the command's fast_apply.FIELDS; the SSH session is the command's own."""
+    """ApplyOptions from the command's options (the control request's FIELDS); the SSH session
+    is the command's own."""
     return ApplyOptions(
         artifact=Path(fields["artifact"]),
         root=pins.pin_root(root),

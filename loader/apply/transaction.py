@@ -16,7 +16,7 @@ from typing import Any
 
 from fwc.artifact import columns as manifest_tables
 from fwc.loader.apply import lockout
-from fwc.loader.daemon.manifest_cache import ManifestCache
+from fwc.loader.apply.manifest_cache import ManifestCache
 from fwc.loader.errors import LoaderError
 from fwc.loader.kernel import libbpf
 from fwc.loader.kernel.meta import create_meta_map, read_meta_map

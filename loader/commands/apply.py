@@ -1,7 +1,7 @@
 """`fw-load apply ARTIFACT`: load, check, and attach atomically to the selected interfaces.
 
 When `fw-load run` serves the same pin root, the request goes through its control socket and
-the daemon, warm, does the apply; this module imports the apply path only when it applies here.
+the daemon, warm, does the apply; otherwise (or with --no-daemon) this process applies.
 """
 
 from __future__ import annotations
@@ -9,8 +9,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import Any
 
-from fwc.loader.daemon import control, fast_apply
+from fwc.loader.apply import report
+from fwc.loader.daemon import control
+from fwc.loader.node import pins
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,7 +41,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="require a dry-run artifact (nothing dropped, would-drop counted)",
     )
-    parser.add_argument("--pin-root", help=f"bpffs directory (default {control.DEFAULT_ROOT})")
+    parser.add_argument("--pin-root", help=f"bpffs directory (default {pins.DEFAULT_ROOT})")
     parser.add_argument(
         "--no-live-update",
         action="store_true",
@@ -56,24 +59,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def request(args: argparse.Namespace, root: str) -> dict[str, object]:
-    """The control request for these arguments (fast_apply.apply_request)."""
-    options = {name: getattr(args, name) for name in fast_apply.FIELDS}
-    return fast_apply.apply_request(options, root, args.json)
-
-
 def run(args: argparse.Namespace) -> int:
     root = control.pin_root(args.pin_root)
     if not args.no_daemon:
-        reply = control.ask(root, request(args, root))
+        reply = control.ask(root, control.apply_request(vars(args), root, args.json))
         if reply is not None:
-            return fast_apply.said(reply)
-    # imported here: the apply path costs more to import than the whole daemon route
-    from fwc.loader.apply import report as control_apply
-
-    outcome = control_apply.execute(
-        control_apply.options(vars(args), root, os.environ.get("SSH_CONNECTION")), args.json
+            return said(reply)
+    outcome = report.execute(
+        report.options(vars(args), root, os.environ.get("SSH_CONNECTION")), args.json
     )
     sys.stdout.write(outcome.stdout)
     sys.stderr.write(outcome.stderr)
     return outcome.code
+
+
+def said(reply: dict[str, Any]) -> int:
+    """Print the daemon's reply as the command's own output; its exit code."""
+    sys.stdout.write(str(reply.get("stdout", "")))
+    sys.stderr.write(str(reply.get("stderr", "")))
+    code = reply.get("code")
+    return code if isinstance(code, int) else 2

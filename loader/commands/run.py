@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from fwc.loader.apply import report as control_apply
+from fwc.loader.apply import report as apply_report
 from fwc.loader.apply.transaction import LockoutRefused
 from fwc.loader.commands.apply import add_common_arguments
 from fwc.loader.daemon import control
@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     root = control.pin_root(args.pin_root)
     opts = daemon.DaemonOptions(
-        apply=control_apply.options(vars(args), root, os.environ.get("SSH_CONNECTION")),
+        apply=apply_report.options(vars(args), root, os.environ.get("SSH_CONNECTION")),
         metrics_addr=None if args.metrics_addr == "off" else args.metrics_addr,
         detach_on_exit=args.detach_on_exit,
     )

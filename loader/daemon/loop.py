@@ -20,10 +20,10 @@ from typing import Any
 from prometheus_client import start_http_server
 from prometheus_client.registry import CollectorRegistry
 
-from fwc.loader.apply import report as control_apply
-from fwc.loader.apply.transaction import ApplyOptions, apply
-from fwc.loader.daemon import fast_apply
-from fwc.loader.daemon.manifest_cache import ManifestCache
+from fwc.loader.apply import report as apply_report
+from fwc.loader.apply.manifest_cache import ManifestCache
+from fwc.loader.apply.transaction import ApplyOptions, ApplyReport, apply
+from fwc.loader.daemon import control
 from fwc.loader.daemon.metrics import PolicyCollector
 from fwc.loader.daemon.server import ControlBusy, ControlServer
 from fwc.loader.errors import LoaderError
@@ -128,6 +128,33 @@ def _serve_metrics(addr: str, root: Path, policy: Callable[[], str]) -> None:
         raise LoaderError(f"--metrics-addr {addr}: {exc.strerror or exc}") from exc
 
 
+def _now() -> int:
+    # the clock of the live update's flip stamp
+    return time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How long the daemon took over one apply request, from the request received: to the
+    flip of a live update (None for any other apply) and to the reply."""
+
+    to_flip_ms: float | None
+    to_reply_ms: float
+
+    @classmethod
+    def of(cls, received: int, report: ApplyReport | None, replied: int) -> Timing:
+        flipped = report.flipped_at if report is not None else None
+        to_flip = None if flipped is None else (flipped - received) / 1e6
+        return cls(to_flip, (replied - received) / 1e6)
+
+    def describe(self) -> str:
+        flip = "" if self.to_flip_ms is None else f"{self.to_flip_ms:.1f} ms to the flip, "
+        return f"{flip}{self.to_reply_ms:.1f} ms to the reply"
+
+    def as_dict(self) -> dict[str, float | None]:
+        return {"to_flip_ms": self.to_flip_ms, "to_reply_ms": self.to_reply_ms}
+
+
 class _Control:
     """The daemon's answers to control requests, and the policy it follows (a request may
     apply another one: the pins are the daemon's state, so it follows what they hold)."""
@@ -139,6 +166,7 @@ class _Control:
         self.ready = threading.Event()
 
     def handle(self, message: dict[str, Any]) -> dict[str, Any]:
+        received = _now()
         self.ready.wait()
         if not self.policy:
             return _refusal("the fw-load run daemon failed to start; see its log")
@@ -147,13 +175,17 @@ class _Control:
         except (KeyError, TypeError, ValueError) as exc:
             return _refusal(f"bad control request: {exc}")
         # anything else it raises is a bug: the control server answers it as a daemon failure
-        outcome = control_apply.execute(opts, bool(message.get("json")))
+        outcome = apply_report.execute(opts, bool(message.get("json")))
+        timing = Timing.of(received, outcome.report, _now())
         if outcome.report is not None:
             self.policy = outcome.report.policy
-            _say(f"applied {outcome.report.policy} ({outcome.report.describe_path()}) on request")
+            _say(
+                f"applied {outcome.report.policy} ({outcome.report.describe_path()}) on request"
+                f"; {timing.describe()}"
+            )
         else:
             _say(f"apply request refused: {outcome.stderr.strip().splitlines()[-1]}")
-        return outcome.as_reply()
+        return {**outcome.as_reply(), "timing": timing.as_dict()}
 
     def _options(self, message: dict[str, Any]) -> ApplyOptions:
         if message.get("command") != "apply":
@@ -161,10 +193,10 @@ class _Control:
         if Path(str(message.get("root"))) != self.root:
             raise ValueError(f"this daemon serves pin root {self.root}")
         fields = message["options"]
-        if not isinstance(fields, dict) or set(fields) != set(fast_apply.FIELDS):
+        if not isinstance(fields, dict) or set(fields) != set(control.FIELDS):
             raise ValueError("the options are not those of this fw-load")
         ssh = message.get("ssh_connection")
-        return control_apply.options(
+        return apply_report.options(
             fields, self.root, ssh if isinstance(ssh, str) else None, self.manifests
         )
 
@@ -198,7 +230,7 @@ def _open_control(root: Path, state: _Control) -> ControlServer | None:
 
 
 def _refusal(message: str) -> dict[str, Any]:
-    return control_apply.Outcome(2, "", f"fw-load apply: {message}\n").as_reply()
+    return apply_report.Outcome(2, "", f"fw-load apply: {message}\n").as_reply()
 
 
 def run(opts: DaemonOptions) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -88,9 +89,6 @@ def policies(root: Path) -> Iterator[PolicyPins]:
 def remove_tree(path: Path) -> None:
     """Unpin everything under `path` (bpffs supports unlink and rmdir like any filesystem)."""
     if path.is_dir():
-        # imported here: shutil pulls in the compression modules, which apply never needs
-        import shutil
-
         shutil.rmtree(path, ignore_errors=False)
     elif path.exists():
         path.unlink()

@@ -6,19 +6,18 @@ import argparse
 import importlib
 import sys
 from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 from fwc import __version__
 from fwc.exits import reader_gone
 
-# typing costs a few ms to import, and fw-load apply's whole route is counted in ms
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Protocol
 
-    class Command(Protocol):
-        def add_arguments(self, parser: argparse.ArgumentParser) -> None: ...
+class Command(Protocol):
+    """A subcommand module: declares its arguments and runs with them."""
 
-        def run(self, args: argparse.Namespace) -> int: ...
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None: ...
+
+    def run(self, args: argparse.Namespace) -> int: ...
 
 
 def dispatch(

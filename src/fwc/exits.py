@@ -1,4 +1,4 @@
-"""Exit handling shared by both command lines and fw-load apply's fast path (imports only os)."""
+"""Exit handling shared by both command lines."""
 
 import os
 import sys
