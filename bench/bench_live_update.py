@@ -5,8 +5,10 @@ It makes a private namespace with a veth pair, applies the first policy (program
 times live updates to (a) a variant with 5 rules changed and (b) a different policy of the same
 size (seed 2, renamed), each in-process by phase and as a whole `fw-load apply` command: from
 just before the process is spawned to the flip (the report's CLOCK_BOOTTIME stamp), and to exit.
-The command is timed twice side by side: applying in its own process (`--no-daemon`) and
-through the control socket of a `fw-load run` started on the base policy (the daemon route).
+The command is timed twice: applying in its own process (`--no-daemon`) and through the control
+socket of a `fw-load run` started on the base policy. On that route the goal (< 100 ms) is the
+daemon's own figure, from the request received to the flip, which its log gives; the whole
+command's time is printed beside it, with no goal.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import signal
 import socket
@@ -23,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from fwc.compiler.backend.build import compile_policy
@@ -39,6 +43,9 @@ from policies import load_policy, make_policy_yaml  # noqa: E402
 
 FWLOAD = str(Path(sys.executable).parent / "fw-load")
 CHANGED = 5
+GOAL_MS = 100.0
+# the daemon's log line for each apply request it served
+_TIMED = re.compile(r"on request; (?:([0-9.]+) ms to the flip, )?([0-9.]+) ms to the reply")
 
 
 def variants(rules: int) -> dict[str, str]:
@@ -114,13 +121,29 @@ def process_cpu(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def cli(
-    root: Path, artifact: Path, *flags: str, daemon: int | None = None
-) -> tuple[float, float, float]:
-    """`fw-load apply` as a user runs it: (spawn to flip, spawn to exit, CPU) in seconds; the
-    CPU is the command's plus, on the daemon route, what the daemon spent meanwhile."""
+@dataclass(frozen=True)
+class Command:
+    """One `fw-load apply` as a user runs it, in seconds: spawn to flip, spawn to exit, CPU (the
+    command's plus, on the daemon route, what the daemon spent meanwhile), and on the daemon
+    route the daemon's own time from the request received to the flip."""
+
+    to_flip: float
+    to_exit: float
+    cpu: float
+    in_daemon: float | None = None
+
+
+def in_daemon_to_flip(log: Path) -> float:
+    """The daemon's time from request to flip of the last request in its log, in seconds."""
+    found = _TIMED.findall(log.read_text())
+    assert found and found[-1][0], "the daemon logged no live update"
+    return float(found[-1][0]) / 1000
+
+
+def cli(root: Path, artifact: Path, *flags: str, daemon: Daemon | None = None) -> Command:
+    """`fw-load apply ARTIFACT FLAGS`, timed from spawn; through `daemon` when given."""
     env = command_env(root)
-    cpu = children_cpu() + process_cpu(daemon)
+    cpu = children_cpu() + process_cpu(daemon.proc.pid if daemon else None)
     started = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
     out = subprocess.run(
         [FWLOAD, "apply", str(artifact), "--json", *flags], env=env, capture_output=True, text=True
@@ -129,11 +152,24 @@ def cli(
     assert out.returncode == 0, out.stderr
     update = json.loads(out.stdout)["update"]
     assert update["path"] == "live-update", out.stdout
-    cpu = children_cpu() + process_cpu(daemon) - cpu
-    return (update["flipped_at_boottime_ns"] - started) / 1e9, wall / 1e9, cpu
+    cpu = children_cpu() + process_cpu(daemon.proc.pid if daemon else None) - cpu
+    return Command(
+        (update["flipped_at_boottime_ns"] - started) / 1e9,
+        wall / 1e9,
+        cpu,
+        in_daemon_to_flip(daemon.log) if daemon else None,
+    )
 
 
-def start_daemon(root: Path, artifact: Path, log: Path) -> subprocess.Popen[bytes]:
+@dataclass(frozen=True)
+class Daemon:
+    """A running `fw-load run` and the file its stderr goes to."""
+
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+
+def start_daemon(root: Path, artifact: Path, log: Path) -> Daemon:
     """`fw-load run` on `artifact`, once its control socket listens."""
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -146,7 +182,7 @@ def start_daemon(root: Path, artifact: Path, log: Path) -> subprocess.Popen[byte
         if proc.poll() is not None or time.monotonic() > deadline:
             raise SystemExit(f"fw-load run did not start:\n{log.read_text()}")
         time.sleep(0.1)
-    return proc
+    return Daemon(proc, log)
 
 
 def answer_at_once(listener: socket.socket) -> None:
@@ -176,8 +212,6 @@ def floor(root: Path, rounds: int) -> dict[str, float]:
         ],
         "fw-load --version": [FWLOAD, "--version"],
         "fw-load apply, instant daemon": [FWLOAD, "apply", "x.o", "--pin-root", stand_in],
-        # `--` is not for the fast path: argparse and cmd_apply, as every apply before it
-        "fw-load apply, full parser route": [FWLOAD, "apply", "--pin-root", stand_in, "--", "x.o"],
     }
     path = control.socket_path(stand_in)
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
@@ -242,46 +276,65 @@ def inside(args: argparse.Namespace) -> None:
     try:
         for label, artifact in artifacts.items():
             rounds: list[dict[str, float]] = []
-            local: list[tuple[float, float, float]] = []
-            resident: list[tuple[float, float, float]] = []
+            local: list[Command] = []
+            resident: list[Command] = []
             for _ in range(args.rounds):
                 reset()
                 rounds.append(in_process(root, artifact))
                 reset()
                 local.append(cli(root, artifact, "--no-daemon"))
                 reset()
-                resident.append(cli(root, artifact, daemon=daemon.pid))
+                resident.append(cli(root, artifact, daemon=daemon))
             show(f"base -> {label}, median of {args.rounds}", rounds, local, resident)
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        daemon.wait(timeout=60)
+        daemon.proc.send_signal(signal.SIGTERM)
+        daemon.proc.wait(timeout=60)
     print("\nCLI floor (ms)")
     for label, value in floor(root, max(args.rounds, 5)).items():
         print(f"  {label:32s} {value * 1000:8.1f}")
 
 
 def show(
-    title: str,
-    rounds: list[dict[str, float]],
-    local: list[tuple[float, float, float]],
-    resident: list[tuple[float, float, float]],
+    title: str, rounds: list[dict[str, float]], local: list[Command], resident: list[Command]
 ) -> None:
     print(f"\n{title} (ms)")
     for phase in rounds[0]:
         value = statistics.median(r[phase] for r in rounds)
         shown = f"{value:8,.0f}" if phase == "records written" else f"{value * 1000:8.1f}"
         print(f"  {phase:32s} {shown}")
-    for route, walls in (
+    for route, commands in (
         ("fw-load apply --no-daemon", local),
         ("fw-load apply (daemon)", resident),
     ):
-        if not walls:
+        if not commands:
             continue
-        for i, what in enumerate(("spawn to flip", "spawn to exit", "CPU (user+sys)")):
-            label = f"{route}: {what}"
-            values = sorted(w[i] * 1000 for w in walls)
-            spread = f"  ({values[0]:.1f}-{values[-1]:.1f})" if i == 0 else ""
-            print(f"  {label:44s} {statistics.median(values):8.1f}{spread}")
+        for what, values in (
+            ("spawn to flip", [c.to_flip for c in commands]),
+            ("spawn to exit", [c.to_exit for c in commands]),
+            ("CPU (user+sys)", [c.cpu for c in commands]),
+        ):
+            print(f"  {route + ': ' + what:44s} {statistics.median(values) * 1000:8.1f}")
+    if resident:
+        show_daemon_route(resident)
+
+
+def show_daemon_route(commands: list[Command]) -> None:
+    """The daemon route per round: the in-daemon time, which has the goal, beside the whole
+    command's, which has none."""
+    print(
+        f"  {'daemon route, per round':26s} {'in-daemon: request to flip':>28s} "
+        f"{'whole command: spawn to exit':>30s}"
+    )
+    in_daemon = [c.in_daemon for c in commands if c.in_daemon is not None]
+    for i, command in enumerate(commands, start=1):
+        print(
+            f"  {f'round {i}':26s} {in_daemon[i - 1] * 1000:28.1f} {command.to_exit * 1000:30.1f}"
+        )
+    median = statistics.median(in_daemon) * 1000
+    whole = statistics.median(c.to_exit for c in commands) * 1000
+    verdict = "met" if median < GOAL_MS else "MISSED"
+    print(f"  {'median':26s} {median:28.1f} {whole:30.1f}")
+    print(f"  {'goal':26s} {f'< {GOAL_MS:.0f} ({verdict})':>28s} {'none':>30s}")
 
 
 def main() -> int:
