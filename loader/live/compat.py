@@ -19,7 +19,7 @@ def can_update_in_place(live: Manifest, new_spec: ArtifactSpec) -> tuple[bool, s
     live_digest = live.fw_load.program_sha256 if live.fw_load else None
     if not live_digest:
         return False, "the live manifest records no program digest (applied by an older fw-load)"
-    if program_sha256(new_spec.data, new_spec.section) != live_digest:
+    if program_sha256(new_spec.obj, new_spec.section) != live_digest:
         return False, "the program differs from the live one"
     live_maps = {m.name: m for m in live.maps}
     why = _maps_differ(live_maps, {m.name: m for m in new.maps})

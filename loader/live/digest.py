@@ -5,13 +5,16 @@ from __future__ import annotations
 import hashlib
 
 from fwc.loader.errors import LoaderError
-from fwc.loader.reader.objfile import ObjectError, read_object
+from fwc.loader.reader.objfile import ObjectError, ObjectFile, read_object
 
 
-def program_sha256(data: bytes, section: str) -> str:
-    """Digest of the program: its section's bytes and every relocation (offset, symbol name)."""
+def program_sha256(source: bytes | ObjectFile, section: str) -> str:
+    """Digest of the program: its section's bytes and every relocation (offset, symbol name).
+
+    `source` is the object's bytes, or the object as the reader parsed it.
+    """
     try:
-        obj = read_object(data)
+        obj = source if isinstance(source, ObjectFile) else read_object(source)
         program = obj.sections.get(section)
         if program is None:
             raise LoaderError(f"{section!r}: no such section")

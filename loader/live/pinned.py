@@ -17,7 +17,7 @@ from fwc.loader.reader.artifact import ArtifactSpec
 
 def initial_record(spec: ArtifactSpec) -> LoaderRecord:
     """fw-load's record for a freshly loaded artifact: its program digest, generation 0 live."""
-    return LoaderRecord(program_sha256=program_sha256(spec.data, spec.section), generation=0)
+    return LoaderRecord(program_sha256=program_sha256(spec.obj, spec.section), generation=0)
 
 
 def meta_manifest(manifest: Manifest, record: LoaderRecord) -> bytes:

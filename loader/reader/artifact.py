@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fwc.artifact import codec
@@ -45,6 +45,8 @@ class ArtifactSpec:
     license: str
     seeds: tuple[SeedSpec, ...]
     counter_slots: tuple[tuple[int, str], ...]  # (index, name), in index order
+    # the parsed ELF, for what is read from it later (the program's relocations)
+    obj: ObjectFile = field(repr=False, compare=False)
 
     @property
     def program(self) -> str:
@@ -139,6 +141,7 @@ def _parse(where: str, data: bytes) -> ArtifactSpec:
         license=license_text,
         seeds=seeds,
         counter_slots=_counter_slots(manifest, by_name),
+        obj=obj,
     )
 
 
@@ -191,11 +194,11 @@ def _check_map_definitions(maps: tuple[MapSpec, ...], data: bytes) -> None:
         got = actual.get(spec.name)
         if got is None:
             raise ArtifactError(f"map {spec.name!r}: libbpf finds no such map definition")
-        for field in ("type", "key_size", "value_size", "max_entries"):
-            want, have = getattr(spec, field), getattr(got, field)
+        for attribute in ("type", "key_size", "value_size", "max_entries"):
+            want, have = getattr(spec, attribute), getattr(got, attribute)
             if want != have:
                 raise ArtifactError(
-                    f"map {spec.name!r}: the manifest says {field} {want}, the ELF has {have}"
+                    f"map {spec.name!r}: the manifest says {attribute} {want}, the ELF has {have}"
                 )
 
 

@@ -48,9 +48,10 @@ class ObjectFile:
             table = self.elf.get_section(rel["sh_link"])
             if not isinstance(table, SymbolTableSection):
                 raise ObjectError(f"relocations of {section!r} name no symbol table")
+            # every symbol parsed once: a program refers to each map many times
+            names = [symbol.name for symbol in table.iter_symbols()]
             return [
-                (entry["r_offset"], table.get_symbol(entry["r_info_sym"]).name)
-                for entry in rel.iter_relocations()
+                (entry["r_offset"], names[entry["r_info_sym"]]) for entry in rel.iter_relocations()
             ]
         except _DAMAGED as exc:
             raise ObjectError(str(exc) or type(exc).__name__) from exc
