@@ -96,3 +96,12 @@ def test_layouts_the_compiler_packs_are_the_shared_ones() -> None:
     assert layout.generation_map("fwc_cfg", 1) == "fwc_cfg1"
     assert layout.generation_base("fwc_cfg0") == "fwc_cfg"
     assert layout.generation_base("fwc_counters") is None
+
+
+def test_every_tables_seed_names_generation_0_of_a_map_pair() -> None:
+    plan = make_plan(policy_file(str(EDGE)), "tables", False)
+    names = {m.name for m in plan.maps}
+    for seed in plan.seeds:
+        base = layout.generation_base(seed.map)
+        assert base is not None, seed.map
+        assert {layout.generation_map(base, g) for g in layout.GENERATIONS} <= names
