@@ -1,1 +1,1 @@
-"""The artifact contract both halves import: format, sections, manifest and table layouts."""
+"""The artifact contract both halves import: format, sections, layouts, and the typed manifest."""

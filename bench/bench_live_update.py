@@ -33,7 +33,8 @@ from fwc.compiler.backend.build import compile_policy
 from fwc.loader.apply.transaction import ApplyOptions, apply
 from fwc.loader.daemon import control
 from fwc.loader.kernel.meta import read_meta_map
-from fwc.loader.live.update import can_update_in_place, update_in_place
+from fwc.loader.live.compat import can_update_in_place
+from fwc.loader.live.update import update_in_place
 from fwc.loader.node.pins import policy_pins
 from fwc.loader.reader.artifact import read_artifact
 

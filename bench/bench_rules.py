@@ -96,7 +96,7 @@ def main() -> int:
                 decided = [evaluate(policy, f).decided_by for f in cases.values()]
                 assert decided == ["r00000", f"r{n - 1:05d}", "default"], decided
                 with LoadedProgram.load(path) as prog:
-                    insns = prog.spec.manifest["program"]["insn_count"]
+                    insns = prog.spec.insn_count
                     for name, frame in cases.items():
                         ns = time_frame(prog.prog_fd, frame, args.repeat)
                         baseline = time_frame(base_fd, frame, args.repeat)

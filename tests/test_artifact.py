@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import subprocess
 import tempfile
 from collections.abc import Callable
@@ -15,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fwc.artifact import codec
 from fwc.loader.reader.artifact import ArtifactError, read_artifact
 
 Edit = Callable[[dict[str, Any]], None]
@@ -34,7 +34,7 @@ def test_good_artifact_spec(tmp_path: Path) -> None:
     assert (seed.map, seed.count) == ("fwc_action", 1)
     assert seed.items() == [(bytes(4), (2).to_bytes(4, "little"))]
     assert (spec.policy_name, spec.policy_sha256) == ("fixture", "ab" * 32)
-    assert json.loads(spec.manifest_bytes) == spec.manifest
+    assert codec.decode(spec.manifest_bytes) == spec.manifest
 
 
 def _set(path: str, value: Any) -> Edit:

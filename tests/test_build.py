@@ -12,9 +12,11 @@ import pytest
 from elftools.elf.constants import SH_FLAGS
 from elftools.elf.elffile import ELFFile
 
+from fwc.artifact.codec import decode, encode
+from fwc.artifact.layout import MANIFEST_SECTION as SECTION
 from fwc.compiler.backend import build
 from fwc.compiler.backend.build import compile_policy
-from fwc.compiler.backend.manifest import SECTION, build_manifest, encode, insn_count
+from fwc.compiler.backend.manifest import build_manifest, insn_count
 from fwc.compiler.backend.plan import make_plan
 from fwc.compiler.backend.render import render
 from fwc.compiler.backend.toolchain import find_toolchain
@@ -50,7 +52,7 @@ def test_manifest_section(tmp_path: Path) -> None:
         xdp_size = elf.get_section_by_name("xdp")["sh_size"]
     manifest = json.loads(data)
     assert manifest == result.manifest
-    assert data == encode(manifest)
+    assert data == encode(decode(data))
     assert manifest["program"] == {
         "name": "fwc_xdp",
         "section": "xdp",

@@ -14,7 +14,8 @@ from pathlib import Path
 import loader_fixtures
 import pytest
 
-from fwc.artifact import columns as manifest_tables
+from fwc.artifact import codec
+from fwc.artifact.manifest import LoaderRecord, RuleEntry
 from fwc.loader.errors import LoaderError
 from fwc.loader.kernel import libbpf
 from fwc.loader.kernel.meta import create_meta_map, read_meta_fd, read_meta_map
@@ -135,8 +136,11 @@ def test_verifier_rejection_carries_the_log(tmp_path: Path) -> None:
 
 def test_meta_map_round_trip(tmp_path: Path) -> None:
     pin = Path("/sys/fs/bpf") / f"fwc-meta-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    manifest = {"format": 2, "rules": {"name": ["r" * 40] * 3000, "id": list(range(3000))}}
-    raw = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
+    base = json.loads(json.dumps(loader_fixtures.BASE_MANIFEST))
+    rules = {"name": ["r" * 40] * 3000, "id": list(range(3000))}
+    rules.update(priority=[1] * 3000, action=["allow"] * 3000)
+    manifest = codec.from_json({**base, "rules": rules})
+    raw = codec.encode(manifest)
     assert len(raw) > 64 * 1024
     fd = create_meta_map(raw)
     try:
@@ -155,6 +159,7 @@ def test_meta_map_round_trip(tmp_path: Path) -> None:
 def test_a_format_1_meta_map_reads_as_columns() -> None:
     """A policy pinned by an older fw-load (rules and slots as rows) keeps working."""
     rows = {
+        **loader_fixtures.BASE_MANIFEST,
         "format": 1,
         "rules": [
             {"id": 1, "name": "b", "priority": 20, "action": "deny"},
@@ -171,9 +176,9 @@ def test_a_format_1_meta_map_reads_as_columns() -> None:
         manifest = read_meta_fd(fd)
     finally:
         os.close(fd)
-    assert manifest["format"] == 2 and manifest["fw_load"] == {"generation": 1}
-    assert manifest_tables.rules(manifest) == [(0, "a", 10, "allow"), (1, "b", 20, "deny")]
-    assert manifest_tables.slots(manifest) == [(0, "rule:a"), (1, "rule:b")]
+    assert manifest.format == 2 and manifest.fw_load == LoaderRecord(generation=1)
+    assert manifest.rules.rows() == [RuleEntry(0, "a", 10, "allow"), RuleEntry(1, "b", 20, "deny")]
+    assert manifest.counters.slots.pairs() == [(0, "rule:a"), (1, "rule:b")]
 
 
 def test_meta_reader_refuses_other_maps() -> None:

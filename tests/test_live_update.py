@@ -13,10 +13,12 @@ from typing import Any
 
 import pytest
 
+from fwc.artifact import codec
 from fwc.compiler.oracle import frames as fr
 from fwc.loader.kernel import array_mmap, libbpf
 from fwc.loader.kernel.records import split_records
-from fwc.loader.live.update import RECORD, can_update_in_place, initial_record
+from fwc.loader.live.compat import can_update_in_place
+from fwc.loader.live.pinned import initial_record, meta_manifest
 from fwc.loader.reader.artifact import read_artifact
 from tests.loader_netns import (
     FWC,
@@ -147,9 +149,7 @@ def test_artifacts_that_do_not_fit_take_the_program_swap(tmp_path: Path) -> None
 
 def _live_manifest(artifact: Path) -> dict[str, Any]:
     spec = read_artifact(artifact)
-    manifest = json.loads(json.dumps(spec.manifest))
-    manifest[RECORD] = initial_record(spec)
-    return manifest
+    return json.loads(meta_manifest(spec.manifest, initial_record(spec)))
 
 
 def _shrink(name: str, entries: int) -> Any:
@@ -165,8 +165,8 @@ def _shrink(name: str, entries: int) -> Any:
     ("edit", "reason"),
     [
         (lambda m: None, ""),
-        (lambda m: m.pop(RECORD), "records no program digest"),
-        (lambda m: m[RECORD].update(program_sha256="0" * 64), "program differs"),
+        (lambda m: m.pop("fw_load"), "records no program digest"),
+        (lambda m: m["fw_load"].update(program_sha256="0" * 64), "program differs"),
         (lambda m: m.update(dry_run=True), "dry-run switch differs"),
         (_shrink("fwc_rule1", 2), "map fwc_rule1 holds 2 entries"),
         (_shrink("fwc_counters", 2), "would grow from 2 to 7"),
@@ -177,7 +177,7 @@ def test_can_update_in_place_says_why_not(tmp_path: Path, edit: Any, reason: str
     artifact = compile_tables(SECOND, tmp_path)
     live = _live_manifest(compile_tables(FIRST, tmp_path))
     edit(live)
-    possible, why = can_update_in_place(live, read_artifact(artifact))
+    possible, why = can_update_in_place(codec.from_json(live), read_artifact(artifact))
     assert possible == (not reason)
     assert reason in why
 

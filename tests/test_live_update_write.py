@@ -22,6 +22,7 @@ from elftools.elf.sections import SymbolTableSection
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fwc.artifact.layout import image_stride
 from fwc.compiler.backend.build import compile_policy
 from fwc.compiler.backend.manifest import seed_section
 from fwc.compiler.backend.plan import Seed
@@ -34,21 +35,18 @@ from fwc.loader.kernel.program import LoadedProgram
 from fwc.loader.kernel.records import join_records, split_records
 from fwc.loader.live import digests as table_digests
 from fwc.loader.live import hash_shadow
-from fwc.loader.live.update import (
-    LiveUpdateError,
-    _remap,
-    _remap_image,
-    _resolve,
-    _write_array,
-    _write_hash,
-    can_update_in_place,
-    hash_changes,
-    program_sha256,
-    update_in_place,
-)
+from fwc.loader.live.compat import can_update_in_place
+from fwc.loader.live.digest import program_sha256
+from fwc.loader.live.errors import LiveUpdateError
+from fwc.loader.live.hash_diff import hash_changes
+from fwc.loader.live.remap import remap_image, remap_records
+from fwc.loader.live.seen import resolve
+from fwc.loader.live.update import update_in_place
+from fwc.loader.live.writers import write_array, write_hash
 from fwc.loader.node import pins
-from fwc.loader.reader import elf
-from fwc.loader.reader.artifact import SeedSpec, image_stride, iota, read_artifact
+from fwc.loader.reader import objfile
+from fwc.loader.reader.artifact import read_artifact
+from fwc.loader.reader.seeds import SeedSpec, iota
 from tests import loader_fixtures
 from tests.loader_netns import FWC, sh, unique
 
@@ -163,25 +161,25 @@ def test_program_digest_matches_the_pyelftools_reading(tmp_path: Path) -> None:
         name = symbols.get_symbol(entry["r_info_sym"]).name
         digest.update(entry["r_offset"].to_bytes(8, "little") + name.encode() + b"\0")
     assert program_sha256(data, "xdp") == digest.hexdigest()
-    ours = elf.ElfFile(data)
-    assert [s.name for s in ours.sections] == [s.name for s in parsed.iter_sections()]
+    ours = objfile.read_object(data)
+    assert list(ours.sections) == [s.name for s in parsed.iter_sections()]
     for section in parsed.iter_sections():
         if section["sh_type"] != "SHT_NOBITS":
-            assert bytes(ours.section_data(ours.by_name[section.name])) == section.data()
+            assert bytes(ours.sections[section.name].data) == section.data()
 
 
 @pytest.mark.parametrize(
     ("data", "problem"),
     [
-        (b"", "no ELF magic"),
-        (b"\x7fELF" + bytes(60), "64-bit"),
-        (b"\x7fELF\2\1" + bytes(58), "section table"),
+        (b"", "Magic number"),
+        (b"\x7fELF" + bytes(60), "EI_CLASS"),
+        (b"\x7fELF\1\1" + bytes(58), "64-bit"),
     ],
-    ids=["empty", "32-bit", "no sections"],
+    ids=["empty", "no class", "32-bit"],
 )
 def test_elf_reader_refuses_broken_headers(data: bytes, problem: str) -> None:
-    with pytest.raises(elf.ElfError, match=problem):
-        elf.ElfFile(data)
+    with pytest.raises(objfile.ObjectError, match=problem):
+        objfile.read_object(data)
 
 
 def _compile(tmp_path: Path) -> Path:
@@ -239,24 +237,24 @@ def test_array_writes_reach_the_kernel_and_clear_what_is_above(flags: int) -> No
         info = libbpf.map_info(fd)
         assert array_mmap.mmapable(info) == bool(flags)
         big = [(k, struct.pack("<IH", k * 7 + 1, k % 65535)) for k in range(entries)]
-        _, written = _write_array(
+        _, written = write_array(
             fd, info, _seed("fwc_t_arr0", 4, 6, _records(big)), _records(big), []
         )
         assert written >= entries
         assert _lookup_all(fd, entries, value_size) == [v for _, v in big]
         # a smaller policy: its values, then zeros where the larger one had entries
         small = [(k, struct.pack("<IH", k + 3, 9)) for k in range(1000)]
-        _write_array(fd, info, _seed("fwc_t_arr0", 4, 6, _records(small)), _records(small), [])
+        write_array(fd, info, _seed("fwc_t_arr0", 4, 6, _records(small)), _records(small), [])
         got = _lookup_all(fd, entries, value_size)
         assert got[:1000] == [v for _, v in small]
         if flags:
             assert set(got[1000:]) == {bytes(value_size)}
         # known to hold it already: nothing to write
-        tracked, _ = _write_array(
+        tracked, _ = write_array(
             fd, info, _seed("fwc_t_arr0", 4, 6, again := _records(small)), again, []
         )
-        known = _resolve({"fwc_t_arr0": tracked})["fwc_t_arr0"]
-        assert _write_array(fd, info, _seed("fwc_t_arr0", 4, 6, again), again, known)[1] == 0
+        known = resolve({"fwc_t_arr0": tracked})["fwc_t_arr0"]
+        assert write_array(fd, info, _seed("fwc_t_arr0", 4, 6, again), again, known)[1] == 0
     finally:
         os.close(fd)
 
@@ -327,19 +325,19 @@ def test_a_seed_known_to_the_process_is_compared_not_digested() -> None:
     try:
         info = libbpf.map_info(fd)
         first = _records([(k, struct.pack("<I", k + 1)) for k in range(entries)])
-        tracked, written = _write_array(fd, info, _seed("fwc_t_seen0", 4, 4, first), first, [])
+        tracked, written = write_array(fd, info, _seed("fwc_t_seen0", 4, 4, first), first, [])
         assert written == entries
-        known = _resolve({"fwc_t_seen0": tracked})["fwc_t_seen0"]
+        known = resolve({"fwc_t_seen0": tracked})["fwc_t_seen0"]
         assert known == ["whole:" + hashlib.sha256(first).hexdigest()]
         same = bytes(first)
-        assert _write_array(fd, info, _seed("fwc_t_seen0", 4, 4, same), same, known) == (known, 0)
+        assert write_array(fd, info, _seed("fwc_t_seen0", 4, 4, same), same, known) == (known, 0)
         edited = bytearray(first)
         edited[4:8] = struct.pack("<I", 99)
-        tracked, written = _write_array(
+        tracked, written = write_array(
             fd, info, _seed("fwc_t_seen0", 4, 4, bytes(edited)), bytes(edited), known
         )
         assert 0 < written < entries
-        assert _resolve({"m": tracked})["m"] == ["whole:" + hashlib.sha256(edited).hexdigest()]
+        assert resolve({"m": tracked})["m"] == ["whole:" + hashlib.sha256(edited).hexdigest()]
         assert _mapped(fd, info) == _expected(bytes(edited), value_size, entries)
     finally:
         os.close(fd)
@@ -358,7 +356,7 @@ def test_hash_writes_trust_the_shadow_only_when_the_digests_vouch(pin_dir: Path)
             records = _packed(items, False)
             shadow = hash_shadow.Shadow(pin_dir / hash_shadow.pin_name("fwc_t_comb1"), 12, 4096)
             try:
-                digests, _ = _write_hash(
+                digests, _ = write_hash(
                     fd, _seed("fwc_t_comb0", 8, 4, records), records, known, shadow
                 )
             finally:
@@ -467,9 +465,9 @@ def test_counter_slots_move_alike_in_images_and_records() -> None:
         as_records = _seed(name, 4, value_size, records)
         image = seed_section(Seed(name, 4, value_size, records), "image")
         as_image = SeedSpec(name, as_records.section, 4, value_size, memoryview(image), "image")
-        want = array_mmap.image(_remap(as_records, mapping), value_size, as_records.count)
-        assert _remap_image(memoryview(image), name, mapping) == want
-        assert _remap_image(memoryview(image), name, None) == image
+        want = array_mmap.image(remap_records(as_records, mapping), value_size, as_records.count)
+        assert remap_image(memoryview(image), name, mapping) == want
+        assert remap_image(memoryview(image), name, None) == image
         assert bytes(as_image.records) == records
 
 

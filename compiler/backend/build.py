@@ -10,7 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fwc.compiler.backend.manifest import SECTION, build_manifest, encode, insn_count, seed_section
+from fwc.artifact.codec import encode, to_json
+from fwc.artifact.layout import MANIFEST_SECTION
+from fwc.artifact.manifest import Manifest
+from fwc.compiler.backend.manifest import build_manifest, insn_count, seed_section
 from fwc.compiler.backend.options import DEFAULT_OPTIONS, CompileOptions
 from fwc.compiler.backend.plan import Plan, make_plan
 from fwc.compiler.backend.render import headers, render
@@ -36,7 +39,7 @@ class BuildError(ToolError):
 @dataclass(frozen=True)
 class BuildResult:
     path: Path
-    manifest: dict[str, Any]
+    manifest: dict[str, Any]  # as encoded (fwc.artifact.codec.to_json)
     c_source: str
     plan: Plan
     cached: bool  # the object came from the build cache
@@ -66,7 +69,7 @@ def compile_policy(
     obj, cached = _object(source, toolchain, cache_dir)
     manifest = build_manifest(plan, toolchain.clang_version, insn_count(obj))
     _embed(toolchain, obj, plan, manifest, Path(output))
-    return BuildResult(Path(output), manifest, source, plan, cached)
+    return BuildResult(Path(output), to_json(manifest), source, plan, cached)
 
 
 def cache_key(source: str, toolchain: Toolchain) -> str:
@@ -114,9 +117,7 @@ def _clang(source: str, toolchain: Toolchain) -> bytes:
             raise BuildError(f"{toolchain.clang} wrote no object file: {exc.strerror}") from exc
 
 
-def _embed(
-    toolchain: Toolchain, obj: bytes, plan: Plan, manifest: dict[str, Any], output: Path
-) -> None:
+def _embed(toolchain: Toolchain, obj: bytes, plan: Plan, manifest: Manifest, output: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="fwc-embed-") as tmp:
         work = Path(tmp)
         (work / "in.o").write_bytes(obj)
@@ -124,9 +125,9 @@ def _embed(
         command = [
             str(toolchain.objcopy),
             "--strip-debug",
-            f"--add-section={SECTION}=manifest.json",
+            f"--add-section={MANIFEST_SECTION}=manifest.json",
         ]
-        layouts = [seed["layout"] for seed in manifest["seeds"]]
+        layouts = [seed.layout for seed in manifest.seeds]
         for seed, layout in zip(plan.seeds, layouts, strict=True):
             name = f"seed-{seed.map}.bin"
             (work / name).write_bytes(seed_section(seed, layout))

@@ -1,104 +1,97 @@
-"""The artifact's manifest (docs/artifact.md): built from the plan, embedded with llvm-objcopy."""
+"""The artifact's manifest (docs/artifact.md), built from the plan as the shared typed Manifest."""
 
 from __future__ import annotations
 
 import io
-import json
 import struct
-from typing import Any
 
 from elftools.elf.elffile import ELFFile
 
 from fwc import __version__
+from fwc.artifact.layout import (
+    BUCKETS_MAP,
+    COUNTERS_MAP,
+    FORMAT,
+    IMAGE,
+    IMAGE_KEY_SIZE,
+    INSN_SIZE,
+    PROGRAM,
+    PROGRAM_SECTION,
+    RECORDS,
+    image_stride,
+)
+from fwc.artifact.manifest import (
+    CompilerInfo,
+    Counters,
+    Interfaces,
+    Manifest,
+    MapEntry,
+    PolicyInfo,
+    ProgramEntry,
+    RuleTable,
+    SeedEntry,
+    SlotTable,
+)
 from fwc.compiler.backend.plan import Plan, Seed
 
-FORMAT = 2
-SECTION = ".fwc.manifest"
-PROGRAM = "fwc_xdp"
-PROGRAM_SECTION = "xdp"
-BPF_INSN_SIZE = 8
-BUCKETS_MAP = "fwc_buckets"
-EVENTS_MAP = "fwc_events"
-# an array seed in the "image" layout: u32 keys 0 .. count-1, implied
-IMAGE_KEY_SIZE = 4
 
-
-def build_manifest(plan: Plan, clang_version: str, insn_count: int) -> dict[str, Any]:
+def build_manifest(plan: Plan, clang_version: str, insn_count: int) -> Manifest:
     policy = plan.policy
-    return {
-        "format": FORMAT,
-        "policy": {
-            "name": policy.name,
-            "sha256": policy.source_sha256,
-            "default_action": policy.default_action.value,
-            "interfaces": {
-                "include": list(policy.interfaces.include),
-                "exclude": list(policy.interfaces.exclude),
-            },
-        },
-        "compiler": {"name": "fwc", "version": __version__, "clang": clang_version},
-        "strategy": plan.strategy,
-        "dry_run": plan.dry_run,
-        "log_rate": plan.log_rate,
-        "rate_limit_buckets": next((m.max_entries for m in plan.maps if m.name == BUCKETS_MAP), 0),
-        "program": {"name": PROGRAM, "section": PROGRAM_SECTION, "insn_count": insn_count},
-        # the two long tables as columns (docs/artifact.md): a live update decodes them
-        # several times faster than one object per row
-        "rules": {
-            "id": [r.id for r in policy.rules],
-            "name": [r.name for r in policy.rules],
-            "priority": [r.priority for r in policy.rules],
-            "action": [r.action.value for r in policy.rules],
-        },
-        "counters": {
-            "map": "fwc_counters",
-            "slots": {
-                "index": list(range(len(plan.counter_slots))),
-                "name": list(plan.counter_slots),
-            },
-        },
-        "maps": [
-            {
-                "name": m.name,
-                "type": m.type,
-                "key_size": m.key_size,
-                "value_size": m.value_size,
-                "max_entries": m.max_entries,
-            }
-            for m in plan.maps
-        ],
-        "seeds": [
-            {
-                "map": s.map,
-                "section": s.section,
-                "key_size": s.key_size,
-                "value_size": s.value_size,
-                "count": s.count,
-                "layout": seed_layout(s, plan),
-            }
+    rules = policy.rules
+    return Manifest(
+        format=FORMAT,
+        policy=PolicyInfo(
+            name=policy.name,
+            sha256=policy.source_sha256,
+            default_action=policy.default_action.value,
+            interfaces=Interfaces(
+                tuple(policy.interfaces.include), tuple(policy.interfaces.exclude)
+            ),
+        ),
+        compiler=CompilerInfo(name="fwc", version=__version__, clang=clang_version),
+        strategy=plan.strategy,
+        dry_run=plan.dry_run,
+        log_rate=plan.log_rate,
+        rate_limit_buckets=next((m.max_entries for m in plan.maps if m.name == BUCKETS_MAP), 0),
+        program=ProgramEntry(PROGRAM, PROGRAM_SECTION, insn_count),
+        rules=RuleTable(
+            id=tuple(r.id for r in rules),
+            name=tuple(r.name for r in rules),
+            priority=tuple(r.priority for r in rules),
+            action=tuple(r.action.value for r in rules),
+        ),
+        counters=Counters(
+            COUNTERS_MAP,
+            SlotTable(tuple(range(len(plan.counter_slots))), tuple(plan.counter_slots)),
+        ),
+        maps=tuple(
+            MapEntry(m.name, m.type, m.key_size, m.value_size, m.max_entries) for m in plan.maps
+        ),
+        seeds=tuple(
+            SeedEntry(s.map, s.section, s.key_size, s.value_size, s.count, seed_layout(s, plan))
             for s in plan.seeds
-        ],
-    }
+        ),
+    )
 
 
 def seed_layout(seed: Seed, plan: Plan) -> str:
-    """ "image" for an array seed whose keys are 0 .. count-1 (the section then holds the
-    values as the kernel lays out the array: each padded to 8 bytes), else "records"."""
+    """IMAGE for an array seed whose keys are 0 .. count-1 (the section then holds the values
+    as the kernel lays out the array: each padded to 8 bytes), else RECORDS."""
     kinds = {m.name: m.type for m in plan.maps}
     if kinds.get(seed.map) != "array" or seed.key_size != IMAGE_KEY_SIZE:
-        return "records"
+        return RECORDS
     step = seed.key_size + seed.value_size
     keys = struct.pack(f"<{seed.count}I", *range(seed.count))
     # byte lane by byte lane: strided slices, not a Python loop per record
     dense = all(seed.records[b::step] == keys[b::IMAGE_KEY_SIZE] for b in range(IMAGE_KEY_SIZE))
-    return "image" if dense else "records"
+    return IMAGE if dense else RECORDS
 
 
 def seed_section(seed: Seed, layout: str) -> bytes:
     """The bytes of the seed's section in `layout`."""
-    if layout == "records":
+    if layout == RECORDS:
         return seed.records
-    stride = (seed.value_size + 7) // 8 * 8
+    stride = image_stride(seed.value_size)
     step = seed.key_size + seed.value_size
     out = bytearray(seed.count * stride)
     for b in range(seed.value_size):
@@ -106,15 +99,10 @@ def seed_section(seed: Seed, layout: str) -> bytes:
     return bytes(out)
 
 
-def encode(manifest: dict[str, Any]) -> bytes:
-    """The canonical bytes: sorted keys, no optional whitespace, UTF-8."""
-    return json.dumps(manifest, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
 def insn_count(elf: bytes) -> int:
-    """Instructions in the program's section, from its size (BPF instructions are 8 bytes)."""
+    """Instructions in the program's section, from its size."""
     section = ELFFile(io.BytesIO(elf)).get_section_by_name(PROGRAM_SECTION)
     if section is None:
         return 0
     size: int = section["sh_size"]
-    return size // BPF_INSN_SIZE
+    return size // INSN_SIZE

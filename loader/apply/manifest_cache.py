@@ -8,22 +8,21 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
+from fwc.artifact.manifest import Manifest
 from fwc.loader.kernel import libbpf
 from fwc.loader.kernel.meta import read_meta_fd
 
 
 class ManifestCache:
-    """Parsed manifests by meta pin; callers treat what `read` returns as read-only."""
+    """Decoded manifests by meta pin."""
 
     def __init__(self) -> None:
-        self._kept: dict[Path, tuple[int, Mapping[str, Any]]] = {}
+        self._kept: dict[Path, tuple[int, Manifest]] = {}
         self._lock = threading.Lock()
 
-    def read(self, pin: Path) -> Mapping[str, Any]:
+    def read(self, pin: Path) -> Manifest:
         """The manifest of the meta map pinned at `pin`, parsed only when the map changed."""
         fd = libbpf.obj_get(pin)
         try:
@@ -39,7 +38,7 @@ class ManifestCache:
             self._kept[pin] = (map_id, manifest)
         return manifest
 
-    def keep(self, pin: Path, map_id: int, manifest: Mapping[str, Any]) -> None:
+    def keep(self, pin: Path, map_id: int, manifest: Manifest) -> None:
         """Remember `manifest` as what the meta map `map_id`, just pinned at `pin`, holds."""
         with self._lock:
             self._kept[pin] = (map_id, manifest)

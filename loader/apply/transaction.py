@@ -9,12 +9,12 @@ from __future__ import annotations
 import ipaddress
 import os
 import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fwc.artifact import columns as manifest_tables
+from fwc.artifact.manifest import Manifest
 from fwc.loader.apply import lockout
 from fwc.loader.apply.manifest_cache import ManifestCache
 from fwc.loader.errors import LoaderError
@@ -23,6 +23,8 @@ from fwc.loader.kernel.meta import create_meta_map, read_meta_map
 from fwc.loader.kernel.program import LoadedProgram, possible_cpus
 from fwc.loader.live import digests as table_digests
 from fwc.loader.live import update as live_update
+from fwc.loader.live.compat import can_update_in_place
+from fwc.loader.live.pinned import initial_record, meta_manifest
 from fwc.loader.node import attach, netlink, pins
 from fwc.loader.node.bpffs import require_bpffs
 from fwc.loader.node.netlink import Interface
@@ -146,7 +148,7 @@ def prepare(opts: ApplyOptions) -> ArtifactSpec:
             f"{opts.artifact}: policy hash {spec.policy_sha256} is not the expected "
             f"{opts.expect_hash.lower()}; refusing an artifact CI did not approve"
         )
-    if opts.dry_run and not spec.manifest.get("dry_run"):
+    if opts.dry_run and not spec.manifest.dry_run:
         raise LoaderError(
             f"{opts.artifact} is not a dry-run artifact; build one with "
             "`fwc compile --dry-run` (the dry-run switch is compiled into the program)"
@@ -158,9 +160,8 @@ def _plan(
     opts: ApplyOptions, spec: ArtifactSpec, interfaces: list[Interface]
 ) -> tuple[list[_Step], list[tuple[Interface, attach.Holder]]]:
     """Per selected interface, how to put the new program there; and what to detach after."""
-    iface_cfg = spec.manifest["policy"].get("interfaces") or {}
-    include = list(iface_cfg.get("include") or [])
-    exclude = list(iface_cfg.get("exclude") or [])
+    include = list(spec.manifest.policy.interfaces.include)
+    exclude = list(spec.manifest.policy.interfaces.exclude)
     selected = netlink.select_interfaces(interfaces, include, exclude, opts.require_up)
     if not selected and not opts.allow_no_interface:
         raise LoaderError(
@@ -222,9 +223,8 @@ class _CounterCarry:
         self._copied: dict[int, bytes] = {}
         try:
             old_manifest = read_meta_map(old.meta)
-            old_counters = old_manifest.get("counters") or {}
-            old_slots = {name: index for index, name in manifest_tables.slots(old_manifest)}
-            self._old_fd = libbpf.obj_get(old.map(str(old_counters.get("map", ""))))
+            old_slots = {name: index for index, name in old_manifest.counters.slots.pairs()}
+            self._old_fd = libbpf.obj_get(old.map(old_manifest.counters.map))
         except LoaderError:
             return
         self._pairs = [(old_slots[n], i) for i, n in spec.counter_slots if n in old_slots]
@@ -260,7 +260,7 @@ class _CounterCarry:
 def _pin(spec: ArtifactSpec, program: LoadedProgram, staging: pins.PolicyPins) -> None:
     staging.make_dirs()
     program.pin(staging.dir)
-    meta = live_update.meta_manifest(spec.manifest, live_update.initial_record(spec))
+    meta = meta_manifest(spec.manifest, initial_record(spec))
     meta_fd = create_meta_map(meta)
     try:
         libbpf.obj_pin(meta_fd, staging.meta)
@@ -364,7 +364,7 @@ def _live_candidate(
     final: pins.PolicyPins,
     steps: list[_Step],
     leave: list[tuple[Interface, attach.Holder]],
-) -> tuple[Mapping[str, Any] | None, str]:
+) -> tuple[Manifest | None, str]:
     """The live manifest when the new artifact can be applied in place; else None and why not."""
     if not opts.live_update:
         return None, "--no-live-update"
@@ -376,7 +376,7 @@ def _live_candidate(
         manifest = opts.manifests.read(final.meta) if opts.manifests else read_meta_map(final.meta)
     except LoaderError as exc:
         return None, f"the live manifest cannot be read: {exc}"
-    possible, reason = live_update.can_update_in_place(manifest, spec)
+    possible, reason = can_update_in_place(manifest, spec)
     return (manifest, "") if possible else (None, reason)
 
 
@@ -385,7 +385,7 @@ def _apply_live(
     spec: ArtifactSpec,
     final: pins.PolicyPins,
     steps: list[_Step],
-    manifest: Mapping[str, Any],
+    manifest: Manifest,
 ) -> ApplyReport:
     sessions = _sessions(opts, steps)
 
@@ -402,7 +402,7 @@ def _apply_live(
         policy=spec.policy_name,
         sha256=spec.policy_sha256,
         prog_id=attach.pinned_prog_id(final),
-        dry_run=bool(spec.manifest.get("dry_run")),
+        dry_run=spec.manifest.dry_run,
         interfaces=tuple(
             InterfaceResult(s.iface.name, "live-updated", s.iface.xdp_mode) for s in steps
         ),
@@ -457,7 +457,7 @@ def _apply_locked(opts: ApplyOptions, spec: ArtifactSpec) -> ApplyReport:
             policy=spec.policy_name,
             sha256=spec.policy_sha256,
             prog_id=program.prog_id,
-            dry_run=bool(spec.manifest.get("dry_run")),
+            dry_run=spec.manifest.dry_run,
             interfaces=tuple(results),
             lockout_checked=tuple(s.describe() for s in sessions),
             reason=reason,

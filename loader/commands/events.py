@@ -13,7 +13,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
-from fwc.artifact import columns as manifest_tables
 from fwc.loader.errors import LoaderError
 from fwc.loader.kernel import libbpf
 from fwc.loader.kernel.events import Event, EventError, decode
@@ -47,9 +46,9 @@ def run(args: argparse.Namespace) -> int:
     manifest = read_meta_map(pins.meta) if pins.meta.exists() else None
     if manifest is None:
         raise LoaderError(f"policy {pins.dir.name!r} has no manifest pin at {pins.meta}")
-    if not any(m.get("name") == EVENTS_MAP for m in manifest.get("maps", [])):
+    if manifest.map(EVENTS_MAP) is None:
         raise LoaderError(f"policy {pins.dir.name!r} has no rule with `log: true`: no events")
-    names = [str(name) for _, name, _, _ in manifest_tables.rules(manifest)]
+    names = [rule.name for rule in manifest.rules.rows()]
     deadline = None if args.duration is None else time.monotonic() + args.duration
     fd = libbpf.obj_get(pins.map(EVENTS_MAP))
     try:

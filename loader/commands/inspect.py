@@ -8,7 +8,6 @@ import json
 import sys
 from typing import Any
 
-from fwc.artifact import columns as manifest_tables
 from fwc.loader.reader.artifact import ArtifactSpec, read_artifact
 
 
@@ -38,21 +37,20 @@ def summary(spec: ArtifactSpec) -> dict[str, Any]:
             "insn_count": spec.insn_count,
             "license": spec.license,
         },
-        "manifest": spec.manifest,
+        "manifest": json.loads(spec.manifest_bytes),
     }
 
 
 def render_text(spec: ArtifactSpec) -> str:
     m = spec.manifest
-    compiler = m["compiler"]
+    compiler = m.compiler
     lines = [
         f"artifact  {spec.path} ({len(spec.data)} bytes, sha256 "
         f"{hashlib.sha256(spec.data).hexdigest()})",
         f"policy    {spec.policy_name}  sha256 {spec.policy_sha256}",
-        f"compiler  {compiler.get('name', 'fwc')} {compiler['version']}"
-        + (f" (clang {compiler['clang']})" if "clang" in compiler else ""),
-        f"strategy  {m['strategy']}  dry-run {'yes' if m['dry_run'] else 'no'}  "
-        f"log-rate {m['log_rate']}",
+        f"compiler  {compiler.name or 'fwc'} {compiler.version}"
+        + (f" (clang {compiler.clang})" if compiler.clang else ""),
+        f"strategy  {m.strategy}  dry-run {'yes' if m.dry_run else 'no'}  log-rate {m.log_rate}",
         f"program   {spec.program}  section {spec.section}  {spec.insn_count} instructions  "
         f"license {spec.license}",
         "",
@@ -71,10 +69,10 @@ def render_text(spec: ArtifactSpec) -> str:
             ),
         ]
     lines += [
-        f"rules ({len(m['rules']['id'])})",
+        f"rules ({len(m.rules.id)})",
         _table(
             ["id", "priority", "action", "name"],
-            [[i, priority, action, name] for i, name, priority, action in manifest_tables.rules(m)],
+            [[r.id, r.priority, r.action, r.name] for r in m.rules.rows()],
         ),
         f"counters ({spec.counters_map}, {len(spec.counter_slots)} slots)",
         _table(["slot", "name"], [[index, name] for index, name in spec.counter_slots]),

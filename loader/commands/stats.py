@@ -8,7 +8,6 @@ import os
 import sys
 from typing import Any
 
-from fwc.artifact import columns as manifest_tables
 from fwc.loader.errors import LoaderError
 from fwc.loader.kernel import libbpf
 from fwc.loader.kernel.meta import read_meta_map
@@ -52,15 +51,15 @@ def policy_stats(pins: PolicyPins) -> dict[str, Any]:
             f"policy {pins.dir.name!r} has no manifest pin at {pins.meta}; apply it again"
         )
     manifest = read_meta_map(pins.meta)
-    counters_map = manifest["counters"]["map"]
+    counters_map = manifest.counters.map
     fd = libbpf.obj_get(pins.map(counters_map))
     try:
         values = read_counters(fd, libbpf.map_info(fd).max_entries)
     finally:
         os.close(fd)
-    actions = {f"rule:{name}": action for _, name, _, action in manifest_tables.rules(manifest)}
+    actions = {f"rule:{rule.name}": rule.action for rule in manifest.rules.rows()}
     slots = []
-    for index, name in manifest_tables.slots(manifest):
+    for index, name in manifest.counters.slots.pairs():
         packets, octets = values[index] if index < len(values) else (0, 0)
         entry = {"index": index, "name": name, "packets": packets, "bytes": octets}
         if name in actions:
@@ -68,8 +67,8 @@ def policy_stats(pins: PolicyPins) -> dict[str, Any]:
         slots.append(entry)
     return {
         "policy": pins.dir.name,
-        "sha256": manifest["policy"]["sha256"],
-        "dry_run": manifest["dry_run"],
+        "sha256": manifest.policy.sha256,
+        "dry_run": manifest.dry_run,
         "counters": slots,
     }
 

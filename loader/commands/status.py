@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from fwc.artifact.manifest import Manifest
 from fwc.loader.apply.transaction import check_privileges
 from fwc.loader.errors import LoaderError
 from fwc.loader.kernel.meta import read_meta_map
@@ -27,9 +28,9 @@ def gather(root: Path) -> dict[str, Any]:
     policies: list[dict[str, Any]] = []
     for policy in pins.policies(root):
         try:
-            manifest = read_meta_map(policy.meta)
+            manifest: Manifest | None = read_meta_map(policy.meta)
         except LoaderError:
-            manifest = {}
+            manifest = None
         attached = [
             {
                 "name": by_index[index].name,
@@ -42,12 +43,11 @@ def gather(root: Path) -> dict[str, Any]:
         ]
         live = {a["name"] for a in attached if a["via"] == "link"}
         pinned = set(policy.linked_interfaces())
-        policy_info = manifest.get("policy", {})
         policies.append(
             {
                 "name": policy.dir.name,
-                "sha256": policy_info.get("sha256"),
-                "dry_run": manifest.get("dry_run"),
+                "sha256": manifest.policy.sha256 if manifest else None,
+                "dry_run": manifest.dry_run if manifest else None,
                 "prog_id": attach.pinned_prog_id(policy),
                 "interfaces": attached,
                 "stale_links": sorted(pinned - live),

@@ -54,9 +54,8 @@ def reconcile(
     changed, one line each."""
     final = pins.policy_pins(root, policy)
     manifest = manifests.read(final.meta)
-    selection = manifest["policy"].get("interfaces") or {}
-    include = list(selection.get("include") or [])
-    exclude = list(selection.get("exclude") or [])
+    include = list(manifest.policy.interfaces.include)
+    exclude = list(manifest.policy.interfaces.exclude)
     changes: list[str] = []
     interfaces = netlink.list_interfaces()
     by_index = {i.index: i for i in interfaces}

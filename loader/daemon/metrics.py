@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -15,7 +14,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from fwc.artifact import columns as manifest_tables
+from fwc.artifact.manifest import Manifest
 from fwc.loader.errors import LoaderError
 from fwc.loader.kernel import libbpf
 from fwc.loader.kernel.meta import read_meta_map
@@ -70,18 +69,15 @@ class PolicyCollector(Collector):
             [],
             {
                 "policy": policy,
-                "sha256": str(manifest.get("policy", {}).get("sha256", "")),
-                "dry_run": str(bool(manifest.get("dry_run"))).lower(),
+                "sha256": manifest.policy.sha256,
+                "dry_run": str(manifest.dry_run).lower(),
             },
         )
         yield info
 
-    def _counts(
-        self, pinned: pins.PolicyPins, manifest: dict[str, Any]
-    ) -> dict[str, tuple[int, int]]:
-        counters = manifest.get("counters", {})
-        slots = {int(index): str(name) for index, name in manifest_tables.slots(manifest)}
-        fd = libbpf.obj_get(pinned.map(str(counters.get("map", ""))))
+    def _counts(self, pinned: pins.PolicyPins, manifest: Manifest) -> dict[str, tuple[int, int]]:
+        slots = dict(manifest.counters.slots.pairs())
+        fd = libbpf.obj_get(pinned.map(manifest.counters.map))
         try:
             entries = libbpf.map_info(fd).max_entries
             values = read_counters(fd, entries)

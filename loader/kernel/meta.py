@@ -6,12 +6,11 @@ policy hash with no state file.
 
 from __future__ import annotations
 
-import json
 import os
 import struct
-from typing import Any
 
-from fwc.artifact import columns as manifest_tables
+from fwc.artifact import codec
+from fwc.artifact.manifest import Manifest
 from fwc.loader.errors import LoaderError
 from fwc.loader.kernel import libbpf
 
@@ -21,7 +20,7 @@ _KEY = struct.pack("<I", 0)
 
 
 def create_meta_map(manifest: bytes) -> int:
-    """A new frozen map holding `manifest` (zero-padded); the caller owns the returned fd."""
+    """A new frozen map holding `manifest` (encoded, zero-padded); the caller owns the fd."""
     size = (len(manifest) // _PAGE + 1) * _PAGE  # at least one trailing NUL ends the JSON
     fd = libbpf.map_create(libbpf.BPF_MAP_TYPE_ARRAY, META_MAP_NAME, len(_KEY), size, 1)
     try:
@@ -34,23 +33,22 @@ def create_meta_map(manifest: bytes) -> int:
     return fd
 
 
-def read_meta_fd(fd: int) -> dict[str, Any]:
-    """The manifest stored in an open `fwc_meta` map."""
+def read_meta_fd(fd: int) -> Manifest:
+    """The manifest stored in an open `fwc_meta` map (fwc.artifact.codec's encoding)."""
     info = libbpf.map_info(fd)
     if info.name != META_MAP_NAME or info.key_size != len(_KEY) or info.max_entries != 1:
         raise LoaderError(f"map {info.name!r} (id {info.id}) is not an fwc manifest map")
     raw = libbpf.map_lookup(fd, _KEY, info.value_size) or b""
     try:
-        manifest = json.loads(raw.split(b"\0", 1)[0].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise LoaderError(f"map {META_MAP_NAME!r} (id {info.id}) holds no valid manifest") from exc
-    if not isinstance(manifest, dict):
-        raise LoaderError(f"map {META_MAP_NAME!r} (id {info.id}) holds no valid manifest")
-    # a policy pinned by an older fw-load keeps working: status, stats, counters carried
-    return manifest_tables.upgrade(manifest)
+        # a policy pinned by an older fw-load (format 1) keeps working: status, stats, counters
+        return codec.decode(raw.split(b"\0", 1)[0], upgrade=True)
+    except codec.ManifestError as exc:
+        raise LoaderError(
+            f"map {META_MAP_NAME!r} (id {info.id}) holds no valid manifest: {exc}"
+        ) from exc
 
 
-def read_meta_map(pinned: str | os.PathLike[str]) -> dict[str, Any]:
+def read_meta_map(pinned: str | os.PathLike[str]) -> Manifest:
     """The manifest stored in the `fwc_meta` map pinned at `pinned`."""
     fd = libbpf.obj_get(pinned)
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fwc.loader.reader.artifact import Buffer
+from fwc.loader.reader.seeds import Buffer
 
 
 def _word(*sizes: int) -> tuple[int, Literal["I", "H", "B"]]:

@@ -13,15 +13,20 @@ from pathlib import Path
 
 from fwc.loader.errors import LoaderError
 from fwc.loader.kernel import libbpf
-from fwc.loader.reader.artifact import ArtifactSpec, Buffer
+from fwc.loader.reader.artifact import ArtifactSpec
+from fwc.loader.reader.seeds import Buffer
 
 MAP_NAME = "fwc_digests"
 CHUNK = 1024  # records per digest
 _VALUE_SIZE = 1 << 20  # room for about 50,000 chunk digests per generation
 _KEY = struct.Struct("<I")
 
-# seed map (generation-0 name) -> digests of its record chunks, as last written
+# seed map (generation-0 name) -> digests of its record chunks, or its one whole-seed
+# digest, as last written
 Digests = dict[str, list[str]]
+# marks a whole-seed digest (of an image, or of records written through mmap) apart from
+# the digests of record chunks (written by batch)
+WHOLE = "whole:"
 
 
 def chunk_digests(records: Buffer, step: int) -> list[str]:
@@ -31,9 +36,20 @@ def chunk_digests(records: Buffer, step: int) -> list[str]:
     return [hashlib.sha256(view[i : i + size]).hexdigest()[:16] for i in range(0, len(view), size)]
 
 
+def whole_digest(data: Buffer) -> str:
+    """The one digest of a seed compared whole."""
+    return WHOLE + hashlib.sha256(data).hexdigest()
+
+
 def seed_digests(spec: ArtifactSpec) -> Digests:
-    """The digests of an artifact's seeds as LoadedProgram writes them (generation 0)."""
-    return {s.map: chunk_digests(s.records, s.key_size + s.value_size) for s in spec.seeds}
+    """The digests of an artifact's seeds as LoadedProgram writes them (generation 0): an
+    image whole, as a live update writes it, so it never becomes records."""
+    return {
+        s.map: [whole_digest(s.image)]
+        if s.image is not None
+        else chunk_digests(s.records, s.key_size + s.value_size)
+        for s in spec.seeds
+    }
 
 
 def create(generation0: Digests) -> int:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from fwc.loader.errors import LoaderError
 from fwc.loader.kernel import array_mmap, libbpf
-from fwc.loader.reader.artifact import Buffer
+from fwc.loader.reader.seeds import Buffer
 
 MAP_NAME = "fwc_shadow"
 _COUNT = struct.Struct("<Q")

@@ -7,6 +7,7 @@ import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from fwc.artifact.layout import CFG_HEADER, RULE_VALUE
 from fwc.compiler.backend.options import DEFAULT_OPTIONS, CompileOptions
 from fwc.compiler.backend.plan import MapInfo, Plan, Seed, counter_slots, special_slots
 from fwc.compiler.backend.tables.classify import (
@@ -42,7 +43,7 @@ MIN_CAPACITY = 1024
 # linear-index layout next to each other (one group's reads share cache lines): base, mult[5],
 # first rule (docs/tables.md).
 CFG_GROUP = f"{1 + len(FIELDS)}QI4x"
-CFG = struct.Struct(f"<6I2Q{CFG_GROUP * MAX_GROUPS}")
+CFG = struct.Struct(CFG_HEADER.format + CFG_GROUP * MAX_GROUPS)
 # Addresses walk a multibit trie stored in one array (leaf-pushed): 65,536 root slots for
 # the top 16 bits, then chunks of 2^stride slots: 8-bit strides down to bit WIDE_UNTIL (IPv4:
 # at most 3 loads; IPv6: the pools and /48s in 4 levels), 4-bit strides below it, where 256-slot
@@ -70,7 +71,7 @@ BUCKET = struct.Struct(f"<{BUCKET_SLOTS}Q{BUCKET_SLOTS}II4x")
 # Fibonacci hashing: the high half of index * 2^64/phi, masked to the bucket count.
 HASH_MULT = 0x9E3779B97F4A7C15
 MIN_BUCKETS = MIN_CAPACITY
-RULE = struct.Struct("<II")
+RULE = RULE_VALUE
 U32 = struct.Struct("<I")
 U16 = struct.Struct("<H")
 

@@ -1,0 +1,144 @@
+"""The manifest as typed data: what an artifact says about itself (docs/artifact.md).
+
+The two tables that grow with the policy, rules and counter slots, are columns (tuples of
+equal length), as they are encoded: at 10,000 rules a live update compares and maps them
+whole instead of building 20,000 row objects. `rows()` gives the rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fwc.artifact.layout import FORMAT, RECORDS
+
+
+@dataclass(frozen=True)
+class Interfaces:
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PolicyInfo:
+    name: str
+    sha256: str
+    default_action: str = ""
+    interfaces: Interfaces = Interfaces()
+
+
+@dataclass(frozen=True)
+class CompilerInfo:
+    version: str
+    name: str = ""
+    clang: str = ""
+
+
+@dataclass(frozen=True)
+class ProgramEntry:
+    name: str
+    section: str
+    insn_count: int
+
+
+@dataclass(frozen=True)
+class RuleEntry:
+    id: int
+    name: str
+    priority: int
+    action: str
+
+
+@dataclass(frozen=True)
+class RuleTable:
+    """Every rule, as columns."""
+
+    id: tuple[int, ...] = ()
+    name: tuple[str, ...] = ()
+    priority: tuple[int, ...] = ()
+    action: tuple[str, ...] = ()
+
+    def rows(self) -> list[RuleEntry]:
+        """Every rule, in id order."""
+        return [
+            RuleEntry(*row)
+            for row in sorted(zip(self.id, self.name, self.priority, self.action, strict=True))
+        ]
+
+
+@dataclass(frozen=True)
+class CounterSlot:
+    index: int
+    name: str
+
+
+@dataclass(frozen=True)
+class SlotTable:
+    """Every counter slot (index -> name), as columns."""
+
+    index: tuple[int, ...] = ()
+    name: tuple[str, ...] = ()
+
+    def pairs(self) -> list[tuple[int, str]]:
+        """(index, name) of every slot, in index order."""
+        return sorted(zip(self.index, self.name, strict=True))
+
+    def rows(self) -> list[CounterSlot]:
+        """Every slot, in index order."""
+        return [CounterSlot(index, name) for index, name in self.pairs()]
+
+
+@dataclass(frozen=True)
+class Counters:
+    map: str
+    slots: SlotTable
+
+
+@dataclass(frozen=True)
+class MapEntry:
+    name: str
+    type: str  # libbpf's name: "percpu_array", "lpm_trie", ...
+    key_size: int
+    value_size: int
+    max_entries: int
+
+
+@dataclass(frozen=True)
+class SeedEntry:
+    """Contents the loader writes into `map` before attaching, from ELF section `section`."""
+
+    map: str
+    section: str
+    key_size: int
+    value_size: int
+    count: int
+    layout: str = RECORDS
+
+
+@dataclass(frozen=True)
+class LoaderRecord:
+    """What fw-load adds to the manifest it pins: the program's digest and the live generation."""
+
+    program_sha256: str | None = None
+    generation: int = 0
+    flipped_at: int | None = None  # CLOCK_BOOTTIME ns of the last flip
+
+
+@dataclass(frozen=True)
+class Manifest:
+    policy: PolicyInfo
+    compiler: CompilerInfo
+    strategy: str
+    dry_run: bool
+    log_rate: int
+    program: ProgramEntry
+    rules: RuleTable
+    counters: Counters
+    maps: tuple[MapEntry, ...]
+    seeds: tuple[SeedEntry, ...]
+    rate_limit_buckets: int = 0
+    format: int = FORMAT
+    fw_load: LoaderRecord | None = None  # only in the manifest fw-load pins
+
+    def map(self, name: str) -> MapEntry | None:
+        """The map called `name`, or None."""
+        return next((m for m in self.maps if m.name == name), None)
