@@ -14,7 +14,7 @@ from elftools.elf.relocation import RelocationSection
 from elftools.elf.sections import SymbolTableSection
 
 # what pyelftools raises on damaged bytes besides its own errors
-_DAMAGED = (ELFError, ConstructError, struct.error, ValueError, IndexError, KeyError)
+_DAMAGED = (ELFError, ConstructError, struct.error, ValueError, IndexError, KeyError, OverflowError)
 
 
 class ObjectError(ValueError):
