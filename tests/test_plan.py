@@ -22,7 +22,7 @@ BASE = "{name: r, priority: 1, action: allow"
 
 
 def kinds(rule: str) -> list[tuple[str, object]]:
-    block = make_plan(one_rule(rule), "constants", False).context["rules"][0]
+    block = make_plan(one_rule(rule), "constants", False).program.rules[0]
     return [(t.kind, _value(t)) for t in block.tests]
 
 
@@ -72,7 +72,7 @@ def test_rule_tests(rule: str, expected: list[tuple[str, object]]) -> None:
 
 def test_ipv6_masks_split_into_halves() -> None:
     policy = one_rule(BASE + ", source_cidrs: ['2001:db8::/32', 'fd00::1:0/112']}")
-    test = make_plan(policy, "constants", False).context["rules"][0].tests[0]
+    test = make_plan(policy, "constants", False).program.rules[0].tests[0]
     short, long = test.v6
     assert (short.mask_hi, short.mask_lo) == (0xFFFFFFFF00000000, 0)
     assert short.net_hi == 0x20010DB800000000
@@ -136,8 +136,8 @@ def test_counter_slots_follow_the_artifact_contract() -> None:
         "would_drop",
     )
     plan = make_plan(policy, "constants", True)
-    assert plan.dry_run and plan.context["dry_run"]
-    assert plan.context["slot_would_drop"] == 5
+    assert plan.dry_run and plan.program.dry_run
+    assert plan.program.slot_would_drop == 5
     assert [(m.name, m.max_entries) for m in plan.maps] == [("fwc_counters", 6), ("fwc_scratch", 1)]
 
 

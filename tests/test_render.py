@@ -52,7 +52,7 @@ def test_rule_blocks_carry_name_and_priority_in_order() -> None:
         "name: t\nrules:\n  - {name: late, priority: 9}\n  - {name: early, priority: 3}\n"
     )
     source = render(make_plan(policy, "constants", False))
-    marks = re.findall(r"/\* rule (\d+): (\w+), priority (\d+), (\w+) \*/", source)
+    marks = re.findall(r"/\* rule (\d+): (\w+), priority (\d+), (\w+) \([^)]*:\d+\) \*/", source)
     assert marks == [("0", "early", "3", "deny"), ("1", "late", "9", "deny")]
 
 

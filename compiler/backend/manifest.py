@@ -41,7 +41,11 @@ def build_manifest(plan: Plan, clang_version: str, insn_count: int) -> dict[str,
         "dry_run": plan.dry_run,
         "log_rate": plan.log_rate,
         "rate_limit_buckets": next((m.max_entries for m in plan.maps if m.name == BUCKETS_MAP), 0),
-        "program": {"name": PROGRAM, "section": PROGRAM_SECTION, "insn_count": insn_count},
+        "program": {
+            "name": plan.program_name,
+            "section": PROGRAM_SECTION,
+            "insn_count": insn_count,
+        },
         # the two long tables as columns (docs/artifact.md): a live update decodes them
         # several times faster than one object per row
         "rules": {
