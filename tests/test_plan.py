@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from fwc.compiler.backend import constants
 from fwc.compiler.backend.constants import Condition
 from fwc.compiler.backend.plan import (
+    PROGRAM_NAME_LEN,
     TABLES_FROM_RULES,
     PlanError,
     choose_strategy,
     counter_slots,
     make_plan,
     plan_findings,
+    program_name,
 )
 from fwc.compiler.policy.ir import PortRange
 from tests.bigpolicy import big_policy
@@ -144,3 +148,22 @@ def test_counter_slots_follow_the_artifact_contract() -> None:
 def test_port_ranges_merge() -> None:
     merged = constants._merge_ports((PortRange(5, 9), PortRange(1, 4), PortRange(20, 30)))
     assert merged == (PortRange(1, 9), PortRange(20, 30))
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("edge-web", "fwc_edge_web"),
+        ("tutorial-host", "fwc_tutorial_ho"),
+        ("Edge Web/2", "fwc_edge_web_2"),
+        ("ÄÖ", "fwc_xdp"),
+        ("counters", "fwc_xdp"),
+        ("scratch", "fwc_xdp"),
+        ("gen", "fwc_xdp"),
+    ],
+)
+def test_program_name_fits_the_kernel_and_clashes_with_nothing(name: str, expected: str) -> None:
+    policy = dataclasses.replace(policy_of("name: t\nrules: []\n"), name=name)
+    assert program_name(policy) == expected
+    assert len(program_name(policy)) <= PROGRAM_NAME_LEN
+    assert make_plan(policy, "constants", False).program_name == expected

@@ -6,6 +6,8 @@ import importlib
 import importlib.util
 import re
 from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
@@ -81,11 +83,29 @@ PROGRAM_NAME_LEN = 15
 _NOT_IN_NAME = re.compile(r"[^a-z0-9_]+")
 
 
+_IDENTIFIER = re.compile(r"\bfwc_\w+")
+DEFAULT_PROGRAM_NAME = "fwc_xdp"
+
+
 def program_name(policy: Policy) -> str:
     """The XDP function's name: `fwc_` and a sanitised prefix of the policy's name, which
-    the kernel shows in `bpftool prog` (a name with nothing usable gives `fwc_xdp`)."""
+    the kernel shows in `bpftool prog`; `fwc_xdp` when that leaves nothing of the name or
+    would clash with a name the templates define (a policy called `counters`)."""
     stem = _NOT_IN_NAME.sub("_", policy.name.lower()).strip("_")
-    return ("fwc_" + (stem or "xdp"))[:PROGRAM_NAME_LEN].rstrip("_")
+    name = ("fwc_" + stem)[:PROGRAM_NAME_LEN].rstrip("_")
+    return name if stem and name not in template_names() else DEFAULT_PROGRAM_NAME
+
+
+@cache
+def template_names() -> frozenset[str]:
+    """Every `fwc_` identifier in templates/bpf: maps, helpers, types and macros."""
+    folder = Path(__file__).parents[2] / "templates" / "bpf"
+    return frozenset(
+        m.group(0).lower()
+        for path in sorted(folder.iterdir())
+        if path.suffix in (".h", ".j2")
+        for m in _IDENTIFIER.finditer(path.read_text())
+    )
 
 
 class PlanError(Exception):
