@@ -6,7 +6,6 @@ import struct
 
 FORMAT = 2
 MANIFEST_SECTION = ".fwc.manifest"
-PROGRAM = "fwc_xdp"
 PROGRAM_SECTION = "xdp"
 SEED_SECTION_PREFIX = ".fwc.seed."
 INSN_SIZE = 8  # one BPF instruction

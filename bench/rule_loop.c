@@ -99,10 +99,6 @@ struct {
 	__type(value, __u64);
 } rl_stats SEC(".maps");
 
-/* Helper 181 of the kernel's stable helper table (5.17+). */
-static long (*bpf_loop)(__u32 nr_loops, void *callback_fn, void *callback_ctx,
-			__u64 flags) = (void *)181;
-
 char _license[] SEC("license") = "GPL";
 
 static __fwc_inline int rl_verdict(int action)

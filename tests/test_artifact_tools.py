@@ -18,6 +18,9 @@ pytestmark = [pytest.mark.kernel, pytest.mark.netns]
 ROOT = Path(__file__).resolve().parent.parent
 _counter = itertools.count()
 
+# fwc names the program after the policy (edge-web), as the kernel and `ip link` show it.
+PROGRAM = "fwc_edge_web"
+
 
 def unique(prefix: str) -> str:
     return f"{prefix}{os.getpid() % 100000}x{next(_counter)}"
@@ -73,7 +76,7 @@ def test_ip_link_attaches_the_artifact(artifact: Path, netns_veth: tuple[str, st
     assert done.returncode == 0, done.stderr
     assert "warning" not in done.stderr.lower(), done.stderr
     shown = run("ip", "-n", ns, "-d", "link", "show", "dev", dev).stdout
-    assert "xdp" in shown and "fwc_xdp" in shown
+    assert "xdp" in shown and PROGRAM in shown
     run("ip", "-n", ns, "link", "set", "dev", dev, "xdpdrv", "off")
 
 
@@ -82,6 +85,6 @@ def test_bpftool_loads_the_artifact(artifact: Path) -> None:
     try:
         run("bpftool", "prog", "load", str(artifact), str(pin))
         shown = run("bpftool", "prog", "show", "pinned", str(pin)).stdout
-        assert "xdp" in shown and "fwc_xdp" in shown and "gpl" in shown
+        assert "xdp" in shown and PROGRAM in shown and "gpl" in shown
     finally:
         pin.unlink(missing_ok=True)

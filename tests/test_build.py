@@ -18,9 +18,9 @@ from fwc.compiler.backend import build
 from fwc.compiler.backend.build import compile_policy
 from fwc.compiler.backend.manifest import build_manifest, insn_count
 from fwc.compiler.backend.plan import make_plan
-from fwc.compiler.backend.render import render
+from fwc.compiler.backend.render import render_mapped
 from fwc.compiler.backend.toolchain import find_toolchain
-from fwc.compiler.backend.verify import Rejected, last_source_line, rule_at_line, verify
+from fwc.compiler.backend.verify import Rejected, last_source_line, verify
 from fwc.compiler.cli import main
 from tests.compile_helpers import policy_file
 from tests.test_render import HOSTILE
@@ -54,7 +54,7 @@ def test_manifest_section(tmp_path: Path) -> None:
     assert manifest == result.manifest
     assert data == encode(decode(data))
     assert manifest["program"] == {
-        "name": "fwc_xdp",
+        "name": "fwc_edge_web",
         "section": "xdp",
         "insn_count": xdp_size // 8,
     }
@@ -158,23 +158,16 @@ def test_missing_policy_is_usage_error(tmp_path: Path) -> None:
     assert main(["compile", str(tmp_path / "nope.yaml"), "-o", str(tmp_path / "x.o")]) == 2
 
 
-SOURCE = """\
-int x;
-	/* rule 0: a, priority 1, allow */
-	if (x)
-		goto verdict;
-	/* rule 1: b, priority 2, deny */
-	if (x)
-		goto verdict;
-
-verdict:
-	return fwc_finish(FWC_SLOT_DEFAULT, FWC_DEFAULT_ACTION, bytes);
-"""
-
-
-@pytest.mark.parametrize(("line", "rule"), [(1, None), (3, 0), (5, 1), (7, 1), (10, None)])
-def test_rule_at_line(line: int, rule: int | None) -> None:
-    assert rule_at_line(SOURCE, line) == rule
+def test_source_map_covers_each_rule_block() -> None:
+    rendered = render_mapped(make_plan(policy_file(str(EDGE)), "constants", False))
+    lines = rendered.source.splitlines()
+    assert [r.rule_id for r in rendered.rules] == list(range(7))
+    for block in rendered.rules:
+        assert lines[block.first - 1].startswith(f"\t/* rule {block.rule_id}: ")
+        assert rendered.rule_at(block.first) == rendered.rule_at(block.last) == block.rule_id
+    assert rendered.rule_at(1) is None
+    assert rendered.rule_at(rendered.rules[-1].last + 1) is None
+    assert rendered.rule_at(len(lines)) is None
 
 
 def test_last_source_line_of_a_verifier_log() -> None:
@@ -220,13 +213,16 @@ def test_verify_thousand_realistic_rules(tmp_path: Path) -> None:
 def test_verifier_rejection_names_the_rule(tmp_path: Path) -> None:
     policy = policy_file(str(EDGE))
     plan = make_plan(policy, "constants", False)
-    source = render(plan).replace("slot = 2;", "slot = 2 + *(volatile const __u8 *)(data + 60000);")
+    rendered = render_mapped(plan)
+    source = rendered.source.replace(
+        "slot = 2;", "slot = 2 + *(volatile const __u8 *)(data + 60000);"
+    )
     toolchain = find_toolchain()
     obj = build._clang(source, toolchain)
     out = tmp_path / "bad.o"
     manifest = build_manifest(plan, "x", insn_count(obj))
     build._embed(toolchain, obj, plan, manifest, out)
-    outcome = verify(out, source, policy)
+    outcome = verify(out, rendered, policy)
     assert isinstance(outcome, Rejected)
     assert outcome.finding.id == "FWC052" and outcome.finding.rule == "allow_web"
     assert "allow_web" in outcome.finding.message and outcome.log_tail

@@ -34,6 +34,7 @@ CARRIER_CAPACITY = 1 << 16
 # few buckets make full ones spill to the hash, so hypothesis checks all three combo paths.
 CARRIER_ARRAY = 64
 CARRIER_BUCKETS = 2
+CARRIER_PROGRAM = "fwc_xdp"
 # Maps whose stale keys must be deleted: arrays are overwritten in full.
 KEYED_MAPS = ("hash", "lpm_trie")
 ETH_HLEN = 14
@@ -44,7 +45,7 @@ class Carrier:
 
     def __init__(self, obj: libbpf.Object) -> None:
         self.obj = obj
-        self.prog_fd = obj.program_fd("fwc_xdp")
+        self.prog_fd = obj.program_fd(CARRIER_PROGRAM)
         self.maps = {m.name: m for m in obj.maps()}
         # What each map of each generation holds, so a rewrite touches only what changed.
         self.shadow: dict[str, dict[bytes, bytes]] = {name: {} for name in self.maps}
@@ -107,19 +108,24 @@ def _carrier_source(dry_run: bool) -> str:
     )[:CARRIER_SLOTS]
     policy = dataclasses.replace(_sample_policy(), rules=rules)
     plan = tables.plan(policy, dry_run)
-    context = dict(plan.context)
-    context["combo_capacity"] = CARRIER_CAPACITY
-    context["bucket_count"] = CARRIER_CAPACITY
-    context["array_capacity"] = CARRIER_ARRAY
-    context["dir_skips"] = {t: CARRIER_CAPACITY for t in context["dir_skips"]}
-    context["dir_classes"] = {t: CARRIER_CAPACITY for t in context["dir_classes"]}
-    # Room for the longest chains the strategies draw: a /128 costs 4 chunks of 256 slots and
-    # 20 of 16.
-    context["dir_entries"] = {
-        t: tables.DIR_ROOT + ((1 << 18) if t.endswith("6") else (1 << 12 + 8))
-        for t in context["dir_entries"]
-    }
-    return render(dataclasses.replace(plan, context=context))
+    program = plan.program
+    assert isinstance(program, tables.TablesProgram)
+    program = dataclasses.replace(
+        program,
+        program_name=CARRIER_PROGRAM,
+        combo_capacity=CARRIER_CAPACITY,
+        bucket_count=CARRIER_CAPACITY,
+        array_capacity=CARRIER_ARRAY,
+        dir_skips={t: CARRIER_CAPACITY for t in program.dir_skips},
+        dir_classes={t: CARRIER_CAPACITY for t in program.dir_classes},
+        # Room for the longest chains the strategies draw: a /128 costs 4 chunks of 256 slots
+        # and 20 of 16.
+        dir_entries={
+            t: tables.DIR_ROOT + ((1 << 18) if t.endswith("6") else (1 << 12 + 8))
+            for t in program.dir_entries
+        },
+    )
+    return render(dataclasses.replace(plan, program=program))
 
 
 def _sample_policy() -> Policy:
@@ -139,7 +145,6 @@ def carrier(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Carrier]:
     original = classify.ARRAY_SLOTS, tables.MIN_BUCKETS
     classify.ARRAY_SLOTS = CARRIER_ARRAY
     tables.MIN_BUCKETS = CARRIER_BUCKETS
-    tables._tables.cache_clear()
     try:
         (work / "fwc_xdp.c").write_text(_carrier_source(dry_run=False))
         for name, text in headers().items():
@@ -158,7 +163,6 @@ def carrier(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Carrier]:
             obj.close()
     finally:
         classify.ARRAY_SLOTS, tables.MIN_BUCKETS = original
-        tables._tables.cache_clear()
 
 
 def _check(carrier: Carrier, policy: Policy, frame_list: list[bytes]) -> None:

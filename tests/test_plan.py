@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from fwc.compiler.backend import constants
 from fwc.compiler.backend.constants import Condition
 from fwc.compiler.backend.plan import (
+    PROGRAM_NAME_LEN,
     TABLES_FROM_RULES,
     PlanError,
     choose_strategy,
     counter_slots,
     make_plan,
     plan_findings,
+    program_name,
 )
 from fwc.compiler.policy.ir import PortRange
 from tests.bigpolicy import big_policy
@@ -22,7 +26,7 @@ BASE = "{name: r, priority: 1, action: allow"
 
 
 def kinds(rule: str) -> list[tuple[str, object]]:
-    block = make_plan(one_rule(rule), "constants", False).context["rules"][0]
+    block = make_plan(one_rule(rule), "constants", False).program.rules[0]
     return [(t.kind, _value(t)) for t in block.tests]
 
 
@@ -72,7 +76,7 @@ def test_rule_tests(rule: str, expected: list[tuple[str, object]]) -> None:
 
 def test_ipv6_masks_split_into_halves() -> None:
     policy = one_rule(BASE + ", source_cidrs: ['2001:db8::/32', 'fd00::1:0/112']}")
-    test = make_plan(policy, "constants", False).context["rules"][0].tests[0]
+    test = make_plan(policy, "constants", False).program.rules[0].tests[0]
     short, long = test.v6
     assert (short.mask_hi, short.mask_lo) == (0xFFFFFFFF00000000, 0)
     assert short.net_hi == 0x20010DB800000000
@@ -136,11 +140,30 @@ def test_counter_slots_follow_the_artifact_contract() -> None:
         "would_drop",
     )
     plan = make_plan(policy, "constants", True)
-    assert plan.dry_run and plan.context["dry_run"]
-    assert plan.context["slot_would_drop"] == 5
+    assert plan.dry_run and plan.program.dry_run
+    assert plan.program.slot_would_drop == 5
     assert [(m.name, m.max_entries) for m in plan.maps] == [("fwc_counters", 6), ("fwc_scratch", 1)]
 
 
 def test_port_ranges_merge() -> None:
     merged = constants._merge_ports((PortRange(5, 9), PortRange(1, 4), PortRange(20, 30)))
     assert merged == (PortRange(1, 9), PortRange(20, 30))
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("edge-web", "fwc_edge_web"),
+        ("tutorial-host", "fwc_tutorial_ho"),
+        ("Edge Web/2", "fwc_edge_web_2"),
+        ("ÄÖ", "fwc_xdp"),
+        ("counters", "fwc_xdp"),
+        ("scratch", "fwc_xdp"),
+        ("gen", "fwc_xdp"),
+    ],
+)
+def test_program_name_fits_the_kernel_and_clashes_with_nothing(name: str, expected: str) -> None:
+    policy = dataclasses.replace(policy_of("name: t\nrules: []\n"), name=name)
+    assert program_name(policy) == expected
+    assert len(program_name(policy)) <= PROGRAM_NAME_LEN
+    assert make_plan(policy, "constants", False).program_name == expected

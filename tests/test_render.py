@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from pathlib import Path
 
 import pytest
 
 from fwc.compiler.backend.plan import make_plan
 from fwc.compiler.backend.render import comment, render
+from fwc.compiler.policy.findings import Location
 from tests.compile_helpers import one_rule, policy_of
 
 HOSTILE = "*/ evil(); /*"
@@ -42,6 +44,34 @@ def test_hostile_names_and_descriptions_stay_inside_comments() -> None:
     assert comments_are_closed(source)
 
 
+def test_hostile_file_names_stay_inside_comments() -> None:
+    policy = one_rule("{name: r, priority: 1, source_cidrs: ['10.0.0.0/8']}")
+    place = Location("x/" + HOSTILE + "\\\n" + HOSTILE + ".yaml", 4)
+    rule = dataclasses.replace(policy.rules[0], location=place)
+    source = render(make_plan(dataclasses.replace(policy, rules=(rule,)), "constants", False))
+    assert "evil();" not in source
+    assert comments_are_closed(source)
+
+
+def test_rule_blocks_show_place_and_cidrs() -> None:
+    policy = one_rule(
+        "{name: r, priority: 1, action: allow, source_cidrs: ['10.0.0.0/8', 'fd00::/8'],"
+        " destination_cidrs: ['192.0.2.0/24']}"
+    )
+    source = render(make_plan(policy, "constants", False))
+    assert "/* from 10.0.0.0/8, fd00::/8 to 192.0.2.0/24 */" in source
+    where = f"{Path(policy.rules[0].location.file).name}:{policy.rules[0].location.line}"
+    assert f"allow ({where}) */" in source
+
+
+def test_generated_c_carries_the_spdx_line_and_the_program_name() -> None:
+    policy = policy_of("name: edge-web\nrules:\n  - {name: r, priority: 1}\n")
+    for strategy in ("constants", "tables"):
+        source = render(make_plan(policy, strategy, False))
+        assert source.startswith("// SPDX-License-Identifier: GPL-2.0\n")
+        assert "int fwc_edge_web(struct xdp_md *ctx)" in source
+
+
 def test_descriptions_are_not_emitted() -> None:
     policy = one_rule('{name: r, priority: 1, description: "a very particular sentence"}')
     assert "particular" not in render(make_plan(policy, "constants", False))
@@ -52,7 +82,7 @@ def test_rule_blocks_carry_name_and_priority_in_order() -> None:
         "name: t\nrules:\n  - {name: late, priority: 9}\n  - {name: early, priority: 3}\n"
     )
     source = render(make_plan(policy, "constants", False))
-    marks = re.findall(r"/\* rule (\d+): (\w+), priority (\d+), (\w+) \*/", source)
+    marks = re.findall(r"/\* rule (\d+): (\w+), priority (\d+), (\w+) \([^)]*:\d+\) \*/", source)
     assert marks == [("0", "early", "3", "deny"), ("1", "late", "9", "deny")]
 
 

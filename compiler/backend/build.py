@@ -16,8 +16,8 @@ from fwc.artifact.manifest import Manifest
 from fwc.compiler.backend.manifest import build_manifest, insn_count, seed_section
 from fwc.compiler.backend.options import DEFAULT_OPTIONS, CompileOptions
 from fwc.compiler.backend.plan import Plan, make_plan
-from fwc.compiler.backend.render import headers, render
-from fwc.compiler.backend.toolchain import Toolchain, find_toolchain
+from fwc.compiler.backend.render import Rendered, headers, render_mapped
+from fwc.compiler.backend.toolchain import Toolchain, find_toolchain, libbpf_headers
 from fwc.compiler.errors import ToolError
 from fwc.compiler.policy.ir import Policy
 
@@ -40,9 +40,13 @@ class BuildError(ToolError):
 class BuildResult:
     path: Path
     manifest: dict[str, Any]  # as encoded (fwc.artifact.codec.to_json)
-    c_source: str
+    rendered: Rendered  # the C source and its source map
     plan: Plan
     cached: bool  # the object came from the build cache
+
+    @property
+    def c_source(self) -> str:
+        return self.rendered.source
 
 
 def default_cache_dir() -> Path:
@@ -63,20 +67,27 @@ def compile_policy(
 
     Raises PlanError when the strategy refuses the policy, BuildError when the tools fail.
     """
-    plan = make_plan(policy, strategy, dry_run, options)
-    source = render(plan)
+    return build_plan(make_plan(policy, strategy, dry_run, options), output, cache_dir)
+
+
+def build_plan(
+    plan: Plan, output: Path, cache_dir: Path | None = None, rendered: Rendered | None = None
+) -> BuildResult:
+    """Builds the artifact of an already made plan (and its rendering, when the caller has
+    it); raises BuildError when the tools fail."""
+    rendered = rendered or render_mapped(plan)
     toolchain = find_toolchain()
-    obj, cached = _object(source, toolchain, cache_dir)
+    obj, cached = _object(rendered.source, toolchain, cache_dir)
     manifest = build_manifest(plan, toolchain.clang_version, insn_count(obj))
     _embed(toolchain, obj, plan, manifest, Path(output))
-    return BuildResult(Path(output), to_json(manifest), source, plan, cached)
+    return BuildResult(Path(output), to_json(manifest), rendered, plan, cached)
 
 
 def cache_key(source: str, toolchain: Toolchain) -> str:
     digest = hashlib.sha256()
     for part in (source.encode(), toolchain.clang_version.encode(), " ".join(CLANG_FLAGS).encode()):
         digest.update(len(part).to_bytes(8, "big") + part)
-    for name, text in headers().items():
+    for name, text in (*headers().items(), *libbpf_headers().items()):
         digest.update(name.encode() + b"\0" + text)
     return digest.hexdigest()
 

@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import PurePath
+from typing import ClassVar
 
 from fwc.compiler.backend.options import DEFAULT_OPTIONS, EVENTS_SIZE, CompileOptions
-from fwc.compiler.backend.plan import MapInfo, Plan, counter_slots, special_slots
+from fwc.compiler.backend.plan import (
+    MapInfo,
+    Plan,
+    PlanError,
+    counter_slots,
+    program_name,
+    special_slots,
+)
 from fwc.compiler.oracle.ratelimit import gcra
 from fwc.compiler.policy.findings import Finding, Location, error
 from fwc.compiler.policy.ir import (
@@ -66,9 +75,11 @@ class V6Net:
 
 @dataclass(frozen=True)
 class Condition:
-    """One conjunct of a rule's condition; `kind` picks the template macro that prints it."""
+    """One conjunct of a rule's condition; `kind` picks the template macro that prints it,
+    `insns` bounds the BPF instructions that macro's C compiles to (set where it is built)."""
 
     kind: str  # l4 | proto | addr | ports | tcp_flags | icmp
+    insns: int = 3
     field: str = ""  # addr: src/dst; ports: sport/dport
     values: tuple[int, ...] = ()  # proto numbers, icmp types
     v4: tuple[V4Net, ...] = ()
@@ -80,20 +91,53 @@ class Condition:
 
 @dataclass(frozen=True)
 class RuleBlock:
+    """One rule's block of C: its tests, its verdict, and what its heading comment shows."""
+
     id: int
     name: str
     priority: int
     action: str
     xdp_action: str
     tests: tuple[Condition, ...]
+    where: str  # policy file:line; the file's name only, so the C does not depend on the cwd
+    sources: tuple[str, ...]  # CIDRs, for the comment
+    destinations: tuple[str, ...]
     interval: int = 0  # rate_limit rules: GCRA emission interval in ns (0: not rate-limited)
     tolerance: int = 0
     log: bool = False
 
 
+@dataclass(frozen=True)
+class ConstantsProgram:
+    """The variables of constants.c.j2."""
+
+    template: ClassVar[str] = TEMPLATE
+    program_name: str
+    policy_name: str
+    rules: tuple[RuleBlock, ...]
+    default_action: str
+    dry_run: bool
+    slot_default: int
+    slot_malformed: int
+    slot_non_ip: int
+    slot_would_drop: int
+    slot_count: int
+    rate_limit_buckets: int
+    log_rate: int
+    events_size: int
+
+
+# the block's own slot, action and jump
+BLOCK_INSNS = 3
+
+
 def estimated_insns(policy: Policy) -> int:
     """An upper bound of the program's instruction count (BPF instructions, not bytes)."""
-    rules = sum(_rule_insns(t) for r in policy.rules for t in (*_tests(r), None))
+    return _estimated_insns(policy, [_block(r) for r in policy.rules])
+
+
+def _estimated_insns(policy: Policy, blocks: list[RuleBlock]) -> int:
+    rules = sum(BLOCK_INSNS + sum(t.insns for t in b.tests) for b in blocks)
     limited = [r for r in policy.rules if r.action is Action.RATE_LIMIT]
     logged = [r for r in policy.rules if r.log]
     # two 64-bit immediates (4 instructions) per rate_limit rule, one store per log rule,
@@ -103,42 +147,35 @@ def estimated_insns(policy: Policy) -> int:
     return PARSER_INSNS + rules + extra
 
 
-def _rule_insns(test: Condition | None) -> int:
-    """Instructions of one test; None stands for the block's own slot, action and jump."""
-    if test is None:
-        return 3
-    if test.kind in ("proto", "icmp"):
-        return 1 + 2 * len(test.values)
-    if test.kind == "ports":
-        return 1 + 4 * len(test.ranges)
-    if test.kind == "addr":
-        v6 = sum(7 if n.prefix_len <= 64 else 12 for n in test.v6)
-        return 4 + 4 * len(test.v4) + v6
-    return 3
-
-
 def findings(policy: Policy) -> list[Finding]:
     """Why this strategy cannot compile `policy` (empty when it can)."""
-    out: list[Finding] = []
-    size = estimated_insns(policy)
-    if size > MAX_INSNS:
-        out.append(
-            error(
-                "FWC051",
-                f"the policy needs about {size} BPF instructions; the constants strategy "
-                f"stops at {MAX_INSNS} (the reach of a BPF jump); use --strategy tables",
-                Location(policy.source_file),
-            )
+    return _refusals(policy, estimated_insns(policy))
+
+
+def _refusals(policy: Policy, size: int) -> list[Finding]:
+    if size <= MAX_INSNS:
+        return []
+    return [
+        error(
+            "FWC051",
+            f"the policy needs about {size} BPF instructions; the constants strategy "
+            f"stops at {MAX_INSNS} (the reach of a BPF jump); use --strategy tables",
+            Location(policy.source_file),
         )
-    return out
+    ]
 
 
 def plan(policy: Policy, dry_run: bool, options: CompileOptions = DEFAULT_OPTIONS) -> Plan:
     """The plan of a policy that `findings` accepts.
 
     The bucket map exists only when a rule rate-limits, the event maps only when a
-    rule logs; `log_rate` is 0 without them.
+    rule logs; `log_rate` is 0 without them. Raises PlanError when the program would be
+    too large for this strategy.
     """
+    blocks = [_block(r) for r in policy.rules]
+    refused = _refusals(policy, _estimated_insns(policy, blocks))
+    if refused:
+        raise PlanError(refused)
     slots = counter_slots(policy)
     buckets = options.rate_limit_buckets if _rate_limits(policy) else 0
     log_rate = options.log_rate if any(r.log for r in policy.rules) else 0
@@ -151,21 +188,25 @@ def plan(policy: Policy, dry_run: bool, options: CompileOptions = DEFAULT_OPTION
     if log_rate:
         maps.append(MapInfo("fwc_events", "ringbuf", 0, 0, EVENTS_SIZE))
         maps.append(MapInfo("fwc_log_window", "percpu_array", 4, LOG_WINDOW_SIZE, 1))
+    special = special_slots(policy)
     return Plan(
         policy=policy,
         strategy="constants",
-        template=TEMPLATE,
-        context={
-            "policy_name": policy.name,
-            "rules": tuple(_block(r) for r in policy.rules),
-            "default_action": _XDP_ACTIONS[policy.default_action],
-            "dry_run": dry_run,
-            **{f"slot_{name}": index for name, index in special_slots(policy).items()},
-            "slot_count": len(slots),
-            "rate_limit_buckets": buckets,
-            "log_rate": log_rate,
-            "events_size": EVENTS_SIZE,
-        },
+        program=ConstantsProgram(
+            program_name=program_name(policy),
+            policy_name=policy.name,
+            rules=tuple(blocks),
+            default_action=_XDP_ACTIONS[policy.default_action],
+            dry_run=dry_run,
+            slot_default=special["default"],
+            slot_malformed=special["malformed"],
+            slot_non_ip=special["non_ip"],
+            slot_would_drop=special["would_drop"],
+            slot_count=len(slots),
+            rate_limit_buckets=buckets,
+            log_rate=log_rate,
+            events_size=EVENTS_SIZE,
+        ),
         maps=tuple(maps),
         dry_run=dry_run,
         log_rate=log_rate,
@@ -186,6 +227,9 @@ def _block(rule: Rule) -> RuleBlock:
         action=rule.action.value,
         xdp_action=_XDP_ACTIONS[rule.action],
         tests=tuple(_tests(rule)),
+        where=f"{PurePath(rule.location.file).name}:{rule.location.line}",
+        sources=tuple(str(n) for n in dict.fromkeys(rule.sources)),
+        destinations=tuple(str(n) for n in dict.fromkeys(rule.destinations)),
         interval=params.interval if params else 0,
         tolerance=params.tolerance if params else 0,
         log=rule.log,
@@ -197,18 +241,19 @@ def _tests(rule: Rule) -> list[Condition]:
     tests: list[Condition] = []
     protocols = _protocols(rule)
     if protocols is not None:
-        tests.append(Condition("proto", values=protocols))
+        tests.append(Condition("proto", 1 + 2 * len(protocols), values=protocols))
     if rule.needs_l4:
         tests.append(Condition("l4"))
     for field, ranges in (("dport", rule.destination_ports), ("sport", rule.source_ports)):
         merged = _merge_ports(ranges)
         if merged and merged != (PortRange(0, 65535),):
-            tests.append(Condition("ports", field=field, ranges=merged))
+            tests.append(Condition("ports", 1 + 4 * len(merged), field=field, ranges=merged))
     if rule.has_tcp_flags:
         mask = rule.tcp_flags_set | rule.tcp_flags_clear
         tests.append(Condition("tcp_flags", mask=mask, want=rule.tcp_flags_set))
     if rule.icmp_types:
-        tests.append(Condition("icmp", values=tuple(sorted(set(rule.icmp_types)))))
+        types = tuple(sorted(set(rule.icmp_types)))
+        tests.append(Condition("icmp", 1 + 2 * len(types), values=types))
     for field, nets in (("src", rule.sources), ("dst", rule.destinations)):
         if nets:
             tests.append(_address_test(field, nets))
@@ -261,7 +306,9 @@ def _address_test(field: str, nets: tuple[AddressRange, ...]) -> Condition:
                     prefix_len=net.prefix_len,
                 )
             )
-    return Condition("addr", field=field, v4=_widest_v4(v4), v6=_widest_v6(v6))
+    v4s, v6s = _widest_v4(v4), _widest_v6(v6)
+    insns = 4 + 4 * len(v4s) + sum(7 if n.prefix_len <= 64 else 12 for n in v6s)
+    return Condition("addr", insns, field=field, v4=v4s, v6=v6s)
 
 
 def _widest_v4(nets: list[V4Net]) -> tuple[V4Net, ...]:

@@ -15,7 +15,6 @@ from fwc.artifact.layout import (
     IMAGE,
     IMAGE_KEY_SIZE,
     INSN_SIZE,
-    PROGRAM,
     PROGRAM_SECTION,
     RECORDS,
     image_stride,
@@ -53,7 +52,7 @@ def build_manifest(plan: Plan, clang_version: str, insn_count: int) -> Manifest:
         dry_run=plan.dry_run,
         log_rate=plan.log_rate,
         rate_limit_buckets=next((m.max_entries for m in plan.maps if m.name == BUCKETS_MAP), 0),
-        program=ProgramEntry(PROGRAM, PROGRAM_SECTION, insn_count),
+        program=ProgramEntry(plan.program_name, PROGRAM_SECTION, insn_count),
         rules=RuleTable(
             id=tuple(r.id for r in rules),
             name=tuple(r.name for r in rules),

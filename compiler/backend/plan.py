@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import re
 from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING
 
 from fwc.compiler.backend.options import DEFAULT_OPTIONS, CompileOptions
 from fwc.compiler.policy.findings import Finding, Location, Severity, error
 from fwc.compiler.policy.ir import Policy
+
+if TYPE_CHECKING:
+    from fwc.compiler.backend.constants import ConstantsProgram
+    from fwc.compiler.backend.tables.plan import TablesProgram
 
 
 @dataclass(frozen=True)
@@ -44,25 +51,61 @@ class Seed:
 
 @dataclass(frozen=True)
 class Plan:
-    """Everything the renderer and the build need; produced by one strategy module."""
+    """Everything the renderer and the build need; produced once by one strategy."""
 
     policy: Policy
     strategy: str  # "constants" or "tables"
-    template: str  # file name under templates/bpf/
-    context: dict[str, Any]  # Jinja variables: already-escaped strings and integers only
+    program: ConstantsProgram | TablesProgram  # what the template reads
     maps: tuple[MapInfo, ...]
     seeds: tuple[Seed, ...] = ()
     dry_run: bool = False
     log_rate: int = 0
     counter_slots: tuple[str, ...] = field(default=())  # slot index -> name, see docs/artifact.md
 
+    @property
+    def template(self) -> str:
+        return self.program.template
+
+    @property
+    def program_name(self) -> str:
+        return self.program.program_name
+
 
 STRATEGIES = ("constants", "tables")
-# each strategy is planned by one module
+# The registry: each strategy is planned by one module, imported when first used (the
+# modules import this one for the plan's types).
 STRATEGY_MODULES = {
     "constants": "fwc.compiler.backend.constants",
     "tables": "fwc.compiler.backend.tables.plan",
 }
+# BPF_OBJ_NAME_LEN - 1: the kernel keeps this much of a program's name.
+PROGRAM_NAME_LEN = 15
+_NOT_IN_NAME = re.compile(r"[^a-z0-9_]+")
+
+
+_IDENTIFIER = re.compile(r"\bfwc_\w+")
+DEFAULT_PROGRAM_NAME = "fwc_xdp"
+
+
+def program_name(policy: Policy) -> str:
+    """The XDP function's name: `fwc_` and a sanitised prefix of the policy's name, which
+    the kernel shows in `bpftool prog`; `fwc_xdp` when that leaves nothing of the name or
+    would clash with a name the templates define (a policy called `counters`)."""
+    stem = _NOT_IN_NAME.sub("_", policy.name.lower()).strip("_")
+    name = ("fwc_" + stem)[:PROGRAM_NAME_LEN].rstrip("_")
+    return name if stem and name not in template_names() else DEFAULT_PROGRAM_NAME
+
+
+@cache
+def template_names() -> frozenset[str]:
+    """Every `fwc_` identifier in templates/bpf: maps, helpers, types and macros."""
+    folder = Path(__file__).parents[2] / "templates" / "bpf"
+    return frozenset(
+        m.group(0).lower()
+        for path in sorted(folder.iterdir())
+        if path.suffix in (".h", ".j2")
+        for m in _IDENTIFIER.finditer(path.read_text())
+    )
 
 
 class PlanError(Exception):
@@ -88,10 +131,10 @@ def special_slots(policy: Policy) -> dict[str, int]:
 
 
 def strategy_module(strategy: str) -> ModuleType | None:
-    """The module `fwc.compiler.<strategy>` that plans it, or None when it does not exist yet.
+    """The module that plans `strategy`, or None when this version of fwc has none.
 
-    A strategy module provides `findings(policy) -> list[Finding]` (why it cannot
-    compile the policy) and `plan(policy, dry_run, options) -> Plan`.
+    A strategy module provides `plan(policy, dry_run, options) -> Plan`, which raises
+    PlanError with the reasons when it cannot compile the policy.
     """
     if strategy not in STRATEGIES:
         return None
@@ -108,14 +151,20 @@ def strategy_module(strategy: str) -> ModuleType | None:
 TABLES_FROM_RULES = 128
 
 
+def preferred_strategies(policy: Policy) -> list[str]:
+    """The order "auto" tries the strategies in: the faster one for this policy's size first."""
+    preferred = ["constants", "tables"]
+    if len(policy.rules) >= TABLES_FROM_RULES:
+        preferred.reverse()
+    return preferred
+
+
 def choose_strategy(policy: Policy, requested: str) -> str:
     """The strategy to use: `requested`, or for "auto" the faster one for this policy's
     size, unless it refuses the policy and the other one does not."""
     if requested != "auto":
         return requested
-    preferred = ["constants", "tables"]
-    if len(policy.rules) >= TABLES_FROM_RULES:
-        preferred.reverse()
+    preferred = preferred_strategies(policy)
     for strategy in preferred:
         if not any(f.severity is Severity.ERROR for f in plan_findings(policy, strategy)):
             return strategy
@@ -124,17 +173,11 @@ def choose_strategy(policy: Policy, requested: str) -> str:
 
 def plan_findings(policy: Policy, strategy: str) -> list[Finding]:
     """Why `strategy` cannot compile `policy`: empty when it can."""
-    module = strategy_module(strategy)
-    if module is None:
-        return [
-            error(
-                "FWC050",
-                f"the {strategy!r} strategy is not available in this version of fwc",
-                Location(policy.source_file),
-            )
-        ]
-    found: list[Finding] = module.findings(policy)
-    return found
+    try:
+        _plan_with(policy, strategy, False, DEFAULT_OPTIONS)
+    except PlanError as exc:
+        return exc.findings
+    return []
 
 
 def make_plan(
@@ -142,14 +185,32 @@ def make_plan(
 ) -> Plan:
     """The plan of `policy` with `strategy` ("auto" chooses); raises PlanError when refused.
 
+    Each strategy tried is planned once: "auto" keeps the first plan that succeeds.
     `options` (rate-limit buckets, log rate) go to every strategy; one that compiles no
     rate limits or logs has nothing to read in them.
     """
-    chosen = choose_strategy(policy, strategy)
-    refused = [f for f in plan_findings(policy, chosen) if f.severity is Severity.ERROR]
-    if refused:
-        raise PlanError(refused)
-    module = strategy_module(chosen)
-    assert module is not None
+    if strategy != "auto":
+        return _plan_with(policy, strategy, dry_run, options)
+    refusals: list[PlanError] = []
+    for candidate in preferred_strategies(policy):
+        try:
+            return _plan_with(policy, candidate, dry_run, options)
+        except PlanError as exc:
+            refusals.append(exc)
+    raise refusals[0]
+
+
+def _plan_with(policy: Policy, strategy: str, dry_run: bool, options: CompileOptions) -> Plan:
+    module = strategy_module(strategy)
+    if module is None:
+        raise PlanError(
+            [
+                error(
+                    "FWC050",
+                    f"the {strategy!r} strategy is not available in this version of fwc",
+                    Location(policy.source_file),
+                )
+            ]
+        )
     result: Plan = module.plan(policy, dry_run, options)
     return result

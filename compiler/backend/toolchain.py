@@ -48,6 +48,25 @@ def find_toolchain() -> Toolchain:
     return Toolchain(clang=clang, objcopy=objcopy, clang_version=version)
 
 
+# The libbpf headers the programs include (templates/bpf/fwc_bpf.h), from libbpf-dev.
+LIBBPF_HEADERS = ("bpf/bpf_helpers.h", "bpf/bpf_helper_defs.h")
+INCLUDE_DIRS = (Path("/usr/local/include"), Path("/usr/include"))
+
+
+def libbpf_headers() -> dict[str, bytes]:
+    """The libbpf headers clang will include, by name: part of the build cache's key."""
+    found: dict[str, bytes] = {}
+    for name in LIBBPF_HEADERS:
+        path = next((d / name for d in INCLUDE_DIRS if (d / name).is_file()), None)
+        if path is None:
+            raise ToolchainError(
+                f"{name} not found in /usr/include (install libbpf's headers, "
+                "e.g. `apt install libbpf-dev`)"
+            )
+        found[name] = path.read_bytes()
+    return found
+
+
 def _resolve(name: str) -> Path | None:
     path = Path(name)
     if "/" not in name:

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fwc.compiler.backend.build import SOURCE_NAME
+from fwc.compiler.backend.render import Rendered
 from fwc.compiler.errors import ToolError
 from fwc.compiler.policy.findings import Finding, Location, error
 from fwc.compiler.policy.ir import Policy, Rule
 
 # With clang -g line info the verifier prints `; <source text> @ fwc_xdp.c:123` per line.
 _LINE_REF = re.compile(r"^; .* @ " + re.escape(SOURCE_NAME) + r":(\d+)\s*$")
-_RULE_MARK = re.compile(r"^\s*/\* rule (\d+): ")
 LOG_TAIL_LINES = 20
 
 
@@ -31,7 +31,7 @@ class Rejected:
     log_tail: str
 
 
-def verify(path: Path, c_source: str, policy: Policy) -> Verified | Rejected:
+def verify(path: Path, rendered: Rendered, policy: Policy) -> Verified | Rejected:
     """Loads `path` into the kernel and unloads it; raises ToolError when it cannot even try."""
     from fwc.loader.kernel.libbpf import KernelError
     from fwc.loader.kernel.program import LoadedProgram
@@ -49,19 +49,7 @@ def verify(path: Path, c_source: str, policy: Policy) -> Verified | Rejected:
             ) from exc
         if not exc.log:
             raise ToolError(f"--verify: {exc}") from exc
-        return _rejected(exc.log, c_source, policy, str(exc))
-
-
-def rule_at_line(c_source: str, line: int) -> int | None:
-    """The id of the rule whose block holds 1-based `line` of the generated C, if any."""
-    found: int | None = None
-    for number, text in enumerate(c_source.splitlines()[:line], start=1):
-        m = _RULE_MARK.match(text)
-        if m and number <= line:
-            found = int(m.group(1))
-        elif text.startswith("\treturn fwc_finish(FWC_SLOT_DEFAULT"):
-            found = None
-    return found
+        return _rejected(exc.log, rendered, policy, str(exc))
 
 
 def last_source_line(log: str) -> int | None:
@@ -70,9 +58,11 @@ def last_source_line(log: str) -> int | None:
     return lines[-1] if lines else None
 
 
-def _rejected(log: str, c_source: str, policy: Policy, reason: str) -> Rejected:
+def _rejected(log: str, rendered: Rendered, policy: Policy, reason: str) -> Rejected:
+    """The finding for a rejection: the rule whose block (by the renderer's source map) holds
+    the last line of the generated C that the log mentions."""
     line = last_source_line(log)
-    rule_id = rule_at_line(c_source, line) if line is not None else None
+    rule_id = rendered.rule_at(line) if line is not None else None
     rule: Rule | None = policy.rules[rule_id] if rule_id is not None else None
     tail = "\n".join(log.rstrip().splitlines()[-LOG_TAIL_LINES:])
     where = f"; most likely at rule `{rule.name}` (priority {rule.priority})" if rule else ""

@@ -7,14 +7,14 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from fwc.compiler.backend.build import BuildResult, compile_policy, default_cache_dir
+from fwc.compiler.backend.build import BuildResult, build_plan, default_cache_dir
 from fwc.compiler.backend.options import (
     DEFAULT_LOG_RATE,
     DEFAULT_RATE_LIMIT_BUCKETS,
     CompileOptions,
 )
-from fwc.compiler.backend.plan import choose_strategy, make_plan, plan_findings
-from fwc.compiler.backend.render import render
+from fwc.compiler.backend.plan import PlanError, make_plan
+from fwc.compiler.backend.render import render_mapped
 from fwc.compiler.backend.verify import Rejected, verify
 from fwc.compiler.check import CheckResult, FileResult, check_file
 from fwc.compiler.errors import UsageError
@@ -64,23 +64,18 @@ def run(args: argparse.Namespace) -> int:
     policy = checked.policy
     if checked.findings:
         _report(checked, list(checked.findings), sys.stderr)
-    strategy = choose_strategy(policy, args.strategy)
-    refused = plan_findings(policy, strategy)
-    if has_errors(refused):
-        return _findings(checked, [*checked.findings, *refused])
     options = CompileOptions(rate_limit_buckets=args.rate_limit_buckets, log_rate=args.log_rate)
+    try:
+        plan = make_plan(policy, args.strategy, args.dry_run, options)
+    except PlanError as exc:
+        return _findings(checked, [*checked.findings, *exc.findings])
+    rendered = render_mapped(plan)
     if args.emit_c:
-        _write(Path(args.emit_c), render(make_plan(policy, strategy, args.dry_run, options)))
-    result = compile_policy(
-        policy,
-        output=Path(args.output),
-        strategy=strategy,
-        dry_run=args.dry_run,
-        cache_dir=None if args.no_cache else default_cache_dir(),
-        options=options,
-    )
+        _write(Path(args.emit_c), rendered.source)
+    cache_dir = None if args.no_cache else default_cache_dir()
+    result = build_plan(plan, Path(args.output), cache_dir, rendered)
     if args.verify:
-        outcome = verify(result.path, result.c_source, policy)
+        outcome = verify(result.path, result.rendered, policy)
         if isinstance(outcome, Rejected):
             result.path.unlink(missing_ok=True)
             print(outcome.log_tail, file=sys.stderr)

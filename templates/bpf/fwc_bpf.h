@@ -1,4 +1,7 @@
-/* Minimal BPF definitions for fwc programs, so the build needs no kernel or libbpf headers. */
+// SPDX-License-Identifier: GPL-2.0
+/* BPF definitions for fwc programs: libbpf's helper declarations, and the few kernel UAPI
+ * types fwc uses. The UAPI types are spelled out here because <linux/bpf.h> pulls in the
+ * host's <asm/types.h>, which `clang -target bpf` does not find on multiarch systems. */
 #ifndef FWC_BPF_H
 #define FWC_BPF_H
 
@@ -6,6 +9,11 @@ typedef unsigned char __u8;
 typedef unsigned short __u16;
 typedef unsigned int __u32;
 typedef unsigned long long __u64;
+typedef int __s32;
+typedef long long __s64;
+typedef __u16 __be16;
+typedef __u32 __be32;
+typedef __u32 __wsum;
 
 struct xdp_md {
 	__u32 data;
@@ -30,16 +38,8 @@ enum xdp_action {
 
 #define BPF_NOEXIST 1
 
-#define SEC(name) __attribute__((section(name), used))
-#define __uint(name, val) int (*name)[val]
-#define __type(name, val) typeof(val) *name
-#define __fwc_inline inline __attribute__((always_inline))
+#include <bpf/bpf_helpers.h>
 
-/* Helpers by their number in the kernel's stable helper table. */
-static void *(*bpf_map_lookup_elem)(void *map, const void *key) = (void *)1;
-static long (*bpf_map_update_elem)(void *map, const void *key, const void *value,
-				   __u64 flags) = (void *)2;
-static __u64 (*bpf_ktime_get_ns)(void) = (void *)5;
-static long (*bpf_ringbuf_output)(void *ringbuf, void *data, __u64 size, __u64 flags) = (void *)130;
+#define __fwc_inline __always_inline
 
 #endif

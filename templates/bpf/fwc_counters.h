@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 /* The per-rule counters map of docs/artifact.md and the verdict bookkeeping shared by every strategy. */
 #ifndef FWC_COUNTERS_H
 #define FWC_COUNTERS_H

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 /* Verdict events as docs/semantics.md describes: a ring buffer, capped per CPU per second. */
 #ifndef FWC_LOG_H
 #define FWC_LOG_H

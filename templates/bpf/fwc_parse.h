@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 /* Header parsing exactly as docs/semantics.md describes: L2, VLAN, IPv4, IPv6 extension headers, L4. */
 #ifndef FWC_PARSE_H
 #define FWC_PARSE_H

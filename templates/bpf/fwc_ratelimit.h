@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 /* Rate limiting as docs/semantics.md describes: GCRA, one theoretical arrival time per rule and source. */
 #ifndef FWC_RATELIMIT_H
 #define FWC_RATELIMIT_H

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-import functools
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 from fwc.artifact.layout import CFG_HEADER, RULE_VALUE
 from fwc.compiler.backend.options import DEFAULT_OPTIONS, CompileOptions
-from fwc.compiler.backend.plan import MapInfo, Plan, Seed, counter_slots, special_slots
+from fwc.compiler.backend.plan import (
+    MapInfo,
+    Plan,
+    PlanError,
+    Seed,
+    counter_slots,
+    program_name,
+    special_slots,
+)
 from fwc.compiler.backend.tables.classify import (
     DPORT,
     DST,
@@ -76,8 +84,43 @@ U32 = struct.Struct("<I")
 U16 = struct.Struct("<H")
 
 
+@dataclass(frozen=True)
+class TablesProgram:
+    """The variables of tables.c.j2: sizes only, the rules are in the seeds."""
+
+    template: ClassVar[str] = TEMPLATE
+    program_name: str
+    policy_name: str
+    dry_run: bool
+    slot_count: int
+    slot_would_drop: int
+    groups: int
+    l4_keys: int
+    ports: int
+    rule_capacity: int
+    combo_capacity: int
+    array_capacity: int
+    bucket_count: int
+    bucket_slots: int
+    hash_mult: int
+    fields: int
+    dir_entries: Mapping[str, int]  # per address table ("s4", "s6", "d4", "d6")
+    dir_classes: Mapping[str, int]
+    dir_skips: Mapping[str, int]
+    dir_root: int
+    v6_wide: int
+    v6_levels: int
+    v6_unit: int
+    generations: tuple[int, ...] = GENERATIONS
+
+
 def findings(policy: Policy) -> list[Finding]:
     """Why this strategy cannot compile `policy` (empty when it can)."""
+    return _classified(policy)[0]
+
+
+def _classified(policy: Policy) -> tuple[list[Finding], Tables | None]:
+    """The refusals, and the classification tables when the rules fit them."""
     out: list[Finding] = []
     for rule in policy.rules:
         if rule.action is Action.RATE_LIMIT:
@@ -100,7 +143,7 @@ def findings(policy: Policy) -> list[Finding]:
                 )
             )
     try:
-        _tables(policy.rules)
+        return out, build_tables(policy.rules)
     except TablesTooLarge as exc:
         out.append(
             error(
@@ -109,17 +152,14 @@ def findings(policy: Policy) -> list[Finding]:
                 Location(policy.source_file),
             )
         )
-    return out
-
-
-@functools.lru_cache(maxsize=2)
-def _tables(rules: tuple[Rule, ...]) -> Tables:
-    return build_tables(rules)
+    return out, None
 
 
 def plan(policy: Policy, dry_run: bool, options: CompileOptions = DEFAULT_OPTIONS) -> Plan:
-    """The plan of a policy that `findings` accepts."""
-    tables = _tables(policy.rules)
+    """The plan of `policy`; raises PlanError when this strategy cannot compile it."""
+    refused, tables = _classified(policy)
+    if refused or tables is None:
+        raise PlanError(refused)
     slots = counter_slots(policy)
     rule_capacity = capacity(len(policy.rules))
     buckets = combo_buckets(tables)
@@ -136,68 +176,74 @@ def plan(policy: Policy, dry_run: bool, options: CompileOptions = DEFAULT_OPTION
     }
     dir_classes = {f"{d}{f.value}": capacity(len(c)) for (d, f), (_, c, _) in tries.items()}
     dir_skips = {f"{d}{f.value}": capacity(len(k)) for (d, f), (_, _, k) in tries.items()}
-    maps = [
-        MapInfo("fwc_counters", "percpu_array", 4, 16, len(slots)),
-        MapInfo("fwc_gen", "array", 4, 4, 1),
-    ]
-    for g in GENERATIONS:
-        maps += [
-            MapInfo(f"fwc_cfg{g}", "array", 4, CFG.size, 1),
-            *(
-                m
-                for t in dir_entries
-                for m in (
-                    MapInfo(f"fwc_{t}_{g}", "array", 4, U32.size, dir_entries[t]),
-                    MapInfo(f"fwc_{t}c_{g}", "array", 4, ADDR_VALUE.size, dir_classes[t]),
-                )
-            ),
-            *(
-                MapInfo(f"fwc_{t}k_{g}", "array", 4, SKIP_RECORD.size, dir_skips[t])
-                for t in dir_skips
-            ),
-            MapInfo(f"fwc_l4_{g}", "array", 4, CLASSES16.size, L4_KEYS),
-            MapInfo(f"fwc_sp{g}", "array", 4, U16.size, PORTS),
-            MapInfo(f"fwc_dp{g}", "array", 4, U16.size, PORTS),
-            MapInfo(f"fwc_spc{g}", "array", 4, CLASSES16.size, PORTS),
-            MapInfo(f"fwc_dpc{g}", "array", 4, CLASSES16.size, PORTS),
-            MapInfo(f"fwc_carr{g}", "array", 4, U32.size, array_capacity),
-            MapInfo(f"fwc_bkt{g}", "array", 4, BUCKET.size, len(buckets.slots)),
-            MapInfo(f"fwc_comb{g}", "hash", U64.size, U32.size, combo_capacity),
-            MapInfo(f"fwc_rule{g}", "array", 4, RULE.size, rule_capacity),
-        ]
+    program = TablesProgram(
+        program_name=program_name(policy),
+        policy_name=policy.name,
+        dry_run=dry_run,
+        slot_count=len(slots),
+        slot_would_drop=special_slots(policy)["would_drop"],
+        groups=MAX_GROUPS,
+        l4_keys=L4_KEYS,
+        ports=PORTS,
+        rule_capacity=rule_capacity,
+        combo_capacity=combo_capacity,
+        array_capacity=array_capacity,
+        bucket_count=len(buckets.slots),
+        bucket_slots=BUCKET_SLOTS,
+        hash_mult=HASH_MULT,
+        fields=len(FIELDS),
+        dir_entries=dir_entries,
+        dir_classes=dir_classes,
+        dir_skips=dir_skips,
+        dir_root=DIR_ROOT,
+        v6_wide=(WIDE_UNTIL[Family.IPV6] - DIR_ROOT_BITS) // 8,
+        v6_levels=(WIDE_UNTIL[Family.IPV6] - DIR_ROOT_BITS) // 8
+        + (Family.IPV6.width - WIDE_UNTIL[Family.IPV6]) // 4,
+        v6_unit=UNIT[Family.IPV6],
+    )
     return Plan(
         policy=policy,
         strategy="tables",
-        template=TEMPLATE,
-        context={
-            "policy_name": policy.name,
-            "dry_run": dry_run,
-            "slot_count": len(slots),
-            "slot_would_drop": special_slots(policy)["would_drop"],
-            "groups": MAX_GROUPS,
-            "l4_keys": L4_KEYS,
-            "ports": PORTS,
-            "rule_capacity": rule_capacity,
-            "combo_capacity": combo_capacity,
-            "array_capacity": array_capacity,
-            "bucket_count": len(buckets.slots),
-            "bucket_slots": BUCKET_SLOTS,
-            "hash_mult": HASH_MULT,
-            "fields": len(FIELDS),
-            "dir_entries": dir_entries,
-            "dir_classes": dir_classes,
-            "dir_skips": dir_skips,
-            "dir_root": DIR_ROOT,
-            "v6_wide": (WIDE_UNTIL[Family.IPV6] - DIR_ROOT_BITS) // 8,
-            "v6_levels": (WIDE_UNTIL[Family.IPV6] - DIR_ROOT_BITS) // 8
-            + (Family.IPV6.width - WIDE_UNTIL[Family.IPV6]) // 4,
-            "v6_unit": UNIT[Family.IPV6],
-        },
-        maps=tuple(maps),
+        program=program,
+        maps=program_maps(program),
         seeds=seeds(policy, tables, buckets, tries),
         dry_run=dry_run,
         counter_slots=slots,
     )
+
+
+def program_maps(p: TablesProgram) -> tuple[MapInfo, ...]:
+    """The maps the template declares, in its order: both generations of every table."""
+    maps = [
+        MapInfo("fwc_counters", "percpu_array", 4, 16, p.slot_count),
+        MapInfo("fwc_gen", "array", 4, 4, 1),
+    ]
+    for g in p.generations:
+        maps += [
+            MapInfo(f"fwc_cfg{g}", "array", 4, CFG.size, 1),
+            *(
+                m
+                for t in p.dir_entries
+                for m in (
+                    MapInfo(f"fwc_{t}_{g}", "array", 4, U32.size, p.dir_entries[t]),
+                    MapInfo(f"fwc_{t}c_{g}", "array", 4, ADDR_VALUE.size, p.dir_classes[t]),
+                )
+            ),
+            *(
+                MapInfo(f"fwc_{t}k_{g}", "array", 4, SKIP_RECORD.size, p.dir_skips[t])
+                for t in p.dir_skips
+            ),
+            MapInfo(f"fwc_l4_{g}", "array", 4, CLASSES16.size, p.l4_keys),
+            MapInfo(f"fwc_sp{g}", "array", 4, U16.size, p.ports),
+            MapInfo(f"fwc_dp{g}", "array", 4, U16.size, p.ports),
+            MapInfo(f"fwc_spc{g}", "array", 4, CLASSES16.size, p.ports),
+            MapInfo(f"fwc_dpc{g}", "array", 4, CLASSES16.size, p.ports),
+            MapInfo(f"fwc_carr{g}", "array", 4, U32.size, p.array_capacity),
+            MapInfo(f"fwc_bkt{g}", "array", 4, BUCKET.size, p.bucket_count),
+            MapInfo(f"fwc_comb{g}", "hash", U64.size, U32.size, p.combo_capacity),
+            MapInfo(f"fwc_rule{g}", "array", 4, RULE.size, p.rule_capacity),
+        ]
+    return tuple(maps)
 
 
 def capacity(count: int) -> int:
