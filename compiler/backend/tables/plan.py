@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from fwc.artifact.layout import CFG_HEADER, RULE_VALUE
+from fwc.artifact.layout import CFG_HEADER, RULE_VALUE, generation_map
 from fwc.compiler.backend.options import DEFAULT_OPTIONS, CompileOptions
 from fwc.compiler.backend.plan import (
     MapInfo,
@@ -220,28 +220,36 @@ def program_maps(p: TablesProgram) -> tuple[MapInfo, ...]:
     ]
     for g in p.generations:
         maps += [
-            MapInfo(f"fwc_cfg{g}", "array", 4, CFG.size, 1),
+            MapInfo(generation_map("fwc_cfg", g), "array", 4, CFG.size, 1),
             *(
                 m
                 for t in p.dir_entries
                 for m in (
-                    MapInfo(f"fwc_{t}_{g}", "array", 4, U32.size, p.dir_entries[t]),
-                    MapInfo(f"fwc_{t}c_{g}", "array", 4, ADDR_VALUE.size, p.dir_classes[t]),
+                    MapInfo(generation_map(f"fwc_{t}_", g), "array", 4, U32.size, p.dir_entries[t]),
+                    MapInfo(
+                        generation_map(f"fwc_{t}c_", g),
+                        "array",
+                        4,
+                        ADDR_VALUE.size,
+                        p.dir_classes[t],
+                    ),
                 )
             ),
             *(
-                MapInfo(f"fwc_{t}k_{g}", "array", 4, SKIP_RECORD.size, p.dir_skips[t])
+                MapInfo(
+                    generation_map(f"fwc_{t}k_", g), "array", 4, SKIP_RECORD.size, p.dir_skips[t]
+                )
                 for t in p.dir_skips
             ),
-            MapInfo(f"fwc_l4_{g}", "array", 4, CLASSES16.size, p.l4_keys),
-            MapInfo(f"fwc_sp{g}", "array", 4, U16.size, p.ports),
-            MapInfo(f"fwc_dp{g}", "array", 4, U16.size, p.ports),
-            MapInfo(f"fwc_spc{g}", "array", 4, CLASSES16.size, p.ports),
-            MapInfo(f"fwc_dpc{g}", "array", 4, CLASSES16.size, p.ports),
-            MapInfo(f"fwc_carr{g}", "array", 4, U32.size, p.array_capacity),
-            MapInfo(f"fwc_bkt{g}", "array", 4, BUCKET.size, p.bucket_count),
-            MapInfo(f"fwc_comb{g}", "hash", U64.size, U32.size, p.combo_capacity),
-            MapInfo(f"fwc_rule{g}", "array", 4, RULE.size, p.rule_capacity),
+            MapInfo(generation_map("fwc_l4_", g), "array", 4, CLASSES16.size, p.l4_keys),
+            MapInfo(generation_map("fwc_sp", g), "array", 4, U16.size, p.ports),
+            MapInfo(generation_map("fwc_dp", g), "array", 4, U16.size, p.ports),
+            MapInfo(generation_map("fwc_spc", g), "array", 4, CLASSES16.size, p.ports),
+            MapInfo(generation_map("fwc_dpc", g), "array", 4, CLASSES16.size, p.ports),
+            MapInfo(generation_map("fwc_carr", g), "array", 4, U32.size, p.array_capacity),
+            MapInfo(generation_map("fwc_bkt", g), "array", 4, BUCKET.size, p.bucket_count),
+            MapInfo(generation_map("fwc_comb", g), "hash", U64.size, U32.size, p.combo_capacity),
+            MapInfo(generation_map("fwc_rule", g), "array", 4, RULE.size, p.rule_capacity),
         ]
     return tuple(maps)
 
