@@ -1,4 +1,4 @@
-"""Validates a loaded policy against the published JSON Schema and explains each error in place."""
+"""Schema validation of a loaded policy: each JSON Schema error as a finding in place."""
 
 from __future__ import annotations
 
