@@ -179,7 +179,7 @@ def gate_query(rules: list[GateRule]) -> str:
     """One query binding x to {package: {rule: value}}, leaving out undefined rules.
 
     Each rule is referenced by name: a reference with a variable key (`data.fwc[name]`)
-    would make regopy evaluate every rule of the package, helpers and tests included.
+    would make regopy evaluate every rule of the package, the helpers included.
     """
     by_package: dict[str, list[str]] = {}
     for package, name in rules:
