@@ -111,12 +111,14 @@ rules:
 
 
 def _engine_input(value: Any) -> Any:
-    """What regopy's `input` holds for `value` (a Policy, or a JSON-shaped document)."""
-    return rego_regopy.evaluate([], {}, value, "x := input")
+    """What regopy's `input` holds for `value` (a Policy, standing for its policy_doc, or a
+    JSON-shaped document)."""
+    doc = policy_doc(value) if isinstance(value, Policy) else value
+    return rego_regopy.evaluate([], {}, doc, "x := input")
 
 
 @pytest.mark.parametrize("text", [EVERY_FIELD, "rules: []\n"])
-def test_engine_input_from_the_ir_is_policy_doc(text: str) -> None:
+def test_engine_input_is_policy_doc(text: str) -> None:
     built = policy(text)
     expected = json.loads(json.dumps(policy_doc(built)))
     assert _engine_input(built) == expected
@@ -125,7 +127,7 @@ def test_engine_input_from_the_ir_is_policy_doc(text: str) -> None:
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(policies(max_rules=12, rate_limit=True))
-def test_engine_input_from_the_ir_matches_policy_doc_for_random_policies(built: Policy) -> None:
+def test_engine_input_is_policy_doc_for_random_policies(built: Policy) -> None:
     assert _engine_input(built) == json.loads(json.dumps(policy_doc(built)))
 
 
@@ -243,61 +245,18 @@ def test_example_policies_have_no_errors(example: Path) -> None:
     assert [f.message for f in gate(built, RegoOptions()) if f.severity is Severity.ERROR] == []
 
 
-# ---- parallel evaluation ----------------------------------------------------------------
-
-EVERYTHING_FIRES = (
-    GOOD.replace("default_action: deny", "default_action: allow")
-    .replace('source_cidrs: ["$mgmt_nets"], ', "")
-    .replace("rate_limit_pps: 500", "rate_limit_pps: 5000000")
-    .replace("destination_ports: [443]", 'destination_ports: ["10000-65535"]')
-    .replace("description: web", 'description: " "')
-)
-
-
-def test_parallel_parts_find_what_one_query_finds(monkeypatch: pytest.MonkeyPatch) -> None:
-    serial = gate(policy(EVERYTHING_FIRES), RegoOptions())
-    monkeypatch.setattr(rego, "PARALLEL_FROM_RULES", 0)
-    monkeypatch.setattr(rego.rego_cores, "spare_cores", lambda: 2)
-    assert gate(policy(EVERYTHING_FIRES), RegoOptions()) == serial
-    assert len({f.extra["rego_rule"] for f in serial}) == 5
-
-
-@pytest.mark.parametrize(("spare", "parts"), [(0, 1), (1, 2), (3, 4)])
-def test_a_process_per_spare_core(monkeypatch: pytest.MonkeyPatch, spare: int, parts: int) -> None:
-    monkeypatch.setattr(rego, "PARALLEL_FROM_RULES", 0)
-    monkeypatch.setattr(rego.rego_cores, "spare_cores", lambda: spare)
-    assert rego._parts(policy(GOOD), RegoOptions()) == parts
-
-
-def test_small_policies_run_in_one_process(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(rego.rego_cores, "spare_cores", lambda: 3)
-    assert rego._parts(policy(GOOD), RegoOptions()) == 1
-
-
-@pytest.mark.parametrize("parts", [1, 2, 3, 10])
-def test_split_keeps_every_rule_once(parts: int) -> None:
-    rules = [("fwc", n) for n in ("deny_a", "deny_management_ssh", "warn_b", "exception")]
-    groups = rego.split_rules(rules, parts)
-    assert sorted(r for g in groups for r in g) == sorted(rules)
-    assert len(groups) == min(parts, len(rules))
-
-
-def test_split_keeps_rules_that_share_work_together() -> None:
-    modules = [m for m in rego._load(RegoOptions()).modules if not rego._is_test_file(m)]
-    groups = rego.split_rules(rego.gate_rules(modules), 2)
-    [together] = [g for g in groups if ("fwc", "deny_admin_from_world") in g]
-    assert ("fwc", "deny_world_port_span") in together
+# ---- the embedded engine ---------------------------------------------------------------
 
 
 def test_gate_query_leaves_out_undefined_rules(tmp_path: Path) -> None:
     write(tmp_path, "u.rego", USER_RULES + '\ndeny_never := "x" if false\n')
     modules = list(rego._load(RegoOptions(policy_dirs=(tmp_path,))).modules)
     query = rego.gate_query([("main", "warn"), ("main", "deny_never")])
-    [value] = rego_regopy.evaluate_all(modules, {}, {"name": "good", "rules": []}, [query])
+    value = rego_regopy.evaluate(modules, {}, {"name": "good", "rules": []}, query)
     assert value == {"main": {"warn": ["a plain warning"]}}
 
 
-def test_crashed_worker_is_an_error(tmp_path: Path) -> None:
+def test_crashed_engine_is_an_error(tmp_path: Path) -> None:
     write(
         tmp_path,
         "crash.rego",
@@ -306,14 +265,13 @@ def test_crashed_worker_is_an_error(tmp_path: Path) -> None:
         'deny_fine contains "f" if true\n',
     )
     modules = list(rego._load(RegoOptions(policy_dirs=(tmp_path,))).modules)
-    fine, crash = rego.gate_query([("fwc", "deny_fine")]), rego.gate_query([("fwc", "deny_crash")])
+    crash = rego.gate_query([("fwc", "deny_fine"), ("fwc", "deny_crash")])
     with pytest.raises(rego_regopy.EngineFailure, match=r"crashed \(SIG[A-Z]+\) while evaluating"):
-        rego_regopy.evaluate_all(modules, {}, {"a": 0}, [fine, crash])
+        rego_regopy.evaluate(modules, {}, {"a": 0}, crash)
 
 
-@pytest.mark.parametrize("queries", [1, 2])
 def test_engine_print_output_reaches_stderr(
-    tmp_path: Path, capfd: pytest.CaptureFixture[str], queries: int
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     write(
         tmp_path,
@@ -323,12 +281,12 @@ def test_engine_print_output_reaches_stderr(
         'deny_also contains "a" if {\n    print("also", input.a)\n}\n',
     )
     modules = list(rego._load(RegoOptions(policy_dirs=(tmp_path,))).modules)
-    talk, also = rego.gate_query([("fwc", "deny_talk")]), rego.gate_query([("fwc", "deny_also")])
-    values = rego_regopy.evaluate_all(modules, {}, {"a": 7}, [talk, also][:queries])
-    assert values[0] == {"fwc": {"deny_talk": ["t"]}}
+    both = rego.gate_query([("fwc", "deny_talk"), ("fwc", "deny_also")])
+    value = rego_regopy.evaluate(modules, {}, {"a": 7}, both)
+    assert value == {"fwc": {"deny_talk": ["t"], "deny_also": ["a"]}}
     printed = capfd.readouterr().err
     assert "said 7" in printed
-    assert ("also 7" in printed) == (queries == 2)
+    assert "also 7" in printed
 
 
 # ---- user directories, data files, waivers --------------------------------------------

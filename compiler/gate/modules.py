@@ -1,4 +1,4 @@
-"""Rego modules on disk and a light scan of them: package, rule heads, imports and calls.
+"""Rego modules on disk, each with what a light scan finds: package, rule heads and calls.
 
 The scan is lexical, not a parser: it is enough to find the gate's deny/warn/exception
 rules, the test_ rules, and every function call with its line, so that a built-in the

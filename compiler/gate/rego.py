@@ -16,7 +16,6 @@ from typing import Any
 
 import yaml
 
-from fwc.compiler.gate import cores as rego_cores
 from fwc.compiler.gate import opa as rego_opa
 from fwc.compiler.gate import regopy as rego_regopy
 from fwc.compiler.gate import server as rego_server
@@ -29,22 +28,6 @@ NAMESPACES = ("fwc", "main")
 ENGINES = ("auto", "regopy", "opa", "server")
 _GATE_RULE = re.compile(r"(deny|violation|warn)(_[A-Za-z0-9_]+)?|exception")
 _TEST_RULE = re.compile(r"test_[A-Za-z0-9_]*")
-
-# The embedded engine evaluates the gate rules in parallel parts from this many policy
-# rules on; below it, forking a worker costs more than it saves.
-PARALLEL_FROM_RULES = 1000
-# What each bundled rule costs regopy at 10,000 policy rules (CPU ms, measured), to balance
-# the parts; any other rule counts as _OTHER_COST. deny_world_port_span counts only what it
-# adds to deny_admin_from_world (they share data.fwc.lib.world_openers), which keeps the
-# two in one part.
-_COST = {
-    "deny_management_ssh": 380,
-    "deny_admin_from_world": 270,
-    "warn_missing_description": 270,
-    "deny_rate_limit_pps": 260,
-    "deny_world_port_span": 30,
-}
-_OTHER_COST = 100
 
 # A gate rule: (package, rule name).
 GateRule = tuple[str, str]
@@ -160,34 +143,23 @@ def _merge(into: dict[str, Any], doc: dict[str, Any], source: str) -> None:
 
 
 def _evaluate(
-    options: RegoOptions,
-    modules: list[Module],
-    data: Any,
-    policy: Policy,
-    parts: list[list[GateRule]],
+    options: RegoOptions, modules: list[Module], data: Any, policy: Policy, rules: list[GateRule]
 ) -> dict[str, dict[str, Any]]:
-    """The gate rules' values by package and rule name; the regopy engine runs each part of
-    the rules in its own process (and builds the input from the IR), the others run them
-    all in one query over policy_doc."""
+    """The gate rules' values by package and rule name, from one query over policy_doc."""
     engine = _engine(options)
-    every = gate_query([rule for part in parts for rule in part])
+    query = gate_query(rules)
+    doc = policy_doc(policy)
     try:
         if engine == "server":
             assert options.opa_url is not None
-            doc = policy_doc(policy)
-            values = [rego_server.evaluate(options.opa_url, modules, data, doc, every)]
+            value = rego_server.evaluate(options.opa_url, modules, data, doc, query)
         elif engine == "opa":
-            values = [rego_opa.evaluate(modules, data, policy_doc(policy), every)]
+            value = rego_opa.evaluate(modules, data, doc, query)
         else:
-            queries = [gate_query(part) for part in parts]
-            values = rego_regopy.evaluate_all(modules, data, policy, queries)
+            value = rego_regopy.evaluate(modules, data, doc, query)
     except rego_regopy.EngineFailure as exc:
         raise RegoError(str(exc)) from None
-    merged: dict[str, dict[str, Any]] = {}
-    for value in values:
-        for namespace, rules in (value or {}).items():
-            merged.setdefault(namespace, {}).update(rules)
-    return merged
+    return value or {}
 
 
 def gate_rules(modules: list[Module]) -> list[GateRule]:
@@ -206,8 +178,8 @@ def gate_rules(modules: list[Module]) -> list[GateRule]:
 def gate_query(rules: list[GateRule]) -> str:
     """One query binding x to {package: {rule: value}}, leaving out undefined rules.
 
-    Each rule is referenced by name: regopy evaluates every rule of a package for a
-    reference with a variable key (`data.fwc[name]`), which would defeat the split.
+    Each rule is referenced by name: a reference with a variable key (`data.fwc[name]`)
+    would make regopy evaluate every rule of the package, the helpers included.
     """
     by_package: dict[str, list[str]] = {}
     for package, name in rules:
@@ -221,27 +193,6 @@ def gate_query(rules: list[GateRule]) -> str:
     return "x := {" + ", ".join(parts) + "}"
 
 
-def split_rules(rules: list[GateRule], parts: int) -> list[list[GateRule]]:
-    """`rules` in at most `parts` groups of about equal cost (longest first, to the lightest)."""
-    groups: list[list[GateRule]] = [[] for _ in range(max(1, min(parts, len(rules))))]
-    loads = [0] * len(groups)
-    for rule in sorted(rules, key=lambda r: -_COST.get(r[1], _OTHER_COST)):
-        lightest = loads.index(min(loads))
-        groups[lightest].append(rule)
-        loads[lightest] += _COST.get(rule[1], _OTHER_COST)
-    return [g for g in groups if g]
-
-
-def _parts(policy: Policy, options: RegoOptions) -> int:
-    """How many processes evaluate the gate: this one and one per spare core. A worker
-    shares the input copy-on-write but still pays page copies (about 0.2 s at 10,000
-    rules), which only a core that would otherwise sit idle repays: on a core another
-    task holds, two parts measured slower than one."""
-    if _engine(options) != "regopy" or len(policy.rules) < PARALLEL_FROM_RULES:
-        return 1
-    return 1 + rego_cores.spare_cores()
-
-
 def _is_test_file(module: Module) -> bool:
     return module.path.name.endswith("_test.rego")
 
@@ -253,8 +204,7 @@ def gate(policy: Policy, options: RegoOptions) -> list[Finding]:
     wanted = gate_rules(modules)
     if not wanted:
         return []
-    parts = split_rules(wanted, _parts(policy, options))
-    values = _evaluate(options, modules, json.loads(loaded.data), policy, parts)
+    values = _evaluate(options, modules, json.loads(loaded.data), policy, wanted)
     findings: list[Finding] = []
     by_name = {rule.name: rule for rule in policy.rules}
     for namespace, rules in values.items():

@@ -1,4 +1,4 @@
-"""Rate limiting as GCRA: the parameters a rate_limit rule compiles to, and the oracle's buckets."""
+"""Rate limiting as GCRA, as the compiled program and the oracle both compute it."""
 
 from __future__ import annotations
 

@@ -1,1 +1,1 @@
-"""The policy front end: YAML with places, the JSON Schema, semantic checks, and the IR."""
+"""The policy front end: from a YAML file to the checked, normalized IR."""

@@ -1,4 +1,4 @@
-"""Validates a loaded policy against the published JSON Schema and explains each error in place."""
+"""Schema validation of a loaded policy: each JSON Schema error as a finding in place."""
 
 from __future__ import annotations
 
@@ -8,15 +8,14 @@ import functools
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import jsonschema
+from jsonschema.exceptions import ValidationError
+from jsonschema.protocols import Validator
 
 from fwc.compiler.policy.findings import Finding, error
-from fwc.compiler.policy.schema_compile import Predicate, compile_schema
 from fwc.compiler.policy.source import Document, NodePath
-
-if TYPE_CHECKING:
-    from jsonschema.exceptions import ValidationError
-    from jsonschema.protocols import Validator
 
 SCHEMA_PATH = Path(__file__).parent / "policy.schema.json"
 
@@ -55,64 +54,22 @@ def schema() -> dict[str, Any]:
 
 
 @functools.cache
-def _strict_validator() -> Any:
-    """jsonschema's Draft 2020-12 validator class, except that 10.0 is no integer (or floats
-    would reach the IR). Imported on first use: only a policy with errors needs it, and the
-    import costs a tenth of a second."""
-    import jsonschema
-
+def validator() -> Validator:
+    """The one validator of the process (building it compiles every $ref and pattern):
+    Draft 2020-12, except that 10.0 is no integer, or floats would reach the IR."""
     types = jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
         "integer", lambda _checker, value: isinstance(value, int) and not isinstance(value, bool)
     )
-    return jsonschema.validators.extend(  # type: ignore[no-untyped-call]
+    strict = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
         jsonschema.Draft202012Validator, type_checker=types
     )
-
-
-@functools.cache
-def validator() -> Validator:
-    """One validator per process: building it compiles every $ref and pattern."""
-    v: Validator = _strict_validator()(schema())
+    v: Validator = strict(schema())
     return v
-
-
-@functools.cache
-def _rule_validator() -> Validator:
-    wrapper = {"$defs": schema()["$defs"], "$ref": "#/$defs/rule"}
-    v: Validator = _strict_validator()(wrapper)
-    return v
-
-
-@functools.cache
-def _predicates() -> tuple[Predicate, Predicate]:
-    """Fast yes/no checks of a whole policy and of one rule, from the same schema."""
-    root = schema()
-    return compile_schema(root), compile_schema(root, root["$defs"]["rule"])
 
 
 def validate(doc: Document) -> list[Finding]:
-    """Every schema error of `doc`, each as a finding at the offending key or value.
-
-    jsonschema explains only what the fast predicate rejects: the top level, and
-    each rule that fails on its own.
-    """
-    whole_ok, rule_ok = _predicates()
-    value = doc.value
-    if whole_ok(value):
-        return []
-    findings: list[Finding] = []
-    rules = value.get("rules") if isinstance(value, dict) else None
-    if not isinstance(rules, list):
-        for err in validator().iter_errors(value):
-            findings.extend(_explain(doc, err, ()))
-        return findings
-    for err in validator().iter_errors({**value, "rules": []}):
-        findings.extend(_explain(doc, err, ()))
-    for index, rule in enumerate(rules):
-        if not rule_ok(rule):
-            for err in _rule_validator().iter_errors(rule):
-                findings.extend(_explain(doc, err, ("rules", index)))
-    return findings
+    """Every schema error of `doc`, each as a finding at the offending key or value."""
+    return [finding for err in validator().iter_errors(doc.value) for finding in _explain(doc, err)]
 
 
 def describe_type(value: object) -> str:
@@ -179,8 +136,8 @@ def _short(value: object) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _explain(doc: Document, err: ValidationError, prefix: NodePath) -> Iterator[Finding]:
-    path: NodePath = (*prefix, *err.absolute_path)
+def _explain(doc: Document, err: ValidationError) -> Iterator[Finding]:
+    path: NodePath = tuple(err.absolute_path)
     # jsonschema types these as "maybe unset"; on a reported error they are set.
     instance: Any = err.instance
     wanted: Any = err.validator_value

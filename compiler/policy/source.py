@@ -30,14 +30,8 @@ except AttributeError:  # pragma: no cover - PyYAML built without libyaml
     _Loader = yaml.SafeLoader
 
 
-# A 1-based (line, column) position; Location objects are built only when asked for,
-# because a large policy has hundreds of thousands of nodes and few findings.
+# A 1-based (line, column) position.
 Position = tuple[int, int]
-
-# Loading records the positions of paths this short (the top level, each rule and each
-# set): a clean policy needs only its rules' lines. The first question about a deeper
-# path reads the text again and records every position.
-SHALLOW = 2
 
 
 @dataclass
@@ -49,13 +43,9 @@ class Document:
     sha256: str
     positions: dict[NodePath, Position] = field(default_factory=dict)
     key_positions: dict[NodePath, Position] = field(default_factory=dict)
-    # The text, while positions deeper than SHALLOW are still unrecorded.
-    text: str | None = field(default=None, repr=False, compare=False)
 
     def where(self, path: NodePath) -> Location:
         """The location of `path`, or of its nearest ancestor that has one."""
-        if len(path) > SHALLOW and self.text is not None:
-            self._record_all()
         while path:
             pos = self.positions.get(path)
             if pos is not None:
@@ -65,17 +55,8 @@ class Document:
 
     def key_where(self, path: NodePath) -> Location:
         """The location of the key that introduces `path` (else of its value)."""
-        if len(path) > SHALLOW and self.text is not None:
-            self._record_all()
         pos = self.key_positions.get(path)
         return Location(self.file, *pos) if pos is not None else self.where(path)
-
-    def _record_all(self) -> None:
-        assert self.text is not None
-        full = Document(self.file, None, self.sha256)
-        _Composer(self.text, full, shallow=False).run()
-        self.positions, self.key_positions = full.positions, full.key_positions
-        self.text = None
 
 
 class _Stop(Exception):
@@ -116,9 +97,9 @@ def load_bytes(data: bytes, file: str) -> tuple[Document | None, list[Finding]]:
     if "\x00" in text:
         return None, [error("FWC002", "file contains a NUL character", here)]
     digest = hashlib.sha256(data).hexdigest()
-    doc = Document(file=file, value=None, sha256=digest, text=text)
+    doc = Document(file=file, value=None, sha256=digest)
     try:
-        doc.value = _Composer(text, doc, shallow=True).run()
+        doc.value = _Composer(text, doc).run()
     except _Stop as stop:
         return None, [stop.finding]
     except yaml.MarkedYAMLError as exc:
@@ -134,14 +115,12 @@ def load_bytes(data: bytes, file: str) -> tuple[Document | None, list[Finding]]:
 class _Composer:
     """Builds values from the event stream without recursion, so depth is ours to bound."""
 
-    def __init__(self, text: str, doc: Document, shallow: bool) -> None:
+    def __init__(self, text: str, doc: Document) -> None:
         self.loader: Any = _Loader(text)
         self.doc = doc
-        # Record the positions of paths up to SHALLOW long only, else of every path.
-        self.deepest = SHALLOW if shallow else MAX_DEPTH + 1
-        self.anchors: dict[str, tuple[Any, int]] = {}
-        # Plain scalars resolve to immutable values, and keys repeat in every rule.
-        self.plain: dict[str, Any] = {}
+        self.anchors: dict[str, tuple[Any, int]] = {}  # anchor -> (value, expanded nodes)
+        self.nodes = 0  # expanded nodes so far, aliases counted at their full size
+        self.stack: list[_Frame] = []  # the open containers, innermost last
 
     def loc(self, mark: Any) -> Location:
         return Location(self.doc.file, mark.line + 1, mark.column + 1)
@@ -169,122 +148,112 @@ class _Composer:
         finally:
             ld.dispose()
 
-    def too_many(self, mark: Any) -> _Stop:
-        return self.stop("FWC005", f"the document expands to more than {MAX_NODES} nodes", mark)
-
     def compose_document(self) -> Any:
-        """The document's value; this loop is the hot path of a large policy, kept flat."""
-        get_event = self.loader.get_event
-        positions = self.doc.positions
-        key_positions = self.doc.key_positions
-        scalar = self.construct_scalar
-        plain = self.plain
-        deepest = self.deepest
-        anchors = self.anchors
-        scalar_event, alias_event = yaml.ScalarEvent, yaml.AliasEvent
-        sequence_start, mapping_start = yaml.SequenceStartEvent, yaml.MappingStartEvent
-        sequence_end, mapping_end = yaml.SequenceEndEvent, yaml.MappingEndEvent
-        nodes = 0  # expanded nodes so far, aliases counted at their full size
-        # The open containers, innermost last. A mapping frame waits for a key
-        # (pending is _NO_KEY) or for the value of `pending`.
-        stack: list[_Frame] = []
-        top: _Frame | None = None
+        """The document's value: each event opens a container, closes one, or is a value
+        that goes into the innermost open container."""
         while True:
-            ev = get_event()
-            cls = type(ev)
+            ev = self.loader.get_event()
             mark = ev.start_mark
-            is_key = top is not None and top.keys is not None and top.pending is _NO_KEY
-            if cls is scalar_event:
-                nodes += 1
-                # Plain untagged scalars (keys above all) repeat; their values are cached.
-                value = _NO_KEY
-                if ev.tag is None and not ev.style:
-                    value = plain.get(ev.value, _NO_KEY)
-                if value is _NO_KEY:
-                    value = scalar(ev)
-                if ev.anchor:
-                    anchors[ev.anchor] = (value, 1)
-            elif cls is alias_event:
-                if ev.anchor not in anchors:
-                    raise self.stop("FWC001", f"unknown alias *{ev.anchor}", mark)
-                value, size = anchors[ev.anchor]
-                if is_key and not _is_scalar_key(value):
-                    raise self.stop("FWC007", "mapping keys must be plain scalars", mark)
-                nodes += size
-            elif cls is sequence_start or cls is mapping_start:
-                if is_key:
-                    raise self.stop("FWC007", "mapping keys must be plain scalars", mark)
-                if len(stack) >= MAX_DEPTH:
-                    raise self.stop(
-                        "FWC005", f"the document nests deeper than {MAX_DEPTH} levels", mark
-                    )
-                nodes += 1
-                if nodes > MAX_NODES:
-                    raise self.too_many(mark)
-                is_seq = cls is sequence_start
-                tag = "tag:yaml.org,2002:seq" if is_seq else "tag:yaml.org,2002:map"
-                if ev.tag not in (None, "!", tag):
-                    raise self.stop("FWC007", f"unsupported tag {ev.tag}", mark)
-                if top is None:
-                    path: NodePath = ()
-                elif top.keys is None:
-                    path = (*top.path, len(top.container))
-                else:
-                    path = (*top.path, top.pending)
-                if len(path) <= deepest:
-                    positions[path] = (mark.line + 1, mark.column + 1)
-                top = _Frame(
-                    [] if is_seq else {},
-                    path,
-                    None if is_seq else {},
-                    ev.anchor,
-                    nodes,
-                    len(path) < deepest,
-                )
-                stack.append(top)
+            if isinstance(ev, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+                self.open(ev)
                 continue
-            elif cls is sequence_end or cls is mapping_end:
-                done = stack.pop()
-                if done.anchor:
-                    anchors[done.anchor] = (done.container, nodes - done.start + 1)
-                top = stack[-1] if stack else None
-                if top is None:
-                    return done.container
-                if top.keys is None:
-                    top.container.append(done.container)
-                else:
-                    top.container[top.pending] = done.container
-                    top.pending = _NO_KEY
-                continue
+            if isinstance(ev, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+                value = self.close()
+                mark = None  # its position was recorded when it opened
+            elif isinstance(ev, yaml.ScalarEvent):
+                value = self.scalar(ev)
+            elif isinstance(ev, yaml.AliasEvent):
+                value = self.alias(ev)
             else:
                 raise self.stop("FWC001", "unexpected YAML event", mark)
-            # A scalar or an alias: `value` goes into the open container.
-            if nodes > MAX_NODES:
-                raise self.too_many(mark)
-            if top is None:
+            if not self.stack:
                 return value
-            if top.keys is None:
-                if top.record:
-                    positions[(*top.path, len(top.container))] = (mark.line + 1, mark.column + 1)
-                top.container.append(value)
-            elif is_key:
-                key = value if type(value) is str else self.key(value, mark)
-                first = top.keys.get(key)
-                if first is not None:
-                    raise self.stop(
-                        "FWC003",
-                        f"duplicate key '{key}' (first defined at line {first.line + 1})",
-                        mark,
-                    )
-                top.keys[key] = mark
-                if top.record:
-                    key_positions[(*top.path, key)] = (mark.line + 1, mark.column + 1)
-                top.pending = key
-            else:
-                if top.record:
-                    positions[(*top.path, top.pending)] = (mark.line + 1, mark.column + 1)
-                top.container[top.pending] = value
-                top.pending = _NO_KEY
+            self.place(value, mark)
+
+    def expect_key(self) -> bool:
+        """Whether the next node is a mapping key."""
+        return bool(self.stack) and self.stack[-1].pending is _NO_KEY
+
+    def count(self, size: int, mark: Any) -> None:
+        self.nodes += size
+        if self.nodes > MAX_NODES:
+            raise self.stop("FWC005", f"the document expands to more than {MAX_NODES} nodes", mark)
+
+    def open(self, ev: Any) -> None:
+        """A new sequence or mapping, recorded at its path."""
+        mark = ev.start_mark
+        if self.expect_key():
+            raise self.stop("FWC007", "mapping keys must be plain scalars", mark)
+        if len(self.stack) >= MAX_DEPTH:
+            raise self.stop("FWC005", f"the document nests deeper than {MAX_DEPTH} levels", mark)
+        self.count(1, mark)
+        is_seq = isinstance(ev, yaml.SequenceStartEvent)
+        tag = "tag:yaml.org,2002:seq" if is_seq else "tag:yaml.org,2002:map"
+        if ev.tag not in (None, "!", tag):
+            raise self.stop("FWC007", f"unsupported tag {ev.tag}", mark)
+        path = self.child_path()
+        self.doc.positions[path] = (mark.line + 1, mark.column + 1)
+        self.stack.append(_Frame([] if is_seq else {}, path, ev.anchor, self.nodes))
+
+    def close(self) -> Any:
+        """The innermost container, now complete; its anchor counts every node inside."""
+        done = self.stack.pop()
+        if done.anchor:
+            self.anchors[done.anchor] = (done.container, self.nodes - done.start + 1)
+        return done.container
+
+    def child_path(self) -> NodePath:
+        """The path of the next node of the innermost open container."""
+        if not self.stack:
+            return ()
+        top = self.stack[-1]
+        if isinstance(top.container, list):
+            return (*top.path, len(top.container))
+        return (*top.path, top.pending)
+
+    def scalar(self, ev: Any) -> Any:
+        self.count(1, ev.start_mark)
+        value = self.construct_scalar(ev)
+        if ev.anchor:
+            self.anchors[ev.anchor] = (value, 1)
+        return value
+
+    def alias(self, ev: Any) -> Any:
+        mark = ev.start_mark
+        if ev.anchor not in self.anchors:
+            raise self.stop("FWC001", f"unknown alias *{ev.anchor}", mark)
+        value, size = self.anchors[ev.anchor]
+        if self.expect_key() and not _is_scalar_key(value):
+            raise self.stop("FWC007", "mapping keys must be plain scalars", mark)
+        self.count(size, mark)
+        return value
+
+    def place(self, value: Any, mark: Any) -> None:
+        """Puts `value` into the innermost open container: as the next item, key or value.
+        `mark` is where it starts, or None for a container (recorded when it opened)."""
+        top = self.stack[-1]
+        if top.pending is _NO_KEY:
+            self.place_key(top, value, mark)
+            return
+        if mark is not None:
+            self.doc.positions[self.child_path()] = (mark.line + 1, mark.column + 1)
+        if isinstance(top.container, list):
+            top.container.append(value)
+        else:
+            top.container[top.pending] = value
+            top.pending = _NO_KEY
+
+    def place_key(self, top: _Frame, value: Any, mark: Any) -> None:
+        """`value` as the next key of the mapping `top`; duplicates are refused."""
+        key = value if type(value) is str else self.key(value, mark)
+        first = top.keys.get(key)
+        if first is not None:
+            raise self.stop(
+                "FWC003", f"duplicate key '{key}' (first defined at line {first.line + 1})", mark
+            )
+        top.keys[key] = mark
+        self.doc.key_positions[(*top.path, key)] = (mark.line + 1, mark.column + 1)
+        top.pending = key
 
     def key(self, value: Any, mark: Any) -> str:
         """A mapping key that is not a string, as one (a collection is no key)."""
@@ -293,54 +262,39 @@ class _Composer:
         return value if isinstance(value, str) else str(value)
 
     def construct_scalar(self, ev: Any) -> Any:
-        """A scalar's value; compose_document looks plain ones up in the cache first."""
+        """A scalar's value, resolved and constructed as yaml.SafeLoader would."""
         tag = ev.tag
-        # A plain scalar's style is None from the pure parser and "" from libyaml's.
-        plain = tag is None and not ev.style
         if tag is None or tag == "!":
             if ev.style in ("'", '"', "|", ">"):
                 return ev.value  # quoted and block scalars are strings
             tag = self.loader.resolve(yaml.ScalarNode, ev.value, ev.implicit)
         if tag == _STR:
-            if plain:
-                self.plain[ev.value] = ev.value
             return ev.value
         constructor = yaml.SafeLoader.yaml_constructors.get(tag)
         if constructor is None:
             raise self.stop("FWC007", f"unsupported tag {tag}", ev.start_mark)
         node = yaml.ScalarNode(tag, ev.value, ev.start_mark, ev.end_mark, ev.style)
         try:
-            value = constructor(self.loader, node)
+            return constructor(self.loader, node)
         except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
             raise self.stop(
                 "FWC007", f"cannot read scalar {ev.value!r}: {exc}", ev.start_mark
             ) from None
-        if plain:
-            self.plain[ev.value] = value
-        return value
 
 
 class _Frame:
-    """An open sequence (keys is None) or mapping being filled."""
+    """An open sequence or mapping being filled."""
 
-    __slots__ = ("anchor", "container", "keys", "path", "pending", "record", "start")
+    __slots__ = ("anchor", "container", "keys", "path", "pending", "start")
 
-    def __init__(
-        self,
-        container: Any,
-        path: NodePath,
-        keys: dict[str, Any] | None,
-        anchor: str | None,
-        start: int,
-        record: bool,
-    ) -> None:
+    def __init__(self, container: Any, path: NodePath, anchor: str | None, start: int) -> None:
         self.container = container
         self.path = path
-        self.keys = keys  # the mark of each key so far, for the duplicate-key message
         self.anchor = anchor
-        self.start = start
-        self.record = record  # whether the positions of the children are recorded
-        self.pending: Any = _NO_KEY
+        self.start = start  # the node count when it opened, for the size of its anchor
+        self.keys: dict[str, Any] = {}  # a mapping's keys so far, with their marks
+        # A sequence never waits for a key; a mapping waits for one or for its value.
+        self.pending: Any = None if isinstance(container, list) else _NO_KEY
 
 
 def _is_scalar_key(value: object) -> bool:

@@ -1,1 +1,1 @@
-"""Views of a check run: JSON first; text, SARIF, GitHub annotations and JUnit from it."""
+"""Reports of a check run: one module per format, each a view of the same findings."""

@@ -1,4 +1,4 @@
-"""Report views of a check run; JSON is the primary one, the others are views of the same data."""
+"""The report formats by name, with JSON, the primary one, that the others are views of."""
 
 from __future__ import annotations
 
