@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
 from fwc.compiler.backend.tables import classify
@@ -195,6 +195,10 @@ def test_merged_groups_stay_exact(rules: tuple[Rule, ...], pkts: list[PacketFiel
     classify.MAX_GROUPS = 1
     try:
         tables = build_tables(rules)
+    except classify.TablesTooLarge:
+        # one group multiplies every field's classes: some random policies are refused
+        # (the documented refusal, a finding at compile time); exactness is for the rest
+        reject()
     finally:
         classify.MAX_GROUPS = original
     assert tables.ngroups <= 1
