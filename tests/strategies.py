@@ -9,6 +9,7 @@ packets often hit them. `policy_and_frames()` draws both at once.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from typing import Any
 
 import yaml
@@ -154,37 +155,10 @@ def policy_documents(
             entries.append("$" + draw(st.sampled_from(sorted(port_sets))))
         return entries
 
-    rules = []
-    for i in range(draw(st.integers(min_rules, max_rules))):
-        protocol = draw(st.sampled_from(PROTOCOL_NAMES))
-        priority = draw(st.integers(0, 20)) if draw(st.booleans()) else draw(st.integers(0, 65535))
-        rule: dict[str, Any] = {
-            "name": f"r{i}",
-            "priority": priority,
-            "action": draw(st.sampled_from(ACTIONS)),
-            "protocol": protocol,
-        }
-        if rate_limit and draw(st.integers(0, 3)) == 0:
-            rule["action"] = "rate_limit"
-            rule["rate_limit_pps"] = draw(st.sampled_from((1, 7, 1000, 10**9)))
-            rule["rate_limit_burst"] = draw(st.sampled_from(LARGE_BURSTS))
-        if rate_limit and draw(st.integers(0, 3)) == 0:
-            rule["log"] = True
-        for key in ("source_cidrs", "destination_cidrs"):
-            entries = addresses()
-            if entries:
-                rule[key] = entries
-        wants_icmp = protocol in ("icmp", "icmpv6") or (protocol == "any" and draw(st.booleans()))
-        if protocol in ("tcp", "udp", "any") and not (protocol == "any" and wants_icmp):
-            for key in ("source_ports", "destination_ports"):
-                if draw(st.integers(0, 2)) == 0:
-                    rule[key] = ports()
-        if protocol == "tcp" and draw(st.integers(0, 2)) == 0:
-            rule["tcp_flags"] = draw_tcp_flags(draw)
-        if wants_icmp and draw(st.booleans()):
-            types = _draw_list(draw, lambda d: d(st.sampled_from(_ICMP_TYPES)), 1, 4)
-            rule["icmp_types"] = list(dict.fromkeys(types))
-        rules.append(rule)
+    rules = [
+        _draw_rule(draw, i, rate_limit, addresses, ports)
+        for i in range(draw(st.integers(min_rules, max_rules)))
+    ]
     doc: dict[str, Any] = {
         "version": 1,
         "name": "hyp",
@@ -194,6 +168,45 @@ def policy_documents(
     if address_sets or port_sets:
         doc["sets"] = {**address_sets, **port_sets}
     return doc
+
+
+def _draw_rule(
+    draw: st.DrawFn,
+    i: int,
+    rate_limit: bool,
+    addresses: Callable[[], list[str]],
+    ports: Callable[[], list[int | str]],
+) -> dict[str, Any]:
+    """Rule `i` of policy_documents: protocol, action, addresses, ports, flags, types."""
+    protocol = draw(st.sampled_from(PROTOCOL_NAMES))
+    priority = draw(st.integers(0, 20)) if draw(st.booleans()) else draw(st.integers(0, 65535))
+    rule: dict[str, Any] = {
+        "name": f"r{i}",
+        "priority": priority,
+        "action": draw(st.sampled_from(ACTIONS)),
+        "protocol": protocol,
+    }
+    if rate_limit and draw(st.integers(0, 3)) == 0:
+        rule["action"] = "rate_limit"
+        rule["rate_limit_pps"] = draw(st.sampled_from((1, 7, 1000, 10**9)))
+        rule["rate_limit_burst"] = draw(st.sampled_from(LARGE_BURSTS))
+    if rate_limit and draw(st.integers(0, 3)) == 0:
+        rule["log"] = True
+    for key in ("source_cidrs", "destination_cidrs"):
+        entries = addresses()
+        if entries:
+            rule[key] = entries
+    wants_icmp = protocol in ("icmp", "icmpv6") or (protocol == "any" and draw(st.booleans()))
+    if protocol in ("tcp", "udp", "any") and not (protocol == "any" and wants_icmp):
+        for key in ("source_ports", "destination_ports"):
+            if draw(st.integers(0, 2)) == 0:
+                rule[key] = ports()
+    if protocol == "tcp" and draw(st.integers(0, 2)) == 0:
+        rule["tcp_flags"] = draw_tcp_flags(draw)
+    if wants_icmp and draw(st.booleans()):
+        types = _draw_list(draw, lambda d: d(st.sampled_from(_ICMP_TYPES)), 1, 4)
+        rule["icmp_types"] = list(dict.fromkeys(types))
+    return rule
 
 
 def policy_from_document(doc: dict[str, Any]) -> Policy:
