@@ -50,17 +50,32 @@ def _flag_terms(values: int) -> tuple[tuple[int, int], ...]:
     """Disjoint (must_set, must_clear) patterns whose flag bytes together are exactly `values`."""
     out: list[tuple[int, int]] = []
 
-    def split(must_set: int, must_clear: int, depth: int) -> None:
+    def split(must_set: int, must_clear: int) -> None:
         inside = flag_values(must_set, must_clear) & BYTE_VALUES
         if inside & values == inside:
             out.append((must_set, must_clear))
         elif inside & values:
-            bit = _FLAG_BITS[depth]
-            split(must_set | bit, must_clear, depth + 1)
-            split(must_set, must_clear | bit, depth + 1)
+            bit = _split_bit(values, must_set, must_clear)
+            split(must_set | bit, must_clear)
+            split(must_set, must_clear | bit)
 
-    split(0, 0, 0)
+    split(0, 0)
     return tuple(out)
+
+
+def _split_bit(values: int, must_set: int, must_clear: int) -> int:
+    """A free flag bit to split on: one with a half wholly in or out of `values` if there
+    is one, since that half is then finished and the patterns stay few."""
+    free = [bit for bit in _FLAG_BITS if not bit & (must_set | must_clear)]
+    for bit in free:
+        for half in (
+            flag_values(must_set | bit, must_clear),
+            flag_values(must_set, must_clear | bit),
+        ):
+            part = half & BYTE_VALUES
+            if part & values in (0, part):
+                return bit
+    return free[0]
 
 
 def writable(cube: Cube) -> Region:
@@ -131,25 +146,40 @@ def _address(value: int, family_bit: int) -> str:
     return str(make(value))
 
 
+# Flag bytes an example prefers, most familiar first: SYN, ACK, SYN+ACK.
+_USUAL_FLAGS = (0x02, 0x10, 0x12)
+_USUAL_SOURCE_PORT = 12345
+
+
+def _pick(spans: Intervals, usual: int | None = None, skip_first: bool = False) -> Intervals:
+    """One value of `spans`: `usual` if there, else the first (with `skip_first`, the one
+    after it when there is one: an address other than the network's)."""
+    if usual is not None and any(lo <= usual <= hi for lo, hi in spans):
+        return ((usual, usual),)
+    lo, hi = spans[0]
+    value = lo + 1 if skip_first and hi > lo else lo
+    return ((value, value),)
+
+
+def _pick_bit(mask: int, usual: tuple[int, ...] = ()) -> int:
+    for value in usual:
+        if mask >> value & 1:
+            return 1 << value
+    return mask & -mask
+
+
 def point(cube: Cube) -> Cube:
     """One packet of the cube, as a cube of single values."""
-    family = cube.family & -cube.family
-    fragment = cube.fragment & -cube.fragment
-    protocol = cube.protocol & -cube.protocol
-
-    def first(spans: Intervals) -> Intervals:
-        return ((spans[0][0], spans[0][0]),)
-
     return Cube(
-        family,
-        first(cube.src),
-        first(cube.dst),
-        fragment,
-        protocol,
-        first(cube.sport),
-        first(cube.dport),
-        cube.tcp_flags & -cube.tcp_flags,
-        cube.icmp_type & -cube.icmp_type,
+        _pick_bit(cube.family),
+        _pick(cube.src, skip_first=True),
+        _pick(cube.dst, skip_first=True),
+        _pick_bit(cube.fragment),
+        _pick_bit(cube.protocol),
+        _pick(cube.sport, _USUAL_SOURCE_PORT),
+        _pick(cube.dport),
+        _pick_bit(cube.tcp_flags, _USUAL_FLAGS),
+        _pick_bit(cube.icmp_type),
     )
 
 
