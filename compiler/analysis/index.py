@@ -17,15 +17,16 @@ class _AddressIndex:
     """Rules by the CIDRs of one address field: those inside a span, and those around a point."""
 
     def __init__(self, rules: tuple[Rule, ...], field: Callable[[Rule], tuple[AddressRange, ...]]):
-        self.anywhere = [rule.id for rule in rules if not field(rule)]
+        # Positions, not `Rule.id`: an edited policy in a test or a diff may hold stale ids.
+        self.anywhere = [i for i, rule in enumerate(rules) if not field(rule)]
         self.starts: dict[int, list[tuple[int, int]]] = {bit: [] for bit in FAMILY_BITS.values()}
         self.around: dict[tuple[int, int, int], list[int]] = {}
         self.lengths: dict[int, set[int]] = {bit: set() for bit in FAMILY_BITS.values()}
-        for rule in rules:
+        for i, rule in enumerate(rules):
             for r in field(rule):
                 bit = FAMILY_BITS[r.family]
-                self.starts[bit].append((r.first, rule.id))
-                self.around.setdefault((bit, r.prefix_len, r.network), []).append(rule.id)
+                self.starts[bit].append((r.first, i))
+                self.around.setdefault((bit, r.prefix_len, r.network), []).append(i)
                 self.lengths[bit].add(r.prefix_len)
         for starts in self.starts.values():
             starts.sort()

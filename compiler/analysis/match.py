@@ -12,6 +12,7 @@ import functools
 from dataclasses import dataclass
 
 from fwc.compiler.analysis.space import Cube, Intervals, Region, meet
+from fwc.compiler.oracle.packet import Packet
 from fwc.compiler.policy.ir import AddressRange, Family, PortRange, Protocol, Rule
 
 PROTOCOL_CLASSES = ("tcp", "udp", "icmp", "icmpv6", "other")
@@ -166,3 +167,27 @@ def cubes(selection: Selection) -> Region:
 
 def rule_cubes(rule: Rule) -> Region:
     return cubes(selection_of(rule))
+
+
+_CLASS_OF_NUMBER = {6: TCP, 17: UDP, 1: ICMP, 58: ICMPV6}
+
+
+def packet_point(packet: Packet) -> Cube:
+    """A parsed IP packet (klass "ip") as the cube of its single point."""
+    assert packet.family is not None and packet.src is not None and packet.dst is not None
+    assert packet.protocol is not None
+
+    def one(value: int | None) -> Intervals:
+        return ((NO_PORT, NO_PORT),) if value is None else ((value, value),)
+
+    return Cube(
+        FAMILY_BITS[packet.family],
+        ((packet.src, packet.src),),
+        ((packet.dst, packet.dst),),
+        NON_FIRST if packet.non_first_fragment else WHOLE,
+        _CLASS_OF_NUMBER.get(packet.protocol, OTHER),
+        one(packet.sport),
+        one(packet.dport),
+        ABSENT if packet.tcp_flags is None else 1 << packet.tcp_flags,
+        ABSENT if packet.icmp_type is None else 1 << packet.icmp_type,
+    )
