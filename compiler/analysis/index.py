@@ -58,13 +58,16 @@ class RuleIndex:
         self._sources = _AddressIndex(policy.rules, lambda rule: rule.sources)
         self._destinations = _AddressIndex(policy.rules, lambda rule: rule.destinations)
 
-    def overlapping(self, region: Region) -> list[int]:
-        """Ids of the rules that share a packet with `region`, in evaluation order."""
+    def overlapping(self, region: Region, before: int | None = None) -> list[int]:
+        """Positions of the rules that share a packet with `region`, in evaluation order;
+        with `before`, only the rules placed before that position."""
         found: set[int] = set()
         for cube in region:
             for bit in FAMILY_BITS.values():
                 if cube.family & bit:
                     found |= self._candidates(bit, cube.src, cube.dst)
+        if before is not None:
+            found = {i for i in found if i < before}
         return sorted(i for i in found if region_overlaps(region, self.cubes[i]))
 
     def _candidates(self, family_bit: int, src: Intervals, dst: Intervals) -> set[int]:

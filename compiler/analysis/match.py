@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from fwc.compiler.analysis.space import Cube, Intervals, Region, meet
+from fwc.compiler.analysis.space import Cube, Intervals, Region
 from fwc.compiler.oracle.packet import Packet
 from fwc.compiler.policy.ir import AddressRange, Family, PortRange, Protocol, Rule
 
@@ -140,8 +140,16 @@ def _icmp_types(types: tuple[int, ...]) -> int:
     return mask
 
 
+def _kind_ports(kind: Intervals, ports: Intervals) -> Intervals:
+    """`ports` (PORT_FIELD or real ports) within a kind's ports (ANY_PORT or ABSENT_PORT)."""
+    if ports == PORT_FIELD:
+        return kind
+    return () if kind == ABSENT_PORT else ports
+
+
 def cubes(selection: Selection) -> Region:
-    """The disjoint cubes of every packet `selection` matches."""
+    """The disjoint cubes of every packet `selection` matches: its fields met with each kind
+    of packet (the kinds' addresses are whole, so only the other fields need meeting)."""
     fragment = selection.fragment & (WHOLE if selection.needs_l4 else WHOLE | NON_FIRST)
     sport = _ports(selection.source_ports)
     dport = _ports(selection.destination_ports)
@@ -155,12 +163,19 @@ def cubes(selection: Selection) -> Region:
         dst = _addresses(selection.destinations, family) if selection.destinations else whole
         if not (src and dst):
             continue
-        wanted = Cube(
-            FAMILY_BITS[family], src, dst, fragment, protocol, sport, dport, flags, icmp_type
-        )
         for kind in KINDS[family]:
-            piece = meet(kind, wanted)
-            if piece is not None:
+            piece = Cube(
+                kind.family,
+                src,
+                dst,
+                kind.fragment & fragment,
+                kind.protocol & protocol,
+                _kind_ports(kind.sport, sport),
+                _kind_ports(kind.dport, dport),
+                kind.tcp_flags & flags,
+                kind.icmp_type & icmp_type,
+            )
+            if all(piece):
                 out.append(piece)
     return out
 

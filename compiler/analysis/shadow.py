@@ -23,18 +23,28 @@ class Shadowed:
     example_rule: Rule | None
 
 
-def _earlier(index: RuleIndex, i: int) -> list[int]:
-    return [j for j in index.overlapping(index.cubes[i]) if j < i]
-
-
 def reach(index: RuleIndex, i: int) -> Region:
     """The packets rule `i` decides: its match without every earlier rule's."""
     remaining = index.cubes[i]
-    for j in _earlier(index, i):
+    for j in index.overlapping(remaining, before=i):
         remaining = region_minus_all(remaining, index.cubes[j])
         if not remaining:
             break
     return remaining
+
+
+def _cover(index: RuleIndex, i: int) -> list[int]:
+    """The earlier rules that take a part of rule `i`'s match, each from what the ones
+    before it left: together they cover it when it is shadowed."""
+    taking: list[int] = []
+    remaining = index.cubes[i]
+    for j in index.overlapping(remaining, before=i):
+        if region_overlaps(remaining, index.cubes[j]):
+            taking.append(j)
+            remaining = region_minus_all(remaining, index.cubes[j])
+            if not remaining:
+                break
+    return taking
 
 
 def reaches(index: RuleIndex) -> list[Region]:
@@ -65,7 +75,7 @@ def shadowed(index: RuleIndex, reached: list[Region] | None = None) -> list[Shad
     for i, rule in enumerate(index.rules):
         if reached[i] if reached is not None else reach(index, i):
             continue
-        earlier = _earlier(index, i)
+        earlier = _cover(index, i)
         cover = _minimal_cover(index, i, earlier)
         mine = behaviour(policy, rule)
         packet: PacketCase | None = None
