@@ -20,6 +20,7 @@ from typing import TypeVar
 
 from fwc.compiler.analysis.diff import VERDICT, diff
 from fwc.compiler.analysis.index import RuleIndex
+from fwc.compiler.analysis.match import rule_cubes
 from fwc.compiler.analysis.redundancy import redundant
 from fwc.compiler.analysis.shadow import reaches, shadowed
 from fwc.compiler.analysis.space import region_minus_all, region_overlaps
@@ -93,21 +94,13 @@ def diff_figures(old: Policy, new: Policy, touched: set[str], edits: int) -> Non
     start = time.perf_counter()
     changes = diff(RuleIndex(old), RuleIndex(new))
     took = time.perf_counter() - start
-    region = [c for p in (old, new) for r in p.rules if r.name in touched for c in _cubes(r)]
+    region = [c for p in (old, new) for r in p.rules if r.name in touched for c in rule_cubes(r)]
     inside = all(region_overlaps([c.cube], region) for c in changes)
     verdicts = sum(1 for c in changes if c.kind == VERDICT)
     print(
         f"  {f'diff, {edits} rules edited':<40} {took:7.2f} s: {verdicts} verdict regions, "
         f"{len(changes) - verdicts} other; all inside the edited rules: {inside}"
     )
-
-
-def _cubes(rule: object) -> list[object]:
-    from fwc.compiler.analysis.match import rule_cubes
-    from fwc.compiler.policy.ir import Rule
-
-    assert isinstance(rule, Rule)
-    return list(rule_cubes(rule))
 
 
 def cli_figures(old_text: str, new_text: str) -> None:

@@ -199,3 +199,14 @@ def test_base_ref_over_a_directory(capsys: Capture, tmp_path: Path) -> None:
     assert change["old_file"] == "HEAD:pol/web.yaml"
     assert change["new"]["location"] == f"{repo / 'pol' / 'web.yaml'}:5:5"
     assert fwc(capsys, "--base", "no-such-ref", str(repo / "pol"))[0] == 2
+
+
+def test_default_flip_is_one_change_for_the_unmatched_packets(
+    capsys: Capture, write: Writer
+) -> None:
+    flipped = OLD.replace("default_action: deny", "default_action: allow")
+    code, out, _ = fwc(capsys, write("a.yaml", OLD), write("b.yaml", flipped), "--format", "json")
+    [change] = json.loads(out)["changes"]
+    assert code == 1 and change["match"] == {"no_rule_matches": True}
+    assert (change["old"]["verdict"], change["new"]["verdict"]) == ("deny", "allow")
+    assert change["newly_allowed"] is True and change["old"]["rule"] == "default"

@@ -2,7 +2,7 @@
 
 Only packets that some rule outside the common subsequence of both rule lists matches
 can change: every other packet meets the same rules in the same order in both policies
-(unless the default action changed, when every packet is looked at).
+(and the packets no rule matches, which change only with the default action).
 """
 
 from __future__ import annotations
@@ -14,7 +14,17 @@ from fwc.compiler.analysis.decide import Behaviour, behaviour, decide
 from fwc.compiler.analysis.index import RuleIndex
 from fwc.compiler.analysis.match import UNIVERSE
 from fwc.compiler.analysis.region import Match, PacketCase, example, match_of, writable
-from fwc.compiler.analysis.space import Cube, Region, merge, region_minus_all
+from fwc.compiler.analysis.space import (
+    Cube,
+    Intervals,
+    Region,
+    meet_intervals,
+    merge,
+    minus,
+    minus_intervals,
+    region_minus_all,
+    union_intervals,
+)
 from fwc.compiler.policy.ir import Action, Rule
 
 # What a change is about; "verdict" (the action or its rate limit) fails a diff.
@@ -35,13 +45,16 @@ class Change:
     """Every packet of `cube` (writable as one rule match) goes from `old` to `new`."""
 
     kind: str  # VERDICT, LOG or COUNTER
-    cube: Cube
+    cube: Cube  # with `unmatched`, one part of the region, for the example
     old: Decider
     new: Decider
+    # The region is every packet that no rule of either policy matches (the default
+    # action changed): written as the rules' complement, not as cubes, to stay short.
+    unmatched: bool = False
 
     @property
     def match(self) -> Match:
-        return match_of(self.cube)
+        return {"no_rule_matches": True} if self.unmatched else match_of(self.cube)
 
     @property
     def example(self) -> PacketCase:
@@ -73,9 +86,8 @@ def _signature(rule: Rule) -> tuple[object, ...]:
 
 
 def _touched(old: RuleIndex, new: RuleIndex) -> Region:
-    """A disjoint region that holds every packet whose behaviour may change."""
-    if old.policy.default_action is not new.policy.default_action:
-        return list(UNIVERSE)
+    """A disjoint region that holds every packet whose behaviour may change, but for the
+    packets no rule of either policy matches."""
     a = [_signature(rule) for rule in old.rules]
     b = [_signature(rule) for rule in new.rules]
     matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
@@ -107,9 +119,48 @@ def _kind(old: Decider, new: Decider) -> str | None:
     return COUNTER if name_a != name_b else None
 
 
+def _named_sources(old: RuleIndex, new: RuleIndex) -> dict[int, Intervals]:
+    """Per family bit, every source address some rule names (rules without sources aside)."""
+    spans: dict[int, list[tuple[int, int]]] = {}
+    for index in (old, new):
+        for rule, cubes in zip(index.rules, index.cubes, strict=True):
+            if rule.sources:
+                for cube in cubes:
+                    spans.setdefault(cube.family, []).extend(cube.src)
+    return {bit: union_intervals((), tuple(found)) for bit, found in spans.items()}
+
+
+def _unmatched_part(old: RuleIndex, new: RuleIndex) -> Cube | None:
+    """A cube of packets that no rule of either policy matches, or None when there are none.
+
+    Depth first, sources no rule names first (where free packets usually lie); each step
+    takes one overlapping rule's cube out of a piece and goes on with the part that
+    leaves it by the earliest field."""
+    named = _named_sources(old, new)
+    pieces: Region = []
+    for cube in UNIVERSE:
+        inside = meet_intervals(cube.src, named.get(cube.family, ()))
+        outside = minus_intervals(cube.src, inside)
+        pieces += [cube._replace(src=src) for src in (inside, outside) if src]
+    while pieces:
+        piece = pieces.pop()
+        hit = old.any_overlapping(piece) or new.any_overlapping(piece)
+        if hit is None:
+            return piece
+        pieces += reversed(minus(piece, hit))
+    return None
+
+
 def diff(old: RuleIndex, new: RuleIndex) -> list[Change]:
-    """Every packet whose verdict, log or counter differs, in disjoint writable regions."""
+    """Every packet whose verdict, log or counter differs, in disjoint writable regions
+    (and, when the default action changed, the packets no rule matches, as one change)."""
     out: list[Change] = []
+    if old.policy.default_action is not new.policy.default_action:
+        part = _unmatched_part(old, new)
+        if part is not None:
+            was = Decider(None, behaviour(old.policy, None))
+            now = Decider(None, behaviour(new.policy, None))
+            out.append(Change(VERDICT, writable(part)[0], was, now, unmatched=True))
     for before in decide(old, _touched(old, new)):
         was = Decider(before.rule, behaviour(old.policy, before.rule))
         for after in decide(new, before.region):

@@ -69,6 +69,8 @@ def to_json(diffs: list[PolicyDiff]) -> str:
 
 def describe(match: Match) -> str:
     """A match in one line: `tcp 10.0.0.0/8 -> any port 22 flags SYN,!ACK`."""
+    if match.get("no_rule_matches"):
+        return "every packet that no rule of either policy matches"
 
     def nets(cidrs: list[str]) -> str:
         return "any" if cidrs in (["0.0.0.0/0"], ["::/0"]) else ",".join(cidrs)

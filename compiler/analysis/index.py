@@ -9,7 +9,7 @@ from bisect import bisect_left
 from collections.abc import Callable
 
 from fwc.compiler.analysis.match import FAMILY_BITS, rule_cubes
-from fwc.compiler.analysis.space import Intervals, Region, region_overlaps
+from fwc.compiler.analysis.space import Cube, Intervals, Region, overlaps, region_overlaps
 from fwc.compiler.policy.ir import AddressRange, Family, Policy, Rule
 
 
@@ -69,6 +69,18 @@ class RuleIndex:
         if before is not None:
             found = {i for i in found if i < before}
         return sorted(i for i in found if region_overlaps(region, self.cubes[i]))
+
+    def any_overlapping(self, cube: Cube) -> Cube | None:
+        """A cube of some rule that shares a packet with `cube` (no matter which), or None."""
+        found: set[int] = set()
+        for bit in FAMILY_BITS.values():
+            if cube.family & bit:
+                found |= self._candidates(bit, cube.src, cube.dst)
+        for i in found:
+            for other in self.cubes[i]:
+                if overlaps(cube, other):
+                    return other
+        return None
 
     def _candidates(self, family_bit: int, src: Intervals, dst: Intervals) -> set[int]:
         by_source = self._sources.query(family_bit, src)
