@@ -12,11 +12,21 @@ from pathlib import Path
 from fwc.compiler.analysis.diff import diff
 from fwc.compiler.analysis.diff_report import FORMATS, PolicyDiff, render
 from fwc.compiler.analysis.index import RuleIndex
-from fwc.compiler.check import CheckOptions, FileResult, PathError, check_file, expand_paths
+from fwc.compiler.check import (
+    CASES_SUFFIXES,
+    POLICY_SUFFIXES,
+    CheckOptions,
+    FileResult,
+    PathError,
+    check_file,
+    expand_paths,
+)
 from fwc.compiler.errors import UsageError
 from fwc.compiler.policy.findings import Finding, Location, Severity
 from fwc.compiler.policy.ir import Action, Policy
 from fwc.compiler.reports.text import line
+
+Loaded = FileResult | None  # None: the policy does not exist on that side
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         if args.new is None:
             raise UsageError("give OLD and NEW policy files, or --base REF PATH")
         pairs = [(_load(args.old, args.old), _load(args.new, args.new))]
-    failed = [r for pair in pairs for r in pair if r is not None and _errors(r)]
+    failed = [r for pair in pairs for r in pair if r is not None and not _usable(r)]
     if failed:
         sys.stdout.write("".join(line(f) + "\n" for r in failed for f in _errors(r)))
         return 1
@@ -57,13 +67,14 @@ def run(args: argparse.Namespace) -> int:
     return 1 if verdicts else 0
 
 
-Loaded = FileResult | None  # None: the policy does not exist on that side
-
-
 def _load(path: str, shown: str) -> FileResult:
     if not Path(path).is_file():
         raise UsageError(f"{shown}: no such file")
     return check_file(path, CheckOptions(gate=None))
+
+
+def _usable(result: FileResult) -> bool:
+    return result.policy is not None and not _errors(result)
 
 
 def _errors(result: FileResult) -> list[Finding]:
@@ -113,6 +124,8 @@ def _base_pairs(ref: str, path: Path) -> list[tuple[Loaded, Loaded]]:
     listed = _git(top, "ls-tree", "-r", "--name-only", ref, "--", str(rel) or ".")
     old_names = [n for n in listed.splitlines() if _is_policy(n)]
     names = sorted(set(old_names) | {str(p.relative_to(top)) for p in new_files})
+    if not names:
+        raise UsageError(f"{path}: no policy files here or at {ref}")
     pairs: list[tuple[Loaded, Loaded]] = []
     with tempfile.TemporaryDirectory(prefix="fwc-diff-") as tmp:
         for name in names:
@@ -132,7 +145,7 @@ def _base_pairs(ref: str, path: Path) -> list[tuple[Loaded, Loaded]]:
 
 
 def _is_policy(name: str) -> bool:
-    return name.endswith((".yaml", ".yml")) and not name.endswith((".cases.yaml", ".cases.yml"))
+    return name.endswith(POLICY_SUFFIXES) and not name.endswith(CASES_SUFFIXES)
 
 
 def _relabel(result: FileResult, path: str, shown: str) -> FileResult:
