@@ -23,19 +23,9 @@ class Shadowed:
     example_rule: Rule | None
 
 
-def reach(index: RuleIndex, i: int) -> Region:
-    """The packets rule `i` decides: its match without every earlier rule's."""
-    remaining = index.cubes[i]
-    for j in index.overlapping(remaining, before=i):
-        remaining = region_minus_all(remaining, index.cubes[j])
-        if not remaining:
-            break
-    return remaining
-
-
-def _cover(index: RuleIndex, i: int) -> list[int]:
-    """The earlier rules that take a part of rule `i`'s match, each from what the ones
-    before it left: together they cover it when it is shadowed."""
+def _walk(index: RuleIndex, i: int) -> tuple[Region, list[int]]:
+    """What is left of rule `i`'s match after the earlier rules, and the earlier rules that
+    took a part of it (each from what the ones before it left)."""
     taking: list[int] = []
     remaining = index.cubes[i]
     for j in index.overlapping(remaining, before=i):
@@ -44,7 +34,12 @@ def _cover(index: RuleIndex, i: int) -> list[int]:
             remaining = region_minus_all(remaining, index.cubes[j])
             if not remaining:
                 break
-    return taking
+    return remaining, taking
+
+
+def reach(index: RuleIndex, i: int) -> Region:
+    """The packets rule `i` decides: its match without every earlier rule's."""
+    return _walk(index, i)[0]
 
 
 def reaches(index: RuleIndex) -> list[Region]:
@@ -75,7 +70,7 @@ def shadowed(index: RuleIndex, reached: list[Region] | None = None) -> list[Shad
     for i, rule in enumerate(index.rules):
         if reached[i] if reached is not None else reach(index, i):
             continue
-        earlier = _cover(index, i)
+        earlier = _walk(index, i)[1]
         cover = _minimal_cover(index, i, earlier)
         mine = behaviour(policy, rule)
         packet: PacketCase | None = None
