@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compile": ("commands.compile", "compile a policy to an XDP artifact"),
     "test": ("commands.test", "run packet cases against a policy"),
     "explain": ("commands.explain", "explain the verdict for one packet"),
+    "diff": ("commands.diff", "the packets whose verdict changes between two policies"),
 }
 
 

@@ -1,0 +1,162 @@
+"""`fwc diff`: the packets whose verdict changes between two versions of a policy, exactly."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+from fwc.compiler.analysis.diff import diff
+from fwc.compiler.analysis.diff_report import FORMATS, PolicyDiff, render
+from fwc.compiler.analysis.index import RuleIndex
+from fwc.compiler.check import (
+    CASES_SUFFIXES,
+    POLICY_SUFFIXES,
+    CheckOptions,
+    FileResult,
+    PathError,
+    check_file,
+    expand_paths,
+)
+from fwc.compiler.errors import UsageError
+from fwc.compiler.policy.findings import Finding, Location, Severity
+from fwc.compiler.policy.ir import Action, Policy
+from fwc.compiler.reports.text import line
+
+Loaded = FileResult | None  # None: the policy does not exist on that side
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("old", metavar="OLD", help="the old policy file (with --base: PATH)")
+    parser.add_argument("new", metavar="NEW", nargs="?", help="the new policy file")
+    parser.add_argument(
+        "--base",
+        metavar="REF",
+        help="compare PATH (a policy file or directory) in the work tree with git REF",
+    )
+    parser.add_argument("--format", choices=FORMATS, default="text", help="report format")
+    parser.add_argument(
+        "--fail-on",
+        choices=("changes", "allowed"),
+        default="changes",
+        help="exit 1 on any verdict change (default) or only when traffic is newly allowed",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.base is not None:
+        if args.new is not None:
+            raise UsageError("with --base give one PATH, not OLD and NEW")
+        pairs = _base_pairs(args.base, Path(args.old))
+    else:
+        if args.new is None:
+            raise UsageError("give OLD and NEW policy files, or --base REF PATH")
+        pairs = [(_load(args.old, args.old), _load(args.new, args.new))]
+    failed = [r for pair in pairs for r in pair if r is not None and not _usable(r)]
+    if failed:
+        sys.stdout.write("".join(line(f) + "\n" for r in failed for f in _errors(r)))
+        return 1
+    diffs = [_diff(old, new) for old, new in pairs]
+    sys.stdout.write(render(diffs, args.format))
+    verdicts = [c for d in diffs for c in d.verdicts]
+    if args.fail_on == "allowed":
+        verdicts = [c for c in verdicts if c.newly_allowed]
+    return 1 if verdicts else 0
+
+
+def _load(path: str, shown: str) -> FileResult:
+    if not Path(path).is_file():
+        raise UsageError(f"{shown}: no such file")
+    return check_file(path, CheckOptions(gate=None))
+
+
+def _usable(result: FileResult) -> bool:
+    return result.policy is not None and not _errors(result)
+
+
+def _errors(result: FileResult) -> list[Finding]:
+    return [f for f in result.findings if f.severity is Severity.ERROR]
+
+
+def _absent(other: Loaded) -> Policy:
+    """The side where a policy does not exist (added or removed): no firewall, every
+    packet passes."""
+    assert other is not None and other.policy is not None
+    return replace(other.policy, rules=(), default_action=Action.ALLOW, source_file="(none)")
+
+
+def _diff(old: Loaded, new: Loaded) -> PolicyDiff:
+    a = old.policy if old is not None and old.policy is not None else _absent(new)
+    b = new.policy if new is not None and new.policy is not None else _absent(old)
+    changes = diff(RuleIndex(a), RuleIndex(b))
+    return PolicyDiff(
+        old.file if old is not None else "(none)",
+        new.file if new is not None else "(none)",
+        tuple(changes),
+    )
+
+
+def _git(cwd: Path, *argv: str) -> str:
+    try:
+        done = subprocess.run(["git", *argv], cwd=cwd, capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        raise UsageError("--base needs git on PATH") from None
+    if done.returncode != 0:
+        said = done.stderr.strip().splitlines()
+        raise UsageError(f"git {' '.join(argv)}: {said[-1] if said else 'failed'}")
+    return done.stdout
+
+
+def _base_pairs(ref: str, path: Path) -> list[tuple[Loaded, Loaded]]:
+    """(old at `ref`, new in the work tree) for every policy file under `path`."""
+    if not path.exists():
+        raise UsageError(f"{path}: no such file or directory")
+    where = path if path.is_dir() else path.parent
+    top = Path(_git(where, "rev-parse", "--show-toplevel").strip())
+    try:
+        new_files = [p.resolve() for p in expand_paths([path])]
+    except PathError:
+        new_files = []
+    rel = path.resolve().relative_to(top)
+    listed = _git(top, "ls-tree", "-r", "--name-only", ref, "--", str(rel) or ".")
+    old_names = [n for n in listed.splitlines() if _is_policy(n)]
+    names = sorted(set(old_names) | {str(p.relative_to(top)) for p in new_files})
+    if not names:
+        raise UsageError(f"{path}: no policy files here or at {ref}")
+    pairs: list[tuple[Loaded, Loaded]] = []
+    with tempfile.TemporaryDirectory(prefix="fwc-diff-") as tmp:
+        for name in names:
+            old: Loaded = None
+            if name in old_names:
+                copy = Path(tmp) / name
+                copy.parent.mkdir(parents=True, exist_ok=True)
+                copy.write_text(_git(top, "show", f"{ref}:{name}"))
+                old = _relabel(
+                    check_file(copy, CheckOptions(gate=None)), str(copy), f"{ref}:{name}"
+                )
+            new: Loaded = None
+            if (top / name).is_file():
+                new = check_file(top / name, CheckOptions(gate=None))
+            pairs.append((old, new))
+    return pairs
+
+
+def _is_policy(name: str) -> bool:
+    return name.endswith(POLICY_SUFFIXES) and not name.endswith(CASES_SUFFIXES)
+
+
+def _relabel(result: FileResult, path: str, shown: str) -> FileResult:
+    """The result of checking a temporary copy, with its places named `REF:path`."""
+
+    def fix(location: Location) -> Location:
+        return replace(location, file=shown) if location.file == path else location
+
+    policy = result.policy
+    if policy is not None:
+        rules = tuple(replace(r, location=fix(r.location)) for r in policy.rules)
+        policy = replace(policy, rules=rules, source_file=shown)
+    findings = tuple(replace(f, location=fix(f.location)) for f in result.findings)
+    return FileResult(shown, findings, policy)
