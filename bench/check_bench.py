@@ -152,8 +152,8 @@ def rego_stages(path: Path) -> None:
         print(f"  {name:<30} {cpu:6.3f} s CPU {wall:6.3f} s")
 
     stage("input document", lambda: policy_doc(policy))
-    stage("input JSON", lambda: rego_regopy.input_json(state["input document"]))
-    stage("engine reads the JSON", lambda: interpreter.set_input_term(state["input JSON"]))
+    stage("engine input tree", lambda: rego_regopy.engine_input(state["input document"]))
+    stage("engine takes the input", lambda: interpreter.set_input(state["engine input tree"]))
     stage("query", lambda: rego_regopy._query(interpreter, query))
 
 
