@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from fwc.compiler.analysis.decide import Behaviour, behaviour, decide
 from fwc.compiler.analysis.index import RuleIndex
-from fwc.compiler.analysis.match import UNIVERSE
+from fwc.compiler.analysis.match import UNIVERSE, selection_of
 from fwc.compiler.analysis.region import Match, PacketCase, example, match_of, writable
 from fwc.compiler.analysis.space import (
     Cube,
@@ -71,14 +71,7 @@ def _signature(rule: Rule) -> tuple[object, ...]:
     return (
         rule.name,
         rule.action,
-        rule.protocol,
-        rule.sources,
-        rule.destinations,
-        rule.source_ports,
-        rule.destination_ports,
-        rule.tcp_flags_set,
-        rule.tcp_flags_clear,
-        rule.icmp_types,
+        selection_of(rule),
         rule.rate_limit_pps,
         rule.rate_limit_burst,
         rule.log,
