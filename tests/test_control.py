@@ -136,7 +136,10 @@ def test_apply_through_the_daemon_updates_live_then_swaps_and_the_daemon_follows
         assert udp_delivered(pair, 5353, 10) == 0
         # the metrics follow it too: counters, attachment and identity of the new name
         scraped = scrape(pair, metrics)
-        assert 'fwc_rule_packets_total{policy="swapped",rule="deny_5353"} 10.0' in scraped
+        assert (
+            'fwc_rule_packets_total{action="deny",policy="swapped",rule="deny_5353"} 10.0'
+            in scraped
+        )
         assert f'fwc_interface_attached{{interface="{pair.if_a}",mode=' in scraped
         assert 'policy="live"' not in scraped
         extra, peer = unique("cx"), unique("cx")

@@ -69,7 +69,10 @@ def test_daemon_follows_link_events(tmp_path: Path) -> None:
             # the metrics server listens on the loopback of namespace a
             url = f"http://127.0.0.1:{port}/"
             metrics = sh(*pair.exec_a(sys.executable, "-c", FETCH, url)).stdout
-            assert 'fwc_rule_packets_total{policy="hotplug",rule="deny_udp_9"}' in metrics
+            assert (
+                'fwc_rule_packets_total{action="deny",policy="hotplug",rule="deny_udp_9"}'
+                in metrics
+            )
             assert f'interface="{b}",mode="native"' in metrics
             assert "fwc_policy_info{" in metrics
 

@@ -16,9 +16,13 @@ from fwc.loader.daemon import control
 from fwc.loader.node import pins
 
 
-def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags shared by `apply` and `run`."""
-    parser.add_argument("artifact", help="the artifact written by `fwc compile`")
+def add_common_arguments(parser: argparse.ArgumentParser, artifact_optional: bool = False) -> None:
+    """Flags shared by `apply` and `run` (whose artifact may come from --watch instead)."""
+    parser.add_argument(
+        "artifact",
+        nargs="?" if artifact_optional else None,
+        help="the artifact written by `fwc compile`",
+    )
     parser.add_argument("--expect-hash", metavar="SHA256", help="refuse another policy hash")
     parser.add_argument(
         "--keep-access",

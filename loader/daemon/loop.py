@@ -11,20 +11,18 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from prometheus_client import start_http_server
 from prometheus_client.registry import CollectorRegistry
 
 from fwc.loader.apply import report as apply_report
 from fwc.loader.apply.manifest_cache import ManifestCache
 from fwc.loader.apply.transaction import ApplyOptions, ApplyReport, apply
-from fwc.loader.daemon import control
-from fwc.loader.daemon.metrics import PolicyCollector
+from fwc.loader.daemon import control, health, listener, watch
+from fwc.loader.daemon.metrics import DaemonMetrics, PolicyCollector
 from fwc.loader.daemon.server import ControlBusy, ControlServer
 from fwc.loader.errors import LoaderError
 from fwc.loader.kernel import libbpf
@@ -34,6 +32,8 @@ from fwc.loader.node import attach, netlink, pins
 _RESYNC_SECONDS = 5.0
 # how long a signal may wait to be noticed (select() restarts after a Python signal handler)
 _POLL_SECONDS = 0.2
+# fw-load apply's exit codes as the result label of fwc_applies_total
+_RESULTS = ("ok", "refused", "error")
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,7 @@ class DaemonOptions:
     apply: ApplyOptions
     metrics_addr: str | None
     detach_on_exit: bool
+    watch: Path | None = None  # follow this artifact path (its digest pinned beside it)
 
 
 def _say(message: str) -> None:
@@ -115,16 +116,20 @@ def _reconcile_logged(root: Path, policy: str, opts: ApplyOptions, warm: Manifes
         _say(f"reconcile failed, retrying: {exc}")
 
 
-def _serve_metrics(addr: str, root: Path, policy: Callable[[], str]) -> None:
-    host, sep, port = addr.rpartition(":")
-    if not sep or not port.isdigit():
-        raise LoaderError(f"--metrics-addr {addr!r}: expected HOST:PORT")
-    registry = CollectorRegistry()
-    registry.register(PolicyCollector(root, policy))
+def _readiness(
+    root: Path, state: _Control, watcher: watch.Watcher | None, probes: health.Health
+) -> None:
+    reason = watch.not_ready(watcher) if watcher is not None else ""
     try:
-        start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1", registry=registry)
-    except OSError as exc:
-        raise LoaderError(f"--metrics-addr {addr}: {exc.strerror or exc}") from exc
+        reason = reason or health.not_ready(root, state.policy, state.manifests)
+    except (LoaderError, OSError) as exc:
+        reason = f"cannot tell: {exc}"
+    probes.set_readiness(
+        reason,
+        policy=state.policy,
+        digest=watcher.digest if watcher is not None else None,
+        pin_root=str(root),
+    )
 
 
 def _now() -> int:
@@ -158,15 +163,22 @@ class _Control:
     """The daemon's answers to control requests, and the policy it follows (a request may
     apply another one: the pins are the daemon's state, so it follows what they hold)."""
 
-    def __init__(self, root: Path, manifests: ManifestCache) -> None:
+    def __init__(
+        self, root: Path, manifests: ManifestCache, metrics: DaemonMetrics, watched: Path | None
+    ) -> None:
         self.root = root
         self.manifests = manifests
         self.policy = ""
         self.ready = threading.Event()
+        self.metrics = metrics
+        self.watched = watched
 
     def handle(self, message: dict[str, Any]) -> dict[str, Any]:
         received = _now()
         self.ready.wait()
+        if self.watched is not None:
+            # only what CI pinned reaches this node: change the watched artifact instead
+            return _refusal(f"this node's fw-load run follows {self.watched}; replace it there")
         if not self.policy:
             return _refusal("the fw-load run daemon failed to start; see its log")
         try:
@@ -176,6 +188,7 @@ class _Control:
         # anything else it raises is a bug: the control server answers it as a daemon failure
         outcome = apply_report.execute(opts, bool(message.get("json")))
         timing = Timing.of(received, outcome.report, _now())
+        self.metrics.applied(_RESULTS[min(outcome.code, 2)], timing.to_reply_ms / 1e3)
         if outcome.report is not None:
             self.policy = outcome.report.policy
             _say(
@@ -233,7 +246,7 @@ def _refusal(message: str) -> dict[str, Any]:
 
 
 def run(opts: DaemonOptions) -> int:
-    """Apply, then follow link events until SIGTERM/SIGINT."""
+    """Apply (or follow --watch), then follow link events until SIGTERM/SIGINT."""
     stop = threading.Event()
 
     def _stop(signum: int, frame: FrameType | None) -> None:
@@ -243,41 +256,72 @@ def run(opts: DaemonOptions) -> int:
     signal.signal(signal.SIGINT, _stop)
     root = Path(os.path.abspath(opts.apply.root))
     warm = ManifestCache()
-    state = _Control(root, warm)
+    registry = CollectorRegistry()
+    metrics = DaemonMetrics(registry, watch.REASONS)
+    probes = health.Health(opts.watch)
+    watcher = watch.Watcher(opts.watch) if opts.watch else None
+    state = _Control(root, warm, metrics, opts.watch)
     server = _open_control(root, state)
+    http = None
+    base = replace(opts.apply, root=root, allow_no_interface=True, require_up=False)
+
+    def follow() -> bool:
+        """Poll the watched path; whether what the daemon runs or refuses changed."""
+        assert watcher is not None
+        before = (watcher.digest, watcher.rejection)
+        report = watch.follow(
+            watcher, lambda path: apply(replace(base, artifact=path)), metrics, probes, _say
+        )
+        if report is not None:
+            state.policy = report.policy
+        return (watcher.digest, watcher.rejection) != before
+
     try:
         # subscribe first, so an interface that appears during the apply is not missed
         with netlink.LinkEvents() as events:
             try:
-                report = apply(
-                    replace(opts.apply, root=root, allow_no_interface=True, require_up=False)
-                )
-                state.policy = report.policy
+                if watcher is None:
+                    started = time.monotonic()
+                    report = apply(base)
+                    metrics.applied("ok", time.monotonic() - started)
+                    state.policy = report.policy
+                    _say(_started(report, server))
+                else:
+                    follow()
             finally:
                 state.ready.set()
-            _say(
-                f"policy {report.policy} ({report.sha256[:12]}) on "
-                + (
-                    ", ".join(f"{i.name} ({i.mode})" for i in report.interfaces)
-                    or "no interface yet"
-                )
-                + f"; control socket {server.path if server else 'off'}"
-            )
             if opts.metrics_addr:
-                _serve_metrics(opts.metrics_addr, root, lambda: state.policy)
-            changed, last = True, 0.0
+                registry.register(PolicyCollector(root, lambda: state.policy))
+                http = listener.serve(opts.metrics_addr, registry, probes)
+            changed, last, polled = True, 0.0, time.monotonic()
             while not stop.is_set():
+                probes.beat()
+                if watcher is not None and time.monotonic() - polled >= watch.POLL_SECONDS:
+                    polled = time.monotonic()
+                    changed = follow() or changed
                 if changed or time.monotonic() - last >= _RESYNC_SECONDS:
                     last = time.monotonic()
-                    _reconcile_logged(root, state.policy, opts.apply, warm)
+                    if state.policy:
+                        _reconcile_logged(root, state.policy, opts.apply, warm)
+                    _readiness(root, state, watcher, probes)
                 changed = bool(events.wait(_POLL_SECONDS))
-            if opts.detach_on_exit:
+            if opts.detach_on_exit and state.policy:
                 with pins.locked(root):
                     for policy, name in attach.release(root, None, state.policy):
                         _say(f"{name}: detached policy {policy}")
             else:
                 _say("exiting; the program stays attached (fail-closed)")
     finally:
+        if http is not None:
+            http.shutdown()
         if server is not None:
             server.close()
     return 0
+
+
+def _started(report: ApplyReport, server: ControlServer | None) -> str:
+    interfaces = ", ".join(f"{i.name} ({i.mode})" for i in report.interfaces)
+    return (
+        f"policy {report.policy} ({report.sha256[:12]}) on {interfaces or 'no interface yet'}"
+        f"; control socket {server.path if server else 'off'}"
+    )

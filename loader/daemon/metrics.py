@@ -6,13 +6,14 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from prometheus_client import Counter, Histogram, Info
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
     InfoMetricFamily,
     Metric,
 )
-from prometheus_client.registry import Collector
+from prometheus_client.registry import Collector, CollectorRegistry
 
 from fwc.artifact.manifest import Manifest
 from fwc.loader.errors import LoaderError
@@ -22,6 +23,51 @@ from fwc.loader.kernel.program import read_counters
 from fwc.loader.node import attach, netlink, pins
 
 _CLASSES = ("default", "malformed", "non_ip", "would_drop")
+# map types whose entries come and go (an LRU one evicts when full): fwc_map_entries counts them
+_KEYED = ("hash", "lru_hash", "percpu_hash", "lru_percpu_hash", "lpm_trie")
+# apply results: the `result` label of fwc_applies_total
+RESULTS = ("ok", "refused", "error")
+
+
+class DaemonMetrics:
+    """What the daemon itself counts: applies (any path) and refused watched artifacts."""
+
+    def __init__(self, registry: CollectorRegistry, reasons: tuple[str, ...]) -> None:
+        self.applies = Counter(
+            "fwc_applies",
+            "Applies the daemon ran, by result (ok, refused by the lockout check, error).",
+            ["result"],
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "fwc_apply_duration_seconds",
+            "How long an apply took, from request (or a new watched artifact) to done.",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=registry,
+        )
+        self.rejected = Counter(
+            "fwc_watch_rejected",
+            "Watched artifacts not applied (the running policy stayed), by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.artifact = Info(
+            "fwc_artifact",
+            "The artifact the daemon applied last: its sha256 and where it came from.",
+            registry=registry,
+        )
+        # every label value present from the start, so rate() and alerts see a zero
+        for result in RESULTS:
+            self.applies.labels(result)
+        for reason in reasons:
+            self.rejected.labels(reason)
+
+    def applied(self, result: str, seconds: float) -> None:
+        self.applies.labels(result).inc()
+        self.duration.observe(seconds)
+
+    def digest(self, sha256: str, source: str) -> None:
+        self.artifact.info({"digest": sha256, "source": source})
 
 
 class PolicyCollector(Collector):
@@ -34,13 +80,16 @@ class PolicyCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         policy = self.policy()
+        if not policy:
+            return
         pinned = pins.policy_pins(self.root, policy)
         try:
             manifest = read_meta_map(pinned.meta)
             counts = self._counts(pinned, manifest)
         except LoaderError:
             return
-        labels = ["policy", "rule"]
+        actions = {rule.name: rule.action for rule in manifest.rules.rows()}
+        labels = ["policy", "rule", "action"]
         rule_packets = CounterMetricFamily(
             "fwc_rule_packets", "Packets decided by a rule.", labels=labels
         )
@@ -57,13 +106,15 @@ class PolicyCollector(Collector):
         for name, (p, b) in counts.items():
             kind, _, rule = name.partition(":")
             if kind == "rule":
-                rule_packets.add_metric([policy, rule], p)
-                rule_bytes.add_metric([policy, rule], b)
+                action = actions.get(rule, "unknown")
+                rule_packets.add_metric([policy, rule, action], p)
+                rule_bytes.add_metric([policy, rule, action], b)
             elif name in _CLASSES:
                 packets.add_metric([policy, name], p)
                 octets.add_metric([policy, name], b)
         yield from (rule_packets, rule_bytes, packets, octets)
         yield self._attached(policy)
+        yield from _map_pressure(policy, pinned)
         info = InfoMetricFamily("fwc_policy", "The policy fw-load keeps attached.")
         info.add_metric(
             [],
@@ -98,3 +149,45 @@ class PolicyCollector(Collector):
                 iface = by_index[index]
                 gauge.add_metric([policy, iface.name, iface.xdp_mode or "unknown"], 1)
         return gauge
+
+
+def _map_pressure(policy: str, pinned: pins.PolicyPins) -> Iterator[Metric]:
+    """Entries and capacity of each keyed map the policy pins (an LRU map at capacity evicts)."""
+    labels = ["policy", "map", "type"]
+    entries = GaugeMetricFamily(
+        "fwc_map_entries", "Entries in a hash, LRU or LPM map of the policy.", labels=labels
+    )
+    capacity = GaugeMetricFamily(
+        "fwc_map_capacity", "max_entries of a hash, LRU or LPM map of the policy.", labels=labels
+    )
+    try:
+        names = sorted(p.name for p in pinned.maps_dir.iterdir())
+    except OSError:
+        names = []
+    for name in names:
+        try:
+            fd = libbpf.obj_get(pinned.map(name))
+        except LoaderError:
+            continue
+        try:
+            info = libbpf.map_info(fd)
+            kind = libbpf.map_type_name(info.type)
+            if kind in _KEYED:
+                values = [policy, name, kind]
+                entries.add_metric(values, _count_keys(fd, info.key_size, info.max_entries))
+                capacity.add_metric(values, info.max_entries)
+        except LoaderError:
+            continue
+        finally:
+            os.close(fd)
+    yield entries
+    yield capacity
+
+
+def _count_keys(fd: int, key_size: int, limit: int) -> int:
+    # an LRU map evicting meanwhile can send the walk back to its start: never past capacity
+    count, key = 0, libbpf.map_next_key(fd, None, key_size)
+    while key is not None and count < limit:
+        count += 1
+        key = libbpf.map_next_key(fd, key, key_size)
+    return count
