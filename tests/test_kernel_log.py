@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -169,10 +170,15 @@ def test_cli_follows_pinned_events(
         ("allow_web", "192.0.2.7", 443),
         ("drop_dns", "2001:db8::7", 53),
     ]
+    # wall-clock time: the events happened within the last minute
+    for event in lines:
+        assert 0 <= time.time_ns() - event["time_unix_ns"] < 60e9
+        assert event["time"].startswith(time.strftime("%Y-%m-%dT", time.gmtime()))
     # the third event is still in the ring; then nothing comes until the deadline
     assert main([*args, "--duration", "0.3"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 1 and "pass rule ping icmpv6 fd00::1 -> fd00::2 type 128" in out[0]
+    assert out[0].startswith(time.strftime("%Y-%m-%dT", time.gmtime()))
 
 
 def test_cli_errors_are_one_line(

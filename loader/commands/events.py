@@ -1,4 +1,5 @@
-"""`fw-load events`: follows the verdict events of an applied policy's `log: true` rules."""
+"""`fw-load events`: follows the verdict events of an applied policy's `log: true` rules, each
+stamped with wall-clock time (the program records CLOCK_MONOTONIC)."""
 
 from __future__ import annotations
 
@@ -72,7 +73,7 @@ def follow(
         except EventError as exc:
             print(f"fw-load events: skipped a record: {exc}", file=sys.stderr)
             return True
-        print(_line(event, as_json), flush=True)
+        print(_line(event, as_json, wall_clock_offset()), flush=True)
         printed += 1
         return count is None or printed < count
 
@@ -89,10 +90,24 @@ def follow(
     return printed
 
 
-def _line(event: Event, as_json: bool) -> str:
+def wall_clock_offset() -> int:
+    """Nanoseconds from CLOCK_MONOTONIC (bpf_ktime_get_ns, the events' clock) to the wall
+    clock; read for every event, so a step of the wall clock (NTP) shows at once."""
+    return time.time_ns() - time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+
+
+def wall_time(unix_ns: int) -> str:
+    """RFC 3339 UTC with microseconds."""
+    seconds, ns = divmod(unix_ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{ns // 1000:06d}Z"
+
+
+def _line(event: Event, as_json: bool, offset_ns: int) -> str:
+    unix_ns = event.time_ns + offset_ns
     if as_json:
-        return json.dumps(event.to_json(), sort_keys=True)
-    return event.text()
+        fields = {**event.to_json(), "time": wall_time(unix_ns), "time_unix_ns": unix_ns}
+        return json.dumps(fields, sort_keys=True)
+    return event.text(wall_time(unix_ns))
 
 
 def _selected(root: Path, name: str | None) -> PolicyPins:

@@ -48,10 +48,18 @@ class Event:
             "icmp_type": self.icmp_type,
         }
 
-    def text(self) -> str:
+    def text(self, when: str | None = None) -> str:
+        """One line; `when` (a wall-clock time) in place of the monotonic seconds."""
         proto = _PROTOCOLS.get(self.protocol, str(self.protocol))
         src, dst = _endpoint(self.src, self.sport), _endpoint(self.dst, self.dport)
-        parts = [f"{self.time_ns / 1e9:.6f}", self.verdict, f"rule {self.rule}", proto, src, "->"]
+        parts = [
+            when or f"{self.time_ns / 1e9:.6f}",
+            self.verdict,
+            f"rule {self.rule}",
+            proto,
+            src,
+            "->",
+        ]
         parts.append(dst)
         if self.tcp_flags is not None:
             parts.append(f"flags 0x{self.tcp_flags:02x}")
