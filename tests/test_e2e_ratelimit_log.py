@@ -34,7 +34,10 @@ def test_bucket_limits_real_traffic_and_events_report_it(pair: Pair, tmp_path: P
     delivered = udp_delivered(pair, 5353, COUNT)
     # 5 from the burst, plus one per second the sending took (it takes well under 2 s)
     assert 5 <= delivered <= 6, delivered
-    assert pair.stats()["rule:limit_udp"][0] == COUNT
+    stats = pair.stats()
+    assert stats["rule:limit_udp"][0] == COUNT
+    assert stats["rate_limit_pass:limit_udp"][0] == delivered
+    assert stats["rate_limit_drop:limit_udp"][0] == COUNT - delivered
     events = pair.fwload("events", "--json", "--count", str(COUNT), "--duration", "5")
     assert events.returncode == 0, events.stderr
     lines = [json.loads(line) for line in events.stdout.splitlines()]

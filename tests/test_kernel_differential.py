@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fwc.compiler.backend.build import compile_policy
+from fwc.compiler.backend.plan import rate_limit_slots
 from fwc.compiler.oracle import frames as fr
 from fwc.compiler.oracle.evaluate import evaluate
 from fwc.compiler.policy.ir import Policy
@@ -34,6 +35,8 @@ def check_frames(policy: Policy, batch: list[bytes], dry_run: bool, out: Path) -
     result = compile_policy(policy, output=out, strategy="constants", dry_run=dry_run)
     want: collections.Counter[tuple[int, str]] = collections.Counter()
     n = len(policy.rules)
+    # a rate_limit rule's frames also count in its pass slot (its bucket never runs dry here)
+    limited = rate_limit_slots(policy)
     with LoadedProgram.load(result.path) as prog:
         for frame in batch:
             verdict = evaluate(policy, frame, dry_run=dry_run)
@@ -42,7 +45,9 @@ def check_frames(policy: Policy, batch: list[bytes], dry_run: bool, out: Path) -
                 f"frame {frame.hex()}: kernel {got}, evaluator {verdict.xdp_action} "
                 f"({verdict.decided_by}, dry_run={dry_run})"
             )
-            for slot in (verdict.counter_slot, *([n + 3] if verdict.would_drop else [])):
+            passed = [limited[verdict.counter_slot]] if verdict.counter_slot in limited else []
+            extra = [n + 3] if verdict.would_drop else []
+            for slot in (verdict.counter_slot, *passed, *extra):
                 want[(slot, "packets")] += 1
                 want[(slot, "bytes")] += len(frame)
         counters = prog.counters()

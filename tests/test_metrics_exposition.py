@@ -38,7 +38,8 @@ def test_exposition_passes_promtool(tmp_path: Path) -> None:
     ):
         assert wait_until(lambda: node.get("/readyz")[0] == 200, 30), node.stderr()
         assert udp_delivered(pair, 7401, 3) == 0
-        assert udp_delivered(pair, 7402, 10) < 10
+        passed = udp_delivered(pair, 7402, 10)
+        assert passed < 10
         code, text = node.get("/metrics")
     assert code == 200
     lint = subprocess.run(
@@ -48,6 +49,8 @@ def test_exposition_passes_promtool(tmp_path: Path) -> None:
     samples = dict(line.rsplit(" ", 1) for line in text.splitlines() if not line.startswith("#"))
     rule = 'fwc_rule_packets_total{action="deny",policy="scraped",rule="deny_udp"}'
     assert float(samples[rule]) == 3
+    limit = 'fwc_rate_limit_packets_total{policy="scraped",result="%s",rule="limit_udp"}'
+    assert (float(samples[limit % "pass"]), float(samples[limit % "drop"])) == (passed, 10 - passed)
     assert samples['fwc_applies_total{result="ok"}'] == "1.0"
     assert samples["fwc_apply_duration_seconds_count"] == "1.0"
     digest = hashlib.sha256(artifact).hexdigest()

@@ -13,6 +13,7 @@ from fwc.compiler.backend.plan import (
     PlanError,
     counter_slots,
     program_name,
+    rate_limit_slots,
     special_slots,
 )
 from fwc.compiler.oracle.ratelimit import gcra
@@ -104,6 +105,7 @@ class RuleBlock:
     destinations: tuple[str, ...]
     interval: int = 0  # rate_limit rules: GCRA emission interval in ns (0: not rate-limited)
     tolerance: int = 0
+    limited_slot: int = 0  # rate_limit rules: the rate_limit_pass counter slot (drop: next)
     log: bool = False
 
 
@@ -133,16 +135,16 @@ BLOCK_INSNS = 3
 
 def estimated_insns(policy: Policy) -> int:
     """An upper bound of the program's instruction count (BPF instructions, not bytes)."""
-    return _estimated_insns(policy, [_block(r) for r in policy.rules])
+    return _estimated_insns(policy, _blocks(policy))
 
 
 def _estimated_insns(policy: Policy, blocks: list[RuleBlock]) -> int:
     rules = sum(BLOCK_INSNS + sum(t.insns for t in b.tests) for b in blocks)
     limited = [r for r in policy.rules if r.action is Action.RATE_LIMIT]
     logged = [r for r in policy.rules if r.log]
-    # two 64-bit immediates (4 instructions) per rate_limit rule, one store per log rule,
-    # and the shared subprograms once
-    extra = 4 * len(limited) + len(logged)
+    # two 64-bit immediates and a slot (5 instructions) per rate_limit rule, one store per
+    # log rule, and the shared subprograms once
+    extra = 5 * len(limited) + len(logged)
     extra += (SUBPROGRAM_INSNS if limited else 0) + (SUBPROGRAM_INSNS if logged else 0)
     return PARSER_INSNS + rules + extra
 
@@ -172,7 +174,7 @@ def plan(policy: Policy, dry_run: bool, options: CompileOptions = DEFAULT_OPTION
     rule logs; `log_rate` is 0 without them. Raises PlanError when the program would be
     too large for this strategy.
     """
-    blocks = [_block(r) for r in policy.rules]
+    blocks = _blocks(policy)
     refused = _refusals(policy, _estimated_insns(policy, blocks))
     if refused:
         raise PlanError(refused)
@@ -218,7 +220,12 @@ def _rate_limits(policy: Policy) -> bool:
     return any(r.action is Action.RATE_LIMIT for r in policy.rules)
 
 
-def _block(rule: Rule) -> RuleBlock:
+def _blocks(policy: Policy) -> list[RuleBlock]:
+    limited = rate_limit_slots(policy)
+    return [_block(r, limited.get(r.id, 0)) for r in policy.rules]
+
+
+def _block(rule: Rule, limited_slot: int) -> RuleBlock:
     params = gcra(rule) if rule.action is Action.RATE_LIMIT else None
     return RuleBlock(
         id=rule.id,
@@ -232,6 +239,7 @@ def _block(rule: Rule) -> RuleBlock:
         destinations=tuple(str(n) for n in dict.fromkeys(rule.destinations)),
         interval=params.interval if params else 0,
         tolerance=params.tolerance if params else 0,
+        limited_slot=limited_slot,
         log=rule.log,
     )
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from fwc.compiler.backend.options import DEFAULT_OPTIONS, CompileOptions
 from fwc.compiler.policy.findings import Finding, Location, Severity, error
-from fwc.compiler.policy.ir import Policy
+from fwc.compiler.policy.ir import Action, Policy
 
 if TYPE_CHECKING:
     from fwc.compiler.backend.constants import ConstantsProgram
@@ -117,12 +117,28 @@ class PlanError(Exception):
 
 
 SPECIAL_SLOTS = ("default", "malformed", "non_ip", "would_drop")
+# a rate_limit rule's packets that found a token (passed) and that found none (dropped)
+RATE_LIMIT_SLOTS = ("rate_limit_pass", "rate_limit_drop")
 
 
 def counter_slots(policy: Policy) -> tuple[str, ...]:
-    """Slot index -> name: one per rule, then default, malformed, non_ip, would_drop."""
+    """Slot index -> name: one per rule, then default, malformed, non_ip, would_drop, then a
+    pass and a drop slot per rate_limit rule."""
     rules = tuple(f"rule:{r.name}" for r in policy.rules)
-    return (*rules, *SPECIAL_SLOTS)
+    limited = tuple(
+        f"{kind}:{r.name}"
+        for r in policy.rules
+        if r.action is Action.RATE_LIMIT
+        for kind in RATE_LIMIT_SLOTS
+    )
+    return (*rules, *SPECIAL_SLOTS, *limited)
+
+
+def rate_limit_slots(policy: Policy) -> dict[int, int]:
+    """Rule id -> its rate_limit_pass slot (rate_limit_drop is the next one)."""
+    first = len(policy.rules) + len(SPECIAL_SLOTS)
+    limited = [r.id for r in policy.rules if r.action is Action.RATE_LIMIT]
+    return {rule: first + len(RATE_LIMIT_SLOTS) * i for i, rule in enumerate(limited)}
 
 
 def special_slots(policy: Policy) -> dict[str, int]:

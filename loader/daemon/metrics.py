@@ -23,6 +23,7 @@ from fwc.loader.kernel.program import read_counters
 from fwc.loader.node import attach, netlink, pins
 
 _CLASSES = ("default", "malformed", "non_ip", "would_drop")
+_RATE_LIMIT_RESULTS = {"rate_limit_pass": "pass", "rate_limit_drop": "drop"}
 # map types whose entries come and go (an LRU one evicts when full): fwc_map_entries counts them
 _KEYED = ("hash", "lru_hash", "percpu_hash", "lru_percpu_hash", "lpm_trie")
 # apply results: the `result` label of fwc_applies_total
@@ -103,16 +104,23 @@ class PolicyCollector(Collector):
             labels=class_labels,
         )
         octets = CounterMetricFamily("fwc_bytes", "Bytes by class.", labels=class_labels)
+        limited = CounterMetricFamily(
+            "fwc_rate_limit_packets",
+            "Packets of a rate_limit rule by what its bucket decided: pass (a token) or drop.",
+            labels=["policy", "rule", "result"],
+        )
         for name, (p, b) in counts.items():
             kind, _, rule = name.partition(":")
-            if kind == "rule":
+            if kind in _RATE_LIMIT_RESULTS:
+                limited.add_metric([policy, rule, _RATE_LIMIT_RESULTS[kind]], p)
+            elif kind == "rule":
                 action = actions.get(rule, "unknown")
                 rule_packets.add_metric([policy, rule, action], p)
                 rule_bytes.add_metric([policy, rule, action], b)
             elif name in _CLASSES:
                 packets.add_metric([policy, name], p)
                 octets.add_metric([policy, name], b)
-        yield from (rule_packets, rule_bytes, packets, octets)
+        yield from (rule_packets, rule_bytes, packets, octets, limited)
         yield self._attached(policy)
         yield from _map_pressure(policy, pinned)
         info = InfoMetricFamily("fwc_policy", "The policy fw-load keeps attached.")

@@ -5,7 +5,7 @@
 #define FWC_SLOT_MALFORMED 6
 #define FWC_SLOT_NON_IP 7
 #define FWC_SLOT_WOULD_DROP 8
-#define FWC_SLOT_COUNT 9
+#define FWC_SLOT_COUNT 11
 #define FWC_DRY_RUN 1
 #define FWC_DEFAULT_ACTION XDP_DROP
 
@@ -36,6 +36,7 @@ int fwc_tutorial_ho(struct xdp_md *ctx)
 	__u32 slot = FWC_SLOT_DEFAULT;
 	int action = FWC_DEFAULT_ACTION;
 	__u64 interval = 0, tolerance = 0;
+	__u32 limited = 0;
 
 	if (!pk) /* cannot happen: slot 0 of an array always exists */
 		return fwc_finish(FWC_SLOT_DEFAULT, FWC_DEFAULT_ACTION, bytes);
@@ -88,6 +89,7 @@ int fwc_tutorial_ho(struct xdp_md *ctx)
 		action = XDP_PASS;
 		interval = 0x00000000001e8480ULL;
 		tolerance = 0x000000003b7c4580ULL;
+		limited = 9;
 		goto verdict;
 	}
 
@@ -102,8 +104,15 @@ int fwc_tutorial_ho(struct xdp_md *ctx)
 	}
 
 verdict:
-	/* Only a rate_limit rule sets an interval; every such rule has one of at least 1 ns. */
-	if (interval && !fwc_rate_take(slot, pk, interval, tolerance))
-		action = XDP_DROP;
+	/* Only a rate_limit rule sets an interval; every such rule has one of at least 1 ns.
+	 * Its pass and drop slots count what the bucket decided, beside the rule's own slot. */
+	if (interval) {
+		if (fwc_rate_take(slot, pk, interval, tolerance)) {
+			fwc_count(limited, bytes);
+		} else {
+			action = XDP_DROP;
+			fwc_count(limited + 1, bytes);
+		}
+	}
 	return fwc_finish(slot, action, bytes);
 }
