@@ -325,6 +325,11 @@ static __fwc_inline int fwc_t_classify(const struct fwc_pkt *pk, __u64 bytes, in
 	cfg = bpf_map_lookup_elem(cfgm, &zero);
 	if (!cfg)
 		return XDP_ABORTED;
+	/* Unseeded tables (the artifact attached by ip or bpftool, not fw-load): every packet
+	 * aborts, counted nowhere, visible in the xdp:xdp_exception tracepoint. fw-load seeds the
+	 * default action (XDP_DROP or XDP_PASS) before the program sees a packet. */
+	if (cfg->default_action == XDP_ABORTED)
+		return XDP_ABORTED;
 	if (parsed == FWC_CLASS_NON_IP) {
 		fwc_count(cfg->slot_non_ip, bytes);
 		return XDP_PASS;
