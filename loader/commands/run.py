@@ -11,7 +11,7 @@ from pathlib import Path
 from fwc.loader.apply import report as apply_report
 from fwc.loader.apply.transaction import LockoutRefused
 from fwc.loader.commands.apply import add_common_arguments
-from fwc.loader.daemon import control
+from fwc.loader.daemon import control, listener
 from fwc.loader.daemon import loop as daemon
 from fwc.loader.errors import LoaderError
 
@@ -41,13 +41,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if (args.artifact is None) == (args.watch is None):
         raise LoaderError("give the artifact or --watch PATH (one of them)")
+    metrics_addr = None if args.metrics_addr == "off" else args.metrics_addr
+    if metrics_addr is not None:
+        listener.parse_addr(metrics_addr)  # a typo fails here, before anything is applied
     watched = Path(os.path.abspath(args.watch)) if args.watch else None
     if watched is not None:
         args.artifact = str(watched)
     root = control.pin_root(args.pin_root)
     opts = daemon.DaemonOptions(
         apply=apply_report.options(vars(args), root, os.environ.get("SSH_CONNECTION")),
-        metrics_addr=None if args.metrics_addr == "off" else args.metrics_addr,
+        metrics_addr=metrics_addr,
         detach_on_exit=args.detach_on_exit,
         watch=watched,
     )
