@@ -101,6 +101,11 @@ def test_watch_follows_a_configmap_volume(tmp_path: Path) -> None:
         assert node.status()["digest"] == hashlib.sha256(first).hexdigest()
         assert (udp_delivered(pair, 7101, 5), udp_delivered(pair, 7102, 5)) == (0, 5)
         prog = pair.status()["policies"][0]
+        # what reaches the node is what was pinned beside the watched path, not a manual apply
+        manual = tmp_path / "manual.o"
+        manual.write_bytes(second)
+        refused = pair.fwload("apply", str(manual))
+        assert refused.returncode == 2 and "follows" in refused.stderr, refused.stderr
 
         volume.artifact(second)
         digest = hashlib.sha256(second).hexdigest()

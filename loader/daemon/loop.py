@@ -22,7 +22,7 @@ from fwc.loader.apply import report as apply_report
 from fwc.loader.apply.manifest_cache import ManifestCache
 from fwc.loader.apply.transaction import ApplyOptions, ApplyReport, apply
 from fwc.loader.daemon import control, health, listener, watch
-from fwc.loader.daemon.metrics import DaemonMetrics, PolicyCollector
+from fwc.loader.daemon.metrics import RESULTS, DaemonMetrics, PolicyCollector
 from fwc.loader.daemon.server import ControlBusy, ControlServer
 from fwc.loader.errors import LoaderError
 from fwc.loader.kernel import libbpf
@@ -32,8 +32,6 @@ from fwc.loader.node import attach, netlink, pins
 _RESYNC_SECONDS = 5.0
 # how long a signal may wait to be noticed (select() restarts after a Python signal handler)
 _POLL_SECONDS = 0.2
-# fw-load apply's exit codes as the result label of fwc_applies_total
-_RESULTS = ("ok", "refused", "error")
 
 
 @dataclass(frozen=True)
@@ -188,7 +186,8 @@ class _Control:
         # anything else it raises is a bug: the control server answers it as a daemon failure
         outcome = apply_report.execute(opts, bool(message.get("json")))
         timing = Timing.of(received, outcome.report, _now())
-        self.metrics.applied(_RESULTS[min(outcome.code, 2)], timing.to_reply_ms / 1e3)
+        # RESULTS are in the order of fw-load apply's exit codes
+        self.metrics.applied(RESULTS[min(outcome.code, 2)], timing.to_reply_ms / 1e3)
         if outcome.report is not None:
             self.policy = outcome.report.policy
             _say(

@@ -26,7 +26,7 @@ _CLASSES = ("default", "malformed", "non_ip", "would_drop")
 _RATE_LIMIT_RESULTS = {"rate_limit_pass": "pass", "rate_limit_drop": "drop"}
 # map types whose entries come and go (an LRU one evicts when full): fwc_map_entries counts them
 _KEYED = ("hash", "lru_hash", "percpu_hash", "lru_percpu_hash", "lpm_trie")
-# apply results: the `result` label of fwc_applies_total
+# apply results, the `result` label of fwc_applies_total: fw-load apply's exit codes 0, 1, 2
 RESULTS = ("ok", "refused", "error")
 
 
