@@ -92,53 +92,67 @@ def test_watch_follows_a_configmap_volume(tmp_path: Path) -> None:
     volume = ConfigMapVolume(tmp_path / "volume")
     volume.artifact(first)
     port = 20000 + (os.getpid() + 7) % 20000
-    with (
-        veth_pair(subnet=14) as pair,
-        watch_node(pair, volume.root / "fw.o", port, tmp_path / "node.log") as node,
-    ):
-        assert wait_until(lambda: node.get("/readyz")[0] == 200, 30), node.stderr()
-        assert node.get("/healthz") == (200, "ok\n")
-        assert node.status()["digest"] == hashlib.sha256(first).hexdigest()
-        assert (udp_delivered(pair, 7101, 5), udp_delivered(pair, 7102, 5)) == (0, 5)
-        prog = pair.status()["policies"][0]
-        # what reaches the node is what was pinned beside the watched path, not a manual apply
-        manual = tmp_path / "manual.o"
-        manual.write_bytes(second)
-        refused = pair.fwload("apply", str(manual))
-        assert refused.returncode == 2 and "follows" in refused.stderr, refused.stderr
+    with veth_pair(subnet=14) as pair:
+        with watch_node(pair, volume.root / "fw.o", port, tmp_path / "node.log") as node:
+            assert wait_until(lambda: node.get("/readyz")[0] == 200, 30), node.stderr()
+            assert node.get("/healthz") == (200, "ok\n")
+            assert node.status()["digest"] == hashlib.sha256(first).hexdigest()
+            assert (udp_delivered(pair, 7101, 5), udp_delivered(pair, 7102, 5)) == (0, 5)
+            prog = pair.status()["policies"][0]
+            # what reaches the node is what was pinned beside the watched path, not a manual apply
+            manual = tmp_path / "manual.o"
+            manual.write_bytes(second)
+            refused = pair.fwload("apply", str(manual))
+            assert refused.returncode == 2 and "follows" in refused.stderr, refused.stderr
 
-        volume.artifact(second)
-        digest = hashlib.sha256(second).hexdigest()
-        assert wait_until(lambda: node.status().get("digest") == digest, 15), node.stderr()
-        assert wait_until(lambda: node.get("/readyz")[0] == 200, 10)
-        assert (udp_delivered(pair, 7101, 5), udp_delivered(pair, 7102, 5)) == (5, 0)
-        assert pair.status()["policies"][0] != prog
-        assert node.metric("fwc_applies_total", 'result="ok"') == 2
-        assert node.metric("fwc_artifact_info", f'digest="{digest}",source="{volume.root}/fw.o"')
+            volume.artifact(second)
+            digest = hashlib.sha256(second).hexdigest()
+            assert wait_until(lambda: node.status().get("digest") == digest, 15), node.stderr()
+            assert wait_until(lambda: node.get("/readyz")[0] == 200, 10)
+            assert (udp_delivered(pair, 7101, 5), udp_delivered(pair, 7102, 5)) == (5, 0)
+            assert pair.status()["policies"][0] != prog
+            assert node.metric("fwc_applies_total", 'result="ok"') == 2
+            assert node.metric(
+                "fwc_artifact_info", f'digest="{digest}",source="{volume.root}/fw.o"'
+            )
 
-        bad = [
-            ("digest_mismatch", lambda: volume.artifact(first, pin=second)),
-            ("unpinned", lambda: volume.unpinned(first)),
-            ("invalid", lambda: volume.artifact(b"not an ELF file")),
-        ]
-        for count, (reason, publish) in enumerate(bad, start=1):
-            publish()
-            labels = f'reason="{reason}"'
+            bad = [
+                ("digest_mismatch", lambda: volume.artifact(first, pin=second)),
+                ("unpinned", lambda: volume.unpinned(first)),
+                ("invalid", lambda: volume.artifact(b"not an ELF file")),
+            ]
+            for count, (reason, publish) in enumerate(bad, start=1):
+                publish()
+                labels = f'reason="{reason}"'
 
-            def counted(labels: str = labels) -> bool:
-                return node.metric("fwc_watch_rejected_total", labels) == 1
+                def counted(labels: str = labels) -> bool:
+                    return node.metric("fwc_watch_rejected_total", labels) == 1
 
-            assert wait_until(counted, 15), (reason, node.stderr())
-            code, why = node.get("/readyz")
-            assert code == 503 and f"rejected ({reason})" in why
-            events = [e for e in node.status()["events"] if e["kind"] == "rejected"]
-            assert len(events) == count and events[-1]["reason"] == reason
-            assert node.status()["digest"] == digest
-            assert f"watch: rejected {volume.root}/fw.o ({reason})" in node.stderr()
-        # the second policy still runs, untouched
-        assert (udp_delivered(pair, 7101, 5), udp_delivered(pair, 7102, 5)) == (5, 0)
+                assert wait_until(counted, 15), (reason, node.stderr())
+                code, why = node.get("/readyz")
+                assert code == 503 and f"rejected ({reason})" in why
+                events = [e for e in node.status()["events"] if e["kind"] == "rejected"]
+                assert len(events) == count and events[-1]["reason"] == reason
+                assert node.status()["digest"] == digest
+                assert f"watch: rejected {volume.root}/fw.o ({reason})" in node.stderr()
+            # the second policy still runs, untouched
+            assert (udp_delivered(pair, 7101, 5), udp_delivered(pair, 7102, 5)) == (5, 0)
 
-        volume.artifact(first)
-        assert wait_until(lambda: node.get("/readyz")[0] == 200, 15), node.stderr()
-        assert (udp_delivered(pair, 7101, 5), udp_delivered(pair, 7102, 5)) == (0, 5)
-    assert node.process.returncode == 0, node.stderr()
+            volume.artifact(first)
+            assert wait_until(lambda: node.get("/readyz")[0] == 200, 15), node.stderr()
+            assert (udp_delivered(pair, 7101, 5), udp_delivered(pair, 7102, 5)) == (0, 5)
+        assert node.process.returncode == 0, node.stderr()
+
+        # a daemon restarted while the volume holds a refused artifact follows what is pinned
+        volume.artifact(second, pin=first)
+        with watch_node(pair, volume.root / "fw.o", port, tmp_path / "again.log") as again:
+            labels = 'reason="digest_mismatch"'
+            assert wait_until(lambda: again.metric("fwc_watch_rejected_total", labels) == 1, 30)
+            assert again.status()["policy"] == "watched"
+            assert again.get("/readyz")[0] == 503
+            assert (
+                'fwc_rule_packets_total{action="deny",policy="watched"' in again.get("/metrics")[1]
+            )
+            assert pair.attached() == {pair.if_a: "watched"}
+            assert (udp_delivered(pair, 7101, 5), udp_delivered(pair, 7102, 5)) == (0, 5)
+        assert again.process.returncode == 0, again.stderr()

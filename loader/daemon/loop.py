@@ -286,6 +286,7 @@ def run(opts: DaemonOptions) -> int:
                     state.policy = report.policy
                     _say(_started(report, server))
                 else:
+                    state.policy = _pinned_policy(root)
                     follow()
             finally:
                 state.ready.set()
@@ -316,6 +317,16 @@ def run(opts: DaemonOptions) -> int:
         if server is not None:
             server.close()
     return 0
+
+
+def _pinned_policy(root: Path) -> str:
+    """The one policy the pin root holds (a restarted daemon keeps following it while the
+    watched artifact is refused), else ""."""
+    held = [p for p in pins.policies(root) if p.exists()]
+    if len(held) != 1:
+        return ""
+    _say(f"policy {held[0].dir.name} is pinned; following it until the watched artifact applies")
+    return held[0].dir.name
 
 
 def _started(report: ApplyReport, server: ControlServer | None) -> str:

@@ -196,7 +196,7 @@ def follow(
         if outcome.reason in ("invalid", "lockout"):
             result = "refused" if outcome.reason == "lockout" else "error"
             metrics.applied(result, time.monotonic() - started)
-        running = f"{watcher.digest[:12]} stays" if watcher.digest else "no policy yet"
+        running = f"{watcher.digest[:12]} stays" if watcher.digest else "what is pinned stays"
         say(f"watch: rejected {watcher.path} ({outcome.reason}): {outcome.message}; {running}")
         health.record(
             Event(time.time(), "rejected", outcome.digest, outcome.message, outcome.reason)
@@ -214,7 +214,11 @@ def follow(
 def not_ready(watcher: Watcher) -> str:
     """Why the watched path is not what runs; "" when it is."""
     if watcher.rejection is not None:
-        running = f"{watcher.digest[:12]} still runs" if watcher.digest else "nothing applied"
+        running = (
+            f"{watcher.digest[:12]} still runs"
+            if watcher.digest
+            else "the policy pinned before, if any, still runs"
+        )
         return (
             f"the artifact at {watcher.path} was rejected ({watcher.rejection.reason}); {running}"
         )
