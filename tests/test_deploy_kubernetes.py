@@ -1,0 +1,320 @@
+"""deploy/kubernetes: every manifest valid against the Kubernetes schemas, the overlays built
+with `kubectl kustomize` around a real artifact, the alert rules checked by promtool, and
+the Grafana dashboard's queries naming metrics fw-load exposes."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from tests.loader_netns import compile_policy
+
+REPO = Path(__file__).resolve().parent.parent
+KUBE = REPO / "deploy/kubernetes"
+K8S_VERSION = kubernetes_validate.latest_version()
+
+POLICY = """
+name: fleet-web
+default_action: deny
+rules:
+  - {name: allow_icmp, priority: 10, action: allow, protocol: icmp}
+  - {name: allow_https, priority: 20, action: allow, protocol: tcp, destination_ports: [443]}
+"""
+
+# Names fw-load's metrics module exposes today, and those the `fw-load run --watch` work of
+# issue 14 adds (the contract the dashboard and the alerts are written against).
+CONTRACT_METRICS = {
+    "fwc_rule_packets_total",
+    "fwc_map_entries",
+    "fwc_map_capacity",
+    "fwc_applies_total",
+    "fwc_apply_duration_seconds",
+    "fwc_watch_rejected_total",
+    "fwc_policy_info",
+}
+# metrics of Prometheus itself and of kube-state-metrics that the alerts use
+OTHER_METRICS = {"up", "kube_pod_container_status_restarts_total"}
+
+PODMONITOR = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"},
+        "kind": {"const": "PodMonitor"},
+        "metadata": {"type": "object", "required": ["name", "namespace"]},
+        "spec": {
+            "type": "object",
+            "required": ["selector", "podMetricsEndpoints"],
+            "additionalProperties": False,
+            "properties": {
+                "selector": {
+                    "type": "object",
+                    "required": ["matchLabels"],
+                    "properties": {"matchLabels": {"type": "object"}},
+                },
+                "podMetricsEndpoints": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "required": ["port"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "port": {"type": "string"},
+                            "path": {"type": "string"},
+                            "interval": {"type": "string", "pattern": "^[0-9]+[smh]$"},
+                            "relabelings": {"type": "array"},
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+
+PROMETHEUSRULE = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"},
+        "kind": {"const": "PrometheusRule"},
+        "metadata": {"type": "object", "required": ["name", "namespace"]},
+        "spec": {
+            "type": "object",
+            "required": ["groups"],
+            "additionalProperties": False,
+            "properties": {
+                "groups": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["name", "rules"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "name": {"type": "string"},
+                            "rules": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "required": ["alert", "expr", "labels", "annotations"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "alert": {"type": "string"},
+                                        "expr": {"type": "string"},
+                                        "for": {"type": "string"},
+                                        "labels": {"type": "object"},
+                                        "annotations": {"type": "object"},
+                                    },
+                                },
+                            },
+                        },
+                    },
+                }
+            },
+        },
+    },
+}
+CRDS = {"PodMonitor": PODMONITOR, "PrometheusRule": PROMETHEUSRULE}
+
+
+def validate(doc: dict[str, Any]) -> None:
+    """Against the Kubernetes schema of its kind (strict: no unknown field), or a CRD's
+    structure; raises on an invalid document."""
+    if doc["kind"] in CRDS:
+        jsonschema.validate(doc, CRDS[doc["kind"]])
+    else:
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+
+def manifests(folder: Path) -> list[dict[str, Any]]:
+    docs: list[dict[str, Any]] = []
+    for path in sorted(folder.glob("*.yaml")):
+        if path.name != "kustomization.yaml":
+            docs.extend(d for d in yaml.safe_load_all(path.read_text()) if d)
+    return docs
+
+
+@pytest.fixture(scope="module")
+def built(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, tuple[list[dict[str, Any]], bytes]]:
+    """Each overlay built by `kubectl kustomize` with an artifact compiled for it."""
+    work = tmp_path_factory.mktemp("kube")
+    shutil.copytree(KUBE, work / "kubernetes")
+    out: dict[str, tuple[list[dict[str, Any]], bytes]] = {}
+    for overlay in ("dev", "prod"):
+        folder = work / "kubernetes/overlays" / overlay
+        (folder / "artifact").mkdir()
+        built_o = compile_policy(POLICY, work, dry_run=overlay == "dev")
+        shutil.copy(built_o, folder / "artifact/fw.o")
+        subprocess.run(
+            "sha256sum fw.o > fw.o.sha256", shell=True, cwd=folder / "artifact", check=True
+        )
+        proc = subprocess.run(
+            ["kubectl", "kustomize", str(folder)], capture_output=True, text=True, timeout=120
+        )
+        assert proc.returncode == 0, proc.stderr
+        out[overlay] = ([d for d in yaml.safe_load_all(proc.stdout) if d], built_o.read_bytes())
+    return out
+
+
+def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def test_every_base_manifest_is_valid() -> None:
+    docs = manifests(KUBE / "base")
+    assert {d["kind"] for d in docs} == {
+        "Namespace",
+        "ServiceAccount",
+        "DaemonSet",
+        "PodMonitor",
+        "PrometheusRule",
+    }
+    for doc in docs:
+        validate(doc)
+
+
+def test_the_validation_has_teeth() -> None:
+    (daemonset,) = by_kind(manifests(KUBE / "base"), "DaemonSet")
+    bad = copy.deepcopy(daemonset)
+    bad["spec"]["template"]["spec"]["hostNetwrok"] = True
+    with pytest.raises(kubernetes_validate.ValidationError):
+        validate(bad)
+    bad = copy.deepcopy(daemonset)
+    bad["spec"]["updateStrategy"]["rollingUpdate"]["maxUnavailable"] = [1]
+    with pytest.raises(kubernetes_validate.ValidationError):
+        validate(bad)
+    (rule,) = by_kind(manifests(KUBE / "base"), "PrometheusRule")
+    rule = copy.deepcopy(rule)
+    rule["spec"]["groups"][0]["rules"][0]["exprr"] = "up"
+    with pytest.raises(jsonschema.ValidationError):
+        validate(rule)
+
+
+@pytest.mark.parametrize("overlay", ["dev", "prod"])
+def test_overlay_builds_valid_manifests_with_the_artifact_and_its_digest(
+    built: dict[str, tuple[list[dict[str, Any]], bytes]], overlay: str
+) -> None:
+    docs, artifact = built[overlay]
+    for doc in docs:
+        validate(doc)
+    (config,) = [d for d in by_kind(docs, "ConfigMap") if "binaryData" in d]
+    assert base64.b64decode(config["binaryData"]["fw.o"]) == artifact
+    digest, name = config["data"]["fw.o.sha256"].split()
+    assert (digest, name) == (hashlib.sha256(artifact).hexdigest(), "fw.o")
+    (daemonset,) = by_kind(docs, "DaemonSet")
+    pod = daemonset["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    # a new artifact is a new ConfigMap name, so a rollout goes in waves
+    assert volumes["artifact"]["configMap"]["name"] == config["metadata"]["name"]
+    assert config["metadata"]["name"].startswith("fw-load-artifact-")
+    assert volumes["bpffs"]["hostPath"]["path"] == "/sys/fs/bpf"
+    assert volumes["run-fwc"]["hostPath"]["path"] == "/run/fwc"
+    assert pod["hostNetwork"] is True
+    (container,) = pod["containers"]
+    assert container["args"][:5] == [
+        "run",
+        "--watch",
+        "/etc/fwc/artifact/fw.o",
+        "--metrics-addr",
+        "0.0.0.0:9469",
+    ]
+    assert ("--dry-run" in container["args"]) == (overlay == "dev")
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    rolling = daemonset["spec"]["updateStrategy"]["rollingUpdate"]["maxUnavailable"]
+    assert rolling == ("100%" if overlay == "dev" else 1)
+    security = container["securityContext"]
+    assert security["privileged"] is False and security["capabilities"]["drop"] == ["ALL"]
+
+
+def test_alert_rules_pass_promtool_and_cover_the_failures(tmp_path: Path) -> None:
+    (rule,) = by_kind(manifests(KUBE / "base"), "PrometheusRule")
+    rules_file = tmp_path / "rules.yaml"
+    rules_file.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+    proc = subprocess.run(
+        ["promtool", "check", "rules", str(rules_file)], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    alerts = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]}
+    assert {
+        "FwcPolicyNotApplied",
+        "FwcPolicyDigestDiffers",
+        "FwcMapNearlyFull",
+        "FwcRuleDropsSpiking",
+        "FwcDaemonRestarting",
+    } <= alerts
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        yaml.safe_dump(
+            {"groups": [{"name": "x", "rules": [{"alert": "A", "expr": "rate(up[5m]"}]}]}
+        )
+    )
+    assert subprocess.run(["promtool", "check", "rules", str(bad)], capture_output=True).returncode
+
+
+def known_metrics() -> set[str]:
+    """Metric families the loader defines today (counters exposed with `_total`)."""
+    names: set[str] = set()
+    for path in (REPO / "loader/daemon").glob("*.py"):
+        text = path.read_text()
+        for kind, name in re.findall(r"(\w+)MetricFamily\(\s*\"(fwc_\w+)\"", text):
+            names.add(name + "_total" if kind == "Counter" else name)
+            if kind == "Info":
+                names.add(name + "_info")
+    return names
+
+
+def queried(expr: str) -> set[str]:
+    """Metric names in a PromQL expression (not labels, functions or keywords)."""
+    without_strings = re.sub(r'"[^"]*"', '""', expr)
+    without_labels = re.sub(r"\{[^}]*\}", "", without_strings)
+    without_groupings = re.sub(r"\b(by|without|on|ignoring)\s*\([^)]*\)", "", without_labels)
+    words = set(re.findall(r"\b[a-z_][a-z0-9_]*\b(?!\s*\()", without_groupings))
+    names = words - {"offset", "and", "or", "unless", "bool", "m", "h", "s"}
+    return {re.sub(r"_(sum|count|bucket)$", "", n) for n in names}
+
+
+def test_dashboard_and_alerts_query_metrics_that_exist() -> None:
+    exist = known_metrics()
+    assert {"fwc_interface_attached", "fwc_packets_total"} <= exist
+    known = exist | CONTRACT_METRICS | OTHER_METRICS
+    dashboard = json.loads((KUBE / "base/grafana/fwc-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    (rule,) = by_kind(manifests(KUBE / "base"), "PrometheusRule")
+    exprs += [r["expr"] for g in rule["spec"]["groups"] for r in g["rules"]]
+    for expr in exprs:
+        names = queried(expr)
+        assert names and names <= known, (expr, names - known)
+    assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
+
+
+def test_containerfile_builds_the_node_image_from_this_repository() -> None:
+    text = (REPO / "deploy/Containerfile").read_text()
+    stages = re.findall(r"^FROM (\S+)", text, re.M)
+    assert len(stages) == 2 and all(":" in s for s in stages)
+    for source in re.findall(r"^COPY (?!--from)(\S+)", text, re.M):
+        assert (REPO / source).exists(), source
+    entry = json.loads(re.search(r"^ENTRYPOINT (.*)$", text, re.M).group(1))  # type: ignore[union-attr]
+    cmd = json.loads(re.search(r"^CMD (.*)$", text, re.M).group(1))  # type: ignore[union-attr]
+    assert entry + cmd == [
+        "fw-load",
+        "run",
+        "--watch",
+        "/etc/fwc/artifact/fw.o",
+        "--metrics-addr",
+        "0.0.0.0:9469",
+    ]
