@@ -14,6 +14,7 @@ from fwc.compiler.check import CheckOptions, Gate, PathError, check_paths
 from fwc.compiler.errors import ToolError, UsageError
 from fwc.compiler.policy.findings import Finding
 from fwc.compiler.policy.ir import Policy
+from fwc.compiler.progress import Progress
 from fwc.compiler.reports.formats import FORMATS, render
 
 
@@ -52,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
     gate = None if args.no_rego else _gate(args)
     started = time.monotonic()
     try:
-        result = check_paths(args.paths, CheckOptions(gate=gate))
+        with Progress("fwc check") as progress:
+            result = check_paths(args.paths, CheckOptions(gate=gate, stage=progress.stage))
     except PathError as exc:
         raise UsageError(str(exc)) from None
     text = render(
