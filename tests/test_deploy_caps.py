@@ -11,6 +11,8 @@ namespace with its own veth pair and pin root."""
 from __future__ import annotations
 
 import configparser
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -106,3 +108,36 @@ def test_without_perfmon_or_sys_admin_the_verifier_refuses(pair: Pair, artifact:
         pair, {"cap_bpf", "cap_net_admin"}, "apply", "--no-daemon", "--force", str(artifact)
     )
     assert code == 2 and "Permission denied" in out
+
+
+def test_fw_load_works_inside_the_units_confinement(pair: Pair, artifact: Path) -> None:
+    """fw-load.service's ProtectSystem=strict, ProtectHome and ReadWritePaths, emulated in a
+    private mount namespace: the system, home and code read-only, the pins writable; with
+    the unit's capabilities it still applies and replaces a policy."""
+    read_only = sorted(
+        {"/usr", "/etc", "/var", "/opt", "/root", "/home", str(REPO), sys.prefix}
+        | {sys.base_prefix, str(artifact.parent)}
+    )
+    binds = "\n".join(
+        f"[ -d {d} ] && mount --bind -o ro {d} {d}" for d in read_only if Path(d).is_dir()
+    )
+    drop = ",".join(sorted(all_caps() - unit_caps()))
+    apply = f"{FWLOAD} apply --no-daemon --force --pin-root {pair.root} {artifact}"
+    script = f"""set -e
+mount --make-rprivate /
+{binds}
+! touch /usr/.fwc-write-probe 2>/dev/null
+! touch {artifact.parent}/.fwc-write-probe 2>/dev/null
+exec nsenter --net=/run/netns/{pair.ns_a} capsh --drop={drop} -- -c '{apply} && {apply}'
+"""
+    env = pair.fwload_env()
+    proc = subprocess.run(
+        ["unshare", "--mount", "bash", "-c", script],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "replaced" in proc.stdout
+    assert set(pair.attached()) == {pair.if_a}
