@@ -318,3 +318,179 @@ def test_containerfile_builds_the_node_image_from_this_repository() -> None:
         "--metrics-addr",
         "0.0.0.0:9469",
     ]
+
+
+# promtool unit tests of the alerts: series in, which alerts fire when (with the summary;
+# the description is the rule's own).
+UP = 'up{job="fwc-system/fw-load", namespace="fwc-system", node="n%s", pod="%s"}'
+ALERT_TESTS: list[dict[str, Any]] = [
+    {
+        "input_series": [
+            {"series": UP % ("1", "a"), "values": "1x20"},
+            {"series": UP % ("2", "b"), "values": "1x20"},
+            {
+                "series": 'fwc_interface_attached{namespace="fwc-system", node="n1", pod="a", '
+                'interface="eth0"}',
+                "values": "1x20",
+            },
+        ],
+        "alert_rule_test": [
+            {"eval_time": "3m", "alertname": "FwcPolicyNotApplied", "exp_alerts": []},
+            {
+                "eval_time": "10m",
+                "alertname": "FwcPolicyNotApplied",
+                "exp_alerts": [
+                    {
+                        "exp_labels": {
+                            "severity": "critical",
+                            "job": "fwc-system/fw-load",
+                            "namespace": "fwc-system",
+                            "node": "n2",
+                            "pod": "b",
+                        },
+                        "summary": "fw-load on n2 has no policy attached",
+                    }
+                ],
+            },
+        ],
+    },
+    {
+        "input_series": [
+            {"series": 'fwc_policy_info{pod="a", digest="d1"}', "values": "1x60"},
+            {"series": 'fwc_policy_info{pod="b", digest="d1"}', "values": "1x10 _x50"},
+            {"series": 'fwc_policy_info{pod="b", digest="d2"}', "values": "_x10 1x50"},
+        ],
+        "alert_rule_test": [
+            # a rollout in progress is not an alert; one stuck for 30 minutes is
+            {"eval_time": "20m", "alertname": "FwcPolicyDigestDiffers", "exp_alerts": []},
+            {
+                "eval_time": "45m",
+                "alertname": "FwcPolicyDigestDiffers",
+                "exp_alerts": [
+                    {
+                        "exp_labels": {"severity": "warning"},
+                        "summary": "2 different policy digests run across the fleet",
+                    }
+                ],
+            },
+        ],
+    },
+    {
+        "input_series": [
+            {
+                "series": 'fwc_map_entries{node="n1", pod="a", policy="p", map="rl"}',
+                "values": "850x20",
+            },
+            {
+                "series": 'fwc_map_capacity{node="n1", pod="a", policy="p", map="rl"}',
+                "values": "1000x20",
+            },
+            {
+                "series": 'fwc_map_entries{node="n1", pod="a", policy="p", map="ok"}',
+                "values": "700x20",
+            },
+            {
+                "series": 'fwc_map_capacity{node="n1", pod="a", policy="p", map="ok"}',
+                "values": "1000x20",
+            },
+        ],
+        "alert_rule_test": [
+            {
+                "eval_time": "15m",
+                "alertname": "FwcMapNearlyFull",
+                "exp_alerts": [
+                    {
+                        "exp_labels": {
+                            "severity": "warning",
+                            "node": "n1",
+                            "pod": "a",
+                            "policy": "p",
+                            "map": "rl",
+                        },
+                        "summary": "map rl of policy p on n1 is 85% full",
+                    }
+                ],
+            }
+        ],
+    },
+    {
+        "input_series": [
+            # 60 drops a second for 70 minutes, then 600 a second
+            {
+                "series": 'fwc_rule_packets_total{policy="p", rule="r", action="deny"}',
+                "values": "0+3600x70 252000+36000x20",
+            },
+        ],
+        "alert_rule_test": [
+            {"eval_time": "65m", "alertname": "FwcRuleDropsSpiking", "exp_alerts": []},
+            {
+                "eval_time": "85m",
+                "alertname": "FwcRuleDropsSpiking",
+                "exp_alerts": [
+                    {
+                        "exp_labels": {"severity": "warning", "policy": "p", "rule": "r"},
+                        "summary": "rule r of p drops 600 packets/s",
+                    }
+                ],
+            },
+        ],
+    },
+    {
+        "input_series": [
+            {
+                "series": 'kube_pod_container_status_restarts_total{namespace="fwc-system", '
+                'pod="a", container="fw-load"}',
+                "values": "0 0 1 2 3 4 5 5 5 5 5",
+            },
+        ],
+        "alert_rule_test": [
+            {
+                "eval_time": "10m",
+                "alertname": "FwcDaemonRestarting",
+                "exp_alerts": [
+                    {
+                        "exp_labels": {
+                            "severity": "warning",
+                            "namespace": "fwc-system",
+                            "pod": "a",
+                            "container": "fw-load",
+                        },
+                        "summary": "fw-load restarted 5 times in 15 minutes on pod a",
+                    }
+                ],
+            }
+        ],
+    },
+]
+
+
+def promtool_tests(rules: dict[str, Any]) -> list[dict[str, Any]]:
+    """ALERT_TESTS as promtool wants them: each expected alert's annotations in full."""
+    descriptions = {r["alert"]: r["annotations"]["description"] for g in rules for r in g["rules"]}
+    tests = copy.deepcopy(ALERT_TESTS)
+    for test in tests:
+        test["interval"] = "1m"
+        for case in test["alert_rule_test"]:
+            for alert in case["exp_alerts"]:
+                alert["exp_annotations"] = {
+                    "summary": alert.pop("summary"),
+                    "description": descriptions[case["alertname"]],
+                }
+    return tests
+
+
+def test_alerts_fire_when_they_should(tmp_path: Path) -> None:
+    (rule,) = by_kind(manifests(KUBE / "base"), "PrometheusRule")
+    groups = rule["spec"]["groups"]
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": groups}))
+    tests = {"rule_files": ["rules.yaml"], "evaluation_interval": "1m"}
+    tests["tests"] = promtool_tests(groups)
+    (tmp_path / "tests.yaml").write_text(yaml.safe_dump(tests, sort_keys=False))
+    proc = subprocess.run(
+        ["promtool", "test", "rules", "tests.yaml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
