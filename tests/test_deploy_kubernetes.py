@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import gzip
 import hashlib
 import json
 import re
@@ -19,6 +20,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from tests.bigpolicy import big_policy_text
 from tests.loader_netns import compile_policy
 
 REPO = Path(__file__).resolve().parent.parent
@@ -150,17 +152,22 @@ def manifests(folder: Path) -> list[dict[str, Any]]:
 def built(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> dict[str, tuple[list[dict[str, Any]], bytes]]:
-    """Each overlay built by `kubectl kustomize` with an artifact compiled for it."""
+    """Each overlay built by `kubectl kustomize` with an artifact compiled for it: a small
+    dry-run one for dev, a tables one of megabytes for prod."""
     work = tmp_path_factory.mktemp("kube")
     shutil.copytree(KUBE, work / "kubernetes")
     out: dict[str, tuple[list[dict[str, Any]], bytes]] = {}
     for overlay in ("dev", "prod"):
         folder = work / "kubernetes/overlays" / overlay
         (folder / "artifact").mkdir()
-        built_o = compile_policy(POLICY, work, dry_run=overlay == "dev")
+        text = POLICY if overlay == "dev" else big_policy_text(300)
+        built_o = compile_policy(text, work, dry_run=overlay == "dev")
         shutil.copy(built_o, folder / "artifact/fw.o")
         subprocess.run(
-            "sha256sum fw.o > fw.o.sha256", shell=True, cwd=folder / "artifact", check=True
+            "sha256sum fw.o > fw.o.sha256 && gzip -9 -n fw.o",
+            shell=True,
+            cwd=folder / "artifact",
+            check=True,
         )
         proc = subprocess.run(
             ["kubectl", "kustomize", str(folder)], capture_output=True, text=True, timeout=120
@@ -212,15 +219,20 @@ def test_overlay_builds_valid_manifests_with_the_artifact_and_its_digest(
     for doc in docs:
         validate(doc)
     (config,) = [d for d in by_kind(docs, "ConfigMap") if "binaryData" in d]
-    assert base64.b64decode(config["binaryData"]["fw.o"]) == artifact
+    assert gzip.decompress(base64.b64decode(config["binaryData"]["fw.o.gz"])) == artifact
+    # the API server refuses a ConfigMap over 1 MiB
+    assert len(json.dumps(config)) < 1 << 20
+    if overlay == "prod":
+        assert len(artifact) > 1 << 20  # a tables artifact: too big without gzip
     digest, name = config["data"]["fw.o.sha256"].split()
     assert (digest, name) == (hashlib.sha256(artifact).hexdigest(), "fw.o")
     (daemonset,) = by_kind(docs, "DaemonSet")
     pod = daemonset["spec"]["template"]["spec"]
     volumes = {v["name"]: v for v in pod["volumes"]}
     # a new artifact is a new ConfigMap name, so a rollout goes in waves
-    assert volumes["artifact"]["configMap"]["name"] == config["metadata"]["name"]
+    assert volumes["delivered"]["configMap"]["name"] == config["metadata"]["name"]
     assert config["metadata"]["name"].startswith("fw-load-artifact-")
+    assert "emptyDir" in volumes["artifact"]
     assert volumes["bpffs"]["hostPath"]["path"] == "/sys/fs/bpf"
     assert volumes["run-fwc"]["hostPath"]["path"] == "/run/fwc"
     assert pod["hostNetwork"] is True
@@ -239,6 +251,34 @@ def test_overlay_builds_valid_manifests_with_the_artifact_and_its_digest(
     assert rolling == ("100%" if overlay == "dev" else 1)
     security = container["securityContext"]
     assert security["privileged"] is False and security["capabilities"]["drop"] == ["ALL"]
+
+
+def unpack(script: str, config: dict[str, Any], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """The init container's script, run here on the ConfigMap's files."""
+    delivered, artifact = tmp_path / "delivered", tmp_path / "artifact"
+    delivered.mkdir(parents=True)
+    artifact.mkdir()
+    (delivered / "fw.o.gz").write_bytes(base64.b64decode(config["binaryData"]["fw.o.gz"]))
+    (delivered / "fw.o.sha256").write_text(config["data"]["fw.o.sha256"])
+    script = script.replace("/etc/fwc/delivered", str(delivered))
+    script = script.replace("/etc/fwc/artifact", str(artifact))
+    return subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=60)
+
+
+def test_init_container_unpacks_only_the_pinned_artifact(
+    built: dict[str, tuple[list[dict[str, Any]], bytes]], tmp_path: Path
+) -> None:
+    docs, artifact = built["prod"]
+    (config,) = [d for d in by_kind(docs, "ConfigMap") if "binaryData" in d]
+    (daemonset,) = by_kind(docs, "DaemonSet")
+    (init,) = daemonset["spec"]["template"]["spec"]["initContainers"]
+    script = init["command"][-1]
+    proc = unpack(script, config, tmp_path / "good")
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "good/artifact/fw.o").read_bytes() == artifact
+    tampered = copy.deepcopy(config)
+    tampered["data"]["fw.o.sha256"] = "0" * 64 + "  fw.o\n"
+    assert unpack(script, tampered, tmp_path / "bad").returncode != 0
 
 
 def test_alert_rules_pass_promtool_and_cover_the_failures(tmp_path: Path) -> None:
