@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import gc
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from fwc.compiler.policy import schema, semantic
@@ -27,6 +27,9 @@ ANALYSES: tuple[Analysis, ...] = ()
 # The Rego gate, already bound to its options (engine, policy dirs, data).
 Gate = Callable[[Policy], list[Finding]]
 
+# Told the name of each stage as it starts (a progress display listens).
+StageHook = Callable[[str], None]
+
 POLICY_SUFFIXES = (".yaml", ".yml")
 # Packet-case files for `fwc test` live next to their policies; a directory scan skips them.
 CASES_SUFFIXES = (".cases.yaml", ".cases.yml")
@@ -40,6 +43,7 @@ class PathError(Exception):
 class CheckOptions:
     gate: Gate | None = None  # None: no Rego stage
     analyses: tuple[Analysis, ...] = ANALYSES
+    stage: StageHook | None = None
 
 
 @dataclass(frozen=True)
@@ -109,26 +113,55 @@ def check_file(path: str | Path, options: CheckOptions | None = None) -> FileRes
 
 
 def _check_file(name: str, opts: CheckOptions) -> FileResult:
+    tell = opts.stage or _nobody
+    tell("load")
     doc, findings = load_file(name)
     if doc is None:
         return FileResult(name, _sorted(findings))
+    tell("schema")
     findings += schema.validate(doc)
     if findings:
         return FileResult(name, _sorted(findings))
+    tell("normalize")
     policy, normalize_findings = normalize(doc)
     findings += normalize_findings
+    tell("semantics")
     findings += semantic.check(doc)
     if policy is not None:
+        if opts.analyses:
+            tell("analyses")
         for analysis in opts.analyses:
             findings += analysis(policy)
         if opts.gate is not None:
+            tell("rego")
             findings += opts.gate(policy)
     return FileResult(name, _sorted(findings), policy)
 
 
 def check_paths(paths: Sequence[str | Path], options: CheckOptions | None = None) -> CheckResult:
     """Checks every policy file that `paths` names; raises PathError for a missing path."""
-    return CheckResult(tuple(check_file(p, options) for p in expand_paths(paths)))
+    opts = options or CheckOptions()
+    files = expand_paths(paths)
+    results = []
+    for number, path in enumerate(files, 1):
+        file_opts = opts
+        if opts.stage is not None:
+            file_opts = replace(opts, stage=_within(opts.stage, f"{number}/{len(files)} {path}"))
+        results.append(check_file(path, file_opts))
+    return CheckResult(tuple(results))
+
+
+def _within(hook: StageHook, where: str) -> StageHook:
+    """`hook`, told each stage as `where: stage`."""
+
+    def tell(stage: str) -> None:
+        hook(f"{where}: {stage}")
+
+    return tell
+
+
+def _nobody(stage: str) -> None:
+    """No one follows the stages."""
 
 
 @contextlib.contextmanager

@@ -4,7 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apt_packages=(python3 python3-venv libbpf1 libbpf-dev bpftool iproute2 linux-libc-dev libc6-dev make prometheus)
+apt_packages=(python3 python3-venv libbpf1 libbpf-dev bpftool iproute2 linux-libc-dev libc6-dev make
+    # the deploy tests: systemd-analyze verify, promtool check rules, capsh, git
+    systemd prometheus libcap2-bin git)
 
 newest_clang() {
     # The kernel wants BTF from a recent clang: take the newest one Debian offers.
@@ -26,11 +28,21 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         [ "$n" -ge 18 ] && recent=1
     done
     [ "$recent" = 1 ] || have_all=0
+    # kubectl builds the kustomize overlays (deploy/kubernetes): Debian's kubectl package
+    # where the archive has one, else kubernetes-client
+    command -v kubectl >/dev/null || have_all=0
     if [ "$have_all" = 0 ] || [ -n "${FWC_APT_REFRESH:-}" ]; then
         apt-get update -qq
         v=$(newest_clang)
         extra=()
         [ -n "$v" ] && extra=("clang-$v" "llvm-$v")
+        if ! command -v kubectl >/dev/null; then
+            if apt-cache show kubectl >/dev/null 2>&1; then
+                extra+=(kubectl)
+            else
+                extra+=(kubernetes-client)
+            fi
+        fi
         apt-get install -y -qq --no-install-recommends "${apt_packages[@]}" "${extra[@]}" >/dev/null
     fi
 else

@@ -187,15 +187,18 @@ def test_github_escapes_properties_and_newlines() -> None:
     )
 
 
-def test_junit_one_case_per_file_one_failure_per_error() -> None:
+def test_junit_one_case_per_finding_and_per_clean_file() -> None:
     root = ET.fromstring(render(RESULT, "junit"))
     suite = root.find("testsuite")
-    assert suite is not None and suite.get("tests") == "3" and suite.get("failures") == "2"
-    cases = {c.get("name"): c for c in suite.findall("testcase")}
-    assert list(cases) == ["p/a.yaml", "p/empty.yaml", "p/ok.yaml"]
-    assert [f.get("type") for f in cases["p/a.yaml"].findall("failure")] == ["FWC020"]
-    assert "FWC028" in (cases["p/a.yaml"].findtext("system-out") or "")
-    assert cases["p/ok.yaml"].find("failure") is None
+    assert suite is not None and suite.get("tests") == "4" and suite.get("failures") == "2"
+    cases = [(c.get("file"), c.get("line"), c.find("failure") is not None) for c in suite]
+    assert cases == [
+        ("p/a.yaml", "3", False),
+        ("p/a.yaml", "9", True),
+        ("p/empty.yaml", None, True),
+        ("p/ok.yaml", None, False),
+    ]
+    assert "FWC028" in (suite[0].findtext("system-out") or "")
 
 
 def test_sarif_is_valid_2_1_0() -> None:
@@ -209,7 +212,7 @@ def test_sarif_is_valid_2_1_0() -> None:
     first = run["results"][0]
     assert first["level"] == "warning"
     assert first["locations"][0]["physicalLocation"] == {
-        "artifactLocation": {"uri": "p/a.yaml"},
+        "artifactLocation": {"uri": "p/a.yaml", "uriBaseId": "%SRCROOT%"},
         "region": {"startLine": 3, "startColumn": 5},
     }
     assert "region" not in run["results"][2]["locations"][0]["physicalLocation"]

@@ -6,6 +6,7 @@ import argparse
 import importlib
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from fwc.compiler.check import CheckOptions, Gate, PathError, check_paths
 from fwc.compiler.errors import ToolError, UsageError
 from fwc.compiler.policy.findings import Finding
 from fwc.compiler.policy.ir import Policy
+from fwc.compiler.progress import Progress
 from fwc.compiler.reports.formats import FORMATS, render
 
 
@@ -49,11 +51,19 @@ def run(args: argparse.Namespace) -> int:
     if not args.paths:
         raise UsageError("no policy files given (usage: fwc check PATH...)")
     gate = None if args.no_rego else _gate(args)
+    started = time.monotonic()
     try:
-        result = check_paths(args.paths, CheckOptions(gate=gate))
+        with Progress("fwc check") as progress:
+            result = check_paths(args.paths, CheckOptions(gate=gate, stage=progress.stage))
     except PathError as exc:
         raise UsageError(str(exc)) from None
-    text = render(result, args.format, color=_color(args))
+    text = render(
+        result,
+        args.format,
+        color=_color(args),
+        fail_on_warn=args.fail_on_warn,
+        seconds=time.monotonic() - started,
+    )
     _emit(text, args.output)
     return 1 if result.failed(args.fail_on_warn) else 0
 

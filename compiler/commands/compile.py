@@ -16,9 +16,10 @@ from fwc.compiler.backend.options import (
 from fwc.compiler.backend.plan import PlanError, make_plan
 from fwc.compiler.backend.render import render_mapped
 from fwc.compiler.backend.verify import Rejected, verify
-from fwc.compiler.check import CheckResult, FileResult, check_file
+from fwc.compiler.check import CheckOptions, CheckResult, FileResult, check_file
 from fwc.compiler.errors import UsageError
 from fwc.compiler.policy.findings import Finding, has_errors
+from fwc.compiler.progress import Progress
 from fwc.compiler.reports.formats import render as report
 
 STRATEGY_CHOICES = ("auto", "constants", "tables")
@@ -58,28 +59,42 @@ def run(args: argparse.Namespace) -> int:
     path = Path(args.policy)
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
-    checked = check_file(path)
+    with Progress("fwc compile") as progress:
+        return _compile(args, path, progress)
+
+
+def _compile(args: argparse.Namespace, path: Path, progress: Progress) -> int:
+    checked = check_file(path, CheckOptions(stage=progress.stage))
     if has_errors(list(checked.findings)) or checked.policy is None:
+        progress.clear()
         return _findings(checked, list(checked.findings))
     policy = checked.policy
     if checked.findings:
+        progress.clear()
         _report(checked, list(checked.findings), sys.stderr)
     options = CompileOptions(rate_limit_buckets=args.rate_limit_buckets, log_rate=args.log_rate)
+    progress.stage("plan")
     try:
         plan = make_plan(policy, args.strategy, args.dry_run, options)
     except PlanError as exc:
+        progress.clear()
         return _findings(checked, [*checked.findings, *exc.findings])
+    progress.stage("render C")
     rendered = render_mapped(plan)
     if args.emit_c:
         _write(Path(args.emit_c), rendered.source)
     cache_dir = None if args.no_cache else default_cache_dir()
+    progress.stage("build with clang")
     result = build_plan(plan, Path(args.output), cache_dir, rendered)
     if args.verify:
+        progress.stage("kernel verifier")
         outcome = verify(result.path, result.rendered, policy)
         if isinstance(outcome, Rejected):
             result.path.unlink(missing_ok=True)
+            progress.clear()
             print(outcome.log_tail, file=sys.stderr)
             return _findings(checked, [outcome.finding])
+    progress.clear()
     _summary(result, args.verify)
     return 0
 

@@ -70,5 +70,16 @@ def renderers() -> dict[str, Renderer]:
 FORMATS = ("text", "json", "sarif", "github", "junit")
 
 
-def render(result: CheckResult, fmt: str, color: bool = False) -> str:
+def render(
+    result: CheckResult,
+    fmt: str,
+    color: bool = False,
+    fail_on_warn: bool = False,
+    seconds: float = 0.0,
+) -> str:
+    """The report in `fmt`; JUnit alone counts warnings as failures and states the time."""
+    if fmt == "junit":
+        from fwc.compiler.reports import junit as report_junit
+
+        return report_junit.render(result, color, fail_on_warn=fail_on_warn, seconds=seconds)
     return renderers()[fmt](result, color)
