@@ -396,9 +396,9 @@ ALERT_TESTS: list[dict[str, Any]] = [
     },
     {
         "input_series": [
-            {"series": 'fwc_policy_info{pod="a", digest="d1"}', "values": "1x60"},
-            {"series": 'fwc_policy_info{pod="b", digest="d1"}', "values": "1x10 _x50"},
-            {"series": 'fwc_policy_info{pod="b", digest="d2"}', "values": "_x10 1x50"},
+            {"series": 'fwc_policy_info{pod="a", sha256="d1"}', "values": "1x60"},
+            {"series": 'fwc_policy_info{pod="b", sha256="d1"}', "values": "1x10 _x50"},
+            {"series": 'fwc_policy_info{pod="b", sha256="d2"}', "values": "_x10 1x50"},
         ],
         "alert_rule_test": [
             # a rollout in progress is not an alert; one stuck for 30 minutes is
