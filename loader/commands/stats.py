@@ -13,7 +13,7 @@ from fwc.loader.kernel import libbpf
 from fwc.loader.kernel.meta import read_meta_map
 from fwc.loader.kernel.program import read_counters
 from fwc.loader.node.bpffs import require_bpffs
-from fwc.loader.node.pins import PolicyPins, pin_root, policies, policy_pins
+from fwc.loader.node.pins import PolicyPins, checked_name, pin_root, policies, policy_pins
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,6 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.policy:
+        checked_name(args.policy)
     root = pin_root(args.pin_root)
     require_bpffs(root)
     if args.policy:
