@@ -15,8 +15,9 @@ from typing import Any
 import yaml
 
 from fwc.compiler.policy.findings import Finding, Location, error
+from fwc.files import POLICY_LIMIT, FileReadError, read_bounded
 
-MAX_BYTES = 32 * 1024 * 1024
+MAX_BYTES = POLICY_LIMIT
 MAX_DEPTH = 64
 MAX_NODES = 5_000_000
 
@@ -70,11 +71,9 @@ class _Stop(Exception):
 def load_file(path: str | Path) -> tuple[Document | None, list[Finding]]:
     name = str(path)
     try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_BYTES + 1)
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        return None, [error("FWC008", f"cannot read {name}: {reason}", Location(name))]
+        data = read_bounded(path, MAX_BYTES)
+    except FileReadError as exc:
+        return None, [error("FWC008", f"cannot read {name}: {exc}", Location(name))]
     return load_bytes(data, name)
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from fwc.artifact import codec
 from fwc.artifact.layout import (
@@ -20,6 +19,7 @@ from fwc.artifact.layout import (
     image_stride,
 )
 from fwc.artifact.manifest import Manifest, MapEntry, SeedEntry
+from fwc.files import ARTIFACT_LIMIT, FileReadError, read_bounded
 from fwc.loader.errors import LoaderError
 from fwc.loader.reader.mapdefs import MapDefinitionError, libbpf_maps
 from fwc.loader.reader.objfile import ObjectError, ObjectFile, Section, read_object
@@ -92,9 +92,9 @@ def read_artifact(path: str | os.PathLike[str], map_definitions: bool = True) ->
     """
     where = os.fspath(path)
     try:
-        data = Path(where).read_bytes()
-    except OSError as exc:
-        raise ArtifactError(f"{where}: cannot read: {exc.strerror or exc}") from exc
+        data = read_bounded(where, ARTIFACT_LIMIT)
+    except FileReadError as exc:
+        raise ArtifactError(f"{where}: {exc}") from None
     try:
         spec = _parse(where, data)
         if map_definitions:

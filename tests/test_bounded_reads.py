@@ -1,0 +1,124 @@
+"""Bounded reads (issue 11): FIFOs and devices refused with one line, no hang; hostile
+manifests a clean artifact error (exit 2, not the lockout refusal's 1)."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import loader_fixtures
+import pytest
+
+from fwc.files import FileReadError, read_bounded
+from fwc.loader.node import pins
+
+_counter = itertools.count()
+
+TIMEOUT = 20  # seconds: a hang fails the test instead of the run
+
+
+def _run(*argv: str) -> subprocess.CompletedProcess[str]:
+    code = "import sys; from fwc.{0}.cli import main; sys.exit(main(sys.argv[1:]))"
+    tool, *rest = argv
+    module = "loader" if tool == "fw-load" else "compiler"
+    return subprocess.run(
+        [sys.executable, "-c", code.format(module), *rest],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+
+
+def _one_line(result: subprocess.CompletedProcess[str], fragment: str) -> None:
+    assert "Traceback" not in result.stderr
+    assert fragment in result.stderr, result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+
+
+@pytest.fixture
+def bpffs() -> Iterator[Path]:
+    """A private pin root on the host's bpffs, removed afterwards."""
+    root = Path("/sys/fs/bpf") / f"fwc-sechard-reads-{os.getpid()}-{next(_counter)}"
+    root.mkdir()
+    try:
+        yield root
+    finally:
+        pins.remove_tree(root)
+
+
+@pytest.fixture
+def fifo(tmp_path: Path) -> Path:
+    path = tmp_path / "pipe.o"
+    os.mkfifo(path)
+    return path
+
+
+def test_read_bounded(tmp_path: Path) -> None:
+    small = tmp_path / "small"
+    small.write_bytes(b"x" * 10)
+    assert read_bounded(small, 10) == b"x" * 10
+    with pytest.raises(FileReadError, match=r"larger than 9 bytes \(10 bytes\)"):
+        read_bounded(small, 9)
+    with pytest.raises(FileReadError, match="is a directory"):
+        read_bounded(tmp_path, 10)
+    with pytest.raises(FileReadError, match="is a character device"):
+        read_bounded("/dev/zero", 10)
+    with pytest.raises(FileReadError, match="No such file"):
+        read_bounded(tmp_path / "absent", 10)
+
+
+def test_fifo_refused(fifo: Path) -> None:
+    with pytest.raises(FileReadError, match="is a FIFO, not a regular file"):
+        read_bounded(fifo, 10)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("fw-load", "inspect", "{fifo}"),
+        ("fw-load", "apply", "--no-daemon", "--pin-root", "{tmp}", "{fifo}"),
+        ("fwc", "check", "--no-rego", "{fifo}"),
+        ("fwc", "test", "{fifo}", "{fifo}"),
+        ("fwc", "test", "policies/edge-web.yaml", "{fifo}"),
+    ],
+    ids=["inspect", "apply", "check", "test", "test cases"],
+)
+def test_fifo_never_hangs(bpffs: Path, fifo: Path, argv: tuple[str, ...]) -> None:
+    result = _run(*(a.format(fifo=fifo, tmp=bpffs) for a in argv))
+    assert result.returncode in (1, 2)
+    assert "Traceback" not in result.stderr + result.stdout
+    said = result.stderr + result.stdout
+    assert "FIFO" in said or "not a file" in said, said
+
+
+def test_inspect_dev_zero() -> None:
+    result = _run("fw-load", "inspect", "/dev/zero")
+    assert result.returncode == 2
+    _one_line(result, "/dev/zero: is a character device, not a regular file")
+
+
+@pytest.mark.parametrize(
+    ("manifest", "fragment"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "nests too deeply"),
+        (b'{"format":' + b"9" * 5000 + b"}", "cannot be read"),
+        (b'{"format":2,"rules":' + b"[" * 5000 + b"]" * 5000 + b"}", "manifest"),
+    ],
+    ids=["100k brackets", "5000 digits", "deep inside"],
+)
+@pytest.mark.parametrize("command", ["inspect", "apply"])
+def test_hostile_manifest_is_an_artifact_error(
+    tmp_path: Path, bpffs: Path, manifest: bytes, fragment: str, command: str
+) -> None:
+    path = loader_fixtures.build(tmp_path, manifest=manifest)
+    argv = ["inspect", str(path)]
+    if command == "apply":
+        argv = ["apply", "--no-daemon", "--pin-root", str(bpffs), str(path)]
+    result = _run("fw-load", *argv)
+    assert result.returncode == 2
+    _one_line(result, fragment)
