@@ -269,15 +269,23 @@ class _Composer:
             tag = self.loader.resolve(yaml.ScalarNode, ev.value, ev.implicit)
         if tag == _STR:
             return ev.value
+        if tag == _MERGE:
+            raise self.stop(
+                "FWC007",
+                "YAML merge keys (<<) are not supported: write the keys out in each mapping",
+                ev.start_mark,
+            )
         constructor = yaml.SafeLoader.yaml_constructors.get(tag)
         if constructor is None:
             raise self.stop("FWC007", f"unsupported tag {tag}", ev.start_mark)
         node = yaml.ScalarNode(tag, ev.value, ev.start_mark, ev.end_mark, ev.style)
         try:
             return constructor(self.loader, node)
-        except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
+        # PyYAML's scalar constructors trust the resolver's regexps; with an explicit tag
+        # (`!!bool x`, `!!timestamp x`, `!!int ""`) they fail in every way there is
+        except (yaml.YAMLError, ValueError, TypeError, OverflowError, LookupError, AttributeError):
             raise self.stop(
-                "FWC007", f"cannot read scalar {ev.value!r}: {exc}", ev.start_mark
+                "FWC007", f"{_short(ev.value)} is not a valid {_tag_name(tag)}", ev.start_mark
             ) from None
 
 
@@ -301,4 +309,18 @@ def _is_scalar_key(value: object) -> bool:
 
 
 _STR = "tag:yaml.org,2002:str"
+_MERGE = "tag:yaml.org,2002:merge"
+_YAML_TAG = "tag:yaml.org,2002:"
+
+
+def _tag_name(tag: str) -> str:
+    """`!!int` for tag:yaml.org,2002:int; any other tag as written."""
+    return f"!!{tag[len(_YAML_TAG) :]}" if tag.startswith(_YAML_TAG) else tag
+
+
+def _short(value: str) -> str:
+    """A scalar as a message shows it: quoted, escaped, at most 40 characters."""
+    return repr(value if len(value) <= 40 else value[:40] + "...")
+
+
 _NO_KEY: Any = object()
