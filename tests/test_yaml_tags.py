@@ -53,10 +53,12 @@ def test_tags_are_findings(
         assert words in out.out
 
 
+_FWC = "import sys; from fwc.compiler.cli import main; sys.exit(main())"
+
+
 def _fwc(*argv: str, stdout: object) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", "import sys; from fwc.compiler.cli import main; sys.exit(main())"]
-        + list(argv),
+        [sys.executable, "-c", _FWC, *argv],
         stdout=stdout,  # type: ignore[arg-type]
         stderr=subprocess.PIPE,
         text=True,
