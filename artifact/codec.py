@@ -149,7 +149,12 @@ def _seed(s: dict[str, Any]) -> SeedEntry:
 
 
 def _record(r: dict[str, Any]) -> LoaderRecord:
-    return LoaderRecord(r.get("program_sha256"), r.get("generation", 0), r.get("flipped_at"))
+    return LoaderRecord(
+        r.get("program_sha256"),
+        r.get("generation", 0),
+        r.get("flipped_at"),
+        r.get("artifact_sha256"),
+    )
 
 
 Check = Callable[[list[Any]], str | None]

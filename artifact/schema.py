@@ -25,6 +25,7 @@ _MAP_NAME = {
     "pattern": "^[A-Za-z0-9_]+(?![\\s\\S])",
 }
 _COUNT = {"type": "integer", "minimum": 0}
+_SHA256 = {"type": "string", "pattern": "^[0-9a-f]{64}(?![\\s\\S])"}
 _ARRAY = {"type": "array"}
 
 
@@ -60,7 +61,7 @@ SCHEMA: dict[str, Any] = _object(
             ["name", "sha256"],
             {
                 "name": _POLICY_NAME,
-                "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}(?![\\s\\S])"},
+                "sha256": _SHA256,
                 "default_action": {"type": "string"},
                 "interfaces": {
                     "type": "object",
@@ -119,6 +120,7 @@ SCHEMA: dict[str, Any] = _object(
                 "program_sha256": {"type": "string"},
                 "generation": {"enum": [0, 1]},
                 "flipped_at": _COUNT,
+                "artifact_sha256": _SHA256,
             },
         },
     },

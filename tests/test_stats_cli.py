@@ -71,7 +71,7 @@ def test_text_output_and_policy_filter(
     assert out.index("policy one") < out.index("policy two")
     assert main(["stats", "--pin-root", str(pin_root), "--policy", "one"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == f"policy one  sha256 {'ab' * 32}"
+    assert lines[0] == f"policy one  artifact sha256 -  source sha256 {'ab' * 32}"
     assert lines[1].split() == ["counter", "action", "packets", "bytes"]
     assert lines[2].split() == ["rule:count_all", "allow", "5", "320"]
     assert lines[3].split() == ["default", "0", "0"]

@@ -198,7 +198,8 @@ def _is_test_file(module: Module) -> bool:
 
 
 def gate(policy: Policy, options: RegoOptions) -> list[Finding]:
-    """FWC040 for each deny/violation, FWC041 for each warn, minus the waived ones."""
+    """FWC040 for each deny/violation, FWC041 for each warn (FWC043 for the bundled
+    management-set warning), minus the waived ones."""
     loaded = _load(options)
     modules = [m for m in loaded.modules if not _is_test_file(m)]
     wanted = gate_rules(modules)
@@ -221,7 +222,7 @@ def gate(policy: Policy, options: RegoOptions) -> list[Finding]:
                 where = by_name[target].location if target in by_name else None
                 findings.append(
                     Finding(
-                        "FWC041" if kind == "warn" else "FWC040",
+                        _WARN_IDS.get(rule_name, "FWC041") if kind == "warn" else "FWC040",
                         Severity.WARNING if kind == "warn" else Severity.ERROR,
                         message,
                         where or Location(policy.source_file, 1, 1),
@@ -230,6 +231,10 @@ def gate(policy: Policy, options: RegoOptions) -> list[Finding]:
                     )
                 )
     return sorted(findings, key=Finding.sort_key)
+
+
+# a bundled warning with an id of its own: FWC041 is any other `warn` rule's
+_WARN_IDS = {"warn_management_set": "FWC043"}
 
 
 def _items(value: Any) -> list[Any]:

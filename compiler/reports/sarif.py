@@ -14,7 +14,7 @@ from fwc.compiler.policy.findings import CATALOG, Finding, Severity
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 _LEVEL = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "note"}
 _IDS = sorted(CATALOG)
-_WARNING_IDS = frozenset({"FWC027", "FWC028", "FWC030", "FWC041"})
+_WARNING_IDS = frozenset({"FWC027", "FWC028", "FWC030", "FWC041", "FWC043"})
 
 
 def _rule(rule_id: str) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from fwc.exits import (
     output_lost,
     reader_gone,
 )
+from fwc.terminal import escape
 
 
 class Command(Protocol):
@@ -60,7 +61,7 @@ def dispatch(
     except OutputError as exc:
         return output_lost(prog, args.command, exc)
     except user_errors as exc:
-        print(f"{prog} {args.command}: {exc}", file=sys.stderr)
+        print(f"{prog} {args.command}: {escape(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
