@@ -19,7 +19,9 @@ from fwc.loader.node import pins
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags shared by `apply` and `run`."""
     parser.add_argument("artifact", help="the artifact written by `fwc compile`")
-    parser.add_argument("--expect-hash", metavar="SHA256", help="refuse another policy hash")
+    parser.add_argument(
+        "--expect-hash", metavar="SHA256", help="refuse unless the artifact file has this sha256"
+    )
     parser.add_argument(
         "--keep-access",
         metavar="ADDR:PORT",
