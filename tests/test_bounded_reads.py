@@ -4,16 +4,21 @@ manifests a clean artifact error (exit 2, not the lockout refusal's 1)."""
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import loader_fixtures
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from fwc.files import FileReadError, read_bounded
+from fwc.loader.cli import main as fw_load
 from fwc.loader.node import pins
 
 _counter = itertools.count()
@@ -122,3 +127,36 @@ def test_hostile_manifest_is_an_artifact_error(
     result = _run("fw-load", *argv)
     assert result.returncode == 2
     _one_line(result, fragment)
+
+
+_FRAGMENTS = [
+    b"[" * 50_000, b"{" * 3000, b"9" * 5000, b"-" + b"9" * 400, b"1e999999", b'"\\ud800"',
+    b'"\\u001b[2J"', b"null", b"true", b'""', b"[]", b"{}", b'"x/../../y"', b"\xff", b"\x00",
+]  # fmt: skip
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(st.data())
+def test_inspect_fuzz_over_mutated_manifests(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], data: st.DataObject
+) -> None:
+    """Hostile manifest text spliced into a good one: inspect prints it (exit 0) or says in one
+    line why not (exit 2), within the time bound, never a traceback."""
+    text = json.dumps(loader_fixtures.BASE_MANIFEST, sort_keys=True).encode()
+    for _ in range(data.draw(st.integers(1, 3))):
+        at = data.draw(st.integers(0, len(text)))
+        cut = data.draw(st.integers(0, 8))
+        text = text[:at] + data.draw(st.sampled_from(_FRAGMENTS)) + text[at + cut :]
+    path = loader_fixtures.build(tmp_path, manifest=text)
+    for argv in (["inspect", str(path)], ["inspect", "--json", str(path)]):
+        start = time.perf_counter()
+        code = fw_load(argv)
+        assert time.perf_counter() - start < TIMEOUT
+        out = capsys.readouterr()
+        assert code in (0, 2)
+        if code == 2:
+            assert out.err.count("\n") == 1 and "Traceback" not in out.err
