@@ -33,7 +33,7 @@ def test_good_artifact_spec(tmp_path: Path) -> None:
     [seed] = spec.seeds
     assert (seed.map, seed.count) == ("fwc_action", 1)
     assert seed.items() == [(bytes(4), (2).to_bytes(4, "little"))]
-    assert (spec.policy_name, spec.policy_sha256) == ("fixture", "ab" * 32)
+    assert (spec.policy_name, spec.source_sha256) == ("fixture", "ab" * 32)
     assert codec.decode(spec.manifest_bytes) == spec.manifest
 
 

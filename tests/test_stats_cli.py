@@ -53,7 +53,12 @@ def test_json_counters_by_slot_name(
     # the program is closed: the pins alone keep the counters alive
     assert main(["stats", "--pin-root", str(pin_root), "--json"]) == 0
     [policy] = json.loads(capsys.readouterr().out)["policies"]
-    assert (policy["policy"], policy["sha256"], policy["dry_run"]) == ("fixture", "ab" * 32, False)
+    assert (policy["policy"], policy["source_sha256"], policy["dry_run"]) == (
+        "fixture",
+        "ab" * 32,
+        False,
+    )
+    assert policy["sha256"] is None  # pinned by hand here, with no fw-load record
     assert policy["counters"] == [
         {"index": 0, "name": "rule:count_all", "action": "allow", "packets": 6, "bytes": 3320},
         {"index": 1, "name": "default", "packets": 0, "bytes": 0},

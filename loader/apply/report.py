@@ -61,8 +61,7 @@ def options(
 def render(report: ApplyReport) -> str:
     dry = " (dry-run: nothing is dropped)" if report.dry_run else ""
     lines = [
-        f"policy {report.policy} artifact sha256 {report.sha256} prog id {report.prog_id}{dry}",
-        f"  source sha256 {report.source_sha256}",
+        f"policy {report.policy} artifact sha256 {report.sha256} prog id {report.prog_id}{dry}"
     ]
     lines.append(f"  {report.describe_path()}")
     for item in report.interfaces:
@@ -70,6 +69,8 @@ def render(report: ApplyReport) -> str:
         lines.append(f"  {item.name}: {item.action}{mode}")
     for session in report.lockout_checked:
         lines.append(f"  lockout check: {session}")
+    if report.source_sha256:
+        lines.append(f"  source sha256 {report.source_sha256}")
     return escape_lines("\n".join(lines))
 
 
