@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import loader_fixtures
 import pytest
 
 from fwc.artifact import names
@@ -92,3 +97,33 @@ def test_commands_refuse_a_bad_name(
     err = capsys.readouterr().err
     assert "is not a policy name" in err and err.count("\n") == 1
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture
+def bpffs() -> Iterator[Path]:
+    """A private pin root on the host's bpffs, removed afterwards."""
+    root = Path("/sys/fs/bpf") / f"fwc-sechard-names-{os.getpid()}-{next(_counter)}"
+    root.mkdir()
+    try:
+        yield root
+    finally:
+        pins.remove_tree(root)
+
+
+_counter = itertools.count()
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("name", ["x/../../escaped", "_trash-x", "_staging-x", "a\n", ".."])
+def test_apply_of_a_forged_name_pins_nothing(
+    tmp_path: Path, bpffs: Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    def forge(manifest: dict[str, Any]) -> None:
+        manifest["policy"]["name"] = name
+
+    artifact = loader_fixtures.build(tmp_path, edit=forge)
+    assert fw_load(["apply", "--no-daemon", "--pin-root", str(bpffs), str(artifact)]) == 2
+    err = capsys.readouterr().err
+    assert "$.policy.name" in err and err.count("\n") == 1
+    assert list(bpffs.iterdir()) == []
+    assert not (bpffs.parent / "escaped").exists()
