@@ -44,11 +44,12 @@ class GuardedStdout:
 
     def write(self, text: str) -> int:
         try:
-            return int(self.stream.write(text))
+            written = self.stream.write(text)
         except BrokenPipeError:
             raise
         except OSError as exc:
             raise OutputError(f"cannot write to stdout: {exc.strerror or exc}") from None
+        return len(text) if written is None else int(written)
 
     def flush(self) -> None:
         try:
