@@ -12,6 +12,9 @@ from fwc.loader.commands.apply import add_common_arguments
 from fwc.loader.daemon import control
 from fwc.loader.daemon import loop as daemon
 
+# the daemon logs to stderr: it runs with stdout closed too (fwc.dispatch)
+REPORTS_ON_STDOUT = False
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser)

@@ -52,7 +52,8 @@ def dispatch(
     module, args = parsed
     real_stdout = sys.stdout
     try:
-        if not stdout_open:
+        # a command that reports on stdout refuses to run unheard; the daemon logs to stderr
+        if not stdout_open and getattr(module, "REPORTS_ON_STDOUT", True):
             raise OutputError("stdout is closed; nothing can be reported")
         sys.stdout = GuardedStdout(real_stdout)
         code = module.run(args)
