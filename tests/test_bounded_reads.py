@@ -160,3 +160,12 @@ def test_inspect_fuzz_over_mutated_manifests(
         assert code in (0, 2)
         if code == 2:
             assert out.err.count("\n") == 1 and "Traceback" not in out.err
+
+
+def test_rego_data_file_fifo_and_bad_tag(tmp_path: Path, fifo: Path) -> None:
+    bad = tmp_path / "data.yaml"
+    bad.write_text("fwc: !!bool x\n")
+    for data in (fifo, bad):
+        result = _run("fwc", "check", "--data", str(data), "policies/edge-web.yaml")
+        assert result.returncode == 2
+        _one_line(result, "cannot read data file")

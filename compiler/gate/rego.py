@@ -23,6 +23,7 @@ from fwc.compiler.gate.input import policy_doc
 from fwc.compiler.gate.modules import Module, ScanError, load_modules, unknown_calls
 from fwc.compiler.policy.findings import Finding, Location, Severity
 from fwc.compiler.policy.ir import Policy
+from fwc.files import POLICY_LIMIT, FileReadError, read_bounded
 
 NAMESPACES = ("fwc", "main")
 ENGINES = ("auto", "regopy", "opa", "server")
@@ -121,10 +122,19 @@ def _data(files: tuple[Path, ...]) -> dict[str, Any]:
     merged: dict[str, Any] = {}
     for path in files:
         try:
-            text = path.read_text(encoding="utf-8")
+            text = read_bounded(path, POLICY_LIMIT).decode("utf-8")
             doc = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-        except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
+        except (
+            FileReadError,
+            UnicodeDecodeError,
+            ValueError,
+            RecursionError,
+            yaml.YAMLError,
+        ) as exc:
             raise RegoError(f"cannot read data file {path}: {exc}") from None
+        except (LookupError, TypeError, AttributeError):
+            # PyYAML's constructors on an explicit tag that does not fit (`!!bool x`)
+            raise RegoError(f"cannot read data file {path}: a tagged value is not valid") from None
         if not isinstance(doc, dict):
             raise RegoError(f"data file {path} must hold a mapping at the top level")
         _merge(merged, doc, str(path))
