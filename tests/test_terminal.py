@@ -85,3 +85,13 @@ def test_errors_are_one_escaped_line(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert fwc(["compile", str(tmp_path / "y\x1b[2J.yaml"), "-o", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     _no_raw_control(err)
+
+
+def test_explain_escapes_the_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    policy = tmp_path / "e\x1b[2J.yaml"
+    policy.write_text((Path(__file__).parent.parent / "policies" / "edge-web.yaml").read_text())
+    argv = ["explain", str(policy), "--src", "203.0.113.9", "--dst", "192.0.2.10"]
+    assert fwc([*argv, "--proto", "tcp", "--dport", "22"]) == 0
+    out = capsys.readouterr().out
+    _no_raw_control(out)
+    assert "e\\x1b[2J.yaml" in out
