@@ -40,6 +40,10 @@ def decode(raw: bytes, upgrade: bool = False) -> Manifest:
         document = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ManifestError(f"manifest is not valid UTF-8 JSON ({exc})") from exc
+    except RecursionError:
+        raise ManifestError("manifest nests too deeply to be read") from None
+    except ValueError as exc:  # an integer of more digits than Python converts
+        raise ManifestError(f"manifest holds a value that cannot be read ({exc})") from None
     if not isinstance(document, dict):
         raise ManifestError("manifest is not a JSON object")
     if upgrade:
@@ -50,7 +54,10 @@ def decode(raw: bytes, upgrade: bool = False) -> Manifest:
             f"manifest format {version!r} is not supported (this fw-load reads format {FORMAT}):"
             " compile the policy again with the fwc of this release"
         )
-    error = schema.first_error(document)
+    try:
+        error = schema.first_error(document)
+    except RecursionError:
+        raise ManifestError("manifest nests too deeply to be read") from None
     if error is not None:
         raise ManifestError(f"manifest {error}")
     return from_json(document)
@@ -142,7 +149,12 @@ def _seed(s: dict[str, Any]) -> SeedEntry:
 
 
 def _record(r: dict[str, Any]) -> LoaderRecord:
-    return LoaderRecord(r.get("program_sha256"), r.get("generation", 0), r.get("flipped_at"))
+    return LoaderRecord(
+        r.get("program_sha256"),
+        r.get("generation", 0),
+        r.get("flipped_at"),
+        r.get("artifact_sha256"),
+    )
 
 
 Check = Callable[[list[Any]], str | None]

@@ -21,7 +21,7 @@ class Interfaces:
 @dataclass(frozen=True)
 class PolicyInfo:
     name: str
-    sha256: str
+    sha256: str  # of the policy source file's bytes: what the artifact was compiled from
     default_action: str = ""
     interfaces: Interfaces = Interfaces()
 
@@ -116,11 +116,13 @@ class SeedEntry:
 
 @dataclass(frozen=True)
 class LoaderRecord:
-    """What fw-load adds to the manifest it pins: the program's digest and the live generation."""
+    """What fw-load adds to the manifest it pins: the program's digest, the live generation,
+    and the identity of the artifact applied last (the sha256 of its file)."""
 
     program_sha256: str | None = None
     generation: int = 0
     flipped_at: int | None = None  # CLOCK_BOOTTIME ns of the last flip
+    artifact_sha256: str | None = None
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,20 @@ from typing import Any
 
 import jsonschema
 
+from fwc.artifact import names
 from fwc.artifact.layout import LAYOUTS
 
 _NAME = {"type": "string", "minLength": 1}
+# a policy name and a map name become pin paths: whole-string patterns, no "/", "..", newline
+_POLICY_NAME = {"type": "string", "pattern": names.SCHEMA_PATTERN}
+_MAP_NAME = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 15,
+    "pattern": "^[A-Za-z0-9_]+(?![\\s\\S])",
+}
 _COUNT = {"type": "integer", "minimum": 0}
+_SHA256 = {"type": "string", "pattern": "^[0-9a-f]{64}(?![\\s\\S])"}
 _ARRAY = {"type": "array"}
 
 
@@ -50,8 +60,8 @@ SCHEMA: dict[str, Any] = _object(
         "policy": _object(
             ["name", "sha256"],
             {
-                "name": _NAME,
-                "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                "name": _POLICY_NAME,
+                "sha256": _SHA256,
                 "default_action": {"type": "string"},
                 "interfaces": {
                     "type": "object",
@@ -76,13 +86,13 @@ SCHEMA: dict[str, Any] = _object(
             {"name": _NAME, "section": _NAME, "insn_count": _COUNT},
         ),
         "rules": _columns(RULE_FIELDS),
-        "counters": _object(["map", "slots"], {"map": _NAME, "slots": _columns(SLOT_FIELDS)}),
+        "counters": _object(["map", "slots"], {"map": _MAP_NAME, "slots": _columns(SLOT_FIELDS)}),
         "maps": {
             "type": "array",
             "items": _object(
                 ["name", "type", "key_size", "value_size", "max_entries"],
                 {
-                    "name": {"type": "string", "minLength": 1, "maxLength": 15},
+                    "name": _MAP_NAME,
                     "type": _NAME,
                     "key_size": _COUNT,
                     "value_size": _COUNT,
@@ -95,7 +105,7 @@ SCHEMA: dict[str, Any] = _object(
             "items": _object(
                 ["map", "section", "key_size", "value_size", "count"],
                 {
-                    "map": _NAME,
+                    "map": _MAP_NAME,
                     "section": _NAME,
                     "key_size": {"type": "integer", "minimum": 1},
                     "value_size": {"type": "integer", "minimum": 1},
@@ -110,6 +120,7 @@ SCHEMA: dict[str, Any] = _object(
                 "program_sha256": {"type": "string"},
                 "generation": {"enum": [0, 1]},
                 "flipped_at": _COUNT,
+                "artifact_sha256": _SHA256,
             },
         },
     },

@@ -84,7 +84,8 @@ class CheckResult:
 
 
 def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
-    """Files as given; a directory means every *.yaml / *.yml below it (not *.cases.*), sorted."""
+    """Files as given; a directory means every *.yaml / *.yml below it, in any case (*.YAML),
+    but not *.cases.*, sorted."""
     out: list[Path] = []
     for raw in paths:
         path = Path(raw)
@@ -92,8 +93,8 @@ def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
             found = sorted(
                 p
                 for p in path.rglob("*")
-                if p.suffix in POLICY_SUFFIXES
-                and not p.name.endswith(CASES_SUFFIXES)
+                if p.suffix.lower() in POLICY_SUFFIXES
+                and not p.name.lower().endswith(CASES_SUFFIXES)
                 and p.is_file()
             )
             if not found:

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from fwc.artifact import claims, codec
+
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 CLANG = "/usr/bin/clang-22"
 OBJCOPY = "/usr/bin/llvm-objcopy-22"
@@ -95,8 +97,12 @@ def build(
     manifest: bytes | None = None,
     sections: dict[str, bytes | None] | None = None,
     name: str = "fw.o",
+    claims_of_manifest: bool = True,
 ) -> Path:
-    """An artifact in `tmp`: the fixture program, its manifest (edited) and seed sections."""
+    """An artifact in `tmp`: the fixture program, its manifest (edited) and seed sections.
+
+    The program carries the claims digest of the manifest it is built with (when that
+    manifest decodes), unless `claims_of_manifest` is false: then it keeps zeros."""
     obj = compiled(source)
     raw = tmp / f"{name}.raw"
     raw.write_bytes(obj)
@@ -111,6 +117,8 @@ def build(
         ".fwc.seed.fwc_action": ACTION_SEED,
     }
     extra.update(sections or {})
+    if claims_of_manifest:
+        raw.write_bytes(_with_claims(obj, manifest, extra))
     args = [OBJCOPY]
     for index, (section, content) in enumerate(extra.items()):
         if content is None:
@@ -124,3 +132,18 @@ def build(
     out = tmp / name
     subprocess.run([*args, str(raw), str(out)], check=True)
     return out
+
+
+def _with_claims(obj: bytes, manifest: bytes, sections: dict[str, bytes | None]) -> bytes:
+    """`obj` with the claims digest of `manifest` and the seed `sections` written in."""
+    try:
+        decoded = codec.decode(manifest)
+    except codec.ManifestError:
+        return obj
+    seeds: dict[str, bytes | memoryview] = {}
+    for seed in decoded.seeds:
+        data = sections.get(seed.section)
+        if data is None:
+            return obj
+        seeds[seed.section] = data
+    return claims.write(obj, claims.digest(decoded, seeds))

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from elftools.elf.elffile import ELFFile
 
+from fwc.artifact import claims, codec
 from tests.loader_netns import Pair, compile_policy, sh, unique, veth_pair
 
 pytestmark = [pytest.mark.kernel, pytest.mark.netns]
@@ -40,8 +41,14 @@ struct {
 	__type(key, __u32);
 	__type(value, struct counter);
 } fwc_counters SEC(".maps");
+#define FWC_CLAIM(word) asm volatile("r0 = " #word " ll" ::: "r0")
 SEC("xdp") int fwc_xdp(struct xdp_md *ctx)
 {
+	FWC_CLAIM(0x6677635f636c6d73);
+	FWC_CLAIM(0);
+	FWC_CLAIM(0);
+	FWC_CLAIM(0);
+	FWC_CLAIM(0);
 	unsigned char *data = (unsigned char *)(long)ctx->data;
 	return data[64] ? XDP_PASS : XDP_DROP;
 }
@@ -85,6 +92,8 @@ def rejected_artifact(out: Path) -> Path:
                   "value_size": 16, "max_entries": 1}],
         "seeds": [],
     }  # fmt: skip
+    # the manifest must describe this program (artifact/claims.py): the verifier is the test
+    obj.write_bytes(claims.write(obj.read_bytes(), claims.digest(codec.from_json(manifest), {})))
     manifest_file = out / "m.json"
     manifest_file.write_text(json.dumps(manifest, sort_keys=True))
     sh(

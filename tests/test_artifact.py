@@ -33,7 +33,7 @@ def test_good_artifact_spec(tmp_path: Path) -> None:
     [seed] = spec.seeds
     assert (seed.map, seed.count) == ("fwc_action", 1)
     assert seed.items() == [(bytes(4), (2).to_bytes(4, "little"))]
-    assert (spec.policy_name, spec.policy_sha256) == ("fixture", "ab" * 32)
+    assert (spec.policy_name, spec.source_sha256) == ("fixture", "ab" * 32)
     assert codec.decode(spec.manifest_bytes) == spec.manifest
 
 
@@ -149,6 +149,18 @@ MANIFEST_CASES: list[tuple[str, dict[str, Any], str]] = [
         "has 4 bytes, expected 8 (1 elements)",
     ),
     ("long map name", {"edit": _set("maps.0.name", "x" * 16)}, "is too long"),
+    # forged names: each would become a pin path outside the policy's directory
+    ("name escapes", {"edit": _set("policy.name", "x/../../escaped")}, "$.policy.name"),
+    ("name dot-dot", {"edit": _set("policy.name", "..")}, "$.policy.name"),
+    ("name trash", {"edit": _set("policy.name", "_trash-x")}, "$.policy.name"),
+    ("name staging", {"edit": _set("policy.name", "_staging-x")}, "$.policy.name"),
+    ("name newline", {"edit": _set("policy.name", "a\n")}, "$.policy.name"),
+    ("name too long", {"edit": _set("policy.name", "a" * 49)}, "$.policy.name"),
+    ("name upper", {"edit": _set("policy.name", "Edge")}, "$.policy.name"),
+    ("sha256 newline", {"edit": _set("policy.sha256", "ab" * 32 + "\n")}, "$.policy.sha256"),
+    ("map name path", {"edit": _set("maps.1.name", "../fwc_action")}, "$.maps[1].name"),
+    ("map name newline", {"edit": _set("maps.1.name", "fwc_action\n")}, "$.maps[1].name"),
+    ("counters map path", {"edit": _set("counters.map", "../x")}, "$.counters.map"),
 ]
 
 

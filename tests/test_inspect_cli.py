@@ -21,7 +21,7 @@ def test_text_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     out = capsys.readouterr().out
     insns = loader_fixtures.insn_count(loader_fixtures.compiled("xdp_pass_count.c"))
     for expected in [
-        f"policy    fixture  sha256 {'ab' * 32}",
+        f"policy    fixture  source sha256 {'ab' * 32}",
         f"program   fwc_xdp  section xdp  {insns} instructions  license GPL",
         "fwc_counters  percpu_array  4    16     2",
         "fwc_action  .fwc.seed.fwc_action  records  1",

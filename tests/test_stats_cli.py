@@ -53,7 +53,12 @@ def test_json_counters_by_slot_name(
     # the program is closed: the pins alone keep the counters alive
     assert main(["stats", "--pin-root", str(pin_root), "--json"]) == 0
     [policy] = json.loads(capsys.readouterr().out)["policies"]
-    assert (policy["policy"], policy["sha256"], policy["dry_run"]) == ("fixture", "ab" * 32, False)
+    assert (policy["policy"], policy["source_sha256"], policy["dry_run"]) == (
+        "fixture",
+        "ab" * 32,
+        False,
+    )
+    assert policy["sha256"] is None  # pinned by hand here, with no fw-load record
     assert policy["counters"] == [
         {"index": 0, "name": "rule:count_all", "action": "allow", "packets": 6, "bytes": 3320},
         {"index": 1, "name": "default", "packets": 0, "bytes": 0},
@@ -71,7 +76,7 @@ def test_text_output_and_policy_filter(
     assert out.index("policy one") < out.index("policy two")
     assert main(["stats", "--pin-root", str(pin_root), "--policy", "one"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == f"policy one  sha256 {'ab' * 32}"
+    assert lines[0] == f"policy one  artifact sha256 -  source sha256 {'ab' * 32}"
     assert lines[1].split() == ["counter", "action", "packets", "bytes"]
     assert lines[2].split() == ["rule:count_all", "allow", "5", "320"]
     assert lines[3].split() == ["default", "0", "0"]

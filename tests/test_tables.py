@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import struct
 from pathlib import Path
 
@@ -165,11 +166,13 @@ def test_full_buckets_spill_to_the_hash() -> None:
 
 
 def test_program_shape_does_not_depend_on_the_rules(policy: Policy) -> None:
-    """Only map sizes and slot counts change: the classification code is the same text."""
+    """Only map sizes and slot counts change: the classification code is the same text, but for
+    the words of the claims digest (artifact/claims.py), which a live update leaves out."""
     small = dataclasses.replace(policy, rules=policy.rules[:1])
 
     def body(p: Policy) -> str:
         source = render(tables.plan(p, dry_run=False))
+        source = re.sub(r"FWC_CLAIMS\([^)]*\)", "FWC_CLAIMS(...)", source)
         return source[source.index("static __fwc_inline int fwc_t_finish") :]
 
     assert body(small) == body(policy)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from fwc.compiler.backend.render import Rendered, headers, render_mapped
 from fwc.compiler.backend.toolchain import Toolchain, find_toolchain, libbpf_headers
 from fwc.compiler.errors import ToolError
 from fwc.compiler.policy.ir import Policy
+from fwc.files import kind_of
 
 SOURCE_NAME = "fwc_xdp.c"
 OBJECT_NAME = "fwc_xdp.o"
@@ -172,9 +174,32 @@ def _run(command: list[str], cwd: Path, what: str) -> None:
         raise BuildError(f"{what}: {first.strip()}", log)
 
 
+def check_output(path: Path) -> None:
+    """Raise BuildError unless `path` is a new name or a regular file: a rename over a device,
+    a FIFO, a directory or a symlink would destroy it (`-o /dev/null` as root)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise BuildError(f"cannot write {path}: {exc.strerror}") from exc
+    if not stat.S_ISREG(mode):
+        kind = "a symlink" if stat.S_ISLNK(mode) else kind_of(mode)
+        raise BuildError(f"{path} is {kind}, not a regular file; refusing to replace it")
+
+
 def _store(path: Path, data: bytes) -> None:
-    """Writes atomically, so a reader never sees half an object."""
+    """Writes atomically, so a reader never sees half an object: a temp file in the same
+    directory (created exclusively), renamed only onto a regular file or a new name."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    check_output(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        check_output(path)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -10,6 +10,8 @@ from pathlib import Path
 import jinja2
 
 from fwc import __version__
+from fwc.artifact import claims
+from fwc.compiler.backend.manifest import build_manifest, seed_section
 from fwc.compiler.backend.plan import Plan
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.:,=() -]")
@@ -97,8 +99,20 @@ def render(plan: Plan) -> str:
 def render_mapped(plan: Plan) -> Rendered:
     """The C source of `plan` and its source map."""
     template = environment().get_template(plan.template)
-    marked = template.render(fwc_version=__version__, **vars(plan.program))
+    claim_words = claims.words(plan_claims(plan))
+    marked = template.render(fwc_version=__version__, claim_words=claim_words, **vars(plan.program))
     return _source_map(marked)
+
+
+def plan_claims(plan: Plan) -> bytes:
+    """The digest of what the artifact's manifest will claim (artifact/claims.py): the
+    manifest of the plan (its program entry and compiler are left out) and its seed bytes."""
+    manifest = build_manifest(plan, "", 0)
+    seed_data = {
+        entry.section: seed_section(seed, entry.layout)
+        for seed, entry in zip(plan.seeds, manifest.seeds, strict=True)
+    }
+    return claims.digest(manifest, seed_data)
 
 
 def _source_map(marked: str) -> Rendered:

@@ -26,6 +26,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--fail-on-warn", action="store_true", help="exit 1 on warnings too, not only errors"
     )
     parser.add_argument("--no-rego", action="store_true", help="skip the Rego invariants")
+    add_rego_arguments(parser)
+    parser.add_argument(
+        "--rego-tests", action="store_true", help="run the Rego test_ rules, like `opa test`"
+    )
+
+
+def add_rego_arguments(parser: argparse.ArgumentParser) -> None:
+    """The Rego gate's flags, shared with `fwc compile` (which runs the same gate)."""
     parser.add_argument(
         "--rego",
         action="append",
@@ -40,9 +48,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--engine", choices=("auto", "regopy", "opa", "server"), default="auto", help="Rego engine"
     )
     parser.add_argument("--opa-url", metavar="URL", help="evaluate on this OPA server")
-    parser.add_argument(
-        "--rego-tests", action="store_true", help="run the Rego test_ rules, like `opa test`"
-    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         return _rego_tests(args)
     if not args.paths:
         raise UsageError("no policy files given (usage: fwc check PATH...)")
-    gate = None if args.no_rego else _gate(args)
+    gate = None if args.no_rego else rego_gate(args)
     started = time.monotonic()
     try:
         with Progress("fwc check") as progress:
@@ -107,7 +112,8 @@ def _rego_options(rego: Any, args: argparse.Namespace) -> Any:
     )
 
 
-def _gate(args: argparse.Namespace) -> Gate:
+def rego_gate(args: argparse.Namespace) -> Gate:
+    """The Rego stage as the flags of `add_rego_arguments` choose it."""
     rego = _rego()
     options = _rego_options(rego, args)
 

@@ -7,7 +7,13 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from fwc.compiler.backend.build import BuildResult, build_plan, default_cache_dir
+from fwc.compiler.backend.build import (
+    BuildError,
+    BuildResult,
+    build_plan,
+    check_output,
+    default_cache_dir,
+)
 from fwc.compiler.backend.options import (
     DEFAULT_LOG_RATE,
     DEFAULT_RATE_LIMIT_BUCKETS,
@@ -17,6 +23,7 @@ from fwc.compiler.backend.plan import PlanError, make_plan
 from fwc.compiler.backend.render import render_mapped
 from fwc.compiler.backend.verify import Rejected, verify
 from fwc.compiler.check import CheckOptions, CheckResult, FileResult, check_file
+from fwc.compiler.commands.check import add_rego_arguments, rego_gate
 from fwc.compiler.errors import UsageError
 from fwc.compiler.policy.findings import Finding, has_errors
 from fwc.compiler.progress import Progress
@@ -53,18 +60,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--emit-c", metavar="FILE", help="also write the generated C source")
     parser.add_argument("--no-cache", action="store_true", help="do not use the build cache")
+    parser.add_argument(
+        "--no-gate",
+        action="store_true",
+        help="skip the Rego invariants of `fwc check` (said on stderr); schema and semantic "
+        "errors still stop the build",
+    )
+    add_rego_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     path = Path(args.policy)
-    if not path.is_file():
+    if not path.exists():
         raise UsageError(f"{path}: no such file")
+    try:
+        check_output(Path(args.output))
+    except BuildError as exc:
+        raise UsageError(str(exc)) from None
+    if args.no_gate:
+        print(
+            f"fwc compile: --no-gate: {path} was not checked against the Rego invariants",
+            file=sys.stderr,
+        )
     with Progress("fwc compile") as progress:
         return _compile(args, path, progress)
 
 
 def _compile(args: argparse.Namespace, path: Path, progress: Progress) -> int:
-    checked = check_file(path, CheckOptions(stage=progress.stage))
+    # the gate of `fwc check`: schema, semantics, analyses and (unless --no-gate) Rego
+    gate = None if args.no_gate else rego_gate(args)
+    checked = check_file(path, CheckOptions(gate=gate, stage=progress.stage))
     if has_errors(list(checked.findings)) or checked.policy is None:
         progress.clear()
         return _findings(checked, list(checked.findings))

@@ -25,6 +25,7 @@ from fwc.compiler.errors import UsageError
 from fwc.compiler.policy.findings import Finding, Location, Severity
 from fwc.compiler.policy.ir import Action, Policy
 from fwc.compiler.reports.text import line
+from fwc.terminal import escape_lines
 
 Loaded = FileResult | None  # None: the policy does not exist on that side
 
@@ -60,7 +61,9 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write("".join(line(f) + "\n" for r in failed for f in _errors(r)))
         return 1
     diffs = [_diff(old, new) for old, new in pairs]
-    sys.stdout.write(render(diffs, args.format))
+    text = render(diffs, args.format)
+    # paths and names in text and markdown never reach a terminal raw (JSON escapes its own)
+    sys.stdout.write(text if args.format == "json" else escape_lines(text))
     verdicts = [c for d in diffs for c in d.verdicts]
     if args.fail_on == "allowed":
         verdicts = [c for c in verdicts if c.newly_allowed]

@@ -22,6 +22,7 @@ from fwc.compiler.oracle.frames import FrameError, build_frame, fields_from_mapp
 from fwc.compiler.policy.findings import Severity
 from fwc.compiler.policy.ir import Policy, Rule
 from fwc.compiler.reports.text import line
+from fwc.terminal import escape_lines
 
 # flag -> packet field (docs/testing-policies.md names the fields)
 _FIELDS = {
@@ -77,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(json.dumps(_json(checked.policy, result), indent=2) + "\n")
     else:
-        sys.stdout.write(_text(checked.policy, result))
+        sys.stdout.write(escape_lines(_text(checked.policy, result)))
     return 0
 
 

@@ -23,6 +23,7 @@ from fwc.compiler.gate.input import policy_doc
 from fwc.compiler.gate.modules import Module, ScanError, load_modules, unknown_calls
 from fwc.compiler.policy.findings import Finding, Location, Severity
 from fwc.compiler.policy.ir import Policy
+from fwc.files import POLICY_LIMIT, FileReadError, read_bounded
 
 NAMESPACES = ("fwc", "main")
 ENGINES = ("auto", "regopy", "opa", "server")
@@ -121,10 +122,19 @@ def _data(files: tuple[Path, ...]) -> dict[str, Any]:
     merged: dict[str, Any] = {}
     for path in files:
         try:
-            text = path.read_text(encoding="utf-8")
+            text = read_bounded(path, POLICY_LIMIT).decode("utf-8")
             doc = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-        except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
+        except (
+            FileReadError,
+            UnicodeDecodeError,
+            ValueError,
+            RecursionError,
+            yaml.YAMLError,
+        ) as exc:
             raise RegoError(f"cannot read data file {path}: {exc}") from None
+        except (LookupError, TypeError, AttributeError):
+            # PyYAML's constructors on an explicit tag that does not fit (`!!bool x`)
+            raise RegoError(f"cannot read data file {path}: a tagged value is not valid") from None
         if not isinstance(doc, dict):
             raise RegoError(f"data file {path} must hold a mapping at the top level")
         _merge(merged, doc, str(path))
@@ -198,7 +208,8 @@ def _is_test_file(module: Module) -> bool:
 
 
 def gate(policy: Policy, options: RegoOptions) -> list[Finding]:
-    """FWC040 for each deny/violation, FWC041 for each warn, minus the waived ones."""
+    """FWC040 for each deny/violation, FWC041 for each warn (FWC043 for the bundled
+    management-set warning), minus the waived ones."""
     loaded = _load(options)
     modules = [m for m in loaded.modules if not _is_test_file(m)]
     wanted = gate_rules(modules)
@@ -221,7 +232,7 @@ def gate(policy: Policy, options: RegoOptions) -> list[Finding]:
                 where = by_name[target].location if target in by_name else None
                 findings.append(
                     Finding(
-                        "FWC041" if kind == "warn" else "FWC040",
+                        _WARN_IDS.get(rule_name, "FWC041") if kind == "warn" else "FWC040",
                         Severity.WARNING if kind == "warn" else Severity.ERROR,
                         message,
                         where or Location(policy.source_file, 1, 1),
@@ -230,6 +241,10 @@ def gate(policy: Policy, options: RegoOptions) -> list[Finding]:
                     )
                 )
     return sorted(findings, key=Finding.sort_key)
+
+
+# a bundled warning with an id of its own: FWC041 is any other `warn` rule's
+_WARN_IDS = {"warn_management_set": "FWC043"}
 
 
 def _items(value: Any) -> list[Any]:

@@ -64,6 +64,7 @@ CATALOG: dict[str, str] = {
     "FWC040": "organisation invariant violated (deny)",
     "FWC041": "organisation invariant warning (warn)",
     "FWC042": "rego test failed",
+    "FWC043": "no management set: SSH reachability from management is not checked",
     # compile
     "FWC050": "feature not yet supported by the compiler",
     "FWC051": "policy too large for the chosen strategy",

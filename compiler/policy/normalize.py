@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from fwc.artifact import names
 from fwc.compiler.policy.findings import Finding, error, has_errors, warning
 from fwc.compiler.policy.ir import (
     TCP_FLAGS,
@@ -25,7 +26,6 @@ from fwc.compiler.policy.source import Document, NodePath
 
 _Entry = TypeVar("_Entry", AddressRange, PortRange)
 
-POLICY_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,47}")
 _PORT_RANGE = re.compile(r"\s*(\d{1,5})\s*-\s*(\d{1,5})\s*")
 _PORT = re.compile(r"\s*(\d{1,5})\s*")
 _OCTET = r"(0|[1-9][0-9]?|1[0-9][0-9]|2[0-9][0-9])"
@@ -142,13 +142,13 @@ class _Normalizer:
         if "name" in value:
             return str(value["name"])
         stem = Path(self.doc.file).stem
-        if POLICY_NAME.fullmatch(stem):
+        if names.is_policy_name(stem):
             return stem
         self.findings.append(
             error(
                 "FWC033",
                 f"the policy has no `name:` and its file name '{stem}' is not a valid policy "
-                "name ([a-z0-9][a-z0-9_-]{0,47}); add a `name:`",
+                f"name ({names.WORDS}); add a `name:`",
                 self.doc.where(()),
             )
         )

@@ -15,8 +15,9 @@ from typing import Any
 import yaml
 
 from fwc.compiler.policy.findings import Finding, Location, error
+from fwc.files import POLICY_LIMIT, FileReadError, read_bounded
 
-MAX_BYTES = 32 * 1024 * 1024
+MAX_BYTES = POLICY_LIMIT
 MAX_DEPTH = 64
 MAX_NODES = 5_000_000
 
@@ -70,11 +71,9 @@ class _Stop(Exception):
 def load_file(path: str | Path) -> tuple[Document | None, list[Finding]]:
     name = str(path)
     try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_BYTES + 1)
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        return None, [error("FWC008", f"cannot read {name}: {reason}", Location(name))]
+        data = read_bounded(path, MAX_BYTES)
+    except FileReadError as exc:
+        return None, [error("FWC008", f"cannot read {name}: {exc}", Location(name))]
     return load_bytes(data, name)
 
 
@@ -270,15 +269,23 @@ class _Composer:
             tag = self.loader.resolve(yaml.ScalarNode, ev.value, ev.implicit)
         if tag == _STR:
             return ev.value
+        if tag == _MERGE:
+            raise self.stop(
+                "FWC007",
+                "YAML merge keys (<<) are not supported: write the keys out in each mapping",
+                ev.start_mark,
+            )
         constructor = yaml.SafeLoader.yaml_constructors.get(tag)
         if constructor is None:
             raise self.stop("FWC007", f"unsupported tag {tag}", ev.start_mark)
         node = yaml.ScalarNode(tag, ev.value, ev.start_mark, ev.end_mark, ev.style)
         try:
             return constructor(self.loader, node)
-        except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
+        # PyYAML's scalar constructors trust the resolver's regexps; with an explicit tag
+        # (`!!bool x`, `!!timestamp x`, `!!int ""`) they fail in every way there is
+        except (yaml.YAMLError, ValueError, TypeError, OverflowError, LookupError, AttributeError):
             raise self.stop(
-                "FWC007", f"cannot read scalar {ev.value!r}: {exc}", ev.start_mark
+                "FWC007", f"{_short(ev.value)} is not a valid {_tag_name(tag)}", ev.start_mark
             ) from None
 
 
@@ -302,4 +309,18 @@ def _is_scalar_key(value: object) -> bool:
 
 
 _STR = "tag:yaml.org,2002:str"
+_MERGE = "tag:yaml.org,2002:merge"
+_YAML_TAG = "tag:yaml.org,2002:"
+
+
+def _tag_name(tag: str) -> str:
+    """`!!int` for tag:yaml.org,2002:int; any other tag as written."""
+    return f"!!{tag[len(_YAML_TAG) :]}" if tag.startswith(_YAML_TAG) else tag
+
+
+def _short(value: str) -> str:
+    """A scalar as a message shows it: quoted, escaped, at most 40 characters."""
+    return repr(value if len(value) <= 40 else value[:40] + "...")
+
+
 _NO_KEY: Any = object()

@@ -5,12 +5,15 @@ from __future__ import annotations
 from fwc.compiler.check import CheckResult
 from fwc.compiler.policy.findings import Finding, Severity
 from fwc.compiler.reports.text import summary_line
+from fwc.terminal import escape
 
 _COMMAND = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "notice"}
 
 
 def _data(text: str) -> str:
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    # a newline or CR would end the workflow command; any other control is escaped as text
+    encoded = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return escape(encoded)
 
 
 def _property(text: str) -> str:

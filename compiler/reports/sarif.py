@@ -22,7 +22,7 @@ SRCROOT = "%SRCROOT%"
 FINGERPRINT = "fwcFinding/v1"
 _LEVEL = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "note"}
 _IDS = sorted(CATALOG)
-_WARNING_IDS = frozenset({"FWC027", "FWC028", "FWC030", "FWC041"})
+_WARNING_IDS = frozenset({"FWC027", "FWC028", "FWC030", "FWC041", "FWC043"})
 
 # id prefix -> the section of fwc's docs that explains the finding (docs/ in fwc's repository)
 _DOCS = (

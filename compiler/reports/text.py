@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fwc.compiler.check import CheckResult
 from fwc.compiler.policy.findings import Finding, Severity
+from fwc.terminal import escape
 
 _COLORS = {Severity.ERROR: "\033[31m", Severity.WARNING: "\033[33m", Severity.INFO: "\033[36m"}
 _BOLD = "\033[1m"
@@ -15,9 +16,11 @@ def line(finding: Finding, color: bool = False) -> str:
     severity = finding.severity.value
     if color:
         severity = f"{_COLORS[finding.severity]}{severity}{_RESET}"
-    where = f"{_BOLD}{finding.location}{_RESET}" if color else str(finding.location)
-    rule = f" [{finding.rule}]" if finding.rule else ""
-    return f"{where}: {severity} {finding.id} {finding.message}{rule}"
+    # what came from the user (file name, message, rule) is escaped: only our colours are raw
+    location = escape(str(finding.location))
+    where = f"{_BOLD}{location}{_RESET}" if color else location
+    rule = f" [{escape(finding.rule)}]" if finding.rule else ""
+    return f"{where}: {severity} {finding.id} {escape(finding.message)}{rule}"
 
 
 def _count(n: int, word: str) -> str:

@@ -17,6 +17,7 @@ from fwc.loader.apply.transaction import ApplyOptions, ApplyReport, LockoutRefus
 from fwc.loader.errors import LoaderError
 from fwc.loader.kernel.libbpf import KernelError
 from fwc.loader.node import pins
+from fwc.terminal import escape_lines
 
 
 @dataclass(frozen=True)
@@ -59,14 +60,18 @@ def options(
 
 def render(report: ApplyReport) -> str:
     dry = " (dry-run: nothing is dropped)" if report.dry_run else ""
-    lines = [f"policy {report.policy} sha256 {report.sha256} prog id {report.prog_id}{dry}"]
+    lines = [
+        f"policy {report.policy} artifact sha256 {report.sha256} prog id {report.prog_id}{dry}"
+    ]
     lines.append(f"  {report.describe_path()}")
     for item in report.interfaces:
         mode = f" ({item.mode})" if item.mode else ""
         lines.append(f"  {item.name}: {item.action}{mode}")
     for session in report.lockout_checked:
         lines.append(f"  lockout check: {session}")
-    return "\n".join(lines)
+    if report.source_sha256:
+        lines.append(f"  source sha256 {report.source_sha256}")
+    return escape_lines("\n".join(lines))
 
 
 def execute(opts: ApplyOptions, as_json: bool) -> Outcome:

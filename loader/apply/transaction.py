@@ -69,7 +69,7 @@ class InterfaceResult:
 @dataclass(frozen=True)
 class ApplyReport:
     policy: str
-    sha256: str
+    sha256: str  # the artifact's identity: sha256 of its file
     prog_id: int
     dry_run: bool
     interfaces: tuple[InterfaceResult, ...]
@@ -78,6 +78,7 @@ class ApplyReport:
     reason: str = ""  # why the live update was not possible
     generations: tuple[int, int] | None = None  # (from, to) of a live update
     flipped_at: int | None = None  # CLOCK_BOOTTIME ns of a live update's flip
+    source_sha256: str = ""  # of the policy source the artifact was compiled from
 
     def describe_path(self) -> str:
         if self.generations is not None:
@@ -94,6 +95,7 @@ class ApplyReport:
         return {
             "policy": self.policy,
             "sha256": self.sha256,
+            "source_sha256": self.source_sha256,
             "prog_id": self.prog_id,
             "dry_run": self.dry_run,
             "update": update,
@@ -143,10 +145,11 @@ def prepare(opts: ApplyOptions) -> ArtifactSpec:
     """Read the artifact and check what needs no kernel: hash and dry-run."""
     # libbpf's reading of the map definitions waits for the program-swap path, which needs it
     spec = read_artifact(opts.artifact, map_definitions=False)
-    if opts.expect_hash and opts.expect_hash.lower() != spec.policy_sha256:
+    # the identity is the whole file's sha256: program, maps, manifest and tables together
+    if opts.expect_hash and opts.expect_hash.strip().lower() != spec.sha256:
         raise LoaderError(
-            f"{opts.artifact}: policy hash {spec.policy_sha256} is not the expected "
-            f"{opts.expect_hash.lower()}; refusing an artifact CI did not approve"
+            f"{opts.artifact}: artifact sha256 {spec.sha256} is not the expected "
+            f"{opts.expect_hash.strip().lower()}; refusing an artifact CI did not approve"
         )
     if opts.dry_run and not spec.manifest.dry_run:
         raise LoaderError(
@@ -400,7 +403,8 @@ def _apply_live(
         opts.manifests.keep(final.meta, done.meta_id, done.manifest)
     return ApplyReport(
         policy=spec.policy_name,
-        sha256=spec.policy_sha256,
+        sha256=spec.sha256,
+        source_sha256=spec.source_sha256,
         prog_id=attach.pinned_prog_id(final),
         dry_run=spec.manifest.dry_run,
         interfaces=tuple(
@@ -455,7 +459,8 @@ def _apply_locked(opts: ApplyOptions, spec: ArtifactSpec) -> ApplyReport:
         _forget_empty_policies(opts.root, final)
         return ApplyReport(
             policy=spec.policy_name,
-            sha256=spec.policy_sha256,
+            sha256=spec.sha256,
+            source_sha256=spec.source_sha256,
             prog_id=program.prog_id,
             dry_run=spec.manifest.dry_run,
             interfaces=tuple(results),

@@ -23,7 +23,9 @@ def add_common_arguments(parser: argparse.ArgumentParser, artifact_optional: boo
         nargs="?" if artifact_optional else None,
         help="the artifact written by `fwc compile`",
     )
-    parser.add_argument("--expect-hash", metavar="SHA256", help="refuse another policy hash")
+    parser.add_argument(
+        "--expect-hash", metavar="SHA256", help="refuse unless the artifact file has this sha256"
+    )
     parser.add_argument(
         "--keep-access",
         metavar="ADDR:PORT",

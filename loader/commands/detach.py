@@ -20,6 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.all == bool(args.interfaces):
         raise LoaderError("name the interfaces to detach, or pass --all (not both)")
+    if args.policy is not None:
+        pins.checked_name(args.policy)
     check_privileges()
     root = pins.pin_root(args.pin_root)
     require_bpffs(root)

@@ -20,7 +20,7 @@ from fwc.loader.kernel.events import Event, EventError, decode
 from fwc.loader.kernel.meta import read_meta_map
 from fwc.loader.kernel.ringbuf import RingBuffer
 from fwc.loader.node.bpffs import require_bpffs
-from fwc.loader.node.pins import PolicyPins, pin_root, policies, policy_pins
+from fwc.loader.node.pins import PolicyPins, checked_name, pin_root, policies, policy_pins
 
 EVENTS_MAP = "fwc_events"
 # How often the loop looks at the stop flag and the deadline while no event comes.
@@ -41,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
         raise LoaderError(f"--count must be at least 1, not {args.count}")
     if args.duration is not None and args.duration < 0:
         raise LoaderError(f"--duration cannot be negative ({args.duration})")
+    if args.policy:
+        checked_name(args.policy)
     root = pin_root(args.pin_root)
     require_bpffs(root)
     pins = _selected(root, args.policy)

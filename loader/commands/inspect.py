@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from typing import Any
 
 from fwc.loader.reader.artifact import ArtifactSpec, read_artifact
+from fwc.terminal import escape_lines
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,7 +31,7 @@ def summary(spec: ArtifactSpec) -> dict[str, Any]:
         "artifact": {
             "path": spec.path,
             "size": len(spec.data),
-            "sha256": hashlib.sha256(spec.data).hexdigest(),
+            "sha256": spec.sha256,
             "program": spec.program,
             "section": spec.section,
             "insn_count": spec.insn_count,
@@ -45,9 +45,8 @@ def render_text(spec: ArtifactSpec) -> str:
     m = spec.manifest
     compiler = m.compiler
     lines = [
-        f"artifact  {spec.path} ({len(spec.data)} bytes, sha256 "
-        f"{hashlib.sha256(spec.data).hexdigest()})",
-        f"policy    {spec.policy_name}  sha256 {spec.policy_sha256}",
+        f"artifact  {spec.path} ({len(spec.data)} bytes, sha256 {spec.sha256})",
+        f"policy    {spec.policy_name}  source sha256 {spec.source_sha256}",
         f"compiler  {compiler.name or 'fwc'} {compiler.version}"
         + (f" (clang {compiler.clang})" if compiler.clang else ""),
         f"strategy  {m.strategy}  dry-run {'yes' if m.dry_run else 'no'}  log-rate {m.log_rate}",
@@ -77,7 +76,8 @@ def render_text(spec: ArtifactSpec) -> str:
         f"counters ({spec.counters_map}, {len(spec.counter_slots)} slots)",
         _table(["slot", "name"], [[index, name] for index, name in spec.counter_slots]),
     ]
-    return "\n".join(lines) + "\n"
+    # manifest text (rule and slot names, the path) never reaches the terminal raw
+    return escape_lines("\n".join(lines) + "\n")
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> str:

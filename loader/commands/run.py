@@ -15,6 +15,9 @@ from fwc.loader.daemon import control, listener
 from fwc.loader.daemon import loop as daemon
 from fwc.loader.errors import LoaderError
 
+# the daemon logs to stderr: it runs with stdout closed too (fwc.dispatch)
+REPORTS_ON_STDOUT = False
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser, artifact_optional=True)

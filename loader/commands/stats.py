@@ -13,7 +13,8 @@ from fwc.loader.kernel import libbpf
 from fwc.loader.kernel.meta import read_meta_map
 from fwc.loader.kernel.program import read_counters
 from fwc.loader.node.bpffs import require_bpffs
-from fwc.loader.node.pins import PolicyPins, pin_root, policies, policy_pins
+from fwc.loader.node.pins import PolicyPins, checked_name, pin_root, policies, policy_pins
+from fwc.terminal import escape_lines
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,6 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.policy:
+        checked_name(args.policy)
     root = pin_root(args.pin_root)
     require_bpffs(root)
     if args.policy:
@@ -67,14 +70,19 @@ def policy_stats(pins: PolicyPins) -> dict[str, Any]:
         slots.append(entry)
     return {
         "policy": pins.dir.name,
-        "sha256": manifest.policy.sha256,
+        # the artifact's identity as fw-load recorded it, and the policy source's digest
+        "sha256": manifest.fw_load.artifact_sha256 if manifest.fw_load else None,
+        "source_sha256": manifest.policy.sha256,
         "dry_run": manifest.dry_run,
         "counters": slots,
     }
 
 
 def render_text(entry: dict[str, Any]) -> str:
-    header = f"policy {entry['policy']}  sha256 {entry['sha256']}"
+    header = (
+        f"policy {entry['policy']}  artifact sha256 {entry['sha256'] or '-'}  "
+        f"source sha256 {entry['source_sha256']}"
+    )
     if entry["dry_run"]:
         header += "  (dry run)"
     rows = [["counter", "action", "packets", "bytes"]] + [
@@ -91,4 +99,4 @@ def render_text(entry: dict[str, Any]) -> str:
             row[3].rjust(widths[3]),
         )
         lines.append(f"  {name}  {action}  {packets}  {octets}")
-    return "\n".join(lines) + "\n"
+    return escape_lines("\n".join(lines) + "\n")

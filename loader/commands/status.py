@@ -13,6 +13,7 @@ from fwc.loader.errors import LoaderError
 from fwc.loader.kernel.meta import read_meta_map
 from fwc.loader.node import attach, netlink, pins
 from fwc.loader.node.bpffs import require_bpffs
+from fwc.terminal import escape_lines
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,7 +47,9 @@ def gather(root: Path) -> dict[str, Any]:
         policies.append(
             {
                 "name": policy.dir.name,
-                "sha256": manifest.policy.sha256 if manifest else None,
+                # the artifact's identity, as fw-load recorded it when it applied it
+                "sha256": _artifact_sha256(manifest),
+                "source_sha256": manifest.policy.sha256 if manifest else None,
                 "dry_run": manifest.dry_run if manifest else None,
                 "prog_id": attach.pinned_prog_id(policy),
                 "interfaces": attached,
@@ -56,6 +59,11 @@ def gather(root: Path) -> dict[str, Any]:
     return {"pin_root": str(root), "policies": policies}
 
 
+def _artifact_sha256(manifest: Manifest | None) -> str | None:
+    record = manifest.fw_load if manifest else None
+    return record.artifact_sha256 if record else None
+
+
 def render(state: dict[str, Any]) -> str:
     if not state["policies"]:
         return f"nothing pinned under {state['pin_root']}"
@@ -63,15 +71,17 @@ def render(state: dict[str, Any]) -> str:
     for policy in state["policies"]:
         dry = " dry-run" if policy["dry_run"] else ""
         lines.append(
-            f"policy {policy['name']} sha256 {policy['sha256']} prog id {policy['prog_id']}{dry}"
+            f"policy {policy['name']} artifact sha256 {policy['sha256']} "
+            f"prog id {policy['prog_id']}{dry}"
         )
+        lines.append(f"  source sha256 {policy['source_sha256']}")
         for item in policy["interfaces"]:
             lines.append(f"  {item['name']} (ifindex {item['ifindex']}): {item['mode']}")
         if not policy["interfaces"]:
             lines.append("  attached nowhere")
         for name in policy["stale_links"]:
             lines.append(f"  {name}: stale link pin (interface gone or renamed)")
-    return "\n".join(lines)
+    return escape_lines("\n".join(lines))
 
 
 def run(args: argparse.Namespace) -> int:

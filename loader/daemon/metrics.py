@@ -128,7 +128,8 @@ class PolicyCollector(Collector):
             [],
             {
                 "policy": policy,
-                "sha256": manifest.policy.sha256,
+                "sha256": (manifest.fw_load.artifact_sha256 or "") if manifest.fw_load else "",
+                "source_sha256": manifest.policy.sha256,
                 "dry_run": str(manifest.dry_run).lower(),
             },
         )

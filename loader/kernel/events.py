@@ -7,6 +7,8 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
+from fwc.terminal import escape
+
 # time_ns, rule, action, dry_run, family, proto, src_hi, src_lo, dst_hi, dst_lo,
 # sport, dport, l4, tcp_flags, icmp_type, pad: native order, as the program writes it
 _EVENT = struct.Struct("=QIBBBBQQQQHHBBBx")
@@ -65,7 +67,7 @@ class Event:
             parts.append(f"flags 0x{self.tcp_flags:02x}")
         if self.icmp_type is not None:
             parts.append(f"type {self.icmp_type}")
-        return " ".join(parts)
+        return escape(" ".join(parts))
 
 
 class EventError(ValueError):

@@ -16,8 +16,13 @@ from fwc.loader.reader.artifact import ArtifactSpec
 
 
 def initial_record(spec: ArtifactSpec) -> LoaderRecord:
-    """fw-load's record for a freshly loaded artifact: its program digest, generation 0 live."""
-    return LoaderRecord(program_sha256=program_sha256(spec.obj, spec.section), generation=0)
+    """fw-load's record for a freshly loaded artifact: its program digest, generation 0 live,
+    and the artifact's identity."""
+    return LoaderRecord(
+        program_sha256=program_sha256(spec.obj, spec.section),
+        generation=0,
+        artifact_sha256=spec.sha256,
+    )
 
 
 def meta_manifest(manifest: Manifest, record: LoaderRecord) -> bytes:

@@ -211,7 +211,9 @@ def update_in_place(
     finally:
         fds.close()
     start = time.perf_counter()
-    record = dataclasses.replace(record, generation=idle.generation, flipped_at=flipped_at)
+    record = dataclasses.replace(
+        record, generation=idle.generation, flipped_at=flipped_at, artifact_sha256=spec.sha256
+    )
     pinned = after_update(spec, live_manifest, mapping, record)
     meta_id = replace_meta(Path(root), policy, pinned)
     timings["manifest"] = time.perf_counter() - start

@@ -10,6 +10,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from fwc.artifact.names import PolicyNameError, check_policy_name, is_policy_name
+from fwc.loader.errors import LoaderError
+
 DEFAULT_ROOT = Path("/sys/fs/bpf/fwc")
 ROOT_ENV = "FWC_PIN_ROOT"
 # bpffs refuses names with a dot (it keeps them for itself): these prefixes cannot be policy
@@ -69,12 +72,22 @@ class PolicyPins:
 
 
 def policy_pins(root: Path, policy: str) -> PolicyPins:
-    return PolicyPins(root / policy)
+    """The pins of `policy`; LoaderError unless it is a policy name (no path ever escapes
+    the root, nor lands on a staging or trash directory)."""
+    return PolicyPins(root / checked_name(policy))
 
 
 def staging_pins(root: Path, policy: str) -> PolicyPins:
     """A fresh staging directory for a transaction on `policy` (never seen by status)."""
-    return PolicyPins(root / f"{_STAGING_PREFIX}{policy}-{os.getpid()}")
+    return PolicyPins(root / f"{_STAGING_PREFIX}{checked_name(policy)}-{os.getpid()}")
+
+
+def checked_name(policy: str) -> str:
+    """`policy` if it is a policy name (artifact/names.py), else LoaderError."""
+    try:
+        return check_policy_name(policy)
+    except PolicyNameError as exc:
+        raise LoaderError(str(exc)) from None
 
 
 def policies(root: Path) -> Iterator[PolicyPins]:
@@ -82,7 +95,9 @@ def policies(root: Path) -> Iterator[PolicyPins]:
     if not root.is_dir():
         return
     for entry in sorted(root.iterdir()):
-        if entry.is_dir() and not entry.name.startswith((_STAGING_PREFIX, _TRASH_PREFIX)):
+        # fw-load's own staging and trash directories are no policy names, nor is anything
+        # fw-load did not make
+        if entry.is_dir() and is_policy_name(entry.name):
             yield PolicyPins(entry)
 
 

@@ -5,11 +5,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from fwc.artifact import codec
+from fwc.artifact import claims, codec
 from fwc.artifact.layout import (
     COUNTER,
     COUNTER_KEY_SIZE,
@@ -20,6 +20,7 @@ from fwc.artifact.layout import (
     image_stride,
 )
 from fwc.artifact.manifest import Manifest, MapEntry, SeedEntry
+from fwc.files import ARTIFACT_LIMIT, FileReadError, read_bounded
 from fwc.loader.errors import LoaderError
 from fwc.loader.reader.mapdefs import MapDefinitionError, libbpf_maps
 from fwc.loader.reader.objfile import ObjectError, ObjectFile, Section, read_object
@@ -40,6 +41,8 @@ class ArtifactSpec:
 
     path: str
     data: bytes  # the validated ELF bytes: the kernel layer loads exactly these
+    # the artifact's identity: sha256 of the whole file as read (program, maps, manifest, seeds)
+    sha256: str
     manifest: Manifest
     manifest_bytes: bytes
     license: str
@@ -73,7 +76,8 @@ class ArtifactSpec:
         return self.manifest.policy.name
 
     @property
-    def policy_sha256(self) -> str:
+    def source_sha256(self) -> str:
+        """The sha256 of the policy source the artifact was compiled from (not its identity)."""
         return self.manifest.policy.sha256
 
     def map(self, name: str) -> MapSpec:
@@ -92,9 +96,9 @@ def read_artifact(path: str | os.PathLike[str], map_definitions: bool = True) ->
     """
     where = os.fspath(path)
     try:
-        data = Path(where).read_bytes()
-    except OSError as exc:
-        raise ArtifactError(f"{where}: cannot read: {exc.strerror or exc}") from exc
+        data = read_bounded(where, ARTIFACT_LIMIT)
+    except FileReadError as exc:
+        raise ArtifactError(f"{where}: {exc}") from None
     try:
         spec = _parse(where, data)
         if map_definitions:
@@ -133,9 +137,11 @@ def _parse(where: str, data: bytes) -> ArtifactSpec:
     _check_maps(manifest.maps, {name for name, idx in obj.symbols if idx == maps_index})
     by_name = {m.name: m for m in manifest.maps}
     seeds = tuple(_seed(seed, by_name, obj.sections) for seed in manifest.seeds)
+    _check_claims(obj, manifest, seeds)
     return ArtifactSpec(
         path=where,
         data=data,
+        sha256=hashlib.sha256(data).hexdigest(),
         manifest=manifest,
         manifest_bytes=raw,
         license=license_text,
@@ -172,6 +178,15 @@ def _check_program(obj: ObjectFile, manifest: Manifest) -> None:
         raise ArtifactError(
             f"program {program.name!r} is not defined in section {program.section!r}"
         )
+
+
+def _check_claims(obj: ObjectFile, manifest: Manifest, seeds: tuple[SeedSpec, ...]) -> None:
+    """The manifest must claim what the program was compiled with (artifact/claims.py)."""
+    program = obj.sections[manifest.program.section].data
+    try:
+        claims.check(program, manifest, {seed.section: seed.raw for seed in seeds})
+    except claims.ClaimsError as exc:
+        raise ArtifactError(str(exc)) from None
 
 
 def _check_maps(maps: tuple[MapSpec, ...], in_elf: set[str]) -> None:

@@ -9,7 +9,15 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from fwc import __version__
-from fwc.exits import reader_gone
+from fwc.exits import (
+    GuardedStdout,
+    OutputError,
+    flush_stdout,
+    guard_standard_fds,
+    output_lost,
+    reader_gone,
+)
+from fwc.terminal import escape
 
 
 class Command(Protocol):
@@ -33,6 +41,7 @@ def dispatch(
     Only the chosen command's module is imported: start-up time matters for a
     loader that runs on every node and for a gate that runs on every commit.
     """
+    stdout_open = guard_standard_fds()
     try:
         parsed = _parse(prog, description, package, commands, argv)
     except KeyboardInterrupt:
@@ -41,15 +50,26 @@ def dispatch(
     if parsed is None:
         return 2
     module, args = parsed
+    real_stdout = sys.stdout
     try:
-        return module.run(args)
+        # a command that reports on stdout refuses to run unheard; the daemon logs to stderr
+        if not stdout_open and getattr(module, "REPORTS_ON_STDOUT", True):
+            raise OutputError("stdout is closed; nothing can be reported")
+        sys.stdout = GuardedStdout(real_stdout)
+        code = module.run(args)
+        flush_stdout()
+        return code
+    except OutputError as exc:
+        return output_lost(prog, args.command, exc)
     except user_errors as exc:
-        print(f"{prog} {args.command}: {exc}", file=sys.stderr)
+        print(f"{prog} {args.command}: {escape(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         return reader_gone()
+    finally:
+        sys.stdout = real_stdout
 
 
 def _parse(

@@ -32,6 +32,19 @@ enum xdp_action {
 	XDP_REDIRECT,
 };
 
+/* The digest of what the manifest claims about this program (artifact/claims.py): a marker,
+ * then four 64-bit words, each loaded into r0, which the code sets again before any use.
+ * fw-load reads them back and refuses a manifest that claims anything else. */
+#define FWC_CLAIM(word) asm volatile("r0 = " #word " ll" ::: "r0")
+#define FWC_CLAIMS(a, b, c, d)                 \
+	do {                                   \
+		FWC_CLAIM(0x6677635f636c6d73); \
+		FWC_CLAIM(a);                  \
+		FWC_CLAIM(b);                  \
+		FWC_CLAIM(c);                  \
+		FWC_CLAIM(d);                  \
+	} while (0)
+
 #define BPF_MAP_TYPE_PERCPU_ARRAY 6
 #define BPF_MAP_TYPE_LRU_HASH 9
 #define BPF_MAP_TYPE_RINGBUF 27

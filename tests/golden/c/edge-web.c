@@ -26,6 +26,8 @@ struct {
 SEC("xdp")
 int fwc_edge_web(struct xdp_md *ctx)
 {
+	/* the digest of the manifest's claims, which fw-load checks (docs/artifact.md) */
+	FWC_CLAIMS(0x2ff1acc7541cc6e5, 0xf2cdace957955355, 0x2d5597205dc634ce, 0xe594ec0500142c29);
 	const __u8 *data = (const __u8 *)(long)ctx->data;
 	const __u8 *data_end = (const __u8 *)(long)ctx->data_end;
 	__u64 bytes = (__u64)(data_end - data);

@@ -26,6 +26,8 @@ struct {
 SEC("xdp")
 int fwc_edge_web(struct xdp_md *ctx)
 {
+	/* the digest of the manifest's claims, which fw-load checks (docs/artifact.md) */
+	FWC_CLAIMS(0x6a4060754ad2d868, 0x34e2ac8de6544f88, 0x2c93ef1634094178, 0x857493b6fb91234b);
 	const __u8 *data = (const __u8 *)(long)ctx->data;
 	const __u8 *data_end = (const __u8 *)(long)ctx->data_end;
 	__u64 bytes = (__u64)(data_end - data);

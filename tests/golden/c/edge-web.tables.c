@@ -393,6 +393,8 @@ static __fwc_inline int fwc_t_classify(const struct fwc_pkt *pk, __u64 bytes, in
 SEC("xdp")
 int fwc_edge_web(struct xdp_md *ctx)
 {
+	/* the digest of the manifest's claims, which fw-load checks (docs/artifact.md) */
+	FWC_CLAIMS(0x22e484c7f51aeec6, 0x34e453698bd0ae3a, 0xefa395abd28bc3e3, 0x0d4b32d43af08882);
 	const __u8 *data = (const __u8 *)(long)ctx->data;
 	const __u8 *data_end = (const __u8 *)(long)ctx->data_end;
 	__u64 bytes = (__u64)(data_end - data);

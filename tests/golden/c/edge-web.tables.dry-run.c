@@ -393,6 +393,8 @@ static __fwc_inline int fwc_t_classify(const struct fwc_pkt *pk, __u64 bytes, in
 SEC("xdp")
 int fwc_edge_web(struct xdp_md *ctx)
 {
+	/* the digest of the manifest's claims, which fw-load checks (docs/artifact.md) */
+	FWC_CLAIMS(0xba6717723fe3943b, 0xfe6096fa4fbefee4, 0x036b5b7bb3476817, 0x3e7c423d9223eadb);
 	const __u8 *data = (const __u8 *)(long)ctx->data;
 	const __u8 *data_end = (const __u8 *)(long)ctx->data_end;
 	__u64 bytes = (__u64)(data_end - data);
