@@ -116,15 +116,18 @@ def _reconcile_logged(root: Path, policy: str, opts: ApplyOptions, warm: Manifes
 
 
 def _serve_metrics(addr: str, root: Path, policy: Callable[[], str]) -> None:
+    """Listen for scrapes at `addr` (HOST:PORT); a bad address or a port in use is a
+    LoaderError, raised before the daemon changes anything."""
     host, sep, port = addr.rpartition(":")
-    if not sep or not port.isdigit():
-        raise LoaderError(f"--metrics-addr {addr!r}: expected HOST:PORT")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise LoaderError(f"--metrics-addr {addr!r}: expected HOST:PORT with a port 1-65535")
     registry = CollectorRegistry()
     registry.register(PolicyCollector(root, policy))
     try:
         start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1", registry=registry)
-    except OSError as exc:
-        raise LoaderError(f"--metrics-addr {addr}: {exc.strerror or exc}") from exc
+    except (OSError, ValueError, OverflowError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise LoaderError(f"--metrics-addr {addr}: {why}") from exc
 
 
 def _now() -> int:
@@ -246,6 +249,9 @@ def run(opts: DaemonOptions) -> int:
     state = _Control(root, warm)
     server = _open_control(root, state)
     try:
+        # a typo or a port in use ends the daemon here, before it attaches anything
+        if opts.metrics_addr:
+            _serve_metrics(opts.metrics_addr, root, lambda: state.policy)
         # subscribe first, so an interface that appears during the apply is not missed
         with netlink.LinkEvents() as events:
             try:
@@ -263,8 +269,6 @@ def run(opts: DaemonOptions) -> int:
                 )
                 + f"; control socket {server.path if server else 'off'}"
             )
-            if opts.metrics_addr:
-                _serve_metrics(opts.metrics_addr, root, lambda: state.policy)
             changed, last = True, 0.0
             while not stop.is_set():
                 if changed or time.monotonic() - last >= _RESYNC_SECONDS:
@@ -278,6 +282,8 @@ def run(opts: DaemonOptions) -> int:
             else:
                 _say("exiting; the program stays attached (fail-closed)")
     finally:
+        # a request waiting for the first apply is refused, not left hanging
+        state.ready.set()
         if server is not None:
             server.close()
     return 0
