@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fwc.artifact.layout import BUCKETS_MAP
 from fwc.artifact.manifest import Manifest
 from fwc.loader.apply import lockout
 from fwc.loader.apply.manifest_cache import ManifestCache
 from fwc.loader.errors import LoaderError
 from fwc.loader.kernel import libbpf
 from fwc.loader.kernel.meta import create_meta_map, read_meta_map
-from fwc.loader.kernel.program import LoadedProgram, possible_cpus
+from fwc.loader.kernel.program import LoadedProgram, drain, possible_cpus
 from fwc.loader.live import digests as table_digests
 from fwc.loader.live import update as live_update
 from fwc.loader.live.compat import can_update_in_place
@@ -193,6 +194,15 @@ def _plan(
         if holder.policy.dir == final.dir and index not in chosen
     ]
     return steps, leave
+
+
+def _limited(spec: ArtifactSpec, program: LoadedProgram) -> Callable[[], bool] | None:
+    """Whether the last probe frame took a rate limit's token (the program's own buckets,
+    not yet pinned, hold nothing else)."""
+    if not any(m.name == BUCKETS_MAP for m in spec.maps):
+        return None
+    fd = program.map_fd(BUCKETS_MAP)
+    return lambda: drain(fd)
 
 
 def _sessions(opts: ApplyOptions, steps: list[_Step]) -> list[lockout.Session]:
@@ -389,8 +399,9 @@ def _apply_live(
 ) -> ApplyReport:
     sessions = _sessions(opts, steps)
 
-    def check(verdict: live_update.Verdict) -> None:
-        blocked = lockout.blocked(sessions, verdict)
+    def check(probe: live_update.Probe) -> None:
+        limited = None if probe.buckets_fd < 0 else (lambda: drain(probe.buckets_fd))
+        blocked = lockout.blocked(sessions, probe.verdict, limited)
         if blocked and not opts.force:
             raise LockoutRefused(lockout.refusal(blocked))
 
@@ -424,7 +435,9 @@ def _apply_locked(opts: ApplyOptions, spec: ArtifactSpec) -> ApplyReport:
     check_map_definitions(spec)
     with LoadedProgram.from_spec(spec) as program:
         sessions = _sessions(opts, steps)
-        blocked = lockout.blocked(sessions, lambda frame: program.test_run(frame).retval)
+        blocked = lockout.blocked(
+            sessions, lambda frame: program.test_run(frame).retval, _limited(spec, program)
+        )
         if blocked and not opts.force:
             raise LockoutRefused(lockout.refusal(blocked))
         carry = _CounterCarry(spec, program, final) if final.exists() else None

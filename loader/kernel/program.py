@@ -74,6 +74,19 @@ def reset_counters(map_fd: int, entries: int) -> None:
 _BATCHED = ("array", "hash", "lru_hash")
 
 
+def drain(map_fd: int) -> bool:
+    """Delete every entry of a hash map; whether it held any."""
+    key_size = libbpf.map_info(map_fd).key_size
+    keys: list[bytes] = []
+    key = libbpf.map_next_key(map_fd, None, key_size)
+    while key is not None:
+        keys.append(key)
+        key = libbpf.map_next_key(map_fd, key, key_size)
+    for key in keys:
+        libbpf.map_delete(map_fd, key)
+    return bool(keys)
+
+
 @dataclass(frozen=True)
 class TestRun:
     """One BPF_PROG_TEST_RUN result; `duration_ns` is the kernel's mean over the repeats."""

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fwc.artifact.layout import COUNTER, GEN_MAP, generation_base, generation_map
+from fwc.artifact.layout import BUCKETS_MAP, COUNTER, GEN_MAP, generation_base, generation_map
 from fwc.artifact.manifest import LoaderRecord, Manifest, MapEntry
 from fwc.loader.errors import LoaderError
 from fwc.loader.kernel import array_mmap, libbpf
@@ -114,16 +114,27 @@ class _Fds:
 Verdict = Callable[[bytes], int]
 
 
+@dataclass(frozen=True)
+class Probe:
+    """The XDP action of a test frame, and the probe's own rate-limit buckets (-1: none)."""
+
+    verdict: Verdict
+    buckets_fd: int
+
+
 @contextmanager
-def idle_probe(policy: pins.PolicyPins, spec: ArtifactSpec, generation: int) -> Iterator[Verdict]:
-    """The new program over the pinned tables, reading `generation`, with counters of its own.
+def idle_probe(policy: pins.PolicyPins, spec: ArtifactSpec, generation: int) -> Iterator[Probe]:
+    """The new program over the pinned tables, reading `generation`, with counters and
+    rate-limit buckets of its own (a probe takes no live tokens, and its own show which
+    frames a rate limit decided).
 
     It classifies test frames with the idle generation before anything live reads it.
     """
     obj = libbpf.Object(spec.data)
     try:
+        names = {m.name for m in spec.maps}
         for m in spec.maps:
-            if m.name in (GEN_MAP, spec.counters_map):
+            if m.name in (GEN_MAP, BUCKETS_MAP, spec.counters_map):
                 continue
             fd = libbpf.obj_get(policy.map(m.name))
             try:
@@ -133,7 +144,8 @@ def idle_probe(policy: pins.PolicyPins, spec: ArtifactSpec, generation: int) -> 
         obj.load()
         libbpf.map_update(obj.map_fd(GEN_MAP), _U32.pack(0), _U32.pack(generation))
         prog_fd = obj.program_fd(spec.program)
-        yield lambda frame: libbpf.prog_test_run(prog_fd, frame)[0]
+        buckets = obj.map_fd(BUCKETS_MAP) if BUCKETS_MAP in names else -1
+        yield Probe(lambda frame: libbpf.prog_test_run(prog_fd, frame)[0], buckets)
     finally:
         obj.close()
 
@@ -152,7 +164,7 @@ def update_in_place(
     root: os.PathLike[str] | str,
     live_manifest: Manifest,
     spec: ArtifactSpec,
-    before_flip: Callable[[Verdict], None] | None = None,
+    before_flip: Callable[[Probe], None] | None = None,
 ) -> LiveUpdate:
     """docs/tables.md "Live update": idle generation, counters by name, flip, new manifest.
 
@@ -193,8 +205,8 @@ def update_in_place(
             raise LiveUpdateError(f"live update failed before the flip: {exc}") from exc
         if before_flip is not None:
             start = time.perf_counter()
-            with idle_probe(policy, spec, idle.generation) as verdict:
-                before_flip(verdict)
+            with idle_probe(policy, spec, idle.generation) as probe:
+                before_flip(probe)
             timings["check"] = time.perf_counter() - start
         start = time.perf_counter()
         # one 4-byte store: every packet classifies with one whole generation
