@@ -349,7 +349,7 @@ def _forget_empty_policies(root: Path, keep: pins.PolicyPins) -> None:
     """Remove other policies' pins once none of their programs is attached anywhere."""
     interfaces = netlink.list_interfaces()
     attached = {i.xdp_prog_id for i in interfaces}
-    for policy in pins.policies(root):
+    for policy in pins.own_policies(root):
         if policy.dir == keep.dir or policy.linked_interfaces():
             continue
         if attach.pinned_prog_id(policy) not in attached:
@@ -426,9 +426,10 @@ def _apply_live(
 
 def _apply_locked(opts: ApplyOptions, spec: ArtifactSpec) -> ApplyReport:
     pins.clean_leftovers(opts.root)
+    final = pins.policy_pins(opts.root, spec.policy_name)
+    attach.claim(final)
     interfaces = netlink.list_interfaces()
     steps, leave = _plan(opts, spec, interfaces)
-    final = pins.policy_pins(opts.root, spec.policy_name)
     live_manifest, reason = _live_candidate(opts, spec, final, steps, leave)
     if live_manifest is not None:
         return _apply_live(opts, spec, final, steps, live_manifest)

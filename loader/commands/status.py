@@ -26,7 +26,12 @@ def gather(root: Path) -> dict[str, Any]:
     by_index = {i.index: i for i in interfaces}
     held = attach.holders(root, interfaces)
     policies: list[dict[str, Any]] = []
+    elsewhere: list[dict[str, Any]] = []
     for policy in pins.policies(root):
+        if not policy.mine():
+            # its interfaces are in another namespace: nothing here can say where it runs
+            elsewhere.append({"name": policy.dir.name, "netns_cookie": policy.owner()})
+            continue
         try:
             manifest: Manifest | None = read_meta_map(policy.meta)
         except LoaderError:
@@ -53,13 +58,18 @@ def gather(root: Path) -> dict[str, Any]:
                 "stale_links": sorted(pinned - live),
             }
         )
-    return {"pin_root": str(root), "policies": policies}
+    return {
+        "pin_root": str(root),
+        "netns_cookie": pins.netns_cookie(),
+        "policies": policies,
+        "other_namespaces": elsewhere,
+    }
 
 
 def render(state: dict[str, Any]) -> str:
-    if not state["policies"]:
-        return f"nothing pinned under {state['pin_root']}"
     lines: list[str] = []
+    if not state["policies"]:
+        lines.append(f"nothing pinned under {state['pin_root']} in this network namespace")
     for policy in state["policies"]:
         dry = " dry-run" if policy["dry_run"] else ""
         lines.append(
@@ -71,6 +81,11 @@ def render(state: dict[str, Any]) -> str:
             lines.append("  attached nowhere")
         for name in policy["stale_links"]:
             lines.append(f"  {name}: stale link pin (interface gone or renamed)")
+    for other in state["other_namespaces"]:
+        lines.append(
+            f"policy {other['name']}: applied in another network namespace "
+            f"(netns cookie {other['netns_cookie']})"
+        )
     return "\n".join(lines)
 
 

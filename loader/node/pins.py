@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
 import shutil
+import socket
+import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,6 +19,17 @@ ROOT_ENV = "FWC_PIN_ROOT"
 # names, and a dot in an interface name (eth0.100) is stored as a colon, which no ifname holds
 _STAGING_PREFIX = "_staging-"
 _TRASH_PREFIX = "_trash-"
+# getsockopt(SOL_SOCKET, SO_NETNS_COOKIE): a 64-bit id of a network namespace, never reused
+_SO_NETNS_COOKIE = 71
+
+
+@functools.cache
+def netns_cookie() -> int:
+    """The kernel's id of this process's network namespace (its cookie: unlike the nsfs
+    inode, never given to another namespace while the host runs)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        raw = sock.getsockopt(socket.SOL_SOCKET, _SO_NETNS_COOKIE, 8)
+    return int(struct.unpack("=Q", raw)[0])
 
 
 def pin_root(override: str | os.PathLike[str] | None = None) -> Path:
@@ -48,6 +62,27 @@ class PolicyPins:
     def links_dir(self) -> Path:
         return self.dir / "links"
 
+    @property
+    def netns_dir(self) -> Path:
+        """`netns/<cookie>`: an empty directory naming the network namespace that owns the
+        policy (bpffs holds no plain files; a directory name is the record)."""
+        return self.dir / "netns"
+
+    def owner(self) -> int | None:
+        """The cookie of the network namespace that applied the policy; None for pins
+        written before fw-load recorded it."""
+        try:
+            names = [p.name for p in self.netns_dir.iterdir()]
+        except OSError:
+            return None
+        cookies = [int(n) for n in names if n.isdigit()]
+        return cookies[0] if len(cookies) == 1 else None
+
+    def mine(self) -> bool:
+        """Whether this network namespace owns the policy (unrecorded pins count as ours)."""
+        owner = self.owner()
+        return owner is None or owner == netns_cookie()
+
     def map(self, name: str) -> Path:
         return self.maps_dir / name
 
@@ -64,8 +99,10 @@ class PolicyPins:
         return sorted(p.name.replace(":", ".") for p in self.links_dir.iterdir())
 
     def make_dirs(self) -> None:
+        """The directories of a new transaction, owned by this network namespace."""
         self.maps_dir.mkdir(parents=True, exist_ok=True)
         self.links_dir.mkdir(parents=True, exist_ok=True)
+        (self.netns_dir / str(netns_cookie())).mkdir(parents=True, exist_ok=True)
 
 
 def policy_pins(root: Path, policy: str) -> PolicyPins:
@@ -84,6 +121,12 @@ def policies(root: Path) -> Iterator[PolicyPins]:
     for entry in sorted(root.iterdir()):
         if entry.is_dir() and not entry.name.startswith((_STAGING_PREFIX, _TRASH_PREFIX)):
             yield PolicyPins(entry)
+
+
+def own_policies(root: Path) -> Iterator[PolicyPins]:
+    """The committed policies this network namespace owns: the only ones a command here
+    may change (the pin root may be shared by every namespace on the host)."""
+    return (policy for policy in policies(root) if policy.mine())
 
 
 def remove_tree(path: Path) -> None:
