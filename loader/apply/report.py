@@ -66,6 +66,8 @@ def render(report: ApplyReport) -> str:
         lines.append(f"  {item.name}: {item.action}{mode}")
     for session in report.lockout_checked:
         lines.append(f"  lockout check: {session}")
+    for change in report.recovered:
+        lines.append(f"  recovered first: {change}")
     return "\n".join(lines)
 
 

@@ -6,6 +6,7 @@ puts the interfaces already swapped back on the old program.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
 import struct
@@ -16,7 +17,8 @@ from typing import Any
 
 from fwc.artifact.layout import BUCKETS_MAP
 from fwc.artifact.manifest import Manifest
-from fwc.loader.apply import lockout
+from fwc.loader import faults
+from fwc.loader.apply import lockout, recovery
 from fwc.loader.apply.manifest_cache import ManifestCache
 from fwc.loader.errors import LoaderError
 from fwc.loader.kernel import libbpf
@@ -79,6 +81,7 @@ class ApplyReport:
     reason: str = ""  # why the live update was not possible
     generations: tuple[int, int] | None = None  # (from, to) of a live update
     flipped_at: int | None = None  # CLOCK_BOOTTIME ns of a live update's flip
+    recovered: tuple[str, ...] = ()  # what recovery from a killed fw-load did first
 
     def describe_path(self) -> str:
         if self.generations is not None:
@@ -100,6 +103,7 @@ class ApplyReport:
             "update": update,
             "interfaces": [vars(i) for i in self.interfaces],
             "lockout_checked": list(self.lockout_checked),
+            "recovered": list(self.recovered),
         }
 
 
@@ -304,6 +308,7 @@ def _swap(
             results.append(InterfaceResult(iface.name, "attached", mode))
         elif step.action == "replace" and holder is not None and holder.link_pin is not None:
             attach.swap_link(holder.link_pin, program.prog_fd, holder.prog_id)
+            faults.point("swap:link-swapped")
             undo.actions.append(_relink(holder.link_pin, holder.prog_id, program.prog_fd))
             links[iface.name] = holder.link_pin
             results.append(InterfaceResult(iface.name, "replaced", iface.xdp_mode))
@@ -425,7 +430,11 @@ def _apply_live(
 
 
 def _apply_locked(opts: ApplyOptions, spec: ArtifactSpec) -> ApplyReport:
-    pins.clean_leftovers(opts.root)
+    recovered = tuple(recovery.recover(opts.root))
+    return dataclasses.replace(_apply_recovered(opts, spec), recovered=recovered)
+
+
+def _apply_recovered(opts: ApplyOptions, spec: ArtifactSpec) -> ApplyReport:
     final = pins.policy_pins(opts.root, spec.policy_name)
     attach.claim(final)
     interfaces = netlink.list_interfaces()
@@ -448,6 +457,7 @@ def _apply_locked(opts: ApplyOptions, spec: ArtifactSpec) -> ApplyReport:
         undo = _Undo()
         try:
             _pin(spec, program, staging)
+            faults.point("swap:pinned")
             results, links = _swap(opts, program, steps, staging, undo)
         except BaseException:
             undo.rollback()
@@ -458,14 +468,18 @@ def _apply_locked(opts: ApplyOptions, spec: ArtifactSpec) -> ApplyReport:
         if carry is not None:
             carry.add_late_counts()
             carry.close()
+        faults.point("swap:counts-added")
         for name, pin in links.items():
             target = staging.link(name)
             if pin != target:
                 pin.rename(target)
+        faults.point("swap:links-moved")
         for iface, holder in leave:
             attach.detach(iface, holder)
             results.append(InterfaceResult(iface.name, "detached", None))
+        faults.point("swap:detached")
         pins.commit(staging, final)
+        faults.point("swap:committed")
         _forget_empty_policies(opts.root, final)
         return ApplyReport(
             policy=spec.policy_name,

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from fwc.artifact.manifest import Manifest
+from fwc.loader.apply import recovery
 from fwc.loader.apply.transaction import check_privileges
 from fwc.loader.errors import LoaderError
 from fwc.loader.kernel.meta import read_meta_map
@@ -20,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pin-root", help=f"bpffs directory (default {pins.DEFAULT_ROOT})")
 
 
-def gather(root: Path) -> dict[str, Any]:
+def gather(root: Path, recovered: list[str] | None = None) -> dict[str, Any]:
     """The state of every policy pinned under `root`, checked against netlink."""
     interfaces = netlink.list_interfaces()
     by_index = {i.index: i for i in interfaces}
@@ -63,11 +64,12 @@ def gather(root: Path) -> dict[str, Any]:
         "netns_cookie": pins.netns_cookie(),
         "policies": policies,
         "other_namespaces": elsewhere,
+        "recovered": recovered or [],
     }
 
 
 def render(state: dict[str, Any]) -> str:
-    lines: list[str] = []
+    lines = [f"recovered first: {change}" for change in state["recovered"]]
     if not state["policies"]:
         lines.append(f"nothing pinned under {state['pin_root']} in this network namespace")
     for policy in state["policies"]:
@@ -93,6 +95,13 @@ def run(args: argparse.Namespace) -> int:
     check_privileges()
     root = pins.pin_root(args.pin_root)
     require_bpffs(root)
-    state = gather(root)
+    recovered: list[str] = []
+    if root.is_dir():
+        # a killed fw-load's half-done work is finished or undone first: status says the truth
+        with pins.locked(root):
+            recovered = recovery.recover(root)
+            state = gather(root, recovered)
+    else:
+        state = gather(root)
     print(json.dumps(state, indent=2) if args.json else render(state))
     return 0

@@ -20,6 +20,7 @@ from typing import Any
 from prometheus_client import start_http_server
 from prometheus_client.registry import CollectorRegistry
 
+from fwc.loader.apply import recovery
 from fwc.loader.apply import report as apply_report
 from fwc.loader.apply.manifest_cache import ManifestCache
 from fwc.loader.apply.transaction import ApplyOptions, ApplyReport, apply
@@ -109,6 +110,8 @@ def _reconcile_logged(root: Path, policy: str, opts: ApplyOptions, warm: Manifes
     # an interface can vanish between two netlink calls: log it and retry on the next event
     try:
         with pins.locked(root):
+            for change in recovery.recover(root):
+                _say(f"recovered: {change}")
             for change in reconcile(root, policy, opts.offload, opts.replace_foreign, warm):
                 _say(change)
     except (LoaderError, OSError) as exc:

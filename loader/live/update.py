@@ -16,6 +16,7 @@ from pathlib import Path
 
 from fwc.artifact.layout import BUCKETS_MAP, COUNTER, GEN_MAP, generation_base, generation_map
 from fwc.artifact.manifest import LoaderRecord, Manifest, MapEntry
+from fwc.loader import faults
 from fwc.loader.errors import LoaderError
 from fwc.loader.kernel import array_mmap, libbpf
 from fwc.loader.kernel.program import possible_cpus
@@ -52,7 +53,7 @@ class LiveUpdate:
     meta_id: int
 
 
-def _wait_for_readers() -> None:
+def wait_for_readers() -> None:
     """Force an RCU grace period: updating a map-in-map element from user space waits for one."""
     inner = libbpf.map_create(libbpf.BPF_MAP_TYPE_ARRAY, "fwc_rcu_in", 4, 4, 1)
     try:
@@ -182,7 +183,7 @@ def update_in_place(
             since = time.clock_gettime_ns(time.CLOCK_BOOTTIME) - (record.flipped_at or 0)
             if since < _GRACE_NS:
                 # packets that started on the idle generation before the last flip must be done
-                _wait_for_readers()
+                wait_for_readers()
             entries = _live_map(live_manifest, spec.counters_map).max_entries
             mapping, fresh = slot_mapping(live_manifest, spec, entries)
             digest_fd = fds.digests()
@@ -199,6 +200,7 @@ def update_in_place(
                 fd = fds[spec.counters_map]
                 libbpf.map_update_batch(fd, pack_keys(fresh, 4), zeros, len(fresh))
             timings["write_idle"] = time.perf_counter() - start
+            faults.point("live:idle-written")
         except LiveUpdateError:
             raise
         except LoaderError as exc:
@@ -213,6 +215,7 @@ def update_in_place(
         libbpf.map_update(fds[GEN_MAP], _U32.pack(0), _U32.pack(idle.generation))
         flipped_at = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
         timings["flip"] = time.perf_counter() - start
+        faults.point("live:flipped")
         # what only the next update needs: digests of what was written, still before the
         # record of the idle generation (unknown until now) says what it holds
         start = time.perf_counter()
@@ -220,6 +223,7 @@ def update_in_place(
         table_digests.write(digest_fd, idle.generation, now_held)
         SEEN.prune(wholes(table_digests.read(digest_fd, live)) | wholes(now_held))
         timings["digests"] = time.perf_counter() - start
+        faults.point("live:digests")
     finally:
         fds.close()
     start = time.perf_counter()

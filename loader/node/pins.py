@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from fwc.loader import faults
+
 DEFAULT_ROOT = Path("/sys/fs/bpf/fwc")
 ROOT_ENV = "FWC_PIN_ROOT"
 # bpffs refuses names with a dot (it keeps them for itself): these prefixes cannot be policy
@@ -137,16 +139,23 @@ def remove_tree(path: Path) -> None:
         path.unlink()
 
 
+def trash_dir(final: PolicyPins, pid: int | None = None) -> Path:
+    """Where a commit by process `pid` (this one by default) moves the old pins away."""
+    return final.dir.parent / f"{_TRASH_PREFIX}{final.dir.name}-{pid or os.getpid()}"
+
+
 def commit(staging: PolicyPins, final: PolicyPins) -> None:
     """Make `staging` the policy's pins and drop the old ones (renames are atomic on bpffs).
 
     The caller has already moved the link pins it keeps into `staging`; whatever is left in
     `final` is unpinned with it.
     """
-    trash = final.dir.parent / f"{_TRASH_PREFIX}{final.dir.name}-{os.getpid()}"
+    trash = trash_dir(final)
     if final.dir.exists():
         final.dir.rename(trash)
+    faults.point("commit:old-renamed")
     staging.dir.rename(final.dir)
+    faults.point("commit:renamed")
     remove_tree(trash)
 
 
@@ -160,21 +169,30 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def clean_leftovers(root: Path) -> None:
-    """Remove staging and trash directories that a killed fw-load left behind.
+@dataclass(frozen=True)
+class Leftover:
+    """A staging or trash directory of a fw-load process that is gone."""
 
-    Unpinning a leftover staging link detaches it: that finishes the rollback the dead
-    process could not do.
-    """
+    path: Path
+    kind: str  # staging | trash
+    policy: str
+    pid: int
+
+
+def leftovers(root: Path) -> list[Leftover]:
+    """Staging and trash directories whose process is gone (or is this one), sorted."""
     if not root.is_dir():
-        return
-    for entry in root.iterdir():
-        if not entry.name.startswith((_STAGING_PREFIX, _TRASH_PREFIX)):
-            continue
-        pid = entry.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and _alive(int(pid)) and int(pid) != os.getpid():
-            continue
-        remove_tree(entry)
+        return []
+    found: list[Leftover] = []
+    for entry in sorted(root.iterdir()):
+        for kind, prefix in (("staging", _STAGING_PREFIX), ("trash", _TRASH_PREFIX)):
+            if not entry.name.startswith(prefix):
+                continue
+            policy, _, pid = entry.name[len(prefix) :].rpartition("-")
+            if not pid.isdigit() or (_alive(int(pid)) and int(pid) != os.getpid()):
+                continue
+            found.append(Leftover(entry, kind, policy, int(pid)))
+    return found
 
 
 @contextmanager
