@@ -25,11 +25,13 @@ from fwc.loader.apply import report as apply_report
 from fwc.loader.apply.manifest_cache import ManifestCache
 from fwc.loader.apply.transaction import ApplyOptions, ApplyReport, apply
 from fwc.loader.daemon import control
+from fwc.loader.daemon.held import Held, attached_anywhere
 from fwc.loader.daemon.metrics import PolicyCollector
 from fwc.loader.daemon.server import ControlBusy, ControlServer
 from fwc.loader.errors import LoaderError
 from fwc.loader.kernel import libbpf
 from fwc.loader.node import attach, netlink, pins
+from fwc.loader.node.bpffs import on_bpffs
 
 # a safety net for events the socket dropped (ENOBUFS under a storm of link changes)
 _RESYNC_SECONDS = 5.0
@@ -106,14 +108,28 @@ def _attach_one(
     return f"{iface.name}: attached ({mode})"
 
 
-def _reconcile_logged(root: Path, policy: str, opts: ApplyOptions, warm: ManifestCache) -> None:
-    # an interface can vanish between two netlink calls: log it and retry on the next event
+def _reconcile_logged(
+    root: Path, policy: str, opts: ApplyOptions, warm: ManifestCache, held: Held
+) -> None:
+    """Recover, pin again what vanished, reconcile; then hold what is pinned.
+
+    An interface can vanish between two netlink calls: a failure is logged and retried on
+    the next event.
+    """
     try:
         with pins.locked(root):
             for change in recovery.recover(root):
                 _say(f"recovered: {change}")
+            final = pins.policy_pins(root, policy)
+            restored = held.restore(final)
+            if restored:
+                _say(
+                    f"pins of policy {policy} were removed under the daemon; pinned again from "
+                    f"its own references: {', '.join(restored)}"
+                )
             for change in reconcile(root, policy, opts.offload, opts.replace_foreign, warm):
                 _say(change)
+            held.refresh(final)
     except (LoaderError, OSError) as exc:
         _say(f"reconcile failed, retrying: {exc}")
 
@@ -169,6 +185,8 @@ class _Control:
         self.manifests = manifests
         self.policy = ""
         self.ready = threading.Event()
+        # set after each request: the main loop reconciles and holds the new pins at once
+        self.dirty = threading.Event()
 
     def handle(self, message: dict[str, Any]) -> dict[str, Any]:
         received = _now()
@@ -181,6 +199,7 @@ class _Control:
             return _refusal(f"bad control request: {exc}")
         # anything else it raises is a bug: the control server answers it as a daemon failure
         outcome = apply_report.execute(opts, bool(message.get("json")))
+        self.dirty.set()
         timing = Timing.of(received, outcome.report, _now())
         if outcome.report is not None:
             self.policy = outcome.report.policy
@@ -248,6 +267,7 @@ def run(opts: DaemonOptions) -> int:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     root = Path(os.path.abspath(opts.apply.root))
+    held = Held()
     warm = ManifestCache()
     state = _Control(root, warm)
     server = _open_control(root, state)
@@ -274,19 +294,39 @@ def run(opts: DaemonOptions) -> int:
             )
             changed, last = True, 0.0
             while not stop.is_set():
-                if changed or time.monotonic() - last >= _RESYNC_SECONDS:
+                if not on_bpffs(root):
+                    _say(_UNMOUNTED.format(root=root, policy=state.policy))
+                    return 2
+                if changed or state.dirty.is_set() or time.monotonic() - last >= _RESYNC_SECONDS:
                     last = time.monotonic()
-                    _reconcile_logged(root, state.policy, opts.apply, warm)
+                    state.dirty.clear()
+                    _reconcile_logged(root, state.policy, opts.apply, warm, held)
                 changed = bool(events.wait(_POLL_SECONDS))
-            if opts.detach_on_exit:
-                with pins.locked(root):
-                    for policy, name in attach.release(root, None, state.policy):
-                        _say(f"{name}: detached policy {policy}")
-            else:
-                _say("exiting; the program stays attached (fail-closed)")
+            _exit(root, state.policy, opts.detach_on_exit)
     finally:
         # a request waiting for the first apply is refused, not left hanging
         state.ready.set()
         if server is not None:
             server.close()
+        held.close()
     return 0
+
+
+_UNMOUNTED = (
+    "FATAL: the pin root {root} is no longer on a BPF filesystem (bpffs unmounted?); its pins "
+    "are gone and fw-load never recreates them on a plain filesystem. Policy {policy} stays "
+    "attached only while this process holds it: exiting 2 so that the supervisor restarts "
+    "fw-load run once bpffs is mounted again; until then the interfaces are UNFILTERED"
+)
+
+
+def _exit(root: Path, policy: str, detach: bool) -> None:
+    """Detach (with --detach-on-exit), or say whether the program really stays attached."""
+    if detach:
+        with pins.locked(root):
+            for name, iface in attach.release(root, None, policy):
+                _say(f"{iface}: detached policy {name}")
+    elif attached_anywhere(root, policy):
+        _say("exiting; the program stays attached (fail-closed)")
+    else:
+        _say(f"exiting; WARNING: policy {policy} is attached to no interface: nothing filters")

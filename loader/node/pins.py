@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fwc.loader import faults
+from fwc.loader.errors import LoaderError
+from fwc.loader.node import bpffs
 
 DEFAULT_ROOT = Path("/sys/fs/bpf/fwc")
 ROOT_ENV = "FWC_PIN_ROOT"
@@ -197,8 +199,20 @@ def leftovers(root: Path) -> list[Leftover]:
 
 @contextmanager
 def locked(root: Path) -> Iterator[None]:
-    """Serialise fw-load processes that change pins under `root` (apply, run, detach)."""
-    root.mkdir(parents=True, exist_ok=True)
+    """Serialise fw-load processes that change pins under `root` (apply, run, detach).
+
+    The root is created only on a bpffs and used only there: a bpffs unmounted under a
+    running fw-load leaves a plain directory that must never pass for a pin root.
+    """
+    if not root.exists():
+        parent = root.parent
+        while not parent.exists():
+            parent = parent.parent
+        if not bpffs.on_bpffs(parent):
+            raise LoaderError(f"{parent} is not on a BPF filesystem; not creating {root} there")
+        root.mkdir(parents=True, exist_ok=True)
+    if not bpffs.on_bpffs(root):
+        raise LoaderError(f"{root} is not on a BPF filesystem (unmounted?)")
     fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
