@@ -206,7 +206,7 @@ def _reason(log: str, messages: list[str], errno: int) -> str:
         if line.strip() and not line.startswith(("processed ", "verification time")):
             return line.strip()
     if errno == EPERM:
-        return "loading BPF programs needs root, or CAP_BPF with CAP_NET_ADMIN"
+        return "loading BPF programs needs root, or CAP_BPF with CAP_PERFMON"
     for message in messages:
         text = message.removeprefix("libbpf: ").strip()
         if text and "RLIMIT_MEMLOCK" not in text:
