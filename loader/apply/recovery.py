@@ -10,6 +10,7 @@ from pathlib import Path
 
 from fwc.artifact.layout import GEN_MAP
 from fwc.artifact.manifest import Manifest
+from fwc.loader.apply.manifest_cache import ManifestCache
 from fwc.loader.errors import LoaderError
 from fwc.loader.kernel import libbpf
 from fwc.loader.kernel.meta import read_meta_map
@@ -19,7 +20,7 @@ from fwc.loader.node import attach, netlink, pins
 _U32 = struct.Struct("<I")
 
 
-def recover(root: Path) -> list[str]:
+def recover(root: Path, manifests: ManifestCache | None = None) -> list[str]:
     """Bring the pins under `root` of this network namespace in line with the kernel; what
     was done, one line each (nothing when no fw-load was killed mid-way).
 
@@ -29,6 +30,8 @@ def recover(root: Path) -> list[str]:
     - A live update that flipped without recording its manifest gets the manifest it left in
       staging, or else is flipped back to the generation the pinned manifest describes.
     - Any link that runs another program than its policy's pinned one is put back on it.
+
+    `manifests` (the daemon's warm cache) spares parsing a large live manifest again.
     """
     if not root.is_dir():
         return []
@@ -43,7 +46,7 @@ def recover(root: Path) -> list[str]:
             for left in found
             if left.kind == "staging" and left.policy == policy.dir.name
         ]
-        changes.extend(_settle_flip(policy, stagings))
+        changes.extend(_settle_flip(policy, stagings, manifests))
     for left in pins.leftovers(root):
         if _ours(root, left):
             # unpinning a leftover staging link detaches it: the rollback the dead process
@@ -121,9 +124,11 @@ def _live_generation(policy: pins.PolicyPins) -> tuple[int, int] | None:
     return fd, _U32.unpack(value)[0]
 
 
-def _settle_flip(policy: pins.PolicyPins, stagings: list[pins.PolicyPins]) -> list[str]:
+def _settle_flip(
+    policy: pins.PolicyPins, stagings: list[pins.PolicyPins], manifests: ManifestCache | None
+) -> list[str]:
     try:
-        manifest = read_meta_map(policy.meta)
+        manifest = manifests.read(policy.meta) if manifests else read_meta_map(policy.meta)
     except LoaderError:
         return []
     record = manifest.fw_load

@@ -435,7 +435,10 @@ def _apply_live(
 
 
 def _apply_locked(opts: ApplyOptions, spec: ArtifactSpec) -> ApplyReport:
-    recovered = tuple(recovery.recover(opts.root))
+    # recovery and the live-update check read the same manifest: parse it once
+    if opts.manifests is None:
+        opts = dataclasses.replace(opts, manifests=ManifestCache())
+    recovered = tuple(recovery.recover(opts.root, opts.manifests))
     return dataclasses.replace(_apply_recovered(opts, spec), recovered=recovered)
 
 

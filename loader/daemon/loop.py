@@ -118,7 +118,7 @@ def _reconcile_logged(
     """
     try:
         with pins.locked(root):
-            for change in recovery.recover(root):
+            for change in recovery.recover(root, warm):
                 _say(f"recovered: {change}")
             final = pins.policy_pins(root, policy)
             restored = held.restore(final)
