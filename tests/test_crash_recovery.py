@@ -109,3 +109,23 @@ def test_pins_of_the_old_program_on_a_link_running_another_are_put_right(
         status = pair.fwload("status")
         assert "put back on it" in status.stdout, status.stdout
         assert consistent(pair, first, second) == "first"
+
+
+@pytest.mark.parametrize(
+    ("point", "flags"),
+    [("swap:link-swapped", ("--no-live-update",)), ("live:flipped", ())],
+)
+def test_the_next_apply_recovers_first_and_says_so(
+    artifacts: tuple[Path, Path], point: str, flags: tuple[str, ...]
+) -> None:
+    first, second = artifacts
+    with veth_pair(subnet=14) as pair:
+        assert pair.fwload("apply", str(first)).returncode == 0
+        killed = pair.fwload("apply", str(second), *flags, env={faults.KILL_ENV: point})
+        assert killed.returncode == SIGKILL_EXIT
+        # the apply that follows sees the truth first, then does what it was asked
+        done = pair.fwload("apply", str(first), "--json")
+        assert done.returncode == 0, done.stderr
+        report = json.loads(done.stdout)
+        assert len(report["recovered"]) == 1, report
+        assert consistent(pair, first, second) == "first"
