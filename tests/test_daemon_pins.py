@@ -75,6 +75,13 @@ def test_removed_pins_are_pinned_again_from_the_daemons_references(tmp_path: Pat
             assert [i["name"] for i in policy["interfaces"]] == [pair.if_a]
             assert udp_delivered(pair, 5355, 5) == 0
             assert udp_delivered(pair, 5354, 5) == 5
+
+            # the link itself gone too (detached, pins and all): the program is pinned again
+            # from the daemon's fd and attached by a new link
+            time.sleep(1.0)
+            assert pair.fwload("detach", "--all").returncode == 0
+            assert wait_until(lambda: pair.attached() == {pair.if_a: "live"}, 8), log.read_text()
+            assert xdp_prog_id(pair) == prog
             assert proc.poll() is None
         finally:
             code = stop(proc)

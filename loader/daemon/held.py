@@ -8,7 +8,7 @@ from pathlib import Path
 
 from fwc.loader.errors import LoaderError
 from fwc.loader.kernel import libbpf
-from fwc.loader.node import attach, netlink, pins
+from fwc.loader.node import pins
 
 
 class Held:
@@ -65,9 +65,3 @@ def _pinned(policy: pins.PolicyPins) -> list[Path]:
         if directory.is_dir():
             found.extend(sorted(directory.iterdir()))
     return [p for p in found if p.exists() and not p.is_dir()]
-
-
-def attached_anywhere(root: Path, policy: str) -> bool:
-    """Whether the kernel runs `policy`'s program on an interface now (what SIGTERM says)."""
-    holders = attach.holders(root, netlink.list_interfaces())
-    return any(h.policy.dir.name == policy for h in holders.values())

@@ -25,7 +25,7 @@ from fwc.loader.apply import report as apply_report
 from fwc.loader.apply.manifest_cache import ManifestCache
 from fwc.loader.apply.transaction import ApplyOptions, ApplyReport, apply
 from fwc.loader.daemon import control
-from fwc.loader.daemon.held import Held, attached_anywhere
+from fwc.loader.daemon.held import Held
 from fwc.loader.daemon.metrics import PolicyCollector
 from fwc.loader.daemon.server import ControlBusy, ControlServer
 from fwc.loader.errors import LoaderError
@@ -326,7 +326,7 @@ def _exit(root: Path, policy: str, detach: bool) -> None:
         with pins.locked(root):
             for name, iface in attach.release(root, None, policy):
                 _say(f"{iface}: detached policy {name}")
-    elif attached_anywhere(root, policy):
+    elif attach.attached_anywhere(root, policy):
         _say("exiting; the program stays attached (fail-closed)")
     else:
         _say(f"exiting; WARNING: policy {policy} is attached to no interface: nothing filters")

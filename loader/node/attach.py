@@ -79,6 +79,12 @@ def holders(root: Path, interfaces: list[Interface]) -> dict[int, Holder]:
     return found
 
 
+def attached_anywhere(root: Path, policy: str) -> bool:
+    """Whether an interface of this namespace runs `policy`'s program now."""
+    held = holders(root, netlink.list_interfaces())
+    return any(h.policy.dir.name == policy for h in held.values())
+
+
 def abandoned(policy: pins.PolicyPins) -> bool:
     """Whether another namespace's policy is left behind: it has link pins and every one is
     defunct (its interface gone, as when the namespace itself is gone). A policy attached
