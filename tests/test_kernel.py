@@ -235,7 +235,7 @@ def test_unprivileged_load_says_what_is_missing(tmp_path: Path) -> None:
         )
         errno_text, message = done.stdout.strip().split("|")
         assert errno_text == "1"
-        assert message.endswith("(loading BPF programs needs root, or CAP_BPF with CAP_NET_ADMIN)")
+        assert message.endswith("(loading BPF programs needs root, or CAP_BPF with CAP_PERFMON)")
     finally:
         shutil.rmtree(shared)
 

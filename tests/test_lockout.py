@@ -11,6 +11,7 @@ import pytest
 from fwc.loader.apply import lockout
 from fwc.loader.errors import LoaderError
 from tests.loader_netns import Pair, compile_policy, veth_pair
+from tests.test_live_update import compile_tables
 
 DENY_SSH = """
 name: lock-deny
@@ -101,3 +102,81 @@ def test_lockout_refusal_force_and_allowed_session(pair: Pair, artifacts: dict[s
     assert allowed.returncode == 0, allowed.stderr
     assert "lockout check: 10.9.9.9:40000" in allowed.stdout
     assert pair.attached() == {pair.if_a: "lock-allow"}
+
+
+DENY_PSH = """
+name: lock-psh
+default_action: allow
+rules:
+  - {name: deny_psh, priority: 10, action: deny, protocol: tcp, tcp_flags: "PSH"}
+"""
+
+DENY_MGMT_V4 = """
+name: lock-v4
+default_action: allow
+rules:
+  - name: deny_mgmt_ssh
+    priority: 10
+    action: deny
+    protocol: tcp
+    source_cidrs: ["10.9.9.9/32"]
+    destination_ports: [22]
+"""
+
+RATE_SSH = """
+name: lock-rate
+default_action: allow
+rules:
+  - name: throttle_ssh
+    priority: 10
+    action: rate_limit
+    protocol: tcp
+    destination_ports: [22]
+    rate_limit_pps: 1
+"""
+
+
+def test_a_mapped_session_is_probed_as_ipv4() -> None:
+    session = lockout.from_ssh_connection("::ffff:10.9.9.9 40000 ::ffff:10.0.0.1 22")
+    assert session is not None
+    assert (session.client.version, str(session.client), str(session.server)) == (
+        4,
+        "10.9.9.9",
+        "10.0.0.1",
+    )
+    (kept,) = lockout.from_keep_access("[::ffff:10.9.9.9]:22", [ipaddress.ip_address("10.0.0.1")])
+    assert (str(kept.client), str(kept.server)) == ("10.9.9.9", "10.0.0.1")
+
+
+@pytest.mark.kernel
+@pytest.mark.netns
+@pytest.mark.parametrize(
+    ("policy", "client", "said", "strategy"),
+    [
+        (DENY_PSH, "10.9.9.9", "drop established session (PSH|ACK)", "constants"),
+        (DENY_PSH, "10.9.9.9", "drop established session (PSH|ACK)", "tables"),
+        (DENY_MGMT_V4, "::ffff:10.9.9.9", "drop new connection (SYN) of 10.9.9.9:40000", "tables"),
+        # the tables strategy has no rate_limit yet (FWC050)
+        (RATE_SSH, "10.9.9.9", "rate-limit new connection (SYN)", "constants"),
+    ],
+)
+def test_what_an_established_session_sends_is_probed(
+    pair: Pair, tmp_path: Path, policy: str, client: str, said: str, strategy: str
+) -> None:
+    artifact = compile_tables(policy, tmp_path, strategy=strategy)
+    server = f"::ffff:{pair.ip_a}" if client.startswith("::ffff:") else pair.ip_a
+    ssh = {"SSH_CONNECTION": f"{client} 40000 {server} 22"}
+    refused = pair.fwload("apply", str(artifact), env=ssh)
+    assert refused.returncode == 1, refused.stderr
+    assert said in refused.stderr
+    assert pair.attached() == {}
+    forced = pair.fwload("apply", str(artifact), "--force", env=ssh)
+    assert forced.returncode == 0, forced.stderr
+    assert len(pair.attached()) == 1
+    if strategy == "tables":
+        # the same check on the live-update path: the probe runs the idle generation
+        again = pair.fwload("apply", str(artifact), env=ssh)
+        assert again.returncode == 1, again.stderr
+        assert said in again.stderr
+        forced = pair.fwload("apply", str(artifact), "--force", "--json", env=ssh)
+        assert forced.returncode == 0 and '"live-update"' in forced.stdout, forced.stderr

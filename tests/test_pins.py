@@ -65,6 +65,6 @@ def test_commit_swaps_directories_and_cleans_leftovers(root: Path) -> None:
     dead.mkdir()
     busy = root / "_staging-edge-1"  # pid 1 is alive: another fw-load at work
     busy.mkdir()
-    pins.clean_leftovers(root)
-    assert not dead.exists()
+    (left,) = pins.leftovers(root)
+    assert (left.path, left.kind, left.policy, left.pid) == (dead, "staging", "edge", 999999999)
     assert busy.exists()

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from fwc.loader.errors import LoaderError
 
 XDP_ABORTED, XDP_DROP = 0, 1
-TCP_SYN, TCP_ACK = 0x02, 0x10
+TCP_FIN, TCP_SYN, TCP_RST, TCP_PSH, TCP_ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 _EPHEMERAL_PORT = 50022
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -36,7 +36,8 @@ class Session:
 @dataclass(frozen=True)
 class Blocked:
     session: Session
-    packet: str  # "new connection (SYN)" | "established session (ACK)"
+    packet: str  # "new connection (SYN)" | "established session (ACK)" | ...
+    rate_limited: bool = False  # it passed, but by a rate limit's token
 
 
 def _hostport(addr: IPAddress, port: int) -> str:
@@ -62,13 +63,11 @@ def from_ssh_connection(value: str) -> Session | None:
     fields = value.split()
     if len(fields) != 4:
         raise LoaderError(f"SSH_CONNECTION {value!r} is not 'client port server port'")
-    client = _address(fields[0], "SSH_CONNECTION")
-    server = _address(fields[2], "SSH_CONNECTION")
+    # a dual-stack sshd reports an IPv4 session as ::ffff:a.b.c.d: the wire carries IPv4
+    client = _unmap(_address(fields[0], "SSH_CONNECTION"))
+    server = _unmap(_address(fields[2], "SSH_CONNECTION"))
     if client.is_loopback or server.is_loopback:
         return None
-    if client.version != server.version:
-        client = _unmap(client)
-        server = _unmap(server)
     return Session(
         client,
         _port(fields[1], "SSH_CONNECTION"),
@@ -91,7 +90,7 @@ def from_keep_access(spec: str, local: Sequence[IPAddress]) -> list[Session]:
     host, sep, port = spec.rpartition(":")
     if not sep or not host:
         raise LoaderError(f"{what}: expected ADDR:PORT (IPv6 as [ADDR]:PORT)")
-    client = _address(host, what)
+    client = _unmap(_address(host, what))
     server_port = _port(port, what)
     servers = [a for a in local if a.version == client.version]
     if not servers:
@@ -137,20 +136,40 @@ def tcp_frame(session: Session, flags: int) -> bytes:
     return eth + struct.pack("!H", ethertype) + ip + tcp
 
 
-_PACKETS = (("new connection (SYN)", TCP_SYN), ("established session (ACK)", TCP_ACK))
+_PACKETS = (
+    ("new connection (SYN)", TCP_SYN),
+    ("established session (ACK)", TCP_ACK),
+    ("established session (PSH|ACK)", TCP_PSH | TCP_ACK),
+    ("session close (FIN|ACK)", TCP_FIN | TCP_ACK),
+    ("session reset (RST)", TCP_RST),
+)
 
 
-def blocked(sessions: Sequence[Session], verdict: Callable[[bytes], int]) -> list[Blocked]:
-    """The session packets that `verdict` (the new program's XDP action) would drop."""
+def blocked(
+    sessions: Sequence[Session],
+    verdict: Callable[[bytes], int],
+    limited: Callable[[], bool] | None = None,
+) -> list[Blocked]:
+    """The session packets that `verdict` (the new program's XDP action) would drop, or that
+    pass only by a rate limit's token (`limited`): a session throttled to a few packets a
+    second is as lost as a dropped one."""
     found: list[Blocked] = []
     for session in sessions:
         for label, flags in _PACKETS:
-            if verdict(tcp_frame(session, flags)) in (XDP_ABORTED, XDP_DROP):
+            action = verdict(tcp_frame(session, flags))
+            if action in (XDP_ABORTED, XDP_DROP):
                 found.append(Blocked(session, label))
+            elif limited is not None and limited():
+                found.append(Blocked(session, label, rate_limited=True))
     return found
 
 
 def refusal(found: Sequence[Blocked]) -> str:
     """The one-line message refusing an apply that would lock the operator out."""
-    what = "; ".join(f"{b.packet} of {b.session.describe()}" for b in found)
-    return f"refusing to attach: the new policy would drop {what}; pass --force to attach anyway"
+    dropped = [f"{b.packet} of {b.session.describe()}" for b in found if not b.rate_limited]
+    limited = [f"{b.packet} of {b.session.describe()}" for b in found if b.rate_limited]
+    what = "; ".join(
+        ([f"drop {'; '.join(dropped)}"] if dropped else [])
+        + ([f"rate-limit {'; '.join(limited)}"] if limited else [])
+    )
+    return f"refusing to attach: the new policy would {what}; pass --force to attach anyway"

@@ -71,6 +71,8 @@ def render(report: ApplyReport) -> str:
         lines.append(f"  lockout check: {session}")
     if report.source_sha256:
         lines.append(f"  source sha256 {report.source_sha256}")
+    for change in report.recovered:
+        lines.append(f"  recovered first: {change}")
     return escape_lines("\n".join(lines))
 
 

@@ -6,6 +6,7 @@ puts the interfaces already swapped back on the old program.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
 import struct
@@ -14,13 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fwc.artifact.layout import BUCKETS_MAP
 from fwc.artifact.manifest import Manifest
-from fwc.loader.apply import lockout
+from fwc.loader import faults
+from fwc.loader.apply import lockout, recovery
 from fwc.loader.apply.manifest_cache import ManifestCache
 from fwc.loader.errors import LoaderError
 from fwc.loader.kernel import libbpf
 from fwc.loader.kernel.meta import create_meta_map, read_meta_map
-from fwc.loader.kernel.program import LoadedProgram, possible_cpus
+from fwc.loader.kernel.program import LoadedProgram, drain, possible_cpus
 from fwc.loader.live import digests as table_digests
 from fwc.loader.live import update as live_update
 from fwc.loader.live.compat import can_update_in_place
@@ -30,7 +33,8 @@ from fwc.loader.node.bpffs import require_bpffs
 from fwc.loader.node.netlink import Interface
 from fwc.loader.reader.artifact import ArtifactSpec, check_map_definitions, read_artifact
 
-_CAP_NET_ADMIN, _CAP_SYS_ADMIN, _CAP_BPF = 12, 21, 39
+_CAP_NET_ADMIN, _CAP_SYS_ADMIN = 12, 21
+PRIVILEGES = "needs root (or CAP_SYS_ADMIN and CAP_NET_ADMIN); run it with sudo"
 _COUNTER_STRIDE = 16
 _KEY = struct.Struct("<I")
 
@@ -79,6 +83,7 @@ class ApplyReport:
     generations: tuple[int, int] | None = None  # (from, to) of a live update
     flipped_at: int | None = None  # CLOCK_BOOTTIME ns of a live update's flip
     source_sha256: str = ""  # of the policy source the artifact was compiled from
+    recovered: tuple[str, ...] = ()  # what recovery from a killed fw-load did first
 
     def describe_path(self) -> str:
         if self.generations is not None:
@@ -101,6 +106,7 @@ class ApplyReport:
             "update": update,
             "interfaces": [vars(i) for i in self.interfaces],
             "lockout_checked": list(self.lockout_checked),
+            "recovered": list(self.recovered),
         }
 
 
@@ -128,7 +134,12 @@ class _Undo:
 
 
 def check_privileges() -> None:
-    """Raise unless this process may load BPF programs and change links."""
+    """Raise unless this process may load BPF programs, find them by id and change links.
+
+    Measured on 6.x: CAP_BPF alone loads no fwc program (the verifier wants CAP_PERFMON for
+    pointer arithmetic), and BPF_PROG_GET_FD_BY_ID, which the program swap, its rollback and
+    the crash recovery use, wants CAP_SYS_ADMIN, which implies CAP_BPF and CAP_PERFMON.
+    """
     caps = 0
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
@@ -136,9 +147,8 @@ def check_privileges() -> None:
                 caps = int(line.split()[1], 16)
     except OSError:
         caps = (1 << 64) - 1 if os.geteuid() == 0 else 0
-    has_bpf = caps & (1 << _CAP_BPF) or caps & (1 << _CAP_SYS_ADMIN)
-    if not (has_bpf and caps & (1 << _CAP_NET_ADMIN)):
-        raise LoaderError("needs root (or CAP_BPF and CAP_NET_ADMIN); run it with sudo")
+    if not (caps & (1 << _CAP_SYS_ADMIN) and caps & (1 << _CAP_NET_ADMIN)):
+        raise LoaderError(PRIVILEGES)
 
 
 def prepare(opts: ApplyOptions) -> ArtifactSpec:
@@ -196,6 +206,15 @@ def _plan(
         if holder.policy.dir == final.dir and index not in chosen
     ]
     return steps, leave
+
+
+def _limited(spec: ArtifactSpec, program: LoadedProgram) -> Callable[[], bool] | None:
+    """Whether the last probe frame took a rate limit's token (the program's own buckets,
+    not yet pinned, hold nothing else)."""
+    if not any(m.name == BUCKETS_MAP for m in spec.maps):
+        return None
+    fd = program.map_fd(BUCKETS_MAP)
+    return lambda: drain(fd)
 
 
 def _sessions(opts: ApplyOptions, steps: list[_Step]) -> list[lockout.Session]:
@@ -297,6 +316,7 @@ def _swap(
             results.append(InterfaceResult(iface.name, "attached", mode))
         elif step.action == "replace" and holder is not None and holder.link_pin is not None:
             attach.swap_link(holder.link_pin, program.prog_fd, holder.prog_id)
+            faults.point("swap:link-swapped")
             undo.actions.append(_relink(holder.link_pin, holder.prog_id, program.prog_fd))
             links[iface.name] = holder.link_pin
             results.append(InterfaceResult(iface.name, "replaced", iface.xdp_mode))
@@ -342,7 +362,7 @@ def _forget_empty_policies(root: Path, keep: pins.PolicyPins) -> None:
     """Remove other policies' pins once none of their programs is attached anywhere."""
     interfaces = netlink.list_interfaces()
     attached = {i.xdp_prog_id for i in interfaces}
-    for policy in pins.policies(root):
+    for policy in pins.own_policies(root):
         if policy.dir == keep.dir or policy.linked_interfaces():
             continue
         if attach.pinned_prog_id(policy) not in attached:
@@ -392,8 +412,9 @@ def _apply_live(
 ) -> ApplyReport:
     sessions = _sessions(opts, steps)
 
-    def check(verdict: live_update.Verdict) -> None:
-        blocked = lockout.blocked(sessions, verdict)
+    def check(probe: live_update.Probe) -> None:
+        limited = None if probe.buckets_fd < 0 else (lambda: drain(probe.buckets_fd))
+        blocked = lockout.blocked(sessions, probe.verdict, limited)
         if blocked and not opts.force:
             raise LockoutRefused(lockout.refusal(blocked))
 
@@ -418,17 +439,27 @@ def _apply_live(
 
 
 def _apply_locked(opts: ApplyOptions, spec: ArtifactSpec) -> ApplyReport:
-    pins.clean_leftovers(opts.root)
+    # recovery and the live-update check read the same manifest: parse it once
+    if opts.manifests is None:
+        opts = dataclasses.replace(opts, manifests=ManifestCache())
+    recovered = tuple(recovery.recover(opts.root, opts.manifests))
+    return dataclasses.replace(_apply_recovered(opts, spec), recovered=recovered)
+
+
+def _apply_recovered(opts: ApplyOptions, spec: ArtifactSpec) -> ApplyReport:
+    final = pins.policy_pins(opts.root, spec.policy_name)
+    attach.claim(final)
     interfaces = netlink.list_interfaces()
     steps, leave = _plan(opts, spec, interfaces)
-    final = pins.policy_pins(opts.root, spec.policy_name)
     live_manifest, reason = _live_candidate(opts, spec, final, steps, leave)
     if live_manifest is not None:
         return _apply_live(opts, spec, final, steps, live_manifest)
     check_map_definitions(spec)
     with LoadedProgram.from_spec(spec) as program:
         sessions = _sessions(opts, steps)
-        blocked = lockout.blocked(sessions, lambda frame: program.test_run(frame).retval)
+        blocked = lockout.blocked(
+            sessions, lambda frame: program.test_run(frame).retval, _limited(spec, program)
+        )
         if blocked and not opts.force:
             raise LockoutRefused(lockout.refusal(blocked))
         carry = _CounterCarry(spec, program, final) if final.exists() else None
@@ -438,6 +469,7 @@ def _apply_locked(opts: ApplyOptions, spec: ArtifactSpec) -> ApplyReport:
         undo = _Undo()
         try:
             _pin(spec, program, staging)
+            faults.point("swap:pinned")
             results, links = _swap(opts, program, steps, staging, undo)
         except BaseException:
             undo.rollback()
@@ -448,14 +480,18 @@ def _apply_locked(opts: ApplyOptions, spec: ArtifactSpec) -> ApplyReport:
         if carry is not None:
             carry.add_late_counts()
             carry.close()
+        faults.point("swap:counts-added")
         for name, pin in links.items():
             target = staging.link(name)
             if pin != target:
                 pin.rename(target)
+        faults.point("swap:links-moved")
         for iface, holder in leave:
             attach.detach(iface, holder)
             results.append(InterfaceResult(iface.name, "detached", None))
+        faults.point("swap:detached")
         pins.commit(staging, final)
+        faults.point("swap:committed")
         _forget_empty_policies(opts.root, final)
         return ApplyReport(
             policy=spec.policy_name,

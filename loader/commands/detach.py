@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
+from fwc.loader.apply import recovery
 from fwc.loader.apply.transaction import check_privileges
 from fwc.loader.errors import LoaderError
 from fwc.loader.node import attach, pins
@@ -30,6 +32,8 @@ def run(args: argparse.Namespace) -> int:
     # No pin root means fw-load never attached anything here: do not create one.
     if root.is_dir():
         with pins.locked(root):
+            for change in recovery.recover(root):
+                print(f"recovered: {change}", file=sys.stderr)
             done = attach.release(root, names, args.policy)
     missing = sorted((names or set()) - {name for _, name in done})
     for policy, name in done:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from fwc.artifact.manifest import Manifest
+from fwc.loader.apply import recovery
 from fwc.loader.apply.transaction import check_privileges
 from fwc.loader.errors import LoaderError
 from fwc.loader.kernel.meta import read_meta_map
@@ -21,13 +22,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pin-root", help=f"bpffs directory (default {pins.DEFAULT_ROOT})")
 
 
-def gather(root: Path) -> dict[str, Any]:
+def gather(root: Path, recovered: list[str] | None = None) -> dict[str, Any]:
     """The state of every policy pinned under `root`, checked against netlink."""
     interfaces = netlink.list_interfaces()
     by_index = {i.index: i for i in interfaces}
     held = attach.holders(root, interfaces)
     policies: list[dict[str, Any]] = []
+    elsewhere: list[dict[str, Any]] = []
     for policy in pins.policies(root):
+        if not policy.mine():
+            # its interfaces are in another namespace: nothing here can say where it runs
+            elsewhere.append({"name": policy.dir.name, "netns_cookie": policy.owner()})
+            continue
         try:
             manifest: Manifest | None = read_meta_map(policy.meta)
         except LoaderError:
@@ -56,7 +62,13 @@ def gather(root: Path) -> dict[str, Any]:
                 "stale_links": sorted(pinned - live),
             }
         )
-    return {"pin_root": str(root), "policies": policies}
+    return {
+        "pin_root": str(root),
+        "netns_cookie": pins.netns_cookie(),
+        "policies": policies,
+        "other_namespaces": elsewhere,
+        "recovered": recovered or [],
+    }
 
 
 def _artifact_sha256(manifest: Manifest | None) -> str | None:
@@ -65,9 +77,9 @@ def _artifact_sha256(manifest: Manifest | None) -> str | None:
 
 
 def render(state: dict[str, Any]) -> str:
+    lines = [f"recovered first: {change}" for change in state["recovered"]]
     if not state["policies"]:
-        return f"nothing pinned under {state['pin_root']}"
-    lines: list[str] = []
+        lines.append(f"nothing pinned under {state['pin_root']} in this network namespace")
     for policy in state["policies"]:
         dry = " dry-run" if policy["dry_run"] else ""
         lines.append(
@@ -81,6 +93,11 @@ def render(state: dict[str, Any]) -> str:
             lines.append("  attached nowhere")
         for name in policy["stale_links"]:
             lines.append(f"  {name}: stale link pin (interface gone or renamed)")
+    for other in state["other_namespaces"]:
+        lines.append(
+            f"policy {other['name']}: applied in another network namespace "
+            f"(netns cookie {other['netns_cookie']})"
+        )
     return escape_lines("\n".join(lines))
 
 
@@ -88,6 +105,13 @@ def run(args: argparse.Namespace) -> int:
     check_privileges()
     root = pins.pin_root(args.pin_root)
     require_bpffs(root)
-    state = gather(root)
+    recovered: list[str] = []
+    if root.is_dir():
+        # a killed fw-load's half-done work is finished or undone first: status says the truth
+        with pins.locked(root):
+            recovered = recovery.recover(root)
+            state = gather(root, recovered)
+    else:
+        state = gather(root)
     print(json.dumps(state, indent=2) if args.json else render(state))
     return 0

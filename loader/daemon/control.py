@@ -7,6 +7,8 @@ import hashlib
 import json
 import os
 import socket
+import stat
+import struct
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +20,11 @@ CONTROL_DIR = "/run/fwc"
 _MAX_PATH = 107
 # an apply that reloads a large program and swaps many links stays well under this
 _REPLY_TIMEOUT = 600.0
+# a request is a few hundred bytes; anything near this is an attack, not a client
+REQUEST_LIMIT = 1 << 20
+# a report of many interfaces is longer than a request, never this long
+_REPLY_LIMIT = 16 << 20
+_PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 # the command-line options an apply request carries (the daemon rebuilds ApplyOptions from them)
 FIELDS = (
     "artifact",
@@ -80,17 +87,57 @@ def decode(line: bytes) -> dict[str, Any]:
     return message
 
 
-def read_line(conn: socket.socket) -> bytes:
-    """Bytes up to the first newline (without it); empty when the peer closed first."""
+class MessageTooLong(ValueError):
+    """A peer sent more than the limit without a newline."""
+
+
+def read_line(conn: socket.socket, limit: int = REQUEST_LIMIT) -> bytes:
+    """Bytes up to the first newline (without it); empty when the peer closed first.
+
+    MessageTooLong when `limit` bytes arrive without a newline: nothing is buffered past it.
+    """
     chunks: list[bytes] = []
+    size = 0
     while True:
         chunk = conn.recv(65536)
         if not chunk:
             return b""
         head, newline, _ = chunk.partition(b"\n")
         chunks.append(head)
+        size += len(head)
+        if size > limit:
+            raise MessageTooLong(f"more than {limit} bytes without a newline")
         if newline:
             return b"".join(chunks)
+
+
+def check_dir(directory: str) -> None:
+    """Refuse a socket directory another user could have placed or could write into: a
+    symlink, not a directory, owned by someone other than root or us, or writable by group
+    or others (such a directory could hold a socket of an impostor)."""
+    try:
+        info = os.lstat(directory)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise LoaderError(f"{directory}: {exc.strerror or exc}") from exc
+    why = ""
+    if stat.S_ISLNK(info.st_mode):
+        why = "is a symlink"
+    elif not stat.S_ISDIR(info.st_mode):
+        why = "is not a directory"
+    elif info.st_uid not in (0, os.geteuid()):
+        why = f"is owned by uid {info.st_uid}"
+    elif info.st_mode & 0o022:
+        why = f"is writable by group or others (mode {info.st_mode & 0o777:o})"
+    if why:
+        raise LoaderError(f"control socket directory {directory} {why}; refusing to use it")
+
+
+def peer_uid(conn: socket.socket) -> int:
+    """The uid of the process at the other end of a unix socket (SO_PEERCRED)."""
+    raw = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
+    return int(_PEERCRED.unpack(raw)[1])
 
 
 def ask(root: str, request: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -101,6 +148,7 @@ def ask(root: str, request: Mapping[str, Any]) -> dict[str, Any] | None:
     is for `fw-load status` to say (the flip is its commit point: old or new, never half).
     """
     path = socket_path(root)
+    check_dir(os.path.dirname(path))
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
         try:
             conn.connect(path)
@@ -108,10 +156,16 @@ def ask(root: str, request: Mapping[str, Any]) -> dict[str, Any] | None:
             return None
         except PermissionError as exc:
             raise LoaderError(f"{path}: {exc.strerror}; run it as root") from exc
+        uid = peer_uid(conn)
+        if uid not in (0, os.geteuid()):
+            # the request carries the artifact path and our session: not for an impostor
+            raise LoaderError(f"{path} is served by uid {uid}, not root; refusing to use it")
         conn.settimeout(_REPLY_TIMEOUT)
         try:
             conn.sendall(encode(request))
-            line = read_line(conn)
+            line = read_line(conn, _REPLY_LIMIT)
+        except MessageTooLong as exc:
+            raise LoaderError(_lost(path, str(exc))) from exc
         except OSError as exc:
             raise LoaderError(_lost(path, exc.strerror or str(exc))) from exc
     if not line:

@@ -17,8 +17,8 @@ from fwc.loader.errors import LoaderError
 
 def parse_addr(addr: str) -> tuple[str, int]:
     host, sep, port = addr.rpartition(":")
-    if not sep or not port.isdigit():
-        raise LoaderError(f"--metrics-addr {addr!r}: expected HOST:PORT")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise LoaderError(f"--metrics-addr {addr!r}: expected HOST:PORT with a port 1-65535")
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
@@ -61,7 +61,8 @@ def serve(addr: str, registry: CollectorRegistry, health: Health) -> ThreadingHT
 
     try:
         server = Server((host, port), _handler(registry, health))
-    except OSError as exc:
-        raise LoaderError(f"--metrics-addr {addr}: {exc.strerror or exc}") from exc
+    except (OSError, ValueError, OverflowError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise LoaderError(f"--metrics-addr {addr}: {why}") from exc
     threading.Thread(target=server.serve_forever, name="fwc-http", daemon=True).start()
     return server

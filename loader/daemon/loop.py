@@ -18,15 +18,18 @@ from typing import Any
 
 from prometheus_client.registry import CollectorRegistry
 
+from fwc.loader.apply import recovery
 from fwc.loader.apply import report as apply_report
 from fwc.loader.apply.manifest_cache import ManifestCache
 from fwc.loader.apply.transaction import ApplyOptions, ApplyReport, apply
 from fwc.loader.daemon import control, health, listener, watch
+from fwc.loader.daemon.held import Held
 from fwc.loader.daemon.metrics import RESULTS, DaemonMetrics, PolicyCollector
 from fwc.loader.daemon.server import ControlBusy, ControlServer
 from fwc.loader.errors import LoaderError
 from fwc.loader.kernel import libbpf
 from fwc.loader.node import attach, netlink, pins
+from fwc.loader.node.bpffs import on_bpffs
 
 # a safety net for events the socket dropped (ENOBUFS under a storm of link changes)
 _RESYNC_SECONDS = 5.0
@@ -104,12 +107,28 @@ def _attach_one(
     return f"{iface.name}: attached ({mode})"
 
 
-def _reconcile_logged(root: Path, policy: str, opts: ApplyOptions, warm: ManifestCache) -> None:
-    # an interface can vanish between two netlink calls: log it and retry on the next event
+def _reconcile_logged(
+    root: Path, policy: str, opts: ApplyOptions, warm: ManifestCache, held: Held
+) -> None:
+    """Recover, pin again what vanished, reconcile; then hold what is pinned.
+
+    An interface can vanish between two netlink calls: a failure is logged and retried on
+    the next event.
+    """
     try:
         with pins.locked(root):
+            for change in recovery.recover(root, warm):
+                _say(f"recovered: {change}")
+            final = pins.policy_pins(root, policy)
+            restored = held.restore(final)
+            if restored:
+                _say(
+                    f"pins of policy {policy} were removed under the daemon; pinned again from "
+                    f"its own references: {', '.join(restored)}"
+                )
             for change in reconcile(root, policy, opts.offload, opts.replace_foreign, warm):
                 _say(change)
+            held.refresh(final)
     except (LoaderError, OSError) as exc:
         _say(f"reconcile failed, retrying: {exc}")
 
@@ -170,6 +189,8 @@ class _Control:
         self.ready = threading.Event()
         self.metrics = metrics
         self.watched = watched
+        # set after each request: the main loop reconciles and holds the new pins at once
+        self.dirty = threading.Event()
 
     def handle(self, message: dict[str, Any]) -> dict[str, Any]:
         received = _now()
@@ -185,6 +206,7 @@ class _Control:
             return _refusal(f"bad control request: {exc}")
         # anything else it raises is a bug: the control server answers it as a daemon failure
         outcome = apply_report.execute(opts, bool(message.get("json")))
+        self.dirty.set()
         timing = Timing.of(received, outcome.report, _now())
         # RESULTS are in the order of fw-load apply's exit codes
         self.metrics.applied(RESULTS[min(outcome.code, 2)], timing.to_reply_ms / 1e3)
@@ -254,6 +276,7 @@ def run(opts: DaemonOptions) -> int:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     root = Path(os.path.abspath(opts.apply.root))
+    held = Held()
     warm = ManifestCache()
     registry = CollectorRegistry()
     metrics = DaemonMetrics(registry, watch.REASONS)
@@ -276,6 +299,9 @@ def run(opts: DaemonOptions) -> int:
         return (watcher.digest, watcher.rejection) != before
 
     try:
+        # a typo or a port in use ends the daemon here, before it attaches anything
+        if opts.metrics_addr:
+            http = listener.serve(opts.metrics_addr, registry, probes)
         # subscribe first, so an interface that appears during the apply is not missed
         with netlink.LinkEvents() as events:
             try:
@@ -290,32 +316,33 @@ def run(opts: DaemonOptions) -> int:
                     follow()
             finally:
                 state.ready.set()
-            if opts.metrics_addr:
-                registry.register(PolicyCollector(root, lambda: state.policy))
-                http = listener.serve(opts.metrics_addr, registry, probes)
+            registry.register(PolicyCollector(root, lambda: state.policy))
             changed, last, polled = True, 0.0, time.monotonic()
             while not stop.is_set():
                 probes.beat()
+                if not on_bpffs(root):
+                    _say(_UNMOUNTED.format(root=root, policy=state.policy))
+                    return 2
                 if watcher is not None and time.monotonic() - polled >= watch.POLL_SECONDS:
                     polled = time.monotonic()
                     changed = follow() or changed
-                if changed or time.monotonic() - last >= _RESYNC_SECONDS:
+                if changed or state.dirty.is_set() or time.monotonic() - last >= _RESYNC_SECONDS:
                     last = time.monotonic()
+                    state.dirty.clear()
                     if state.policy:
-                        _reconcile_logged(root, state.policy, opts.apply, warm)
+                        _reconcile_logged(root, state.policy, opts.apply, warm, held)
                     _readiness(root, state, watcher, probes)
                 changed = bool(events.wait(_POLL_SECONDS))
-            if opts.detach_on_exit and state.policy:
-                with pins.locked(root):
-                    for policy, name in attach.release(root, None, state.policy):
-                        _say(f"{name}: detached policy {policy}")
-            else:
-                _say("exiting; the program stays attached (fail-closed)")
+            if state.policy:
+                _exit(root, state.policy, opts.detach_on_exit)
     finally:
+        # a request waiting for the first apply is refused, not left hanging
+        state.ready.set()
         if http is not None:
             http.shutdown()
         if server is not None:
             server.close()
+        held.close()
     return 0
 
 
@@ -335,3 +362,23 @@ def _started(report: ApplyReport, server: ControlServer | None) -> str:
         f"policy {report.policy} ({report.sha256[:12]}) on {interfaces or 'no interface yet'}"
         f"; control socket {server.path if server else 'off'}"
     )
+
+
+_UNMOUNTED = (
+    "FATAL: the pin root {root} is no longer on a BPF filesystem (bpffs unmounted?); its pins "
+    "are gone and fw-load never recreates them on a plain filesystem. Policy {policy} stays "
+    "attached only while this process holds it: exiting 2 so that the supervisor restarts "
+    "fw-load run once bpffs is mounted again; until then the interfaces are UNFILTERED"
+)
+
+
+def _exit(root: Path, policy: str, detach: bool) -> None:
+    """Detach (with --detach-on-exit), or say whether the program really stays attached."""
+    if detach:
+        with pins.locked(root):
+            for name, iface in attach.release(root, None, policy):
+                _say(f"{iface}: detached policy {name}")
+    elif attach.attached_anywhere(root, policy):
+        _say("exiting; the program stays attached (fail-closed)")
+    else:
+        _say(f"exiting; WARNING: policy {policy} is attached to no interface: nothing filters")

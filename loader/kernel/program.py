@@ -74,6 +74,19 @@ def reset_counters(map_fd: int, entries: int) -> None:
 _BATCHED = ("array", "hash", "lru_hash")
 
 
+def drain(map_fd: int) -> bool:
+    """Delete every entry of a hash map; whether it held any."""
+    key_size = libbpf.map_info(map_fd).key_size
+    keys: list[bytes] = []
+    key = libbpf.map_next_key(map_fd, None, key_size)
+    while key is not None:
+        keys.append(key)
+        key = libbpf.map_next_key(map_fd, key, key_size)
+    for key in keys:
+        libbpf.map_delete(map_fd, key)
+    return bool(keys)
+
+
 @dataclass(frozen=True)
 class TestRun:
     """One BPF_PROG_TEST_RUN result; `duration_ns` is the kernel's mean over the repeats."""
@@ -193,7 +206,7 @@ def _reason(log: str, messages: list[str], errno: int) -> str:
         if line.strip() and not line.startswith(("processed ", "verification time")):
             return line.strip()
     if errno == EPERM:
-        return "loading BPF programs needs root, or CAP_BPF with CAP_NET_ADMIN"
+        return "loading BPF programs needs root, or CAP_BPF with CAP_PERFMON"
     for message in messages:
         text = message.removeprefix("libbpf: ").strip()
         if text and "RLIMIT_MEMLOCK" not in text:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from fwc.artifact import codec
 from fwc.artifact.manifest import LoaderRecord, Manifest, SlotTable
+from fwc.loader import faults
 from fwc.loader.kernel import libbpf
 from fwc.loader.kernel.meta import create_meta_map
 from fwc.loader.live.digest import program_sha256
@@ -56,7 +57,9 @@ def replace_meta(root: Path, policy: pins.PolicyPins, pinned: Manifest) -> int:
             libbpf.obj_pin(fd, staging.meta)
         finally:
             os.close(fd)
+        faults.point("live:meta-pinned")
         os.rename(staging.meta, policy.meta)
+        faults.point("live:meta-renamed")
     finally:
         pins.remove_tree(staging.dir)
     return meta_id

@@ -14,8 +14,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fwc.artifact.layout import COUNTER, GEN_MAP, generation_base, generation_map
+from fwc.artifact.layout import BUCKETS_MAP, COUNTER, GEN_MAP, generation_base, generation_map
 from fwc.artifact.manifest import LoaderRecord, Manifest, MapEntry
+from fwc.loader import faults
 from fwc.loader.errors import LoaderError
 from fwc.loader.kernel import array_mmap, libbpf
 from fwc.loader.kernel.program import possible_cpus
@@ -52,7 +53,7 @@ class LiveUpdate:
     meta_id: int
 
 
-def _wait_for_readers() -> None:
+def wait_for_readers() -> None:
     """Force an RCU grace period: updating a map-in-map element from user space waits for one."""
     inner = libbpf.map_create(libbpf.BPF_MAP_TYPE_ARRAY, "fwc_rcu_in", 4, 4, 1)
     try:
@@ -114,16 +115,27 @@ class _Fds:
 Verdict = Callable[[bytes], int]
 
 
+@dataclass(frozen=True)
+class Probe:
+    """The XDP action of a test frame, and the probe's own rate-limit buckets (-1: none)."""
+
+    verdict: Verdict
+    buckets_fd: int
+
+
 @contextmanager
-def idle_probe(policy: pins.PolicyPins, spec: ArtifactSpec, generation: int) -> Iterator[Verdict]:
-    """The new program over the pinned tables, reading `generation`, with counters of its own.
+def idle_probe(policy: pins.PolicyPins, spec: ArtifactSpec, generation: int) -> Iterator[Probe]:
+    """The new program over the pinned tables, reading `generation`, with counters and
+    rate-limit buckets of its own (a probe takes no live tokens, and its own show which
+    frames a rate limit decided).
 
     It classifies test frames with the idle generation before anything live reads it.
     """
     obj = libbpf.Object(spec.data)
     try:
+        names = {m.name for m in spec.maps}
         for m in spec.maps:
-            if m.name in (GEN_MAP, spec.counters_map):
+            if m.name in (GEN_MAP, BUCKETS_MAP, spec.counters_map):
                 continue
             fd = libbpf.obj_get(policy.map(m.name))
             try:
@@ -133,7 +145,8 @@ def idle_probe(policy: pins.PolicyPins, spec: ArtifactSpec, generation: int) -> 
         obj.load()
         libbpf.map_update(obj.map_fd(GEN_MAP), _U32.pack(0), _U32.pack(generation))
         prog_fd = obj.program_fd(spec.program)
-        yield lambda frame: libbpf.prog_test_run(prog_fd, frame)[0]
+        buckets = obj.map_fd(BUCKETS_MAP) if BUCKETS_MAP in names else -1
+        yield Probe(lambda frame: libbpf.prog_test_run(prog_fd, frame)[0], buckets)
     finally:
         obj.close()
 
@@ -152,7 +165,7 @@ def update_in_place(
     root: os.PathLike[str] | str,
     live_manifest: Manifest,
     spec: ArtifactSpec,
-    before_flip: Callable[[Verdict], None] | None = None,
+    before_flip: Callable[[Probe], None] | None = None,
 ) -> LiveUpdate:
     """docs/tables.md "Live update": idle generation, counters by name, flip, new manifest.
 
@@ -170,7 +183,7 @@ def update_in_place(
             since = time.clock_gettime_ns(time.CLOCK_BOOTTIME) - (record.flipped_at or 0)
             if since < _GRACE_NS:
                 # packets that started on the idle generation before the last flip must be done
-                _wait_for_readers()
+                wait_for_readers()
             entries = _live_map(live_manifest, spec.counters_map).max_entries
             mapping, fresh = slot_mapping(live_manifest, spec, entries)
             digest_fd = fds.digests()
@@ -187,20 +200,22 @@ def update_in_place(
                 fd = fds[spec.counters_map]
                 libbpf.map_update_batch(fd, pack_keys(fresh, 4), zeros, len(fresh))
             timings["write_idle"] = time.perf_counter() - start
+            faults.point("live:idle-written")
         except LiveUpdateError:
             raise
         except LoaderError as exc:
             raise LiveUpdateError(f"live update failed before the flip: {exc}") from exc
         if before_flip is not None:
             start = time.perf_counter()
-            with idle_probe(policy, spec, idle.generation) as verdict:
-                before_flip(verdict)
+            with idle_probe(policy, spec, idle.generation) as probe:
+                before_flip(probe)
             timings["check"] = time.perf_counter() - start
         start = time.perf_counter()
         # one 4-byte store: every packet classifies with one whole generation
         libbpf.map_update(fds[GEN_MAP], _U32.pack(0), _U32.pack(idle.generation))
         flipped_at = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
         timings["flip"] = time.perf_counter() - start
+        faults.point("live:flipped")
         # what only the next update needs: digests of what was written, still before the
         # record of the idle generation (unknown until now) says what it holds
         start = time.perf_counter()
@@ -208,6 +223,7 @@ def update_in_place(
         table_digests.write(digest_fd, idle.generation, now_held)
         SEEN.prune(wholes(table_digests.read(digest_fd, live)) | wholes(now_held))
         timings["digests"] = time.perf_counter() - start
+        faults.point("live:digests")
     finally:
         fds.close()
     start = time.perf_counter()

@@ -62,7 +62,8 @@ def holders(root: Path, interfaces: list[Interface]) -> dict[int, Holder]:
     by_index = {i.index: i for i in interfaces}
     found: dict[int, Holder] = {}
     prog_ids: dict[int, pins.PolicyPins] = {}
-    for policy in pins.policies(root):
+    # ifindexes are per namespace: another namespace's link pins say nothing about ours
+    for policy in pins.own_policies(root):
         prog_id = pinned_prog_id(policy)
         if prog_id:
             prog_ids[prog_id] = policy
@@ -76,6 +77,40 @@ def holders(root: Path, interfaces: list[Interface]) -> dict[int, Holder]:
         if iface.index not in found and iface.xdp_prog_id in prog_ids:
             found[iface.index] = Holder("netlink", prog_ids[iface.xdp_prog_id], iface.xdp_prog_id)
     return found
+
+
+def attached_anywhere(root: Path, policy: str) -> bool:
+    """Whether an interface of this namespace runs `policy`'s program now."""
+    held = holders(root, netlink.list_interfaces())
+    return any(h.policy.dir.name == policy for h in held.values())
+
+
+def abandoned(policy: pins.PolicyPins) -> bool:
+    """Whether another namespace's policy is left behind: it has link pins and every one is
+    defunct (its interface gone, as when the namespace itself is gone). A policy attached
+    through netlink alone cannot be judged from here, and counts as in use."""
+    names = policy.linked_interfaces()
+    if not names:
+        return False
+    for name in names:
+        info = pinned_link(policy.link(name))
+        if info is not None and info.ifindex != 0:
+            return False
+    return True
+
+
+def claim(policy: pins.PolicyPins) -> None:
+    """Make sure this namespace may apply `policy`: refuse a name another live namespace
+    owns under the same pin root; unpin one whose namespace is gone."""
+    if not policy.exists() or policy.mine():
+        return
+    if not abandoned(policy):
+        raise LoaderError(
+            f"policy {policy.dir.name} under {policy.dir.parent} is applied in another network "
+            f"namespace (netns cookie {policy.owner()}); refusing to take it over: use another "
+            "policy name or another --pin-root in this namespace"
+        )
+    pins.remove_tree(policy.dir)
 
 
 def _modes(offload: bool) -> list[str]:
@@ -186,7 +221,7 @@ def release(root: Path, names: set[str] | None, policy: str | None) -> list[tupl
         detach(iface, holder)
         done.append((holder.policy.dir.name, iface.name))
     current = {i.xdp_prog_id for i in netlink.list_interfaces()}
-    for pinned in pins.policies(root):
+    for pinned in pins.own_policies(root):
         if policy is not None and pinned.dir.name != policy:
             continue
         for name in pinned.linked_interfaces():

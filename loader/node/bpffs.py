@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 from pathlib import Path
 
 from fwc.loader.errors import LoaderError
 
 BPF_FS_MAGIC = 0xCAFE4A11
+# struct statfs begins with f_type (__fsword_t, a long); 120 bytes on 64-bit Linux
+_STATFS_SIZE = 120
+_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+
+
+def fs_magic(path: Path) -> int | None:
+    """The filesystem type (statfs f_type) of `path`, None when it cannot be read."""
+    buf = ctypes.create_string_buffer(_STATFS_SIZE)
+    if _libc.statfs(os.fsencode(path), buf) != 0:
+        return None
+    return int(ctypes.c_long.from_buffer(buf).value) & 0xFFFFFFFF
+
+
+def on_bpffs(path: Path) -> bool:
+    """Whether `path` exists on a bpffs (a pin root that was unmounted is on another fs)."""
+    return fs_magic(path) == BPF_FS_MAGIC
 
 
 def _mounts() -> list[tuple[str, str]]:
