@@ -1,0 +1,193 @@
+"""Chains with jumps, gotos and RETURN turned into one first-match list, exactly.
+
+Each jump is resolved by deciding every packet it catches on the spot: the jumped-to
+chain's rules, then (on RETURN or at its end) the rest of the caller, each narrowed to
+the packets of the jump. What follows the jump then only sees packets the jump did not
+catch, which is what first-match order gives for free; no AND-NOT is needed. An ACCEPT
+in one of several base chains hands the packet on to the next one, the same way.
+"""
+
+from __future__ import annotations
+
+from fwc.compiler.importers.model import (
+    Chain,
+    Entry,
+    Flat,
+    Gap,
+    Match,
+    Origin,
+    Ruleset,
+    SourceError,
+    Verdict,
+    intersect,
+)
+
+MAX_RULES = 65536  # priorities are 0..65535
+MAX_DEPTH = 64
+
+Frame = tuple[str, int]  # (chain, index of the next entry)
+
+
+class _Walk:
+    def __init__(self, ruleset: Ruleset) -> None:
+        self.rs = ruleset
+        self.out: list[Flat] = []
+        self.gaps: dict[Origin, Gap] = {}
+
+    def emit(self, flat: Flat) -> None:
+        if len(self.out) >= MAX_RULES:
+            raise SourceError(
+                f"{self.rs.source}: flattening the jumps needs more than {MAX_RULES} rules"
+            )
+        self.out.append(flat)
+
+    def accept(self, match: Match, entry: Entry | None, base: int, via: tuple[Origin, ...]) -> None:
+        """An ACCEPT ends its base chain only: the next base chain, if any, decides."""
+        if base + 1 < len(self.rs.bases):
+            self.enter(base + 1, match, via)
+        elif entry is not None:
+            self.emit(_flat(entry, match, True, via))
+        else:
+            self.emit(self._policy(match, True, base, via))
+
+    def enter(self, base: int, ctx: Match, via: tuple[Origin, ...]) -> None:
+        """Packets of `ctx` meet base chain `base`; those of another family pass it by."""
+        family = self.rs.chains[self.rs.bases[base]].family
+        if family is None or ctx.family == family:
+            self.run(((self.rs.bases[base], 0),), ctx, base, via)
+            return
+        mine = intersect(ctx, Match(family=family))
+        if mine is not None:
+            self.run(((self.rs.bases[base], 0),), mine, base, via)
+        other = intersect(ctx, Match(family=10 - family))
+        if other is not None:
+            self.accept(other, None, base, via)
+
+    def _policy(self, match: Match, allow: bool, base: int, via: tuple[Origin, ...]) -> Flat:
+        chain = self.rs.chains[self.rs.bases[base]]
+        policy = "ACCEPT" if allow else "DROP"
+        return Flat(
+            match,
+            allow,
+            chain.origin,
+            f"chain {chain.name} policy {policy}",
+            via=via,
+            catch_all=True,
+        )
+
+    def run(self, stack: tuple[Frame, ...], ctx: Match, base: int, via: tuple[Origin, ...]) -> None:
+        """Decide every packet of `ctx`, evaluating from the top frame of `stack` on."""
+        if len(stack) > MAX_DEPTH:
+            raise SourceError(f"{self.rs.source}: jumps nest deeper than {MAX_DEPTH} (a loop?)")
+        while stack:
+            name, start = stack[-1]
+            stack = stack[:-1]
+            chain = self.rs.chains[name]
+            for j in range(start, len(chain.entries)):
+                entry = chain.entries[j]
+                if entry.gap is not None:
+                    self.gaps.setdefault(entry.origin, entry.gap)
+                    continue
+                assert entry.match is not None
+                match = intersect(ctx, entry.match)
+                if match is None or entry.verdict is Verdict.CONTINUE:
+                    continue
+                self._decide(entry, match, stack + ((name, j + 1),), base, via)
+                if match == ctx:
+                    return  # every packet of ctx is decided
+            if chain.policy is not None:
+                self.end_of_base(ctx, base, via)
+                return
+        raise SourceError(f"{self.rs.source}: a user chain returned past its base chain")
+
+    def end_of_base(self, ctx: Match, base: int, via: tuple[Origin, ...]) -> None:
+        """The base chain's policy decides (at its end, or on a RETURN in it)."""
+        if self.rs.chains[self.rs.bases[base]].policy is Verdict.ACCEPT:
+            self.accept(ctx, None, base, via)
+        else:
+            self.emit(self._policy(ctx, False, base, via))
+
+    def _decide(
+        self,
+        entry: Entry,
+        match: Match,
+        after: tuple[Frame, ...],
+        base: int,
+        via: tuple[Origin, ...],
+    ) -> None:
+        """Decide the packets of `match` that reached `entry`; `after` continues past it."""
+        if entry.verdict is Verdict.ACCEPT:
+            self.accept(match, entry, base, via)
+        elif entry.verdict in (Verdict.DROP, Verdict.REJECT):
+            self.emit(_flat(entry, match, False, via))
+        elif entry.verdict is Verdict.RETURN and len(after) == 1:
+            self.end_of_base(match, base, (*via, entry.origin))
+        elif entry.verdict is Verdict.RETURN:
+            self.run(after[:-1], match, base, (*via, entry.origin))
+        elif entry.verdict is Verdict.JUMP:
+            self._check_target(entry)
+            self.run((*after, (entry.target, 0)), match, base, (*via, entry.origin))
+        else:
+            self._check_target(entry)
+            self.run((*after[:-1], (entry.target, 0)), match, base, (*via, entry.origin))
+
+    def _check_target(self, entry: Entry) -> None:
+        if entry.target not in self.rs.chains:
+            raise SourceError(f"{entry.origin}: no chain named {entry.target!r}")
+
+
+def _flat(entry: Entry, match: Match, allow: bool, via: tuple[Origin, ...]) -> Flat:
+    return Flat(
+        match,
+        allow,
+        entry.origin,
+        entry.text,
+        entry.log,
+        entry.description,
+        via,
+        entry.warnings,
+    )
+
+
+def merge_logs(chain: Chain) -> None:
+    """A LOG rule becomes `log: true` on the next rule when that rule decides exactly the
+    packets it logged; otherwise it is a finding (the verdicts do not change)."""
+    entries = chain.entries
+    for k, entry in enumerate(entries):
+        if not (entry.log and entry.verdict is Verdict.CONTINUE and entry.gap is None):
+            continue
+        nxt = entries[k + 1] if k + 1 < len(entries) else None
+        deciding = (Verdict.ACCEPT, Verdict.DROP, Verdict.REJECT)
+        if (
+            nxt is not None
+            and nxt.gap is None
+            and nxt.verdict in deciding
+            and nxt.match == entry.match
+        ):
+            entries[k + 1] = Entry(
+                nxt.origin, nxt.text, nxt.match, nxt.verdict, nxt.target, True,
+                nxt.description or entry.description, warnings=nxt.warnings,
+            )  # fmt: skip
+            entries[k] = Entry(entry.origin, entry.text, Match(), Verdict.CONTINUE)
+        else:
+            reason = "LOG is exact only before a rule that decides the same packets; verdicts do not change"
+            entries[k] = Entry(
+                entry.origin,
+                entry.text,
+                None,
+                Verdict.CONTINUE,
+                gap=Gap(entry.origin, entry.text, reason, False),
+            )
+
+
+def flatten(ruleset: Ruleset) -> tuple[list[Flat], list[Gap]]:
+    """The first-match list equal to the ruleset (but for its gaps), and those gaps."""
+    for chain in ruleset.chains.values():
+        merge_logs(chain)
+    walk = _Walk(ruleset)
+    if ruleset.bases:
+        walk.enter(0, ruleset.context, ())
+    gaps = list(ruleset.gaps) + sorted(
+        walk.gaps.values(), key=lambda g: (g.origin.file, g.origin.line)
+    )
+    return walk.out, gaps
