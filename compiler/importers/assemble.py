@@ -31,12 +31,13 @@ def assemble(name: str, sources: list[Source]) -> Imported:
     rules: list[Flat] = []
     prefixes: list[str] = []
     gaps: list[Gap] = []
+    notes: list[str] = []
     for source in sources:
         flats, found = flatten(source.ruleset)
         gaps += found
+        notes += source.ruleset.notes
         rules += flats
         prefixes += [source.prefix] * len(flats)
-    notes = []
     covered = {f for s in sources for f in _families(s.ruleset.context)}
     for family in (4, 6):
         if family not in covered:

@@ -377,14 +377,15 @@ def read_iptables(path: str, ipsets: dict[str, IpSet] | None, family: int | None
     family = family or detect_family(text)
     tables: list[_Table] = []
     gaps: list[Gap] = []
+    notes: list[str] = []
     for number, raw in enumerate(text.splitlines(), 1):
-        _line(path, number, raw.strip(), tables, gaps, family, ipsets)
+        _line(path, number, raw.strip(), tables, (gaps, notes), family, ipsets)
     if tables and not tables[-1].committed:
         raise SourceError(f"{path}: table {tables[-1].name} has no COMMIT line")
     chains = next((t.chains for t in tables if t.name == "filter"), {})
     if "INPUT" not in chains:
         chains["INPUT"] = Chain("INPUT", Origin(path, 0, "(no filter INPUT chain)"), Verdict.ACCEPT)
-    return Ruleset(path, chains, ["INPUT"], Match(family=family), gaps)
+    return Ruleset(path, chains, ["INPUT"], Match(family=family), gaps, notes)
 
 
 def _line(
@@ -392,7 +393,7 @@ def _line(
     number: int,
     line: str,
     tables: list[_Table],
-    gaps: list[Gap],
+    found: tuple[list[Gap], list[str]],
     family: int,
     ipsets: dict[str, IpSet] | None,
 ) -> None:
@@ -411,7 +412,7 @@ def _line(
         table.committed = True
         return
     if line.startswith(":"):
-        _chain(origin, line, table, gaps)
+        _chain(origin, line, table, *found)
         return
     try:
         words = shlex.split(line)
@@ -425,14 +426,14 @@ def _line(
     if chain is None:
         raise SourceError(f"{origin}: chain {words[1]!r} is not declared in table {table.name}")
     if table.name != "filter":
-        gaps.append(
+        found[0].append(
             Gap(
                 origin, line, f"table {table.name}: fwc imports the filter table's INPUT chain only"
             )
         )
         return
     if words[1] in ("OUTPUT", "FORWARD"):
-        gaps.append(
+        found[0].append(
             Gap(
                 origin,
                 line,
@@ -443,7 +444,7 @@ def _line(
     chain.entries.append(parse_rule(words[2:], origin, line, family, table.chains, ipsets))
 
 
-def _chain(origin: Origin, line: str, table: _Table, gaps: list[Gap]) -> None:
+def _chain(origin: Origin, line: str, table: _Table, gaps: list[Gap], notes: list[str]) -> None:
     words = line[1:].split()
     if not words:
         raise SourceError(f"{origin}: a chain line without a name")
@@ -454,11 +455,10 @@ def _chain(origin: Origin, line: str, table: _Table, gaps: list[Gap]) -> None:
     table.chains[name] = Chain(
         name, origin, (Verdict.ACCEPT if policy == "ACCEPT" else Verdict.DROP) if builtin else None
     )
-    if builtin and policy == "DROP" and (table.name != "filter" or name != "INPUT"):
-        gaps.append(
-            Gap(
-                origin,
-                line,
-                f"policy DROP of {table.name} {name}: fwc imports the filter table's INPUT chain only",
-            )
-        )
+    if not builtin or policy == "ACCEPT" or (table.name, name) == ("filter", "INPUT"):
+        return
+    if table.name == "filter" and name in ("FORWARD", "OUTPUT"):
+        notes.append(f"{origin}: policy DROP of filter {name} is not imported (fwc filters arriving packets)")
+    else:
+        reason = f"policy DROP of {table.name} {name}: fwc imports the filter table's INPUT only"
+        gaps.append(Gap(origin, line, reason))

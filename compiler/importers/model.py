@@ -215,6 +215,7 @@ class Ruleset:
     bases: list[str]
     context: Match = ANY
     gaps: list[Gap] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

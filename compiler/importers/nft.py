@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,7 @@ class _Rule:
     origin: Origin
     family: int | None
     sets: dict[str, _NftSet]
-    pieces: list[Match] = field(default_factory=list)
+    pieces: list[list[Match]] = field(default_factory=list)  # each: disjoint alternatives
 
 
 def _addr_values(r: _Rule, right: Any, family: int) -> tuple[cidrs.Net, ...]:
@@ -117,6 +117,12 @@ def _port_values(r: _Rule, right: Any) -> tuple[tuple[int, int], ...]:
     return normalize_ports(spans)
 
 
+def _protocols(right: Any, family: int | None) -> list[Match]:
+    """One match per protocol of `right` (a name or a set of them): disjoint alternatives."""
+    items = right["set"] if isinstance(right, dict) and "set" in right else [right]
+    return [Match(family=family, protocol=_protocol_value(item)) for item in items]
+
+
 def _protocol_value(right: Any) -> int:
     name = str(right).lower()
     if name not in PROTOCOLS:
@@ -130,7 +136,9 @@ def _flags(op: str, left: Any, right: Any) -> Match:
         zip(names, ("FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR"), strict=True)
     )
     value = set(right if isinstance(right, list) else [right])
-    if "&" in left and op == "==":
+    if op == "!" and "&" not in left:  # flags & (listed) == 0
+        mask, value = value, set()
+    elif "&" in left and op == "==":
         mask = set(left["&"][1] if isinstance(left["&"][1], list) else [left["&"][1]])
     elif op == "==":
         mask = set(names)
@@ -158,7 +166,7 @@ def _icmp_values(right: Any, v6: bool, negated: bool) -> tuple[int, ...]:
     return tuple(t for t in range(256) if (t in types) != negated)
 
 
-def _payload(r: _Rule, payload: dict[str, Any], op: str, right: Any) -> Match:
+def _payload(r: _Rule, payload: dict[str, Any], op: str, right: Any) -> Match | list[Match]:
     proto, fld = payload.get("protocol"), payload.get("field")
     negated = op == "!="
     if op not in ("==", "!="):
@@ -174,22 +182,24 @@ def _payload(r: _Rule, payload: dict[str, Any], op: str, right: Any) -> Match:
         )
         return Match(family=family, **{"src" if fld == "saddr" else "dst": spec})
     if proto == "ip" and fld == "protocol" and not negated:
-        return Match(family=4, protocol=_protocol_value(right))
+        return _protocols(right, 4)
     if proto in ("tcp", "udp") and fld in ("sport", "dport"):
         spans = _port_values(r, right)
         spans = complement_ports(spans) if negated else spans
         return Match(protocol=PROTOCOLS[proto], **{fld: spans})
     if proto in ("icmp", "icmpv6") and fld == "type":
-        return Match(
-            protocol=PROTOCOLS[proto], icmp=_icmp_values(right, proto == "icmpv6", negated)
-        )
+        # nft's dependency for icmp is IPv4 and for icmpv6 IPv6, not only the protocol
+        family = 6 if proto == "icmpv6" else 4
+        types = _icmp_values(right, proto == "icmpv6", negated)
+        return Match(family=family, protocol=PROTOCOLS[proto], icmp=types)
     key = f"{proto} {fld}"
     raise _Unsupported(
         REASONS.get(key, REASONS.get(str(proto), f"{key} is not expressible in fwc"))
     )
 
 
-def _match(r: _Rule, m: dict[str, Any]) -> Match:
+def _match(r: _Rule, m: dict[str, Any]) -> Match | list[Match]:
+    """What one match expression says: a Match, or disjoint alternatives (a protocol set)."""
     op, left, right = m.get("op", "=="), m.get("left"), m.get("right")
     if not isinstance(left, dict):
         raise SourceError(f"{r.origin}: a match without a left side")
@@ -203,7 +213,7 @@ def _match(r: _Rule, m: dict[str, Any]) -> Match:
     if "meta" in left:
         key = left["meta"].get("key")
         if key == "l4proto" and op == "==":
-            return Match(protocol=_protocol_value(right))
+            return _protocols(right, None)
         if key == "nfproto" and op == "==" and right in ("ipv4", "ipv6"):
             return Match(family=4 if right == "ipv4" else 6)
         raise _Unsupported(REASONS.get(str(key), f"meta {key} is not expressible in fwc"))
@@ -222,13 +232,16 @@ _VERDICTS: dict[str, Verdict] = {
 }
 
 
-def _rule(r: _Rule, body: dict[str, Any], text: str) -> Entry:
+def _rule(r: _Rule, body: dict[str, Any], text: str) -> list[Entry]:
+    """The rule as entries: one, or one per alternative when it names a set of protocols
+    (disjoint, so consecutive entries with the same verdict are exactly the rule)."""
     verdict, target, log = Verdict.CONTINUE, "", False
     try:
         for expr in body.get("expr", []):
             kind = next(iter(expr), "")
             if kind == "match":
-                r.pieces.append(_match(r, expr["match"]))
+                said = _match(r, expr["match"])
+                r.pieces.append(said if isinstance(said, list) else [said])
             elif kind in _VERDICTS:
                 verdict = _VERDICTS[kind]
                 target = str(expr[kind]["target"]) if kind in ("jump", "goto") else ""
@@ -240,16 +253,13 @@ def _rule(r: _Rule, body: dict[str, Any], text: str) -> Entry:
         deciding = verdict is not Verdict.CONTINUE or any(
             k in e for e in body.get("expr", []) for k in _VERDICTS
         )
-        return Entry(r.origin, text, None, verdict, gap=Gap(r.origin, text, str(exc), deciding))
-    match: Match | None = Match(family=r.family)
+        return [Entry(r.origin, text, None, verdict, gap=Gap(r.origin, text, str(exc), deciding))]
+    matches: list[Match] = [Match(family=r.family)]
     for piece in r.pieces:
-        match = intersect(match, piece) if match is not None else None
-    if match is None:
-        return Entry(r.origin, text, Match(), Verdict.CONTINUE, description="matches no packet")
+        matches = [m for a in matches for b in piece if (m := intersect(a, b)) is not None]
     warnings = (REJECT_WARNING,) if verdict is Verdict.REJECT else ()
-    return Entry(
-        r.origin, text, match, verdict, target, log, str(body.get("comment", "")), warnings=warnings
-    )
+    comment = str(body.get("comment", ""))
+    return [Entry(r.origin, text, m, verdict, target, log, comment, warnings=warnings) for m in matches]
 
 
 def _set(body: dict[str, Any], origin: Origin) -> _NftSet:
@@ -361,14 +371,10 @@ class _Reader:
         sets = self.sets.get((str(body.get("family")), str(body.get("table"))), {})
         origin = self.origin(body, "rule")
         text = _text(body)
-        entry = _rule(_Rule(origin, family, sets), body, text)
-        if entry.target:
-            entry = Entry(
-                entry.origin, entry.text, entry.match, entry.verdict,
-                f"{body.get('family')} {body.get('table')} {entry.target}",
-                entry.log, entry.description, entry.gap, entry.warnings,
-            )  # fmt: skip
-        chain.entries.append(entry)
+        prefix = f"{body.get('family')} {body.get('table')} "
+        for entry in _rule(_Rule(origin, family, sets), body, text):
+            target = prefix + entry.target if entry.target else ""
+            chain.entries.append(replace(entry, target=target))
 
 
 def _text(body: dict[str, Any]) -> str:
