@@ -32,7 +32,6 @@ class _Walk:
     def __init__(self, ruleset: Ruleset) -> None:
         self.rs = ruleset
         self.out: list[Flat] = []
-        self.gaps: dict[Origin, Gap] = {}
 
     def emit(self, flat: Flat) -> None:
         if len(self.out) >= MAX_RULES:
@@ -86,7 +85,6 @@ class _Walk:
             for j in range(start, len(chain.entries)):
                 entry = chain.entries[j]
                 if entry.gap is not None:
-                    self.gaps.setdefault(entry.origin, entry.gap)
                     continue
                 assert entry.match is not None
                 match = intersect(ctx, entry.match)
@@ -187,7 +185,24 @@ def flatten(ruleset: Ruleset) -> tuple[list[Flat], list[Gap]]:
     walk = _Walk(ruleset)
     if ruleset.bases:
         walk.enter(0, ruleset.context, ())
-    gaps = list(ruleset.gaps) + sorted(
-        walk.gaps.values(), key=lambda g: (g.origin.file, g.origin.line)
-    )
-    return walk.out, gaps
+    return walk.out, list(ruleset.gaps) + _reachable_gaps(ruleset)
+
+
+def _reachable_gaps(ruleset: Ruleset) -> list[Gap]:
+    """The gaps of every chain a jump can reach, whatever the matches: a rule left out can
+    change which later rules a packet meets, so those must not hide behind it."""
+    seen: set[str] = set()
+    todo = list(ruleset.bases)
+    gaps: list[Gap] = []
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in ruleset.chains:
+            continue
+        seen.add(name)
+        for entry in ruleset.chains[name].entries:
+            if entry.gap is not None:
+                gaps.append(entry.gap)
+            if entry.target and entry.verdict in (Verdict.JUMP, Verdict.GOTO):
+                todo.append(entry.target)
+    unique = {g.origin: g for g in gaps}
+    return sorted(unique.values(), key=lambda g: (g.origin.file, g.origin.line))

@@ -333,7 +333,7 @@ def parse_rule(
             raise _Unsupported(reason)
     except _Unsupported as exc:
         gap = Gap(origin, text, str(exc), verdicts=not logs and bool(tail))
-        return Entry(origin, text, None, verdict, gap=gap, description=p.description)
+        return Entry(origin, text, None, verdict, target, gap=gap, description=p.description)
     match: Match | None = Match()
     for piece in p.pieces:
         match = intersect(match, piece) if match is not None else None
