@@ -96,7 +96,8 @@ class _Walk:
             if chain.policy is not None:
                 self.end_of_base(ctx, base, via)
                 return
-        raise SourceError(f"{self.rs.source}: a user chain returned past its base chain")
+        # a chain reached by a goto from the base chain returned: the base policy decides
+        self.end_of_base(ctx, base, via)
 
     def end_of_base(self, ctx: Match, base: int, via: tuple[Origin, ...]) -> None:
         """The base chain's policy decides (at its end, or on a RETURN in it)."""
