@@ -9,6 +9,8 @@ in one of several base chains hands the packet on to the next one, the same way.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from fwc.compiler.importers.model import (
     Chain,
     Entry,
@@ -32,6 +34,7 @@ class _Walk:
     def __init__(self, ruleset: Ruleset) -> None:
         self.rs = ruleset
         self.out: list[Flat] = []
+        self.gaps: dict[Origin, Gap] = {}
 
     def emit(self, flat: Flat) -> None:
         if len(self.out) >= MAX_RULES:
@@ -40,27 +43,30 @@ class _Walk:
             )
         self.out.append(flat)
 
-    def accept(self, match: Match, entry: Entry | None, base: int, via: tuple[Origin, ...]) -> None:
-        """An ACCEPT ends its base chain only: the next base chain, if any, decides."""
+    def accept(self, match: Match, who: Flat, base: int, via: tuple[Origin, ...]) -> None:
+        """An ACCEPT (`who`) ends its base chain only: the next base chain, if any, decides;
+        a packet all of them accept is allowed in the name of the last one that did."""
         if base + 1 < len(self.rs.bases):
-            self.enter(base + 1, match, via)
-        elif entry is not None:
-            self.emit(_flat(entry, match, True, via))
+            if who.log:
+                reason = "a logged ACCEPT before another input chain: fwc logs only the final verdict"
+                self.gaps.setdefault(who.origin, Gap(who.origin, who.text, reason, False))
+            self.enter(base + 1, match, via, who)
         else:
-            self.emit(self._policy(match, True, base, via))
+            self.emit(replace(who, match=match))
 
-    def enter(self, base: int, ctx: Match, via: tuple[Origin, ...]) -> None:
+    def enter(self, base: int, ctx: Match, via: tuple[Origin, ...], who: Flat | None = None) -> None:
         """Packets of `ctx` meet base chain `base`; those of another family pass it by."""
-        family = self.rs.chains[self.rs.bases[base]].family
-        if family is None or ctx.family == family:
-            self.run(((self.rs.bases[base], 0),), ctx, base, via)
+        chain = self.rs.chains[self.rs.bases[base]]
+        if chain.family is None or ctx.family == chain.family:
+            self.run(((chain.name, 0),), ctx, base, via)
             return
-        mine = intersect(ctx, Match(family=family))
+        mine = intersect(ctx, Match(family=chain.family))
         if mine is not None:
-            self.run(((self.rs.bases[base], 0),), mine, base, via)
-        other = intersect(ctx, Match(family=10 - family))
+            self.run(((chain.name, 0),), mine, base, via)
+        other = intersect(ctx, Match(family=10 - chain.family))
         if other is not None:
-            self.accept(other, None, base, via)
+            text = f"IPv{10 - chain.family} packets pass chain {chain.name} by"
+            self.accept(other, who or Flat(other, True, chain.origin, text, via=via), base, via)
 
     def _policy(self, match: Match, allow: bool, base: int, via: tuple[Origin, ...]) -> Flat:
         chain = self.rs.chains[self.rs.bases[base]]
@@ -102,7 +108,7 @@ class _Walk:
     def end_of_base(self, ctx: Match, base: int, via: tuple[Origin, ...]) -> None:
         """The base chain's policy decides (at its end, or on a RETURN in it)."""
         if self.rs.chains[self.rs.bases[base]].policy is Verdict.ACCEPT:
-            self.accept(ctx, None, base, via)
+            self.accept(ctx, self._policy(ctx, True, base, via), base, via)
         else:
             self.emit(self._policy(ctx, False, base, via))
 
@@ -116,7 +122,7 @@ class _Walk:
     ) -> None:
         """Decide the packets of `match` that reached `entry`; `after` continues past it."""
         if entry.verdict is Verdict.ACCEPT:
-            self.accept(match, entry, base, via)
+            self.accept(match, _flat(entry, match, True, via), base, via)
         elif entry.verdict in (Verdict.DROP, Verdict.REJECT):
             self.emit(_flat(entry, match, False, via))
         elif entry.verdict is Verdict.RETURN and len(after) == 1:
@@ -186,7 +192,7 @@ def flatten(ruleset: Ruleset) -> tuple[list[Flat], list[Gap]]:
     walk = _Walk(ruleset)
     if ruleset.bases:
         walk.enter(0, ruleset.context, ())
-    return walk.out, list(ruleset.gaps) + _reachable_gaps(ruleset)
+    return walk.out, list(ruleset.gaps) + _reachable_gaps(ruleset) + list(walk.gaps.values())
 
 
 def _reachable_gaps(ruleset: Ruleset) -> list[Gap]:
