@@ -51,7 +51,9 @@ def imported_rules(tmp_path: Path, rules: str, extra_chains: str = "") -> list[s
     keep = []
     for line in text.splitlines():
         stripped = line.strip()
-        if stripped.startswith(("- name", "priority", "description", "#")) or not line.startswith("    "):
+        if stripped.startswith(("- name", "priority", "description", "#")) or not line.startswith(
+            "    "
+        ):
             if stripped.startswith("- name"):
                 keep.append("--")
             continue
@@ -67,7 +69,12 @@ MAPPINGS = [
     ),
     (
         "-A INPUT -p tcp -m multiport --dports 22,80:81 -j ACCEPT",
-        ["action: allow", "protocol: tcp", 'source_cidrs: ["0.0.0.0/0"]', 'destination_ports: [22, "80-81"]'],
+        [
+            "action: allow",
+            "protocol: tcp",
+            'source_cidrs: ["0.0.0.0/0"]',
+            'destination_ports: [22, "80-81"]',
+        ],
     ),
     (
         "-A INPUT -p udp -m udp ! --dport 1:65535 -j DROP",
@@ -79,7 +86,12 @@ MAPPINGS = [
     ),
     (
         "-A INPUT -p tcp -m tcp --syn -j DROP",
-        ["action: deny", "protocol: tcp", 'source_cidrs: ["0.0.0.0/0"]', 'tcp_flags: "!FIN,SYN,!RST,!ACK"'],
+        [
+            "action: deny",
+            "protocol: tcp",
+            'source_cidrs: ["0.0.0.0/0"]',
+            'tcp_flags: "!FIN,SYN,!RST,!ACK"',
+        ],
     ),
     (
         "-A INPUT -p icmp -m icmp --icmp-type echo-request -j ACCEPT",
@@ -91,7 +103,13 @@ MAPPINGS = [
     ),
     (
         "-A INPUT -p tcp -m tcp --dport 23 -j LOG\n-A INPUT -p tcp -m tcp --dport 23 -j DROP",
-        ["action: deny", "protocol: tcp", 'source_cidrs: ["0.0.0.0/0"]', "destination_ports: [23]", "log: true"],
+        [
+            "action: deny",
+            "protocol: tcp",
+            'source_cidrs: ["0.0.0.0/0"]',
+            "destination_ports: [23]",
+            "log: true",
+        ],
     ),
 ]
 
@@ -128,7 +146,10 @@ def corpus_cases() -> list[tuple[str, list[str]]]:
         ("fail2ban", ["iptables", "fail2ban.v4"]),
         ("ufw", ["iptables", "ufw.v4"]),
         ("docker", ["iptables", "docker-user.v4"]),
-        ("ipset_blocklist", ["iptables", "blocklist.v4", "blocklist.v6", "--ipset", "blocklist.ipset"]),
+        (
+            "ipset_blocklist",
+            ["iptables", "blocklist.v4", "blocklist.v6", "--ipset", "blocklist.ipset"],
+        ),
         ("web_server_nft", ["nft", "web-server.nft.json"]),
         ("two_chains_nft", ["nft", "two-chains.nft.json"]),
         ("blocklist_nft", ["nft", "blocklist.nft.json"]),
@@ -148,7 +169,11 @@ def _golden(path: Path, text: str) -> None:
 
 @pytest.mark.parametrize(("name", "args"), corpus_cases(), ids=[c[0] for c in corpus_cases()])
 def test_golden_policy(
-    name: str, args: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    name: str,
+    args: list[str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     """Each corpus ruleset imports (exit 0), passes `fwc check` but for the organisation's
     Rego invariants, and reads as its golden file."""
@@ -185,7 +210,17 @@ def test_lossy_writes_the_rest_and_says_it_differs(
 ) -> None:
     monkeypatch.chdir(ROOT)
     out_file = tmp_path / "lossy.yaml"
-    code, _, err = run(["import", "iptables", "--lossy", "tests/import/unsupported/ufw-real.v4", "-o", str(out_file)], capsys)
+    code, _, err = run(
+        [
+            "import",
+            "iptables",
+            "--lossy",
+            "tests/import/unsupported/ufw-real.v4",
+            "-o",
+            str(out_file),
+        ],
+        capsys,
+    )
     assert code == 0
     text = out_file.read_text()
     assert "THIS POLICY DIFFERS FROM THE SOURCE" in text
@@ -197,14 +232,32 @@ def test_lossy_writes_the_rest_and_says_it_differs(
 
 BAD = [
     ("-A INPUT -j ACCEPT\n", "rules.v4:1: a line outside a table"),
-    (HEAD + "-A INPUT -s 10.0.0.300 -j ACCEPT\nCOMMIT\n", "rules.v4:5: '10.0.0.300' is not an address"),
+    (
+        HEAD + "-A INPUT -s 10.0.0.300 -j ACCEPT\nCOMMIT\n",
+        "rules.v4:5: '10.0.0.300' is not an address",
+    ),
     (HEAD + "-A INPUT -j ACCEPT\n", "rules.v4: table filter has no COMMIT line"),
-    (HEAD + "-A NOPE -j ACCEPT\nCOMMIT\n", "rules.v4:5: chain 'NOPE' is not declared in table filter"),
-    (HEAD + "-A INPUT -p tcp --dport 9:1 -j ACCEPT\nCOMMIT\n", "rules.v4:5: port range 9:1 ends before it starts"),
-    (HEAD + '-A INPUT -m comment --comment "open -j ACCEPT\nCOMMIT\n', "rules.v4:5: No closing quotation"),
-    (HEAD + "-A INPUT -m set --match-set bad src -j DROP\nCOMMIT\n", "give the ipset save file with --ipset"),
+    (
+        HEAD + "-A NOPE -j ACCEPT\nCOMMIT\n",
+        "rules.v4:5: chain 'NOPE' is not declared in table filter",
+    ),
+    (
+        HEAD + "-A INPUT -p tcp --dport 9:1 -j ACCEPT\nCOMMIT\n",
+        "rules.v4:5: port range 9:1 ends before it starts",
+    ),
+    (
+        HEAD + '-A INPUT -m comment --comment "open -j ACCEPT\nCOMMIT\n',
+        "rules.v4:5: No closing quotation",
+    ),
+    (
+        HEAD + "-A INPUT -m set --match-set bad src -j DROP\nCOMMIT\n",
+        "give the ipset save file with --ipset",
+    ),
     (HEAD + "-A INPUT -g nowhere\nCOMMIT\n", "rules.v4:5: no chain named 'nowhere'"),
-    (HEAD.replace("DROP", "QUEUE") + "COMMIT\n", "rules.v4:2: chain policy 'QUEUE' is neither ACCEPT nor DROP"),
+    (
+        HEAD.replace("DROP", "QUEUE") + "COMMIT\n",
+        "rules.v4:2: chain policy 'QUEUE' is neither ACCEPT nor DROP",
+    ),
 ]
 
 
@@ -245,7 +298,9 @@ def _matches(m: Match, p: Packet) -> bool:
 
 
 def _in(net: ipaddress.IPv4Network | ipaddress.IPv6Network, family: Family, address: int) -> bool:
-    return net.version == int(family) and int(net.network_address) <= address <= int(net.broadcast_address)
+    return net.version == int(family) and int(net.network_address) <= address <= int(
+        net.broadcast_address
+    )
 
 
 def walk(rs: Ruleset, p: Packet) -> bool:
@@ -291,8 +346,12 @@ def rulesets(draw: st.DrawFn) -> str:
             if draw(st.booleans()):
                 parts.append(f"{draw(st.sampled_from(['', '! ']))}-s {draw(st.sampled_from(NETS))}")
             if draw(st.booleans()):
-                parts.append(f"-p tcp -m tcp --dport {draw(st.sampled_from(['22', '80', '20:25']))}")
-            targets = ["ACCEPT", "DROP", "RETURN"] + [f"{j} {c}" for c in CHAINS[k + 1 :] for j in ("-j", "-g")]
+                parts.append(
+                    f"-p tcp -m tcp --dport {draw(st.sampled_from(['22', '80', '20:25']))}"
+                )
+            targets = ["ACCEPT", "DROP", "RETURN"] + [
+                f"{j} {c}" for c in CHAINS[k + 1 :] for j in ("-j", "-g")
+            ]
             target = draw(st.sampled_from(targets))
             parts.append(target if target.startswith("-") else f"-j {target}")
             lines.append(" ".join(parts) + "\n")
@@ -303,11 +362,15 @@ def packets() -> list[bytes]:
     out = []
     for src in ("10.1.2.3", "10.1.9.9", "10.9.9.9", "192.0.2.7", "198.51.100.1"):
         for proto, dport in (("tcp", 22), ("tcp", 80), ("tcp", 21), ("tcp", 443), ("udp", 22)):
-            out.append(fr.build_frame(fr.fields_from_mapping({"proto": proto, "src": src, "dport": dport})))
+            out.append(
+                fr.build_frame(fr.fields_from_mapping({"proto": proto, "src": src, "dport": dport}))
+            )
     return out
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(text=rulesets())
 def test_flattening_equals_walking_the_chains(text: str, tmp_path: Path) -> None:
     path = save(tmp_path, text)

@@ -106,7 +106,9 @@ def import_policy(case: Case, out: Path) -> Path:
 
 # ---- the packets ---------------------------------------------------------------------
 
-_ADDR = re.compile(r"(?<![\w:.])([0-9]{1,3}(?:\.[0-9]{1,3}){3}|[0-9a-fA-F]*:[0-9a-fA-F:]*:[0-9a-fA-F:.]*)(?:/\d+)?")
+_ADDR = re.compile(
+    r"(?<![\w:.])([0-9]{1,3}(?:\.[0-9]{1,3}){3}|[0-9a-fA-F]*:[0-9a-fA-F:]*:[0-9a-fA-F:.]*)(?:/\d+)?"
+)
 
 
 def _usable_source(a: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
@@ -155,7 +157,9 @@ FLAG_SETS = [0x02, 0x12, 0x10, 0x04, 0x06, 0x01, 0x29, 0x00, 0x03, 0x18, 0x11, 0
 ICMP_TYPES = [0, 3, 5, 8, 11, 13, 128, 129, 133, 134, 135, 136, 255]
 
 
-def generate(policy: Policy, source_text: str, dsts: dict[Family, list[int]], seed: int) -> list[fr.PacketFields]:
+def generate(
+    policy: Policy, source_text: str, dsts: dict[Family, list[int]], seed: int
+) -> list[fr.PacketFields]:
     """FRAMES packets drawn from the interesting values; hostile flags and ICMP types too."""
     rnd = random.Random(seed)
     pools = address_pools(policy, source_text)
@@ -278,7 +282,11 @@ def pair() -> Iterator[Pair]:
 def load_original(p: Pair, case: Case) -> None:
     def run(*cmd: str, stdin: str | None = None) -> None:
         done = subprocess.run(
-            ["ip", "netns", "exec", p.ns_a, *cmd], input=stdin, capture_output=True, text=True, timeout=60
+            ["ip", "netns", "exec", p.ns_a, *cmd],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert done.returncode == 0, f"{' '.join(cmd)}: {done.stderr}"
 
@@ -289,7 +297,12 @@ def load_original(p: Pair, case: Case) -> None:
             run("nft", "-j", "-f", path)
         else:
             text = Path(path).read_text()
-            run("ip6tables-restore" if "ip6tables" in text.split("\n", 1)[0] else "iptables-restore", path)
+            run(
+                "ip6tables-restore"
+                if "ip6tables" in text.split("\n", 1)[0]
+                else "iptables-restore",
+                path,
+            )
     run("nft", "-f", "-", stdin=OBSERVER)
 
 
@@ -297,11 +310,23 @@ def add_local(p: Pair, dsts: dict[Family, list[int]]) -> None:
     for fam, addrs in dsts.items():
         for a in addrs:
             net = f"{ipaddress.ip_address(a)}/{fam.width}"
-            sh("ip", "-n", p.ns_a, "addr", "add", net, "dev", "lo", *(["nodad"] if fam is Family.IPV6 else []))
+            sh(
+                "ip",
+                "-n",
+                p.ns_a,
+                "addr",
+                "add",
+                net,
+                "dev",
+                "lo",
+                *(["nodad"] if fam is Family.IPV6 else []),
+            )
 
 
 def tags_in(p: Pair, name: str) -> set[int]:
-    out = sh("ip", "netns", "exec", p.ns_a, "nft", "-j", "list", "set", "inet", "fwcobs", name).stdout
+    out = sh(
+        "ip", "netns", "exec", p.ns_a, "nft", "-j", "list", "set", "inet", "fwcobs", name
+    ).stdout
     for obj in json.loads(out)["nftables"]:
         if "set" in obj:
             return {int(e) for e in obj["set"].get("elem", [])}

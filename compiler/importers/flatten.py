@@ -48,13 +48,17 @@ class _Walk:
         a packet all of them accept is allowed in the name of the last one that did."""
         if base + 1 < len(self.rs.bases):
             if who.log:
-                reason = "a logged ACCEPT before another input chain: fwc logs only the final verdict"
+                reason = (
+                    "a logged ACCEPT before another input chain: fwc logs only the final verdict"
+                )
                 self.gaps.setdefault(who.origin, Gap(who.origin, who.text, reason, False))
             self.enter(base + 1, match, via, who)
         else:
             self.emit(replace(who, match=match))
 
-    def enter(self, base: int, ctx: Match, via: tuple[Origin, ...], who: Flat | None = None) -> None:
+    def enter(
+        self, base: int, ctx: Match, via: tuple[Origin, ...], who: Flat | None = None
+    ) -> None:
         """Packets of `ctx` meet base chain `base`; those of another family pass it by."""
         chain = self.rs.chains[self.rs.bases[base]]
         if chain.family is None or ctx.family == chain.family:
@@ -96,7 +100,7 @@ class _Walk:
                 match = intersect(ctx, entry.match)
                 if match is None or entry.verdict is Verdict.CONTINUE:
                     continue
-                self._decide(entry, match, stack + ((name, j + 1),), base, via)
+                self._decide(entry, match, (*stack, (name, j + 1)), base, via)
                 if match == ctx:
                     return  # every packet of ctx is decided
             if chain.policy is not None:
@@ -175,7 +179,7 @@ def merge_logs(chain: Chain) -> None:
             )  # fmt: skip
             entries[k] = Entry(entry.origin, entry.text, Match(), Verdict.CONTINUE)
         else:
-            reason = "LOG is exact only before a rule that decides the same packets; verdicts do not change"
+            reason = "LOG is exact only before a rule that decides the same packets"
             entries[k] = Entry(
                 entry.origin,
                 entry.text,

@@ -30,13 +30,14 @@ from fwc.compiler.importers.model import (
     normalize_ports,
 )
 
+TCP_FLAGS = {"protocol": "tcp", "field": "flags"}
 IP_FAMILIES = {"inet": None, "ip": 4, "ip6": 6}
 REASONS: dict[str, str] = {
     "ct": CONNTRACK,
     "iifname": "per-rule input interface is not expressible yet",
     "iif": "per-rule input interface is not expressible yet",
     "limit": "limit is one bucket for all sources; fwc's rate_limit keeps one per source",
-    "ip6 nexthdr": "ip6 nexthdr is the first next header, not the transport protocol: use meta l4proto",
+    "ip6 nexthdr": "ip6 nexthdr is the first next header, not the transport protocol",
     "th": "th (any transport header) is not expressible: name tcp or udp",
 }
 
@@ -180,13 +181,18 @@ def _payload(r: _Rule, payload: dict[str, Any], op: str, right: Any) -> Match | 
             if negated
             else Addresses(nets, name and set_name(name))
         )
-        return Match(family=family, **{"src" if fld == "saddr" else "dst": spec})
+        return Match(family=family, src=spec) if fld == "saddr" else Match(family=family, dst=spec)
     if proto == "ip" and fld == "protocol" and not negated:
         return _protocols(right, 4)
     if proto in ("tcp", "udp") and fld in ("sport", "dport"):
         spans = _port_values(r, right)
         spans = complement_ports(spans) if negated else spans
-        return Match(protocol=PROTOCOLS[proto], **{fld: spans})
+        protocol = PROTOCOLS[proto]
+        return (
+            Match(protocol=protocol, sport=spans)
+            if fld == "sport"
+            else Match(protocol=protocol, dport=spans)
+        )
     if proto in ("icmp", "icmpv6") and fld == "type":
         # nft's dependency for icmp is IPv4 and for icmpv6 IPv6, not only the protocol
         family = 6 if proto == "icmpv6" else 4
@@ -207,9 +213,9 @@ def _match(r: _Rule, m: dict[str, Any]) -> Match | list[Match]:
         if left["payload"].get("field") == "flags" and left["payload"].get("protocol") == "tcp":
             return _flags(op, left, right)
         return _payload(r, left["payload"], op, right)
-    if "&" in left and isinstance(left["&"], list) and left["&"] and "payload" in left["&"][0]:
-        if left["&"][0]["payload"] == {"protocol": "tcp", "field": "flags"}:
-            return _flags(op, left, right)
+    masked = left.get("&")
+    if isinstance(masked, list) and masked and masked[0] == {"payload": TCP_FLAGS}:
+        return _flags(op, left, right)
     if "meta" in left:
         key = left["meta"].get("key")
         if key == "l4proto" and op == "==":
@@ -259,7 +265,9 @@ def _rule(r: _Rule, body: dict[str, Any], text: str) -> list[Entry]:
         matches = [m for a in matches for b in piece if (m := intersect(a, b)) is not None]
     warnings = (REJECT_WARNING,) if verdict is Verdict.REJECT else ()
     comment = str(body.get("comment", ""))
-    return [Entry(r.origin, text, m, verdict, target, log, comment, warnings=warnings) for m in matches]
+    return [
+        Entry(r.origin, text, m, verdict, target, log, comment, warnings=warnings) for m in matches
+    ]
 
 
 def _set(body: dict[str, Any], origin: Origin) -> _NftSet:
@@ -305,7 +313,8 @@ class _Reader:
 
     def origin(self, body: dict[str, Any], what: str) -> Origin:
         handle = body.get("handle", 0)
-        where = f"{what} handle {handle} ({body.get('family')} {body.get('table')} {body.get('chain', body.get('name'))})"
+        chain = body.get("chain", body.get("name"))
+        where = f"{what} handle {handle} ({body.get('family')} {body.get('table')} {chain})"
         return Origin(self.path, int(handle) if isinstance(handle, int) else 0, where)
 
     def read(self, objects: list[Any]) -> Ruleset:
@@ -345,17 +354,19 @@ class _Reader:
         key = self._key(body, str(body.get("name")))
         origin = self.origin(body, "chain")
         hook = body.get("hook")
-        text = f"chain {key} hook {hook} priority {body.get('prio')} policy {body.get('policy', 'accept')}"
+        policy = body.get("policy", "accept")
+        text = f"chain {key} hook {hook} priority {body.get('prio')} policy {policy}"
         if hook is None:
             self.chains[key] = Chain(key, origin)
             return
         if family not in IP_FAMILIES or hook != "input" or body.get("type", "filter") != "filter":
-            effect = family in ("inet", "ip", "ip6", "netdev") and hook in (
+            effect = family in (*IP_FAMILIES, "netdev") and hook in (
                 "prerouting",
                 "ingress",
                 "input",
             )
-            reason = f"a {family} {body.get('type')} chain on hook {hook}: fwc imports filter chains on the input hook"
+            kind = f"a {family} {body.get('type')} chain on hook {hook}"
+            reason = f"{kind}: fwc imports filter chains on the input hook"
             self.gaps.append(Gap(origin, text, reason, effect))
             return
         policy = Verdict.DROP if body.get("policy") == "drop" else Verdict.ACCEPT
