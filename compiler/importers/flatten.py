@@ -85,29 +85,50 @@ class _Walk:
         )
 
     def run(self, stack: tuple[Frame, ...], ctx: Match, base: int, via: tuple[Origin, ...]) -> None:
-        """Decide every packet of `ctx`, evaluating from the top frame of `stack` on."""
-        if len(stack) > MAX_DEPTH:
-            raise SourceError(f"{self.rs.source}: jumps nest deeper than {MAX_DEPTH} (a loop?)")
+        """Decide every packet of `ctx`, evaluating from the top frame of `stack` on.
+
+        What one chain leaves undecided goes on in the frame below it: the packets it did
+        decide are caught by the rules already emitted, which come first.
+        """
         while stack:
             name, start = stack[-1]
             stack = stack[:-1]
-            chain = self.rs.chains[name]
-            for j in range(start, len(chain.entries)):
-                entry = chain.entries[j]
-                if entry.gap is not None:
-                    continue
-                assert entry.match is not None
-                match = intersect(ctx, entry.match)
-                if match is None or entry.verdict is Verdict.CONTINUE:
-                    continue
-                self._decide(entry, match, (*stack, (name, j + 1)), base, via)
-                if match == ctx:
-                    return  # every packet of ctx is decided
-            if chain.policy is not None:
-                self.end_of_base(ctx, base, via)
+            if self.chain(name, start, ctx, base, via, stack):
                 return
         # a chain reached by a goto from the base chain returned: the base policy decides
         self.end_of_base(ctx, base, via)
+
+    def chain(
+        self,
+        name: str,
+        start: int,
+        ctx: Match,
+        base: int,
+        via: tuple[Origin, ...],
+        outer: tuple[Frame, ...],
+    ) -> bool:
+        """Emit what chain `name` decides for `ctx` from entry `start` on, in place; True when
+        every packet of `ctx` is decided. `outer` is where a RETURN goes on."""
+        if len(outer) > MAX_DEPTH:
+            raise SourceError(f"{self.rs.source}: jumps nest deeper than {MAX_DEPTH} (a loop?)")
+        chain = self.rs.chains[name]
+        for j in range(start, len(chain.entries)):
+            entry = chain.entries[j]
+            if entry.gap is not None or entry.verdict is Verdict.CONTINUE:
+                continue
+            assert entry.match is not None
+            match = intersect(ctx, entry.match)
+            if match is None:
+                continue
+            decided = self._decide(entry, match, (*outer, (name, j + 1)), base, via)
+            if decided and match == ctx:
+                return True
+            if not decided and match == ctx and entry.verdict is Verdict.RETURN:
+                return False  # all of ctx goes back to the caller
+        if chain.policy is not None:
+            self.end_of_base(ctx, base, via)
+            return True
+        return False
 
     def end_of_base(self, ctx: Match, base: int, via: tuple[Origin, ...]) -> None:
         """The base chain's policy decides (at its end, or on a RETURN in it)."""
@@ -116,6 +137,16 @@ class _Walk:
         else:
             self.emit(self._policy(ctx, False, base, via))
 
+    def _later(self, frame: Frame, match: Match) -> bool:
+        """Whether a rule from `frame` to the end of its chain can see a packet of `match`."""
+        name, start = frame
+        for entry in self.rs.chains[name].entries[start:]:
+            if entry.gap is None and entry.verdict is not Verdict.CONTINUE:
+                assert entry.match is not None
+                if intersect(match, entry.match) is not None:
+                    return True
+        return False
+
     def _decide(
         self,
         entry: Entry,
@@ -123,22 +154,34 @@ class _Walk:
         after: tuple[Frame, ...],
         base: int,
         via: tuple[Origin, ...],
-    ) -> None:
-        """Decide the packets of `match` that reached `entry`; `after` continues past it."""
+    ) -> bool:
+        """Emit what happens to the packets of `match` that reached `entry`; `after` goes on
+        past it. True when all of them are decided; False when some come back to the rules
+        after `entry` (a jump whose chain returns) or to the caller (a RETURN).
+
+        A RETURN, or a goto, that later rules of its chain could see is resolved by
+        deciding its packets on the spot, the caller's remaining rules narrowed to them;
+        otherwise its packets simply fall through, which costs no copies."""
+        via_here = (*via, entry.origin)
         if entry.verdict is Verdict.ACCEPT:
             self.accept(match, _flat(entry, match, True, via), base, via)
         elif entry.verdict in (Verdict.DROP, Verdict.REJECT):
             self.emit(_flat(entry, match, False, via))
         elif entry.verdict is Verdict.RETURN and len(after) == 1:
-            self.end_of_base(match, base, (*via, entry.origin))
+            self.end_of_base(match, base, via_here)
         elif entry.verdict is Verdict.RETURN:
-            self.run(after[:-1], match, base, (*via, entry.origin))
+            if not self._later(after[-1], match):
+                return False
+            self.run(after[:-1], match, base, via_here)
         elif entry.verdict is Verdict.JUMP:
             self._check_target(entry)
-            self.run((*after, (entry.target, 0)), match, base, (*via, entry.origin))
+            return self.chain(entry.target, 0, match, base, via_here, after)
         else:
             self._check_target(entry)
-            self.run((*after[:-1], (entry.target, 0)), match, base, (*via, entry.origin))
+            if not self._later(after[-1], match):
+                return self.chain(entry.target, 0, match, base, via_here, after[:-1])
+            self.run((*after[:-1], (entry.target, 0)), match, base, via_here)
+        return True
 
     def _check_target(self, entry: Entry) -> None:
         if entry.target not in self.rs.chains:
