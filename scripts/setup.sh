@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apt_packages=(python3 python3-venv libbpf1 libbpf-dev bpftool iproute2 linux-libc-dev libc6-dev make)
+apt_packages=(python3 python3-venv libbpf1 libbpf-dev bpftool iproute2 linux-libc-dev libc6-dev make
+    iptables nftables ipset)  # the last three: netfilter, the oracle of the import tests
 
 newest_clang() {
     # The kernel wants BTF from a recent clang: take the newest one Debian offers.

@@ -52,9 +52,9 @@ def run(args: argparse.Namespace) -> int:
         result = _import(args)
     except SourceError as exc:
         raise UsageError(str(exc)) from None
-    for flat in result.rules:
-        for warning in flat.warnings:
-            print(f"warning: {flat.origin}: {warning}", file=sys.stderr)
+    warned = {(flat.origin, w): None for flat in result.rules for w in flat.warnings}
+    for origin, warning in warned:
+        print(f"warning: {origin}: {warning}", file=sys.stderr)
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     if result.gaps and not args.lossy:

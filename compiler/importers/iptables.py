@@ -352,6 +352,16 @@ def parse_rule(
     )
 
 
+def _words(line: str, origin: Origin) -> list[str]:
+    """The words of a rule line, with iptables-save's quoting; shlex only when quoted."""
+    if not any(c in line for c in "\"'\\"):
+        return line.split()
+    try:
+        return shlex.split(line)
+    except ValueError as exc:
+        raise SourceError(f"{origin}: {exc}") from None
+
+
 @dataclass
 class _Table:
     name: str
@@ -414,10 +424,7 @@ def _line(
     if line.startswith(":"):
         _chain(origin, line, table, *found)
         return
-    try:
-        words = shlex.split(line)
-    except ValueError as exc:
-        raise SourceError(f"{origin}: {exc}") from None
+    words = _words(line, origin)
     if words and words[0].startswith("[") and words[0].endswith("]"):
         words = words[1:]  # packet and byte counters of iptables-save -c
     if len(words) < 2 or words[0] not in ("-A", "--append"):
