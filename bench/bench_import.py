@@ -37,7 +37,8 @@ def make_ruleset(n_rules: int, seed: int = 13) -> str:
                 )
             body.append(f"-A {name} -j RETURN")
             continue
-        net = f"{rnd.randrange(1, 224)}.{rnd.randrange(256)}.{rnd.randrange(256)}.0/{rnd.choice([16, 20, 24])}"
+        octets = f"{rnd.randrange(1, 224)}.{rnd.randrange(256)}.{rnd.randrange(256)}"
+        net = f"{octets}.0/{rnd.choice([16, 20, 24])}"
         shape = k % 4
         if shape == 0:
             body.append(f"-A INPUT -s {net} -j DROP")
@@ -49,9 +50,8 @@ def make_ruleset(n_rules: int, seed: int = 13) -> str:
             ports = ",".join(str(rnd.randrange(1, 65536)) for _ in range(3))
             body.append(f"-A INPUT -s {net} -p udp -m multiport --dports {ports} -j ACCEPT")
         else:
-            body.append(
-                f"-A INPUT -s {net} -p icmp -m icmp --icmp-type {rnd.choice([0, 3, 8, 11])} -j ACCEPT"
-            )
+            kind = rnd.choice([0, 3, 8, 11])
+            body.append(f"-A INPUT -s {net} -p icmp -m icmp --icmp-type {kind} -j ACCEPT")
     head = ["*filter", ":INPUT DROP [0:0]", ":FORWARD DROP [0:0]", ":OUTPUT ACCEPT [0:0]"]
     head += [f":{c} - [0:0]" for c in chains]
     return "\n".join([*head, *body, "COMMIT", ""])
