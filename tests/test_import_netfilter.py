@@ -160,7 +160,9 @@ ICMP_TYPES = [0, 3, 5, 8, 11, 13, 128, 129, 133, 134, 135, 136, 255]
 def generate(
     policy: Policy, source_text: str, dsts: dict[Family, list[int]], seed: int
 ) -> list[fr.PacketFields]:
-    """FRAMES packets drawn from the interesting values; hostile flags and ICMP types too."""
+    """FRAMES packets drawn from the interesting values; hostile ones too: odd TCP flag sets,
+    every kind of ICMP type and code, other protocols, fragments, IPv4 options, IPv6
+    extension headers."""
     rnd = random.Random(seed)
     pools = address_pools(policy, source_text)
     ports = port_pool(policy)
@@ -176,6 +178,7 @@ def generate(
             continue
         proto = rnd.choice([6, 6, 6, 17, 17, 1, 58, 47])
         fragment = rnd.choice(["none"] * 8 + ["first", "non-first"])
+        plain = fragment == "none"  # options and extension headers on whole packets only
         out.append(
             fr.PacketFields(
                 family=fam,
@@ -189,9 +192,15 @@ def generate(
                 icmp_code=rnd.choice([0, 0, 1, 3]),
                 fragment=fragment,
                 payload_len=_fragment_payload(fam, proto, fragment),
+                ip_options=rnd.choice([0, 0, 0, 4, 8]) if plain and fam is Family.IPV4 else 0,
+                ext_headers=rnd.choice(EXT_CHAINS) if plain and fam is Family.IPV6 else (),
             )
         )
     return out
+
+
+# IPv6 extension headers before the transport header (the netfilter side walks them too)
+EXT_CHAINS: list[tuple[str, ...]] = [(), (), (), ("hop",), ("dest",), ("hop", "dest"), ("routing",)]
 
 
 L4_HEADER = {6: 20, 17: 8, 1: 8, 58: 8}
