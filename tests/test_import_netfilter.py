@@ -27,7 +27,7 @@ import pytest
 from fwc.compiler.backend.build import compile_policy
 from fwc.compiler.oracle import frames as fr
 from fwc.compiler.oracle.evaluate import evaluate
-from fwc.compiler.policy.ir import Family, Policy
+from fwc.compiler.policy.ir import Family, Policy, Rule
 from fwc.loader.kernel.program import LoadedProgram
 from tests.compile_helpers import policy_file
 from tests.loader_netns import Pair, sh, veth_pair, wait_until
@@ -168,7 +168,7 @@ def generate(
     ports = port_pool(policy)
     types = sorted(set(ICMP_TYPES) | {t for r in policy.rules for t in r.icmp_types})
     families = [f for f in (Family.IPV4, Family.IPV6) if dsts[f]]
-    out: list[fr.PacketFields] = []
+    out = [p for p in (aimed(rule, dsts, rnd) for rule in policy.rules[: FRAMES // 2]) if p]
     while len(out) < FRAMES:
         fam = rnd.choice(families)
         pool = [a for a in pools[fam] if a not in dsts[fam]]
@@ -201,6 +201,36 @@ def generate(
 
 # IPv6 extension headers before the transport header (the netfilter side walks them too)
 EXT_CHAINS: list[tuple[str, ...]] = [(), (), (), ("hop",), ("dest",), ("hop", "dest"), ("routing",)]
+
+
+def aimed(rule: Rule, dsts: dict[Family, list[int]], rnd: random.Random) -> fr.PacketFields | None:
+    """A packet that matches `rule` (at the first address, port and type it names), so
+    that every imported rule meets at least one packet."""
+    ranges = rule.sources or rule.destinations
+    fam = ranges[0].family if ranges else rnd.choice([Family.IPV4, Family.IPV6])
+    srcs = [r for r in rule.sources if r.family is fam]
+    src = srcs[0].first + (1 if srcs and srcs[0].prefix_len < fam.width else 0) if srcs else None
+    if src is None:
+        src = int(ipaddress.ip_address(fr.DEFAULT_SRC[fam]))
+    inside = [
+        a
+        for a in dsts[fam]
+        if not rule.destinations or any(r.contains(fam, a) for r in rule.destinations)
+    ]
+    if not inside or not _usable_source(ipaddress.ip_address(src)) or src in dsts[fam]:
+        return None
+    number = rule.protocol.number
+    proto = number if number is not None else rnd.choice([6, 17, 1, 58])
+    return fr.PacketFields(
+        family=fam,
+        protocol=proto,
+        src=src,
+        dst=rnd.choice(inside),
+        sport=rule.source_ports[0].first if rule.source_ports else rnd.randrange(1024, 65536),
+        dport=rule.destination_ports[0].last if rule.destination_ports else rnd.randrange(1, 1024),
+        tcp_flags=rule.tcp_flags_set or rnd.choice(FLAG_SETS) & ~rule.tcp_flags_clear,
+        icmp_type=rule.icmp_types[0] if rule.icmp_types else rnd.choice(ICMP_TYPES),
+    )
 
 
 L4_HEADER = {6: 20, 17: 8, 1: 8, 58: 8}
