@@ -247,7 +247,7 @@ BAD = [
     ),
     (
         HEAD + '-A INPUT -m comment --comment "open -j ACCEPT\nCOMMIT\n',
-        "rules.v4:5: No closing quotation",
+        "rules.v4:5: a quote or backslash is not closed",
     ),
     (
         HEAD + "-A INPUT -m set --match-set bad src -j DROP\nCOMMIT\n",

@@ -6,7 +6,6 @@ to fields) and `REASONS` (what cannot be said yet, and why).
 
 from __future__ import annotations
 
-import shlex
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -353,13 +352,33 @@ def parse_rule(
 
 
 def _words(line: str, origin: Origin) -> list[str]:
-    """The words of a rule line, with iptables-save's quoting; shlex only when quoted."""
-    if not any(c in line for c in "\"'\\"):
+    """The words of a rule line as iptables-restore reads them: `"` quotes, and a backslash
+    takes the next character as it is (`"\\'ssh\\'"` is `'ssh'`)."""
+    if '"' not in line and "\\" not in line:
         return line.split()
-    try:
-        return shlex.split(line)
-    except ValueError as exc:
-        raise SourceError(f"{origin}: {exc}") from None
+    words: list[str] = []
+    word: list[str] | None = None
+    quoted = escaped = False
+    for char in line:
+        if escaped:
+            word = [*(word or []), char]
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+            word = word or []
+        elif char.isspace() and not quoted:
+            if word is not None:
+                words.append("".join(word))
+            word = None
+        else:
+            word = [*(word or []), char]
+    if quoted or escaped:
+        raise SourceError(f"{origin}: a quote or backslash is not closed")
+    if word is not None:
+        words.append("".join(word))
+    return words
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """`nft -j list ruleset` read into a ruleset of the input-hook base chains, in hook order.
 
-What each expression means in fwc is decided in `_PAYLOADS`, `_META` and `REASONS`.
+What each expression means in fwc is decided in `_payload` and `_match`; what cannot be
+said yet, and why, in `REASONS`.
 """
 
 from __future__ import annotations
