@@ -30,6 +30,7 @@ from fwc.compiler.importers.model import (
     intersect,
     normalize_ports,
 )
+from fwc.compiler.importers.nft_text import rule_text
 
 TCP_FLAGS = {"protocol": "tcp", "field": "flags"}
 IP_FAMILIES = {"inet": None, "ip": 4, "ip6": 6}
@@ -390,4 +391,4 @@ class _Reader:
 
 
 def _text(body: dict[str, Any]) -> str:
-    return json.dumps(body.get("expr", []), separators=(",", ":"))[:300]
+    return rule_text(body)[:300]
