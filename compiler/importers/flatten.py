@@ -1,10 +1,12 @@
 """Chains with jumps, gotos and RETURN turned into one first-match list, exactly.
 
-Each jump is resolved by deciding every packet it catches on the spot: the jumped-to
-chain's rules, then (on RETURN or at its end) the rest of the caller, each narrowed to
-the packets of the jump. What follows the jump then only sees packets the jump did not
-catch, which is what first-match order gives for free; no AND-NOT is needed. An ACCEPT
-in one of several base chains hands the packet on to the next one, the same way.
+A jumped-to chain's rules are emitted in place, each narrowed to the jump's packets;
+what the chain leaves undecided falls through to the caller's next rules, as in
+netfilter. A RETURN (or goto) that later rules of its chain could see needs an AND-NOT
+one rule cannot say; its packets are decided on the spot instead (the caller's remaining
+rules narrowed to them come first), so that the chain's later rules only meet the
+packets that did not return. An ACCEPT in one of several base chains hands its packets
+on to the next base chain the same way.
 """
 
 from __future__ import annotations
