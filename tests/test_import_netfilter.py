@@ -32,7 +32,7 @@ from fwc.loader.kernel.program import LoadedProgram
 from tests.compile_helpers import policy_file
 from tests.loader_netns import Pair, sh, veth_pair, wait_until
 
-pytestmark = pytest.mark.kernel
+pytestmark = [pytest.mark.kernel, pytest.mark.netns]
 
 CORPUS = Path(__file__).resolve().parent / "import"
 FWC = str(Path(sys.executable).parent / "fwc")
