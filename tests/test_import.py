@@ -153,6 +153,7 @@ def corpus_cases() -> list[tuple[str, list[str]]]:
         ("web_server_nft", ["nft", "web-server.nft.json"]),
         ("two_chains_nft", ["nft", "two-chains.nft.json"]),
         ("blocklist_nft", ["nft", "blocklist.nft.json"]),
+        ("router_input_nft", ["nft", "router-input.nft.json"]),
     ]
 
 

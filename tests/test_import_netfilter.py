@@ -92,6 +92,7 @@ CASES = [
     Case("web_server_nft", "nft", ("web-server.nft.json",)),
     Case("two_chains_nft", "nft", ("two-chains.nft.json",)),
     Case("blocklist_nft", "nft", ("blocklist.nft.json",)),
+    Case("router_input_nft", "nft", ("router-input.nft.json",)),
 ]
 
 
