@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "test": ("commands.test", "run packet cases against a policy"),
     "explain": ("commands.explain", "explain the verdict for one packet"),
     "diff": ("commands.diff", "the packets whose verdict changes between two policies"),
+    "import": ("commands.import_", "an iptables-save or nft ruleset as a policy, exactly"),
 }
 
 

@@ -6,7 +6,9 @@ cd "$(dirname "$0")/.."
 
 apt_packages=(python3 python3-venv libbpf1 libbpf-dev bpftool iproute2 linux-libc-dev libc6-dev make
     # the deploy tests: systemd-analyze verify, promtool check rules, capsh, git
-    systemd prometheus libcap2-bin git)
+    systemd prometheus libcap2-bin git
+    # netfilter, the oracle of the import tests
+    iptables nftables ipset)
 
 newest_clang() {
     # The kernel wants BTF from a recent clang: take the newest one Debian offers.
