@@ -41,8 +41,8 @@ def consistent(pair: Pair, first: Path, second: Path, traffic: bool = True) -> s
     assert xdp_prog_id(pair) == policy["prog_id"] != 0
     assert not [p.name for p in pair.root.iterdir() if p.name.startswith("_")]
     by_hash = {
-        read_artifact(first).policy_sha256: "first",
-        read_artifact(second).policy_sha256: "second",
+        read_artifact(first).sha256: "first",
+        read_artifact(second).sha256: "second",
     }
     in_force = by_hash[policy["sha256"]]
     if not traffic:
