@@ -13,19 +13,22 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fwc.compiler.analysis.findings import behaviour_findings
+from fwc.compiler.analysis.review import Review, review
 from fwc.compiler.policy import schema, semantic
-from fwc.compiler.policy.findings import Finding, Severity
+from fwc.compiler.policy.findings import Finding, Severity, has_errors
 from fwc.compiler.policy.ir import Policy
 from fwc.compiler.policy.normalize import normalize
 from fwc.compiler.policy.source import load_file
 
-# An analysis reads the IR of a policy that normalized cleanly. Shadowed-rule
-# analysis (FWC030) plugs in here, next to any later whole-policy analyses.
-Analysis = Callable[[Policy], list[Finding]]
-ANALYSES: tuple[Analysis, ...] = ()
+# An analysis reads the behaviour of a policy that normalized cleanly. `fwc check` runs
+# these; the commands that only load a policy (diff, explain, test) run none.
+Analysis = Callable[[Review], list[Finding]]
+ANALYSES: tuple[Analysis, ...] = (behaviour_findings,)
 
-# The Rego gate, already bound to its options (engine, policy dirs, data).
-Gate = Callable[[Policy], list[Finding]]
+# The Rego gate, already bound to its options (engine, policy dirs, data); its input
+# carries the same review.
+Gate = Callable[[Policy, Review], list[Finding]]
 
 POLICY_SUFFIXES = (".yaml", ".yml")
 # Packet-case files for `fwc test` live next to their policies; a directory scan skips them.
@@ -39,7 +42,7 @@ class PathError(Exception):
 @dataclass(frozen=True)
 class CheckOptions:
     gate: Gate | None = None  # None: no Rego stage
-    analyses: tuple[Analysis, ...] = ANALYSES
+    analyses: tuple[Analysis, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -118,11 +121,14 @@ def _check_file(name: str, opts: CheckOptions) -> FileResult:
     policy, normalize_findings = normalize(doc)
     findings += normalize_findings
     findings += semantic.check(doc)
-    if policy is not None:
-        for analysis in opts.analyses:
-            findings += analysis(policy)
+    if policy is not None and (opts.analyses or opts.gate is not None):
+        done = review(policy)
+        # Behaviour is worth reporting only of a policy that says what its author meant.
+        if not has_errors(findings):
+            for analysis in opts.analyses:
+                findings += analysis(done)
         if opts.gate is not None:
-            findings += opts.gate(policy)
+            findings += opts.gate(policy, done)
     return FileResult(name, _sorted(findings), policy)
 
 

@@ -122,7 +122,9 @@ def test_output_file_and_text_format(tree: Path, capsys: pytest.CaptureFixture[s
     assert code == 0 and out == ""
     text = target.read_text()
     assert "warning FWC028" in text and "\033[" not in text
-    assert text.splitlines()[-1] == "1 file checked: 0 errors, 1 warning"
+    # `also_web` repeats `allow_web`: shadowed, deciding the same.
+    assert "warning FWC030 rule `also_web` is never reached" in text
+    assert text.splitlines()[-1] == "1 file checked: 0 errors, 2 warnings"
 
 
 def test_text_is_plain_when_not_a_tty(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fwc.compiler.check import CheckOptions, Gate, PathError, check_paths
+from fwc.compiler.analysis.review import Review
+from fwc.compiler.check import ANALYSES, CheckOptions, Gate, PathError, check_paths
 from fwc.compiler.errors import ToolError, UsageError
 from fwc.compiler.policy.findings import Finding
 from fwc.compiler.policy.ir import Policy
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("no policy files given (usage: fwc check PATH...)")
     gate = None if args.no_rego else _gate(args)
     try:
-        result = check_paths(args.paths, CheckOptions(gate=gate))
+        result = check_paths(args.paths, CheckOptions(gate=gate, analyses=ANALYSES))
     except PathError as exc:
         raise UsageError(str(exc)) from None
     text = render(result, args.format, color=_color(args))
@@ -101,9 +102,9 @@ def _gate(args: argparse.Namespace) -> Gate:
     rego = _rego()
     options = _rego_options(rego, args)
 
-    def gate(policy: Policy) -> list[Finding]:
+    def gate(policy: Policy, done: Review) -> list[Finding]:
         try:
-            findings: list[Finding] = rego.gate(policy, options)
+            findings: list[Finding] = rego.gate(policy, options, done)
         except rego.RegoError as exc:
             raise ToolError(f"Rego: {exc}") from None
         return findings

@@ -9,12 +9,12 @@ from urllib.parse import quote
 
 from fwc import __version__
 from fwc.compiler.check import CheckResult
-from fwc.compiler.policy.findings import CATALOG, Finding, Severity
+from fwc.compiler.policy.findings import CATALOG, Finding, Location, Severity
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 _LEVEL = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "note"}
 _IDS = sorted(CATALOG)
-_WARNING_IDS = frozenset({"FWC027", "FWC028", "FWC030", "FWC041"})
+_WARNING_IDS = frozenset({"FWC027", "FWC028", "FWC030", "FWC035", "FWC041"})
 
 
 def _rule(rule_id: str) -> dict[str, Any]:
@@ -31,13 +31,18 @@ def _uri(file: str) -> str:
     return quote(PurePath(file).as_posix())
 
 
-def _result(finding: Finding) -> dict[str, Any]:
-    physical: dict[str, Any] = {"artifactLocation": {"uri": _uri(finding.location.file)}}
-    if finding.location.line:
-        region = {"startLine": finding.location.line}
-        if finding.location.column:
-            region["startColumn"] = finding.location.column
+def _physical(location: Location) -> dict[str, Any]:
+    physical: dict[str, Any] = {"artifactLocation": {"uri": _uri(location.file)}}
+    if location.line:
+        region = {"startLine": location.line}
+        if location.column:
+            region["startColumn"] = location.column
         physical["region"] = region
+    return physical
+
+
+def _result(finding: Finding) -> dict[str, Any]:
+    physical = _physical(finding.location)
     out: dict[str, Any] = {
         "ruleId": finding.id,
         "ruleIndex": _IDS.index(finding.id),
@@ -45,8 +50,22 @@ def _result(finding: Finding) -> dict[str, Any]:
         "message": {"text": finding.message},
         "locations": [{"physicalLocation": physical}],
     }
+    properties: dict[str, Any] = {}
     if finding.rule:
-        out["properties"] = {"policyRule": finding.rule}
+        properties["policyRule"] = finding.rule
+    if finding.example is not None:
+        properties["examplePacket"] = dict(finding.example)
+    if properties:
+        out["properties"] = properties
+    if finding.related:
+        out["relatedLocations"] = [
+            {
+                "id": i,
+                "physicalLocation": _physical(r.location),
+                "message": {"text": f"rule `{r.rule}`"},
+            }
+            for i, r in enumerate(finding.related)
+        ]
     return out
 
 

@@ -1,0 +1,116 @@
+"""The behaviour findings of `fwc check`: FWC030 shadowed and FWC035 redundant rules."""
+
+from __future__ import annotations
+
+import yaml
+
+from fwc.compiler.analysis.decide import Behaviour, behaviour
+from fwc.compiler.analysis.redundancy import Redundant
+from fwc.compiler.analysis.region import PacketCase
+from fwc.compiler.analysis.review import Review
+from fwc.compiler.analysis.shadow import Shadowed
+from fwc.compiler.policy.findings import Finding, Location, Related, Severity
+from fwc.compiler.policy.ir import Policy, Rule
+
+
+def packet_text(packet: PacketCase) -> str:
+    """`{proto: tcp, src: 10.0.0.1, ...}`: what a `fwc test` case's `packet:` would say."""
+    text: str = yaml.safe_dump(dict(packet), default_flow_style=True, sort_keys=False, width=1000)
+    return text.strip()
+
+
+def _place(location: Location) -> str:
+    return f"{location.file}:{location.line}"
+
+
+def _named(rule: Rule) -> str:
+    return f"`{rule.name}` ({_place(rule.location)})"
+
+
+def _does(b: Behaviour) -> str:
+    """What a behaviour does to a packet, in the words of a policy."""
+    words = b.verdict
+    if b.rate_limit_pps is not None:
+        words += f" at {b.rate_limit_pps}/s (burst {b.rate_limit_burst})"
+    return words + (" with log" if b.log else "")
+
+
+def _rules(rules: tuple[Rule, ...]) -> str:
+    head = "rule" if len(rules) == 1 else "rules"
+    return f"{head} " + ", ".join(_named(rule) for rule in rules)
+
+
+def _shadowed(policy: Policy, found: Shadowed) -> Finding:
+    rule = found.rule
+    mine = behaviour(policy, rule)
+    if not found.cover:
+        message = (
+            f"rule `{rule.name}` matches no packet at all: its fields cannot all hold at once "
+            "(address families or protocol and ports that exclude each other)"
+        )
+        return Finding("FWC030", Severity.WARNING, message, rule.location, rule.name)
+    several = len(found.cover) > 1
+    message = (
+        f"rule `{rule.name}` is never reached: earlier {_rules(found.cover)} "
+        f"{'together match' if several else 'matches'} every packet it matches"
+    )
+    decide = "decide" if several else "decides"
+    severity = Severity.WARNING
+    if found.conflicting:
+        severity = Severity.ERROR
+        groups: dict[str, list[str]] = {}
+        for other in found.conflicting:
+            groups.setdefault(_does(behaviour(policy, other)), []).append(f"`{other.name}`")
+        others = "; ".join(f"{', '.join(names)}: {does}" for does, names in groups.items())
+        message += f", and {decide} differently ({others}; this rule: {_does(mine)})"
+    else:
+        message += f", and {decide} the same ({_does(mine)}); remove it or move it up"
+    if found.example is not None and found.example_rule is not None:
+        message += (
+            f"; example packet {packet_text(found.example)} is decided by "
+            f"`{found.example_rule.name}`"
+        )
+    return Finding(
+        "FWC030",
+        severity,
+        message,
+        rule.location,
+        rule.name,
+        example=found.example,
+        related=tuple(Related(r.name, r.location) for r in found.cover),
+    )
+
+
+def _redundant(policy: Policy, found: Redundant) -> Finding:
+    rule = found.rule
+    deciders = [_named(r) for r in found.successors]
+    if found.default:
+        deciders.append(f"the default action ({policy.default_action.value})")
+    message = (
+        f"rule `{rule.name}` is redundant: without it, its packets go to "
+        f"{', '.join(deciders)}, which {_does(behaviour(policy, rule))} them too; "
+        f"no packet's verdict would change; example packet {packet_text(found.example)}"
+    )
+    return Finding(
+        "FWC035",
+        Severity.WARNING,
+        message,
+        rule.location,
+        rule.name,
+        example=found.example,
+        related=tuple(Related(r.name, r.location) for r in found.successors),
+    )
+
+
+def behaviour_findings(done: Review) -> list[Finding]:
+    """FWC030 for every shadowed rule, FWC035 for every redundant one, but for a rule whose
+    packets would go to a shadowed rule: that pair (a duplicate, say) is one mistake, and
+    the FWC030 of the later rule already names it."""
+    out = [_shadowed(done.policy, s) for s in done.shadowed]
+    dead = {id(s.rule) for s in done.shadowed}
+    out += [
+        _redundant(done.policy, r)
+        for r in done.redundant
+        if not any(id(later) in dead for later in r.successors)
+    ]
+    return out
