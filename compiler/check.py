@@ -1,8 +1,8 @@
 """The `fwc check` pipeline: load, schema, normalize, semantics, analyses and Rego, per file.
 
 Every stage returns findings instead of raising, so one run reports everything it can.
-A stage runs only when its input exists: normalize and the semantic checks need a
-schema-clean document, the analyses and Rego need the IR.
+Normalize and the semantic checks read what schema errors leave readable; the analyses
+and Rego need the IR, which only a policy without errors yields.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from fwc.compiler.policy import schema, semantic
 from fwc.compiler.policy.findings import Finding, Severity, has_errors
 from fwc.compiler.policy.ir import Policy
 from fwc.compiler.policy.normalize import normalize
+from fwc.compiler.policy.readable import readable
 from fwc.compiler.policy.source import load_file
 
 # An analysis reads the behaviour of a policy that normalized cleanly. `fwc check` runs
@@ -115,12 +116,16 @@ def _check_file(name: str, opts: CheckOptions) -> FileResult:
     doc, findings = load_file(name)
     if doc is None:
         return FileResult(name, _sorted(findings))
-    findings += schema.validate(doc)
-    if findings:
-        return FileResult(name, _sorted(findings))
-    policy, normalize_findings = normalize(doc)
+    schema_findings, broken = schema.validate_paths(doc)
+    findings += schema_findings
+    # The checks below run on what the schema errors leave readable, so one run reports
+    # every mistake; a policy with schema errors yields no IR.
+    part = readable(doc, broken)
+    policy, normalize_findings = normalize(part.doc)
     findings += normalize_findings
-    findings += semantic.check(doc)
+    findings += semantic.check(part.doc, part.partial)
+    if schema_findings:
+        policy = None
     if policy is not None and (opts.analyses or opts.gate is not None):
         done = review(policy)
         # Behaviour is worth reporting only of a policy that says what its author meant.
