@@ -1,8 +1,9 @@
 """The packets a policy passes, per action, as few disjoint regions that rules could write.
 
 Each rule's reach is one part; parts that agree on every field but one are joined in
-that field (one pass per address and port field), so a port or network split over
-several rules reads as one region, as a reviewer would write it.
+that field, one pass per field: ports only within one rule's parts, addresses across
+rules, so a network split over several rules reads as one region, as a reviewer would
+write it (a region of ports 22 and 443 would blame the rule of 443 for SSH).
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from fwc.compiler.analysis.region import writable
 from fwc.compiler.analysis.space import Cube, Intervals, Region, minus, union_intervals
 from fwc.compiler.policy.ir import Action
 
-# The fields a pass joins on, as Cube positions: src, dst, sport, dport.
-_JOINED = (1, 2, 5, 6)
+# The joining passes: a field (as a Cube position) and whether parts of different rules
+# join in it: sport and dport within a rule, then src and dst across rules.
+_PASSES = ((5, False), (6, False), (1, True), (2, True))
 
 
 @dataclass(frozen=True)
@@ -44,12 +46,17 @@ def unmatched(index: RuleIndex) -> Region:
     return out
 
 
-def _join(parts: list[Part], position: int) -> list[Part]:
-    """Parts of one action equal but in field `position` become one, whichever rules decide
-    them; disjointness stays, since the joined cube is exactly the union of those it joins."""
+def _join(
+    parts: list[Part], position: int, across: bool, order: dict[str | None, int]
+) -> list[Part]:
+    """Parts of one action (and with `across` false, of the same rules) equal but in field
+    `position` become one; disjointness stays, since the joined cube is exactly the union
+    of those it joins."""
     groups: dict[tuple[object, ...], tuple[Cube, Action, set[str | None]]] = {}
     for part in parts:
-        key = (part.action, *part.cube[:position], *part.cube[position + 1 :])
+        key: tuple[object, ...] = (part.action, *part.cube[:position], *part.cube[position + 1 :])
+        if not across:
+            key += part.rules
         found = groups.get(key)
         if found is None:
             groups[key] = (part.cube, part.action, set(part.rules))
@@ -62,7 +69,7 @@ def _join(parts: list[Part], position: int) -> list[Part]:
         groups[key] = (Cube._make(fields), action, rules)
         rules.update(part.rules)
     return [
-        Part(cube, action, tuple(sorted(rules, key=lambda name: (name is None, name or ""))))
+        Part(cube, action, tuple(sorted(rules, key=order.__getitem__)))
         for cube, action, rules in groups.values()
     ]
 
@@ -77,6 +84,9 @@ def passed(index: RuleIndex, reached: list[Region]) -> list[Part]:
     ]
     if index.policy.default_action is Action.ALLOW:
         parts += [Part(cube, Action.ALLOW, (None,)) for cube in unmatched(index)]
-    for position in _JOINED:
-        parts = _join(parts, position)
+    # Deciding rules in evaluation order, the default last.
+    order: dict[str | None, int] = {rule.name: i for i, rule in enumerate(index.rules)}
+    order[None] = len(order)
+    for position, across in _PASSES:
+        parts = _join(parts, position, across, order)
     return [Part(piece, p.action, p.rules) for p in parts for piece in writable(p.cube)]
