@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import yaml
+import json
+import re
 
 from fwc.compiler.analysis.decide import Behaviour, behaviour
 from fwc.compiler.analysis.redundancy import Redundant
@@ -12,11 +13,22 @@ from fwc.compiler.analysis.shadow import Shadowed
 from fwc.compiler.policy.findings import Finding, Location, Related, Severity
 from fwc.compiler.policy.ir import Policy, Rule
 
+# A string YAML reads back as the same string without quotes, in a flow mapping.
+_PLAIN = re.compile(r"[A-Za-z][A-Za-z0-9._-]*|[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+")
+
+
+_WORDS = frozenset({"y", "n", "yes", "no", "true", "false", "on", "off", "null"})
+
+
+def _scalar(value: object) -> str:
+    if isinstance(value, str) and (not _PLAIN.fullmatch(value) or value.lower() in _WORDS):
+        return json.dumps(value)  # a JSON string is a YAML double-quoted scalar
+    return str(value)
+
 
 def packet_text(packet: PacketCase) -> str:
     """`{proto: tcp, src: 10.0.0.1, ...}`: what a `fwc test` case's `packet:` would say."""
-    text: str = yaml.safe_dump(dict(packet), default_flow_style=True, sort_keys=False, width=1000)
-    return text.strip()
+    return "{" + ", ".join(f"{key}: {_scalar(value)}" for key, value in packet.items()) + "}"
 
 
 def _place(location: Location) -> str:

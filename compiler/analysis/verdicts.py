@@ -54,7 +54,12 @@ def _join(
     of those it joins."""
     groups: dict[tuple[object, ...], tuple[Cube, Action, set[str | None]]] = {}
     for part in parts:
-        key: tuple[object, ...] = (part.action, *part.cube[:position], *part.cube[position + 1 :])
+        # The action's value, not the enum: an Enum hashes in Python, slowly.
+        key: tuple[object, ...] = (
+            part.action.value,
+            *part.cube[:position],
+            *part.cube[position + 1 :],
+        )
         if not across:
             key += part.rules
         found = groups.get(key)

@@ -8,11 +8,19 @@ invariants need no `net.*` built-ins. docs/rego.md describes the shape.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from typing import Any
 
-from fwc.compiler.analysis.match import FAMILY_BITS, NO_PORT
-from fwc.compiler.analysis.region import flag_pattern, match_of
+from fwc.compiler.analysis.match import (
+    ALL_PROTOCOLS,
+    BYTE_VALUES,
+    FAMILY_BITS,
+    NO_PORT,
+    NON_FIRST,
+    PROTOCOL_CLASSES,
+)
+from fwc.compiler.analysis.region import flag_pattern
 from fwc.compiler.analysis.review import Review, review
 from fwc.compiler.analysis.space import Intervals
 from fwc.compiler.analysis.verdicts import Part, passed
@@ -82,7 +90,9 @@ def set_entry_doc(entry: AddressRange | PortRange) -> dict[str, Any]:
     return address_doc(entry) if isinstance(entry, AddressRange) else port_doc(entry)
 
 
+@functools.lru_cache(maxsize=4096)
 def _cidr_docs(spans: Intervals, family: Family) -> list[dict[str, Any]]:
+    """The spans as address docs; cached, as most regions share a side (every address)."""
     make = ipaddress.IPv4Address if family is Family.IPV4 else ipaddress.IPv6Address
     out: list[dict[str, Any]] = []
     for lo, hi in spans:
@@ -106,12 +116,18 @@ def region_doc(part: Part) -> dict[str, Any]:
     match, with the rules that decide it (see docs/rego.md)."""
     cube = part.cube
     family = _FAMILIES[cube.family]
-    match = match_of(cube)
+    protocol = (
+        "any"
+        if cube.protocol == ALL_PROTOCOLS
+        else PROTOCOL_CLASSES[cube.protocol.bit_length() - 1]
+    )
+    icmp = cube.icmp_type & BYTE_VALUES
+    icmp_types = [] if icmp == BYTE_VALUES else [v for v in range(256) if icmp >> v & 1]
     must_set, must_clear = flag_pattern(cube.tcp_flags) or (0, 0)
     source_ports, source_count = _port_docs(cube.sport)
     destination_ports, destination_count = _port_docs(cube.dport)
     return {
-        "protocol": match["protocol"],
+        "protocol": protocol,
         "family": FAMILY_NAMES[family],
         "source_cidrs": _cidr_docs(cube.src, family),
         "destination_ports": destination_ports,
@@ -120,8 +136,8 @@ def region_doc(part: Part) -> dict[str, Any]:
         "source_ports": source_ports,
         "source_port_count": source_count,
         "destination_cidrs": _cidr_docs(cube.dst, family),
-        "icmp_types": match["icmp_types"],
-        "fragment": match["fragment"],
+        "icmp_types": icmp_types,
+        "fragment": "non-first" if cube.fragment == NON_FIRST else "first-or-none",
         "rules": [name or "default" for name in part.rules],
     }
 
