@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import re
 
-from fwc.compiler.analysis.decide import Behaviour, behaviour
+from fwc.compiler.analysis.decide import Behaviour, Decided, behaviour, decide
 from fwc.compiler.analysis.redundancy import Redundant
-from fwc.compiler.analysis.region import PacketCase
+from fwc.compiler.analysis.region import PacketCase, example, writable
 from fwc.compiler.analysis.review import Review
 from fwc.compiler.analysis.shadow import Shadowed
+from fwc.compiler.analysis.space import Region
 from fwc.compiler.policy.findings import Finding, Location, Related, Severity
 from fwc.compiler.policy.ir import Policy, Rule
 
@@ -52,8 +53,21 @@ def _rules(rules: tuple[Rule, ...]) -> str:
     return f"{head} " + ", ".join(_named(rule) for rule in rules)
 
 
-def _shadowed(policy: Policy, found: Shadowed) -> Finding:
+def _broken(done: Review, found: Shadowed) -> list[Decided]:
+    """The parts of the rule's match that earlier rules decide otherwise than it would:
+    read from the rules that really decide them, which need not all be in the cover."""
+    position = next(i for i, rule in enumerate(done.index.rules) if rule is found.rule)
+    mine = behaviour(done.policy, found.rule)
+    return [
+        part
+        for part in decide(done.index, done.index.cubes[position])
+        if behaviour(done.policy, part.rule) != mine
+    ]
+
+
+def _shadowed(done: Review, found: Shadowed) -> Finding:
     rule = found.rule
+    policy = done.policy
     mine = behaviour(policy, rule)
     if not found.cover:
         message = (
@@ -66,31 +80,39 @@ def _shadowed(policy: Policy, found: Shadowed) -> Finding:
         f"rule `{rule.name}` is never reached: earlier {_rules(found.cover)} "
         f"{'together match' if several else 'matches'} every packet it matches"
     )
-    decide = "decide" if several else "decides"
+    broken = _broken(done, found)
+    example, decider = found.example, found.example_rule
     severity = Severity.WARNING
-    if found.conflicting:
+    if broken:
         severity = Severity.ERROR
         groups: dict[str, list[str]] = {}
-        for other in found.conflicting:
-            groups.setdefault(_does(behaviour(policy, other)), []).append(f"`{other.name}`")
+        for part in broken:
+            name = f"`{part.rule.name}`" if part.rule is not None else "the default action"
+            does = groups.setdefault(_does(behaviour(policy, part.rule)), [])
+            if name not in does:
+                does.append(name)
         others = "; ".join(f"{', '.join(names)}: {does}" for does, names in groups.items())
-        message += f", and {decide} differently ({others}; this rule: {_does(mine)})"
+        message += f", and some are decided differently ({others}; this rule: {_does(mine)})"
+        # The example shows the broken intent: a packet decided otherwise.
+        example, decider = region_example(broken[0].region), broken[0].rule
     else:
-        message += f", and {decide} the same ({_does(mine)}); remove it or move it up"
-    if found.example is not None and found.example_rule is not None:
-        message += (
-            f"; example packet {packet_text(found.example)} is decided by "
-            f"`{found.example_rule.name}`"
-        )
+        message += f", and all are decided the same ({_does(mine)}); remove it or move it up"
+    if example is not None and decider is not None:
+        message += f"; example packet {packet_text(example)} is decided by `{decider.name}`"
     return Finding(
         "FWC030",
         severity,
         message,
         rule.location,
         rule.name,
-        example=found.example,
+        example=example,
         related=tuple(Related(r.name, r.location) for r in found.cover),
     )
+
+
+def region_example(region: Region) -> PacketCase:
+    """One packet of a non-empty region, as a `fwc test` case's packet."""
+    return example(writable(region[0])[0])
 
 
 def _redundant(policy: Policy, found: Redundant) -> Finding:
@@ -118,7 +140,7 @@ def behaviour_findings(done: Review) -> list[Finding]:
     """FWC030 for every shadowed rule, FWC035 for every redundant one, but for a rule whose
     packets would go to a shadowed rule: that pair (a duplicate, say) is one mistake, and
     the FWC030 of the later rule already names it."""
-    out = [_shadowed(done.policy, s) for s in done.shadowed]
+    out = [_shadowed(done, s) for s in done.shadowed]
     dead = {id(s.rule) for s in done.shadowed}
     out += [
         _redundant(done.policy, r)
