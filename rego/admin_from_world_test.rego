@@ -58,3 +58,8 @@ test_non_first_fragments_pass if {
 test_nothing_allowed_passes if {
 	count(data.fwc.deny_admin_from_world) == 0 with input.analysis.allowed as []
 }
+
+test_world_block_is_named if {
+	[finding] := data.fwc.deny_admin_from_world with input.analysis.allowed as [ssh_world]
+	contains(finding.msg, "from the Internet (0.0.0.0/0)")
+}

@@ -18,6 +18,8 @@ world_openers := [region |
 # The region's sources hold a block of at least /world_prefix_len: a network no
 # organisation owns alone (0.0.0.0/0, ::/0, 2000::/3, or what an earlier deny leaves
 # of them).
+from_world(region) if count(region.source_cidrs) == 0
+
 from_world(region) if {
 	some address in region.source_cidrs
 	address.prefix_len <= data.fwc.config.settings.world_prefix_len
@@ -85,15 +87,29 @@ decider_name(rule) := concat("", ["`", rule, "`"]) if rule != "default"
 # Where some regions' packets come from, for a message: the widest world blocks of each
 # family, "the Internet (0.0.0.0/0, ::/0)".
 world_sources(regions) := concat("", ["the Internet (", concat(", ", {a.cidr |
-	some region in regions
-	some a in region.source_cidrs
-	a.prefix_len <= data.fwc.config.settings.world_prefix_len
+	some a in world_blocks(regions)
 	not wider_source(regions, a)
 }), ")"])
 
-wider_source(regions, address) if {
+# The blocks of /world_prefix_len or wider in the regions' sources (an empty list is
+# every address of the region's family).
+world_blocks(regions) := [a |
 	some region in regions
-	some other in region.source_cidrs
+	some a in sources(region)
+	a.prefix_len <= data.fwc.config.settings.world_prefix_len
+]
+
+sources(region) := region.source_cidrs if count(region.source_cidrs) > 0
+
+sources(region) := [whole[region.family]] if count(region.source_cidrs) == 0
+
+whole := {
+	"ipv4": {"cidr": "0.0.0.0/0", "family": "ipv4", "prefix_len": 0},
+	"ipv6": {"cidr": "::/0", "family": "ipv6", "prefix_len": 0},
+}
+
+wider_source(regions, address) if {
+	some other in world_blocks(regions)
 	other.family == address.family
 	other.prefix_len < address.prefix_len
 }

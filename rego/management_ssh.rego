@@ -55,5 +55,6 @@ admitting := [region |
 
 ssh_reachable(net) if {
 	some region in admitting
+	region.family == net.family
 	lib.covers(region.source_cidrs, net)
 }

@@ -47,3 +47,9 @@ test_missing_set_warns if {
 test_present_set_does_not_warn if {
 	count(data.fwc.warn_management_set) == 0 with data.fwc.management_sets as ["mgmt_nets"]
 }
+
+test_other_family_is_no_cover if {
+	count(data.fwc.deny_management_ssh) == 1 with data.fwc.management_networks as [testing.mgmt4]
+		with input.analysis.allowed as [object.union(ssh_from([]), {"family": "ipv6"})]
+		with input.analysis.rate_limited as []
+}

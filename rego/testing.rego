@@ -26,9 +26,10 @@ world6 := {"cidr": "::/0", "family": "ipv6", "prefix_len": 0, "first": "00000000
 low_half4 := {"cidr": "0.0.0.0/1", "family": "ipv4", "prefix_len": 1, "first": "00000000", "last": "7fffffff"}
 
 # A region of the analysis (input.analysis.allowed): every new TCP flow from the IPv4
-# Internet, decided by rule `r`; overridable per test.
+# Internet (an empty address list: every address of the family), decided by rule `r`;
+# overridable per test.
 region_base := {
-	"protocol": "tcp", "family": "ipv4", "source_cidrs": [world4], "destination_cidrs": [world4],
+	"protocol": "tcp", "family": "ipv4", "source_cidrs": [], "destination_cidrs": [],
 	"source_ports": [], "source_port_count": 65536,
 	"destination_ports": [], "destination_port_count": 65536,
 	"tcp_flags": {"set": [], "clear": []}, "icmp_types": [], "fragment": "first-or-none",

@@ -101,6 +101,14 @@ def _cidr_docs(spans: Intervals, family: Family) -> list[dict[str, Any]]:
     return out
 
 
+def _region_cidrs(spans: Intervals, family: Family) -> list[dict[str, Any]]:
+    """A region's addresses; empty for every address of its family, as in a rule (and
+    most regions have one such side: the input stays small)."""
+    if spans == ((0, (1 << family.width) - 1),):
+        return []
+    return _cidr_docs(spans, family)
+
+
 def _port_docs(spans: Intervals) -> tuple[list[dict[str, int]], int]:
     """A port field as ranges (empty: every port, or none carried) and how many it holds."""
     if spans[-1][1] == NO_PORT or spans == ((0, 65535),):
@@ -129,15 +137,15 @@ def region_doc(part: Part) -> dict[str, Any]:
     return {
         "protocol": protocol,
         "family": FAMILY_NAMES[family],
-        "source_cidrs": _cidr_docs(cube.src, family),
+        "source_cidrs": _region_cidrs(cube.src, family),
+        "fragment": "non-first" if cube.fragment == NON_FIRST else "first-or-none",
         "destination_ports": destination_ports,
         "destination_port_count": destination_count,
         "tcp_flags": {"set": _flag_names(must_set), "clear": _flag_names(must_clear)},
         "source_ports": source_ports,
         "source_port_count": source_count,
-        "destination_cidrs": _cidr_docs(cube.dst, family),
+        "destination_cidrs": _region_cidrs(cube.dst, family),
         "icmp_types": icmp_types,
-        "fragment": "non-first" if cube.fragment == NON_FIRST else "first-or-none",
         "rules": [name or "default" for name in part.rules],
     }
 
