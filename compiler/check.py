@@ -1,8 +1,8 @@
 """The `fwc check` pipeline: load, schema, normalize, semantics, analyses and Rego, per file.
 
 Every stage returns findings instead of raising, so one run reports everything it can.
-A stage runs only when its input exists: normalize and the semantic checks need a
-schema-clean document, the analyses and Rego need the IR.
+Normalize and the semantic checks read what schema errors leave readable; the analyses
+and Rego need the IR, which only a policy without errors yields.
 """
 
 from __future__ import annotations
@@ -13,19 +13,23 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from fwc.compiler.analysis.findings import behaviour_findings
+from fwc.compiler.analysis.review import Review, review
 from fwc.compiler.policy import schema, semantic
-from fwc.compiler.policy.findings import Finding, Severity
+from fwc.compiler.policy.findings import Finding, Severity, has_errors
 from fwc.compiler.policy.ir import Policy
 from fwc.compiler.policy.normalize import normalize
+from fwc.compiler.policy.readable import readable
 from fwc.compiler.policy.source import load_file
 
-# An analysis reads the IR of a policy that normalized cleanly. Shadowed-rule
-# analysis (FWC030) plugs in here, next to any later whole-policy analyses.
-Analysis = Callable[[Policy], list[Finding]]
-ANALYSES: tuple[Analysis, ...] = ()
+# An analysis reads the behaviour of a policy that normalized cleanly. `fwc check` runs
+# these; the commands that only load a policy (diff, explain, test) run none.
+Analysis = Callable[[Review], list[Finding]]
+ANALYSES: tuple[Analysis, ...] = (behaviour_findings,)
 
-# The Rego gate, already bound to its options (engine, policy dirs, data).
-Gate = Callable[[Policy], list[Finding]]
+# The Rego gate, already bound to its options (engine, policy dirs, data); its input
+# carries the same review.
+Gate = Callable[[Policy, Review], list[Finding]]
 
 # Told the name of each stage as it starts (a progress display listens).
 StageHook = Callable[[str], None]
@@ -42,7 +46,7 @@ class PathError(Exception):
 @dataclass(frozen=True)
 class CheckOptions:
     gate: Gate | None = None  # None: no Rego stage
-    analyses: tuple[Analysis, ...] = ANALYSES
+    analyses: tuple[Analysis, ...] = ()
     stage: StageHook | None = None
 
 
@@ -120,22 +124,28 @@ def _check_file(name: str, opts: CheckOptions) -> FileResult:
     if doc is None:
         return FileResult(name, _sorted(findings))
     tell("schema")
-    findings += schema.validate(doc)
-    if findings:
-        return FileResult(name, _sorted(findings))
+    schema_findings, broken = schema.validate_paths(doc)
+    findings += schema_findings
+    # The checks below run on what the schema errors leave readable, so one run reports
+    # every mistake; a policy with schema errors yields no IR.
+    part = readable(doc, broken)
     tell("normalize")
-    policy, normalize_findings = normalize(doc)
+    policy, normalize_findings = normalize(part.doc)
     findings += normalize_findings
     tell("semantics")
-    findings += semantic.check(doc)
-    if policy is not None:
-        if opts.analyses:
-            tell("analyses")
-        for analysis in opts.analyses:
-            findings += analysis(policy)
+    findings += semantic.check(part.doc, part.partial)
+    if schema_findings:
+        policy = None
+    if policy is not None and (opts.analyses or opts.gate is not None):
+        tell("analyses")
+        done = review(policy)
+        # Behaviour is worth reporting only of a policy that says what its author meant.
+        if not has_errors(findings):
+            for analysis in opts.analyses:
+                findings += analysis(done)
         if opts.gate is not None:
             tell("rego")
-            findings += opts.gate(policy)
+            findings += opts.gate(policy, done)
     return FileResult(name, _sorted(findings), policy)
 
 

@@ -14,6 +14,10 @@ defaults := {
 	"rate_limit_min_pps": 10,
 	"rate_limit_max_pps": 1000000,
 	"max_world_ports": 1024,
+	# Sources holding a CIDR this wide or wider are "the world" (docs/rego.md).
+	"world_prefix_len": 4,
+	# Return traffic pins at most this many source ports (a service's, such as 53).
+	"max_return_source_ports": 1024,
 	"return_traffic_opens": false,
 }
 

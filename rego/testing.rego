@@ -20,3 +20,20 @@ base := {
 rule(fields) := object.union(base, fields)
 
 port(n) := {"first": n, "last": n}
+
+world6 := {"cidr": "::/0", "family": "ipv6", "prefix_len": 0, "first": "00000000000000000000000000000000", "last": "ffffffffffffffffffffffffffffffff"}
+
+low_half4 := {"cidr": "0.0.0.0/1", "family": "ipv4", "prefix_len": 1, "first": "00000000", "last": "7fffffff"}
+
+# A region of the analysis (input.analysis.allowed): every new TCP flow from the IPv4
+# Internet (an empty address list: every address of the family), decided by rule `r`;
+# overridable per test.
+region_base := {
+	"protocol": "tcp", "family": "ipv4", "source_cidrs": [], "destination_cidrs": [],
+	"source_ports": [], "source_port_count": 65536,
+	"destination_ports": [], "destination_port_count": 65536,
+	"tcp_flags": {"set": [], "clear": []}, "icmp_types": [], "fragment": "first-or-none",
+	"rules": ["r"],
+}
+
+region(fields) := object.union(region_base, fields)

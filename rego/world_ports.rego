@@ -1,19 +1,43 @@
-# No rule opens a wide port range to the whole Internet.
+# No wide port range is open to the whole Internet, counted over the allowed packets that
+# open flows from the world. One finding per deciding rules, with the widest span.
 package fwc
 
 import data.fwc.lib
 import rego.v1
 
-deny_world_port_span := [{"msg": msg, "rule": rule.name} |
-	some rule in lib.world_openers
-	protocols := [proto | some proto in ["tcp", "udp"]; lib.carries(rule, proto)]
-	count(protocols) > 0
-	ports := lib.port_count(rule.destination_ports)
+wide_openers := [region |
+	some region in lib.world_openers
+	region.destination_port_count > data.fwc.config.settings.max_world_ports
+	some proto in ["tcp", "udp"]
+	lib.carries(region, proto)
+]
+
+deny_world_port_span := [{"msg": msg, "rule": rules[0]} |
+	some rules in {region.rules | some region in wide_openers}
+	regions := [region | some region in wide_openers; region.rules == rules]
+	ports := widest_span(regions)
+	protocols := [proto |
+		some proto in ["tcp", "udp"]
+		some region in regions
+		lib.carries(region, proto)
+	]
 	limit := data.fwc.config.settings.max_world_ports
-	ports > limit
 	# concat, not sprintf: regopy 1.5 quotes computed strings that sprintf formats.
 	msg := concat("", [
-		"rule `", rule.name, "` opens ", format_int(ports, 10), " ", concat("/", protocols),
-		" ports to any address; at most ", format_int(limit, 10), " are allowed",
+		lib.deciders(regions[0]), " opens ", format_int(ports, 10), " ",
+		concat("/", {p | some p in protocols}), " ports to ", lib.world_sources(regions), "; at most ",
+		format_int(limit, 10), " are allowed",
 	])
 ]
+
+# The most ports of one region, without max(): regopy 1.5 compares numbers in it as text.
+widest_span(regions) := n if {
+	some region in regions
+	n := region.destination_port_count
+	not wider_span(regions, n)
+}
+
+wider_span(regions, count) if {
+	some region in regions
+	region.destination_port_count > count
+}

@@ -122,7 +122,9 @@ def test_output_file_and_text_format(tree: Path, capsys: pytest.CaptureFixture[s
     assert code == 0 and out == ""
     text = target.read_text()
     assert "warning FWC028" in text and "\033[" not in text
-    assert text.splitlines()[-1] == "1 file checked: 0 errors, 1 warning"
+    # `also_web` repeats `allow_web`: shadowed, deciding the same.
+    assert "warning FWC030 rule `also_web` is never reached" in text
+    assert text.splitlines()[-1] == "1 file checked: 0 errors, 2 warnings"
 
 
 def test_text_is_plain_when_not_a_tty(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -150,3 +152,19 @@ def test_installed_console_script_exit_codes(tree: Path) -> None:
         [script, "check", "--no-rego", "bad.yaml"], cwd=tree, capture_output=True, text=True
     )
     assert "bad.yaml:4:15: error FWC011" in proc.stdout
+
+
+def test_shadowed_rule_carries_its_example_and_cover(capsys: pytest.CaptureFixture[str]) -> None:
+    path = str(BROKEN / "fwc030_shadowed.yaml")
+    code, out, _ = run(capsys, "--no-rego", "--format", "json", path)
+    assert code == 1
+    [broken] = [f for f in json.loads(out)["findings"] if f["severity"] == "error"]
+    assert (broken["id"], broken["rule"]) == ("FWC030", "deny_ssh_from_10_and_200")
+    assert [r["rule"] for r in broken["related"]] == ["allow_ssh_low_half", "allow_ssh_high_half"]
+    assert broken["example"]["dport"] == 22 and broken["example"]["proto"] == "tcp"
+    _, out, _ = run(capsys, "--no-rego", "--format", "sarif", path)
+    results = json.loads(out)["runs"][0]["results"]
+    [sarif] = [r for r in results if r["level"] == "error"]
+    assert sarif["properties"]["examplePacket"] == broken["example"]
+    lines = [loc["physicalLocation"]["region"]["startLine"] for loc in sarif["relatedLocations"]]
+    assert lines == [r["line"] for r in broken["related"]]

@@ -151,8 +151,53 @@ CASES = [
     (
         "default allow",
         GOOD.replace("default_action: deny", "default_action: allow"),
+        # Behaviour, not text: what no rule matches is allowed, SSH from the world too.
         [
+            ("FWC040", None, "the default action allows RDP"),
+            ("FWC040", None, "the default action allows SSH (tcp port 22) from the Internet"),
             ("FWC040", None, "default_action allow"),
+            ("FWC040", None, "the default action opens 65535 tcp/udp ports"),
+        ],
+    ),
+    (
+        "ssh from the world written in halves",
+        GOOD.replace(
+            '["$mgmt_nets"]', '["$mgmt_nets", "0.0.0.0/1", "128.0.0.0/1", "::/1", "8000::/1"]'
+        ),
+        [
+            ("FWC040", "ssh_mgmt", "allows SSH (tcp port 22) from the Internet (0.0.0.0/0, ::/0)"),
+        ],
+    ),
+    (
+        "ssh from the world over two rules",
+        GOOD.replace(
+            "  - {name: web,",
+            "  - {name: ssh_low, priority: 1, action: allow, protocol: tcp, description: d,\n"
+            '     source_cidrs: ["0.0.0.0/1"], destination_ports: [22]}\n'
+            "  - {name: ssh_high, priority: 1, action: allow, protocol: tcp, description: d,\n"
+            '     source_cidrs: ["128.0.0.0/1"], destination_ports: [22]}\n'
+            "  - {name: web,",
+        ),
+        [
+            ("FWC040", "ssh_mgmt", "rules `ssh_mgmt`, `ssh_low`, `ssh_high` allows SSH"),
+        ],
+    ),
+    (
+        "ssh from every source port is no return traffic",
+        GOOD.replace('source_cidrs: ["$mgmt_nets"], ', 'source_ports: ["0-65535"], '),
+        [
+            ("FWC040", "ssh_mgmt", "allows SSH"),
+        ],
+    ),
+    (
+        "shadowed allow is no allow",
+        GOOD.replace(
+            "rules:\n",
+            "rules:\n  - {name: drop_ssh, priority: 0, action: deny, protocol: tcp, "
+            "destination_ports: [22], description: d}\n",
+        ),
+        [
+            ("FWC040", None, "management network 10.20.0.0/16 cannot reach SSH"),
         ],
     ),
     (

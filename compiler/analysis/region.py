@@ -112,12 +112,18 @@ def _flag_text(must_set: int, must_clear: int) -> str:
     return ",".join(words)
 
 
-def _flag_pattern(values: int) -> str | None:
-    if values in (BYTE_VALUES, ABSENT):
+def flag_pattern(values: int) -> tuple[int, int] | None:
+    """The (must_set, must_clear) bits of a writable cube's flags; None when it tests none."""
+    if values & BYTE_VALUES in (BYTE_VALUES, 0):
         return None
     terms = _flag_terms(values)
     assert len(terms) == 1, "write a cube after writable()"
-    return _flag_text(*terms[0])
+    return terms[0]
+
+
+def _flag_pattern(values: int) -> str | None:
+    pattern = flag_pattern(values)
+    return None if pattern is None else _flag_text(*pattern)
 
 
 def _protocol_name(protocol: int) -> str:

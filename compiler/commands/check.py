@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from fwc.compiler.check import CheckOptions, Gate, PathError, check_paths
+from fwc.compiler.analysis.review import Review
+from fwc.compiler.check import ANALYSES, CheckOptions, Gate, PathError, check_paths
 from fwc.compiler.errors import ToolError, UsageError
 from fwc.compiler.policy.findings import Finding
 from fwc.compiler.policy.ir import Policy
@@ -59,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
         with Progress("fwc check") as progress:
-            result = check_paths(args.paths, CheckOptions(gate=gate, stage=progress.stage))
+            options = CheckOptions(gate=gate, analyses=ANALYSES, stage=progress.stage)
+            result = check_paths(args.paths, options)
     except PathError as exc:
         raise UsageError(str(exc)) from None
     text = render(
@@ -117,9 +119,9 @@ def rego_gate(args: argparse.Namespace) -> Gate:
     rego = _rego()
     options = _rego_options(rego, args)
 
-    def gate(policy: Policy) -> list[Finding]:
+    def gate(policy: Policy, done: Review) -> list[Finding]:
         try:
-            findings: list[Finding] = rego.gate(policy, options)
+            findings: list[Finding] = rego.gate(policy, options, done)
         except rego.RegoError as exc:
             raise ToolError(f"Rego: {exc}") from None
         return findings

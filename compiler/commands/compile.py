@@ -22,7 +22,7 @@ from fwc.compiler.backend.options import (
 from fwc.compiler.backend.plan import PlanError, make_plan
 from fwc.compiler.backend.render import render_mapped
 from fwc.compiler.backend.verify import Rejected, verify
-from fwc.compiler.check import CheckOptions, CheckResult, FileResult, check_file
+from fwc.compiler.check import ANALYSES, CheckOptions, CheckResult, FileResult, check_file
 from fwc.compiler.commands.check import add_rego_arguments, rego_gate
 from fwc.compiler.errors import UsageError
 from fwc.compiler.policy.findings import Finding, has_errors
@@ -63,8 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-gate",
         action="store_true",
-        help="skip the Rego invariants of `fwc check` (said on stderr); schema and semantic "
-        "errors still stop the build",
+        help="skip the behaviour analyses and Rego invariants of `fwc check` (said on "
+        "stderr); schema and semantic errors still stop the build",
     )
     add_rego_arguments(parser)
 
@@ -79,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     if args.no_gate:
         print(
-            f"fwc compile: --no-gate: {path} was not checked against the Rego invariants",
+            f"fwc compile: --no-gate: {path} was not checked for shadowed rules nor against "
+            "the Rego invariants",
             file=sys.stderr,
         )
     with Progress("fwc compile") as progress:
@@ -87,9 +88,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _compile(args: argparse.Namespace, path: Path, progress: Progress) -> int:
-    # the gate of `fwc check`: schema, semantics, analyses and (unless --no-gate) Rego
+    # the gate of `fwc check`: schema and semantics, and unless --no-gate the analyses and Rego
     gate = None if args.no_gate else rego_gate(args)
-    checked = check_file(path, CheckOptions(gate=gate, stage=progress.stage))
+    analyses = () if args.no_gate else ANALYSES
+    checked = check_file(path, CheckOptions(gate=gate, analyses=analyses, stage=progress.stage))
     if has_errors(list(checked.findings)) or checked.policy is None:
         progress.clear()
         return _findings(checked, list(checked.findings))

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from fwc.compiler.analysis.review import Review, review
 from fwc.compiler.gate import opa as rego_opa
 from fwc.compiler.gate import regopy as rego_regopy
 from fwc.compiler.gate import server as rego_server
@@ -153,12 +154,15 @@ def _merge(into: dict[str, Any], doc: dict[str, Any], source: str) -> None:
 
 
 def _evaluate(
-    options: RegoOptions, modules: list[Module], data: Any, policy: Policy, rules: list[GateRule]
+    options: RegoOptions,
+    modules: list[Module],
+    data: Any,
+    doc: dict[str, Any],
+    rules: list[GateRule],
 ) -> dict[str, dict[str, Any]]:
-    """The gate rules' values by package and rule name, from one query over policy_doc."""
+    """The gate rules' values by package and rule name, from one query over the input `doc`."""
     engine = _engine(options)
     query = gate_query(rules)
-    doc = policy_doc(policy)
     try:
         if engine == "server":
             assert options.opa_url is not None
@@ -207,15 +211,17 @@ def _is_test_file(module: Module) -> bool:
     return module.path.name.endswith("_test.rego")
 
 
-def gate(policy: Policy, options: RegoOptions) -> list[Finding]:
+def gate(policy: Policy, options: RegoOptions, done: Review | None = None) -> list[Finding]:
     """FWC040 for each deny/violation, FWC041 for each warn (FWC043 for the bundled
-    management-set warning), minus the waived ones."""
+    management-set warning), minus the waived ones; `done` is the policy's review when the
+    caller has it already."""
     loaded = _load(options)
     modules = [m for m in loaded.modules if not _is_test_file(m)]
     wanted = gate_rules(modules)
     if not wanted:
         return []
-    values = _evaluate(options, modules, json.loads(loaded.data), policy, wanted)
+    doc = policy_doc(policy, done or review(policy))
+    values = _evaluate(options, modules, json.loads(loaded.data), doc, wanted)
     findings: list[Finding] = []
     by_name = {rule.name: rule for rule in policy.rules}
     for namespace, rules in values.items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 
@@ -60,6 +61,7 @@ CATALOG: dict[str, str] = {
     "FWC032": "invalid tcp_flags",
     "FWC033": "policy name invalid",
     "FWC034": "field names only empty sets",
+    "FWC035": "rule is redundant",
     # rego
     "FWC040": "organisation invariant violated (deny)",
     "FWC041": "organisation invariant warning (warn)",
@@ -76,6 +78,14 @@ CATALOG: dict[str, str] = {
 
 
 @dataclass(frozen=True)
+class Related:
+    """A policy rule a finding names besides its own (the rules that shadow it, say)."""
+
+    rule: str
+    location: Location
+
+
+@dataclass(frozen=True)
 class Finding:
     id: str
     severity: Severity
@@ -83,6 +93,9 @@ class Finding:
     location: Location
     rule: str | None = None
     extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+    # A packet the finding is about, as the `packet:` of a `fwc test` case.
+    example: Mapping[str, object] | None = field(default=None, compare=False, hash=False)
+    related: tuple[Related, ...] = field(default=(), compare=False, hash=False)
 
     def __post_init__(self) -> None:
         if self.id not in CATALOG:

@@ -108,6 +108,7 @@ class _Normalizer:
         self.findings: list[Finding] = []
         self.sets: dict[str, SetEntries] = {}
         self.rule_name: str | None = None  # the rule being built, named in its findings
+        self.unreadable_sets = 0  # references to declared sets that are broken
 
     def run(self) -> tuple[Policy | None, list[Finding]]:
         value = self.doc.value
@@ -179,6 +180,7 @@ class _Normalizer:
         if set_name not in self.sets:
             declared = self.doc.value.get("sets") or {}
             if set_name in declared:
+                self.unreadable_sets += 1
                 return []  # the set itself is broken and already reported
             self.findings.append(
                 error(
@@ -283,8 +285,13 @@ class _Normalizer:
         if not entries:
             return ()
         before = len(self.findings)
+        unreadable = self.unreadable_sets
         values = read(entries, (*path, key))
-        if not values and not has_errors(self.findings[before:]):
+        if (
+            not values
+            and not has_errors(self.findings[before:])
+            and unreadable == self.unreadable_sets
+        ):
             self.findings.append(
                 error(
                     "FWC034",

@@ -69,7 +69,20 @@ def validator() -> Validator:
 
 def validate(doc: Document) -> list[Finding]:
     """Every schema error of `doc`, each as a finding at the offending key or value."""
-    return [finding for err in validator().iter_errors(doc.value) for finding in _explain(doc, err)]
+    return validate_paths(doc)[0]
+
+
+def validate_paths(doc: Document) -> tuple[list[Finding], list[NodePath]]:
+    """`validate`, and the path of every value that breaks the schema (for `readable`)."""
+    findings: list[Finding] = []
+    paths: list[NodePath] = []
+    for err in validator().iter_errors(doc.value):
+        path: NodePath = tuple(err.absolute_path)
+        if "propertyNames" in err.relative_schema_path:
+            path = (*path, str(err.instance))  # the badly named key, not its whole mapping
+        paths.append(path)
+        findings.extend(_explain(doc, err))
+    return findings, paths
 
 
 def describe_type(value: object) -> str:

@@ -12,13 +12,16 @@ _PORT_KEYS = ("source_ports", "destination_ports")
 _RATE_KEYS = ("rate_limit_pps", "rate_limit_burst")
 
 
-def check(doc: Document) -> list[Finding]:
-    """Every semantic finding of a document that passed the schema."""
+def check(doc: Document, partial: frozenset[int] = frozenset()) -> list[Finding]:
+    """Every semantic finding of a document that passed the schema, or of the readable part
+    of one that did not (`partial`: rules that lost a key, skipped by the per-rule checks,
+    which read several keys together)."""
     rules = _rules(doc)
     findings: list[Finding] = []
     for rule_check in RULE_CHECKS:
         for index, raw in rules:
-            findings.extend(rule_check(doc, index, raw))
+            if index not in partial:
+                findings.extend(rule_check(doc, index, raw))
     findings.extend(_duplicate_names(doc, rules))
     findings.extend(_equal_priorities(doc, rules))
     return findings

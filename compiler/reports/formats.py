@@ -15,7 +15,7 @@ FORMAT_VERSION = 1
 
 def finding_dict(finding: Finding) -> dict[str, Any]:
     loc = finding.location
-    return {
+    out: dict[str, Any] = {
         "id": finding.id,
         "severity": finding.severity.value,
         "title": finding.title,
@@ -25,6 +25,15 @@ def finding_dict(finding: Finding) -> dict[str, Any]:
         "column": loc.column,
         "rule": finding.rule,
     }
+    # Optional keys, present only when the finding has them (FWC030, FWC035).
+    if finding.example is not None:
+        out["example"] = dict(finding.example)
+    if finding.related:
+        out["related"] = [
+            {"rule": r.rule, "file": r.location.file, "line": r.location.line}
+            for r in finding.related
+        ]
+    return out
 
 
 def summary(result: CheckResult) -> dict[str, Any]:

@@ -15,14 +15,14 @@ from urllib.parse import quote
 
 from fwc import __version__
 from fwc.compiler.check import CheckResult
-from fwc.compiler.policy.findings import CATALOG, Finding, Severity
+from fwc.compiler.policy.findings import CATALOG, Finding, Location, Severity
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 SRCROOT = "%SRCROOT%"
 FINGERPRINT = "fwcFinding/v1"
 _LEVEL = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "note"}
 _IDS = sorted(CATALOG)
-_WARNING_IDS = frozenset({"FWC027", "FWC028", "FWC030", "FWC041", "FWC043"})
+_WARNING_IDS = frozenset({"FWC027", "FWC028", "FWC030", "FWC035", "FWC041", "FWC043"})
 
 # id prefix -> the section of fwc's docs that explains the finding (docs/ in fwc's repository)
 _DOCS = (
@@ -81,24 +81,43 @@ def _fingerprint(finding: Finding, uri: str) -> str:
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
-def _result(finding: Finding, root: Path) -> dict[str, Any]:
-    artifact = artifact_location(finding.location.file, root)
-    physical: dict[str, Any] = {"artifactLocation": artifact}
-    if finding.location.line:
-        region = {"startLine": finding.location.line}
-        if finding.location.column:
-            region["startColumn"] = finding.location.column
+def _physical(location: Location, root: Path) -> dict[str, Any]:
+    physical: dict[str, Any] = {"artifactLocation": artifact_location(location.file, root)}
+    if location.line:
+        region = {"startLine": location.line}
+        if location.column:
+            region["startColumn"] = location.column
         physical["region"] = region
+    return physical
+
+
+def _result(finding: Finding, root: Path) -> dict[str, Any]:
+    physical = _physical(finding.location, root)
+    uri = physical["artifactLocation"]["uri"]
     out: dict[str, Any] = {
         "ruleId": finding.id,
         "ruleIndex": _IDS.index(finding.id),
         "level": _LEVEL[finding.severity],
         "message": {"text": finding.message},
         "locations": [{"physicalLocation": physical}],
-        "partialFingerprints": {FINGERPRINT: _fingerprint(finding, artifact["uri"])},
+        "partialFingerprints": {FINGERPRINT: _fingerprint(finding, uri)},
     }
+    properties: dict[str, Any] = {}
     if finding.rule:
-        out["properties"] = {"policyRule": finding.rule}
+        properties["policyRule"] = finding.rule
+    if finding.example is not None:
+        properties["examplePacket"] = dict(finding.example)
+    if properties:
+        out["properties"] = properties
+    if finding.related:
+        out["relatedLocations"] = [
+            {
+                "id": i,
+                "physicalLocation": _physical(r.location, root),
+                "message": {"text": f"rule `{r.rule}`"},
+            }
+            for i, r in enumerate(finding.related)
+        ]
     return out
 
 
