@@ -135,6 +135,8 @@ def test_tag_fuzz_of_the_gate(tmp_path: Path, data: st.DataObject) -> None:
     path = tmp_path / "fuzz.yaml"
     path.write_text("\n".join(lines) + "\n")
     start = time.perf_counter()
-    result = check_file(path, CheckOptions(gate=lambda policy: gate(policy, _gate_options)))
+    result = check_file(
+        path, CheckOptions(gate=lambda policy, done: gate(policy, _gate_options, done))
+    )
     assert time.perf_counter() - start < 10.0
     assert all(f.message and "\n" not in f.message for f in result.findings)

@@ -29,7 +29,7 @@ SEC("xdp")
 int fwc_tutorial_ho(struct xdp_md *ctx)
 {
 	/* the digest of the manifest's claims, which fw-load checks (docs/artifact.md) */
-	FWC_CLAIMS(0x5113387c5a39a676, 0x28bdeaa906b48285, 0x7e9449c8b83f2d25, 0xbd756f82ac384cf9);
+	FWC_CLAIMS(0x2f25298d5b7afcf8, 0xb87c9e2e70b1dedf, 0x13c77fdeb9fc4eba, 0xb288acea559545b7);
 	const __u8 *data = (const __u8 *)(long)ctx->data;
 	const __u8 *data_end = (const __u8 *)(long)ctx->data_end;
 	__u64 bytes = (__u64)(data_end - data);

@@ -29,7 +29,7 @@ SEC("xdp")
 int fwc_tutorial_ho(struct xdp_md *ctx)
 {
 	/* the digest of the manifest's claims, which fw-load checks (docs/artifact.md) */
-	FWC_CLAIMS(0x427fc96775de25e0, 0xf8b14a74e30c599c, 0xc8380150181a2ccc, 0x125304c7c17ea814);
+	FWC_CLAIMS(0x2757f73be41403fb, 0x58dfe891f4e8f760, 0xc23db153a558dabc, 0xdbee64a02e6bfc7d);
 	const __u8 *data = (const __u8 *)(long)ctx->data;
 	const __u8 *data_end = (const __u8 *)(long)ctx->data_end;
 	__u64 bytes = (__u64)(data_end - data);
