@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fwc.compiler.oracle.suite import CASES_SUFFIXES, suite_findings
 from fwc.compiler.policy import schema, semantic
 from fwc.compiler.policy.findings import Finding, Severity
 from fwc.compiler.policy.ir import Policy
@@ -28,8 +29,7 @@ ANALYSES: tuple[Analysis, ...] = ()
 Gate = Callable[[Policy], list[Finding]]
 
 POLICY_SUFFIXES = (".yaml", ".yml")
-# Packet-case files for `fwc test` live next to their policies; a directory scan skips them.
-CASES_SUFFIXES = (".cases.yaml", ".cases.yml")
+# Cases files (CASES_SUFFIXES) live next to their policies; a directory scan skips them.
 
 
 class PathError(Exception):
@@ -40,6 +40,7 @@ class PathError(Exception):
 class CheckOptions:
     gate: Gate | None = None  # None: no Rego stage
     analyses: tuple[Analysis, ...] = ANALYSES
+    cases: bool = False  # also judge the cases file beside each policy (oracle/suite.py)
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,8 @@ def _check_file(name: str, opts: CheckOptions) -> FileResult:
             findings += analysis(policy)
         if opts.gate is not None:
             findings += opts.gate(policy)
+        if opts.cases:
+            findings += suite_findings(policy)
     return FileResult(name, _sorted(findings), policy)
 
 

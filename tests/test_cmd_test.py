@@ -79,7 +79,14 @@ def test_json_report(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None
     code, out, _ = fwc(capsys, EDGE, cases, "--kernel", "never", "--format", "json")
     doc = json.loads(out)
     assert code == 1
-    assert doc["summary"] == {"cases": 3, "passed": 1, "failed": 2}
+    assert doc["summary"] == {
+        "cases": 3,
+        "passed": 1,
+        "failed": 2,
+        "properties": 0,
+        "proven": 0,
+        "false": 0,
+    }
     assert [c["passed"] for c in doc["cases"]] == [False, False, True]
     assert doc["cases"][1]["reference"] == {
         "verdict": "pass",

@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("no policy files given (usage: fwc check PATH...)")
     gate = None if args.no_rego else _gate(args)
     try:
-        result = check_paths(args.paths, CheckOptions(gate=gate))
+        result = check_paths(args.paths, CheckOptions(gate=gate, cases=True))
     except PathError as exc:
         raise UsageError(str(exc)) from None
     text = render(result, args.format, color=_color(args))

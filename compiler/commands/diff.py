@@ -13,7 +13,6 @@ from fwc.compiler.analysis.diff import diff
 from fwc.compiler.analysis.diff_report import FORMATS, PolicyDiff, render
 from fwc.compiler.analysis.index import RuleIndex
 from fwc.compiler.check import (
-    CASES_SUFFIXES,
     POLICY_SUFFIXES,
     CheckOptions,
     FileResult,
@@ -22,6 +21,7 @@ from fwc.compiler.check import (
     expand_paths,
 )
 from fwc.compiler.errors import UsageError
+from fwc.compiler.oracle.suite import CASES_SUFFIXES
 from fwc.compiler.policy.findings import Finding, Location, Severity
 from fwc.compiler.policy.ir import Action, Policy
 from fwc.compiler.reports.text import line

@@ -71,6 +71,7 @@ CATALOG: dict[str, str] = {
     # fwc test
     "FWC060": "packet case failed",
     "FWC061": "packet case is invalid",
+    "FWC062": "property does not hold",
 }
 
 
