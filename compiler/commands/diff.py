@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -10,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from fwc.compiler.analysis.diff import diff
-from fwc.compiler.analysis.diff_report import FORMATS, PolicyDiff, render
+from fwc.compiler.analysis.diff_report import FORMATS, PolicyDiff, findings, render
 from fwc.compiler.analysis.index import RuleIndex
 from fwc.compiler.check import (
     POLICY_SUFFIXES,
@@ -24,6 +26,7 @@ from fwc.compiler.errors import UsageError
 from fwc.compiler.oracle.suite import CASES_SUFFIXES
 from fwc.compiler.policy.findings import Finding, Location, Severity
 from fwc.compiler.policy.ir import Action, Policy
+from fwc.compiler.reports import sarif
 from fwc.compiler.reports.text import line
 
 Loaded = FileResult | None  # None: the policy does not exist on that side
@@ -37,7 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="REF",
         help="compare PATH (a policy file or directory) in the work tree with git REF",
     )
-    parser.add_argument("--format", choices=FORMATS, default="text", help="report format")
+    parser.add_argument(
+        "--format", choices=(*FORMATS, "sarif"), default="text", help="report format"
+    )
     parser.add_argument(
         "--fail-on",
         choices=("changes", "allowed"),
@@ -54,13 +59,13 @@ def run(args: argparse.Namespace) -> int:
     else:
         if args.new is None:
             raise UsageError("give OLD and NEW policy files, or --base REF PATH")
-        pairs = [(_load(args.old, args.old), _load(args.new, args.new))]
-    failed = [r for pair in pairs for r in pair if r is not None and not _usable(r)]
+        pairs = [(_load(args.old, args.old), _load(args.new, args.new), None)]
+    failed = [r for old, new, _ in pairs for r in (old, new) if r is not None and not _usable(r)]
     if failed:
         sys.stdout.write("".join(line(f) + "\n" for r in failed for f in _errors(r)))
         return 1
-    diffs = [_diff(old, new) for old, new in pairs]
-    sys.stdout.write(render(diffs, args.format))
+    diffs = [_diff(old, new, in_tree) for old, new, in_tree in pairs]
+    sys.stdout.write(_render(diffs, args.format))
     verdicts = [c for d in diffs for c in d.verdicts]
     if args.fail_on == "allowed":
         verdicts = [c for c in verdicts if c.newly_allowed]
@@ -88,7 +93,16 @@ def _absent(other: Loaded) -> Policy:
     return replace(other.policy, rules=(), default_action=Action.ALLOW, source_file="(none)")
 
 
-def _diff(old: Loaded, new: Loaded) -> PolicyDiff:
+def _render(diffs: list[PolicyDiff], fmt: str) -> str:
+    if fmt != "sarif":
+        return render(diffs, fmt)
+    files = [f for d in diffs for f in (d.new, d.old_in_tree or d.old) if f != "(none)"]
+    log = sarif.document(list(dict.fromkeys(files)), findings(diffs))
+    return json.dumps(log, indent=2) + "\n"
+
+
+def _diff(old: Loaded, new: Loaded, in_tree: str | None) -> PolicyDiff:
+    """`in_tree`: with --base, where the old side's file is (or was) in the work tree."""
     a = old.policy if old is not None and old.policy is not None else _absent(new)
     b = new.policy if new is not None and new.policy is not None else _absent(old)
     changes = diff(RuleIndex(a), RuleIndex(b))
@@ -96,6 +110,8 @@ def _diff(old: Loaded, new: Loaded) -> PolicyDiff:
         old.file if old is not None else "(none)",
         new.file if new is not None else "(none)",
         tuple(changes),
+        in_tree,
+        tuple((rule.name, rule.location) for rule in b.rules) if new is not None else (),
     )
 
 
@@ -110,8 +126,12 @@ def _git(cwd: Path, *argv: str) -> str:
     return done.stdout
 
 
-def _base_pairs(ref: str, path: Path) -> list[tuple[Loaded, Loaded]]:
-    """(old at `ref`, new in the work tree) for every policy file under `path`."""
+Pair = tuple[Loaded, Loaded, str | None]
+
+
+def _base_pairs(ref: str, path: Path) -> list[Pair]:
+    """(old at `ref`, new in the work tree, the file's place in the work tree) for every
+    policy file under `path`."""
     if not path.exists():
         raise UsageError(f"{path}: no such file or directory")
     where = path if path.is_dir() else path.parent
@@ -126,7 +146,7 @@ def _base_pairs(ref: str, path: Path) -> list[tuple[Loaded, Loaded]]:
     names = sorted(set(old_names) | {str(p.relative_to(top)) for p in new_files})
     if not names:
         raise UsageError(f"{path}: no policy files here or at {ref}")
-    pairs: list[tuple[Loaded, Loaded]] = []
+    pairs: list[Pair] = []
     with tempfile.TemporaryDirectory(prefix="fwc-diff-") as tmp:
         for name in names:
             old: Loaded = None
@@ -139,9 +159,16 @@ def _base_pairs(ref: str, path: Path) -> list[tuple[Loaded, Loaded]]:
                 )
             new: Loaded = None
             if (top / name).is_file():
-                new = check_file(top / name, CheckOptions(gate=None))
-            pairs.append((old, new))
+                new = check_file(_shown(top / name), CheckOptions(gate=None))
+            pairs.append((old, new, str(_shown(top / name))))
     return pairs
+
+
+def _shown(path: Path) -> Path:
+    """`path` relative to the working directory when it lies below it (as reports, and code
+    scanning's SARIF upload, want it), else as it is."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else Path(relative)
 
 
 def _is_policy(name: str) -> bool:

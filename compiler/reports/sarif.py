@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import PurePath
 from typing import Any
 from urllib.parse import quote
@@ -14,11 +15,12 @@ from fwc.compiler.policy.findings import CATALOG, Finding, Severity
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 _LEVEL = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "note"}
 _IDS = sorted(CATALOG)
-_WARNING_IDS = frozenset({"FWC027", "FWC028", "FWC030", "FWC041"})
+_WARNING_IDS = frozenset({"FWC027", "FWC028", "FWC030", "FWC041", "FWC070", "FWC071"})
+_NOTE_IDS = frozenset({"FWC072", "FWC073"})
 
 
 def _rule(rule_id: str) -> dict[str, Any]:
-    level = "warning" if rule_id in _WARNING_IDS else "error"
+    level = "warning" if rule_id in _WARNING_IDS else "note" if rule_id in _NOTE_IDS else "error"
     return {
         "id": rule_id,
         "name": "".join(w.capitalize() for w in CATALOG[rule_id].replace("-", " ").split()),
@@ -51,6 +53,11 @@ def _result(finding: Finding) -> dict[str, Any]:
 
 
 def sarif(result: CheckResult) -> dict[str, Any]:
+    return document([r.file for r in result.files], result.findings)
+
+
+def document(files: Sequence[str], findings: Sequence[Finding]) -> dict[str, Any]:
+    """The SARIF log of one run over `files` (fwc check, fwc diff) that found `findings`."""
     return {
         "$schema": SARIF_SCHEMA,
         "version": "2.1.0",
@@ -63,8 +70,8 @@ def sarif(result: CheckResult) -> dict[str, Any]:
                         "rules": [_rule(i) for i in _IDS],
                     }
                 },
-                "artifacts": [{"location": {"uri": _uri(r.file)}} for r in result.files],
-                "results": [_result(f) for f in result.findings],
+                "artifacts": [{"location": {"uri": _uri(file)}} for file in files],
+                "results": [_result(f) for f in findings],
             }
         ],
     }
