@@ -55,6 +55,7 @@ DIFFS: list[tuple[str, str]] = [
         ),
     ),
     ("rule renamed", EDGE.replace("name: allow_ping", "name: allow_icmp")),
+    ("web logged", EDGE.replace("    description: Public web traffic.", "    log: true")),
 ]
 
 XDP = {Action.ALLOW: XDP_PASS, Action.RATE_LIMIT: XDP_PASS, Action.DENY: XDP_DROP}
