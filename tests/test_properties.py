@@ -135,6 +135,8 @@ def test_expect_not(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
         ("  - name: x\n    match: {sport: 3}\n    expect: allow\n", 3, "unknown key `sport`"),
         ("  - name: x\n    match: {}\n    expect: pass\n", 4, "must be one of allow, deny"),
         ("  - match: {}\n    expect: allow\n", 2, "'name' is a required property"),
+        ("  - 5\n", 2, "property #1: it must be a mapping, not an integer"),
+        ("  - name: x\n    match: 3\n    expect: deny\n", 3, "`match` must be a mapping"),
         ("  - name: x\n    match: {source_cidrs: [10.0.0.300]}\n    expect: allow\n", 3, "not an"),
         ("  - name: x\n    match: {source_cidrs: [$nope]}\n    expect: allow\n", 3, "`$nope`"),
         ("  - name: x\n    match: {source_ports: [$mgmt_nets]}\n    expect: deny\n", 3, "ports"),

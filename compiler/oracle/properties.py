@@ -32,6 +32,12 @@ MATCH_KEYS = (
     "icmp_types",
 )
 ACTIONS = tuple(a.value for a in Action)
+_TYPE_WORDS = {
+    "object": "a mapping",
+    "array": "a list",
+    "string": "a string",
+    "integer": "an integer",
+}
 
 
 @functools.cache
@@ -76,7 +82,14 @@ def properties_from_document(doc: Document, policy: Policy) -> tuple[list[Proper
     if not isinstance(value, dict) or "properties" not in value:
         return [], []
     raw_list = value["properties"]
-    findings = [_schema_finding(doc, err) for err in _validator().iter_errors(raw_list)]
+    findings: list[Finding] = []
+    seen: set[tuple[object, ...]] = set()
+    for err in _validator().iter_errors(raw_list):
+        # One finding per place: a list item of the wrong type also fails `oneOf`.
+        place = tuple(err.absolute_path)
+        if place not in seen:
+            seen.add(place)
+            findings.append(_schema_finding(doc, err))
     if findings:
         return [], findings
     sets = dict(policy.sets)
@@ -113,6 +126,12 @@ def _schema_finding(doc: Document, err: ValidationError) -> Finding:
     elif kind == "type" and path == ("properties",):
         message = "`properties:` must be a list of properties"
         here = doc.key_where(path)
+    elif kind == "type":
+        field = ".".join(str(p) for p in path[2:])
+        wanted = _TYPE_WORDS.get(str(err.validator_value), str(err.validator_value))
+        subject = f"`{field}`" if field else "it"
+        message = f"{subject} must be {wanted}, not {policy_schema.describe_type(instance)}"
+        here = doc.where(path)
     else:
         field = ".".join(str(p) for p in path[2:])
         message = f"`{field}`: {err.message}" if field else err.message
