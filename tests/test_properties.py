@@ -6,16 +6,20 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from fwc.compiler.analysis import prove as prove_module
 from fwc.compiler.analysis.decide import behaviour
+from fwc.compiler.analysis.index import RuleIndex
 from fwc.compiler.analysis.match import cubes
+from fwc.compiler.analysis.prove import Counterexample, prove_property
 from fwc.compiler.analysis.region import example
-from fwc.compiler.analysis.space import Cube, Intervals
+from fwc.compiler.analysis.space import Cube, Intervals, region_minus_all
 from fwc.compiler.cli import main
 from fwc.compiler.oracle.evaluate import Verdict, evaluate
 from fwc.compiler.oracle.frames import build_frame, fields_from_mapping
@@ -285,3 +289,34 @@ def test_proofs_and_counterexamples_hold_on_the_reference_evaluator(data: st.Dat
             verdict = _verdict(policy, packet)
             assert verdict.rule == counter.rule, (text, packet)
             assert gets(verdict) == prop.negated, (text, packet)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_halving_a_selection_finds_the_same_counterexamples(data: st.DataObject) -> None:
+    """The pieces a wide selection is cut into before first match (prove.SPLIT_OVER) change
+    how counterexamples are written, never which packets they hold or who decides them."""
+    doc = data.draw(policy_documents(1, 10))
+    policy = policy_from_document(doc)
+    match = data.draw(_property_match(doc))
+    text = yaml.safe_dump({"properties": [{"name": "p", "match": match, "expect": "allow"}]})
+    loaded, _ = load_bytes(text.encode(), "p.cases.yaml")
+    assert loaded is not None
+    props, findings = properties_from_document(loaded, policy)
+    assume(not findings)
+    index = RuleIndex(policy)
+    whole = prove_property(index, props[0])
+    with mock.patch.object(prove_module, "SPLIT_OVER", 0):
+        halved = prove_property(index, props[0])
+
+    def by_rule(found: list[Counterexample]) -> dict[str | None, list[Cube]]:
+        out: dict[str | None, list[Cube]] = {}
+        for c in found:
+            out.setdefault(c.rule.name if c.rule else None, []).append(c.cube)
+        return out
+
+    a, b = by_rule(whole), by_rule(halved)
+    assert a.keys() == b.keys()
+    for rule, cubes_a in a.items():
+        assert region_minus_all(cubes_a, b[rule]) == []
+        assert region_minus_all(b[rule], cubes_a) == []
