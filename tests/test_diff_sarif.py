@@ -125,3 +125,14 @@ def test_base_results_name_work_tree_paths(
     # The removed policy lets everything through: newly allowed, on the old default's file.
     assert {uri for _, uri, _ in found} == {"pol/web.yaml", "pol/gone.yaml"}
     assert all(not uri.startswith(("/", "HEAD")) for _, uri, _ in found)
+
+
+def test_a_policy_with_errors_is_sarif_of_its_errors(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("old.yaml").write_text(OLD)
+    Path("new.yaml").write_text(OLD.replace("action: allow", "action: alow", 1))
+    code, doc = sarif(capsys, "old.yaml", "new.yaml")
+    assert code == 1
+    assert places(doc) == {("FWC014", "new.yaml", 7)}

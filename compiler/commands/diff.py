@@ -62,7 +62,13 @@ def run(args: argparse.Namespace) -> int:
         pairs = [(_load(args.old, args.old), _load(args.new, args.new), None)]
     failed = [r for old, new, _ in pairs for r in (old, new) if r is not None and not _usable(r)]
     if failed:
-        sys.stdout.write("".join(line(f) + "\n" for r in failed for f in _errors(r)))
+        errors = [f for r in failed for f in _errors(r)]
+        if args.format == "sarif":
+            # Code scanning gets the errors that stop the diff, on their lines.
+            log = sarif.document([r.file for r in failed], errors)
+            sys.stdout.write(json.dumps(log, indent=2) + "\n")
+        else:
+            sys.stdout.write("".join(line(f) + "\n" for f in errors))
         return 1
     diffs = [_diff(old, new, in_tree) for old, new, in_tree in pairs]
     sys.stdout.write(_render(diffs, args.format))
