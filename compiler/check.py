@@ -28,8 +28,8 @@ ANALYSES: tuple[Analysis, ...] = ()
 # The Rego gate, already bound to its options (engine, policy dirs, data).
 Gate = Callable[[Policy], list[Finding]]
 
+# A directory scan takes these, but for the cases files beside policies (CASES_SUFFIXES).
 POLICY_SUFFIXES = (".yaml", ".yml")
-# Cases files (CASES_SUFFIXES) live next to their policies; a directory scan skips them.
 
 
 class PathError(Exception):
