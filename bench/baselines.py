@@ -189,9 +189,10 @@ def ipset_baseline(policy: Policy, interface: str) -> Baseline:
             # the kernel stores a port range as one entry per port
             size = sum(_expanded(e) for e in elems)
             entries += size
-            family = "inet" if item.family is Family.IPV4 else "inet6"
+            set_family = "inet" if item.family is Family.IPV4 else "inet6"
             sets.append(
-                f"create {name} {kind} family {family} hashsize 1024 maxelem {max(65536, 2 * size)}"
+                f"create {name} {kind} family {set_family} hashsize 1024 "
+                f"maxelem {max(65536, 2 * size)}"
             )
             sets += [f"add {name} {e}" for e in elems]
             match = ["-A", CHAIN, "-m", "set", "--match-set", name, dirs]
