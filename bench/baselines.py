@@ -15,6 +15,7 @@ import ipaddress
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from layers import levels, merged_ports, normal_destinations, normal_sources
 from ruleset import CHAIN, iptables_lines, nft_lines
@@ -22,6 +23,7 @@ from ruleset import CHAIN, iptables_lines, nft_lines
 from fwc.compiler.policy.ir import TCP_FLAGS, Action, AddressRange, Family, Policy, Rule
 
 TABLE = "fwc_bench"
+T = TypeVar("T")
 _PROTO_NAMES = {6: "tcp", 17: "udp"}
 
 
@@ -358,12 +360,30 @@ def _segment_rule(rule: Rule, family: Family) -> list[str]:
         return []
     if rule.protocol.number == (58 if family is Family.IPV4 else 1):
         return []
-    narrowed = dataclasses.replace(
-        rule, sources=(), destinations=tuple(_nets(rule.destinations, family))
-    )
-    lines = nft_lines(narrowed)
-    ip = "ip6" if family is Family.IPV4 else "ip"
-    return [line for line in lines if f"{ip} daddr" not in line]
+    # One statement per value: nft names every anonymous set by scanning the table's
+    # sets, so tens of thousands of `{ ... }` take minutes (or hours) to load.
+    lines = []
+    for dst, sport, dport, icmp in itertools.product(
+        _each(_nets(normal_destinations(rule), family)),
+        _each(merged_ports(rule.source_ports)),
+        _each(merged_ports(rule.destination_ports)),
+        _each(sorted(set(rule.icmp_types))),
+    ):
+        single = dataclasses.replace(
+            rule,
+            sources=(),
+            destinations=dst,
+            source_ports=sport,
+            destination_ports=dport,
+            icmp_types=icmp,
+        )
+        lines += nft_lines(single)
+    return lines
+
+
+def _each(values: Sequence[T]) -> list[tuple[T, ...]]:
+    """Each value alone, or one empty tuple (the field is not tested)."""
+    return [(v,) for v in values] or [()]
 
 
 def nft_segments_baseline(policy: Policy, interface: str) -> Baseline:
