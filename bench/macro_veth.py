@@ -140,6 +140,11 @@ if kind == "fwc":
     from fwc.loader.kernel.program import LoadedProgram
     prog = LoadedProgram.load(path)
     fd = prog.prog_fd
+elif kind.startswith("live_"):
+    from pathlib import Path
+    prog = libbpf.Object(Path(path).read_bytes())
+    prog.load()
+    fd = prog.program_fd(kind)
 else:
     from pathlib import Path
     from policies import load_policy
@@ -149,14 +154,15 @@ else:
     prog = RuleLoop.for_policy(policy, variant, Path(sys.argv[4]))
     fd = prog.prog_fd
 link = libbpf.link_create(fd, socket.if_nametoindex(dev), flags=4)  # XDP_FLAGS_DRV_MODE
-print("attached", flush=True)
+print("attached", libbpf.prog_info(fd).id, flush=True)
 sys.stdin.read()
 """
 
 
 @contextlib.contextmanager
-def xdp_attached(pair: Pair, kind: str, path: Path, work: Path) -> Iterator[None]:
-    """A helper process in the receiver namespace holds the XDP link until we close its stdin."""
+def xdp_attached(pair: Pair, kind: str, path: Path, work: Path) -> Iterator[int]:
+    """A helper process in the receiver namespace holds the XDP link until we close its stdin;
+    yields the program's id. `kind`: fwc, rule-loop, bpf_loop, or a program of live.c."""
     code = HELPER.format(bench=str(BENCH))
     proc = subprocess.Popen(
         [
@@ -179,10 +185,10 @@ def xdp_attached(pair: Pair, kind: str, path: Path, work: Path) -> Iterator[None
     )
     try:
         line = proc.stdout.readline() if proc.stdout else ""
-        if line.strip() != "attached":
+        if not line.startswith("attached "):
             _, err = proc.communicate(timeout=30)
             raise RuntimeError(f"cannot attach {kind}: {err.strip()[-300:]}")
-        yield
+        yield int(line.split()[1])
     finally:
         if proc.stdin:
             proc.stdin.close()
