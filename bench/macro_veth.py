@@ -1,5 +1,6 @@
 """Macro benchmark: trafgen floods a veth pair between two private namespaces; the receiver
-filters with fwc's XDP program, the rule loop, iptables, nftables, or nothing.
+filters with fwc's XDP program, the rule loop, linear iptables or nftables chains, the
+expert netfilter designs of bench/baselines.py, or nothing.
 
 Run as root: `python bench/macro_veth.py` (needs scripts/bench-setup.sh). Frames go
 only to the veth peer inside the benchmark's own namespaces.
@@ -21,6 +22,8 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
+from baselines import BUILDERS  # noqa: E402
+from netfilter import baseline_loaded, passed_frames  # noqa: E402
 from netns import RX_DEV, TX_DEV, Pair, sh, veth_pair  # noqa: E402
 from ruleset import iptables_restore, nft_ruleset  # noqa: E402
 
@@ -255,7 +258,8 @@ def _main(argv: Sequence[str] | None) -> int:
     ap.add_argument(
         "--filters",
         default="none,fwc,rule-loop,iptables,nftables",
-        help="comma list of: none fwc rule-loop bpf_loop iptables nftables",
+        help="comma list of: none fwc rule-loop bpf_loop iptables nftables "
+        "(linear chains) ipset nft-vmap nft-seg (bench/baselines.py)",
     )
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
@@ -284,6 +288,7 @@ def _main(argv: Sequence[str] | None) -> int:
             strategy = _compile_fwc(policy, work / "fw.o", args.strategy)
         for name, frames in mixes.items():
             (work / f"{name}.cfg").write_text(trafgen_config(frames))
+        _check_baselines(pair, policy, [f for frames in mixes.values() for f in frames], filters)
         print(
             f"{args.rules} rules ({len(policy.rules)} in policy), fwc strategy {strategy or '-'}, "
             f"{args.seconds:g} s per cell, {args.frames} distinct frames per mix, "
@@ -302,6 +307,25 @@ def _main(argv: Sequence[str] | None) -> int:
         rows, filters, list(mixes), {n: _drop_share(policy, packets, m) for n, m in mixes.items()}
     )
     return 0
+
+
+def _check_baselines(
+    pair: Pair, policy: Policy, frames: Sequence[bytes], filters: Sequence[str]
+) -> None:
+    """Every expert baseline gives the reference evaluator's verdict on every frame."""
+    from fwc.compiler.oracle.evaluate import XDP_PASS, evaluate
+
+    distinct = list(dict.fromkeys(frames))
+    want = [evaluate(policy, f).xdp_action == XDP_PASS for f in distinct]
+    for name in filters:
+        if name not in BUILDERS:
+            continue
+        baseline = BUILDERS[name](policy, RX_DEV)
+        with baseline_loaded(pair, baseline):
+            got = passed_frames(pair, distinct)
+        if got != want:
+            raise RuntimeError(f"{name} differs from the reference evaluator; not timed")
+        print(f"{name}: {baseline.summary}; {len(distinct)} frames agree with the reference")
 
 
 def _median(ms: Sequence[Measurement]) -> Measurement:
@@ -328,6 +352,9 @@ def _filter(name: str, pair: Pair, policy: Policy, work: Path) -> Iterator[None]
             yield
     elif name == "nftables":
         with nft_loaded(pair, policy):
+            yield
+    elif name in BUILDERS:
+        with baseline_loaded(pair, BUILDERS[name](policy, RX_DEV)):
             yield
     else:
         raise SystemExit(f"macro_veth: unknown filter {name!r}")
