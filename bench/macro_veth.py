@@ -1,5 +1,6 @@
 """Macro benchmark: trafgen floods a veth pair between two private namespaces; the receiver
-filters with fwc's XDP program, the rule loop, iptables, nftables, or nothing.
+filters with fwc's XDP program, the rule loop, linear iptables or nftables chains, the
+expert netfilter designs of bench/baselines.py, or nothing.
 
 Run as root: `python bench/macro_veth.py` (needs scripts/bench-setup.sh). Frames go
 only to the veth peer inside the benchmark's own namespaces.
@@ -21,69 +22,13 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
+from baselines import BUILDERS  # noqa: E402
+from netfilter import baseline_loaded, passed_frames  # noqa: E402
+from netns import RX_DEV, TX_DEV, Pair, sh, veth_pair  # noqa: E402
 from ruleset import iptables_restore, nft_ruleset  # noqa: E402
 
 from fwc.compiler.policy.ir import Action, Family, Policy  # noqa: E402
 from policies import Packet, load_policy, make_packets, make_policy_yaml, verdict  # noqa: E402
-
-RX_MAC = "02:00:00:00:00:02"  # the destination MAC that fwc.compiler.oracle.frames writes
-TX_DEV, RX_DEV = "fwb-tx", "fwb-rx"
-
-
-def sh(*args: str, input: str | None = None, check: bool = True) -> str:
-    result = subprocess.run(args, input=input, text=True, capture_output=True, check=False)
-    if check and result.returncode != 0:
-        raise RuntimeError(
-            f"{' '.join(args[:6])}: {result.stderr.strip() or result.stdout.strip()}"
-        )
-    return result.stdout
-
-
-@dataclass(frozen=True)
-class Pair:
-    """Two namespaces joined by one veth: `tx` sends, `rx` filters."""
-
-    tx: str
-    rx: str
-
-    def rx_sh(self, *args: str, input: str | None = None) -> str:
-        return sh("ip", "netns", "exec", self.rx, *args, input=input)
-
-
-@contextlib.contextmanager
-def veth_pair() -> Iterator[Pair]:
-    tag = f"{os.getpid()}-{time.monotonic_ns() % 100000}"
-    pair = Pair(f"fwcbench-tx-{tag}", f"fwcbench-rx-{tag}")
-    sh("ip", "netns", "add", pair.tx)
-    try:
-        sh("ip", "netns", "add", pair.rx)
-        try:
-            sh(
-                "ip",
-                "-n",
-                pair.tx,
-                "link",
-                "add",
-                TX_DEV,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                RX_DEV,
-                "netns",
-                pair.rx,
-            )
-            sh("ip", "-n", pair.rx, "link", "set", RX_DEV, "address", RX_MAC)
-            for ns, dev in ((pair.tx, TX_DEV), (pair.rx, RX_DEV)):
-                sh("ip", "-n", ns, "link", "set", dev, "up")
-            # Passed packets end in a blackhole: no forwarding, no ICMP, nothing leaves.
-            sh("ip", "-n", pair.rx, "route", "add", "blackhole", "default")
-            sh("ip", "-n", pair.rx, "-6", "route", "add", "blackhole", "default")
-            yield pair
-        finally:
-            sh("ip", "netns", "del", pair.rx, check=False)
-    finally:
-        sh("ip", "netns", "del", pair.tx, check=False)
 
 
 def trafgen_config(frames: Sequence[bytes]) -> str:
@@ -198,6 +143,11 @@ if kind == "fwc":
     from fwc.loader.kernel.program import LoadedProgram
     prog = LoadedProgram.load(path)
     fd = prog.prog_fd
+elif kind.startswith("live_"):
+    from pathlib import Path
+    prog = libbpf.Object(Path(path).read_bytes())
+    prog.load()
+    fd = prog.program_fd(kind)
 else:
     from pathlib import Path
     from policies import load_policy
@@ -207,14 +157,15 @@ else:
     prog = RuleLoop.for_policy(policy, variant, Path(sys.argv[4]))
     fd = prog.prog_fd
 link = libbpf.link_create(fd, socket.if_nametoindex(dev), flags=4)  # XDP_FLAGS_DRV_MODE
-print("attached", flush=True)
+print("attached", libbpf.prog_info(fd).id, flush=True)
 sys.stdin.read()
 """
 
 
 @contextlib.contextmanager
-def xdp_attached(pair: Pair, kind: str, path: Path, work: Path) -> Iterator[None]:
-    """A helper process in the receiver namespace holds the XDP link until we close its stdin."""
+def xdp_attached(pair: Pair, kind: str, path: Path, work: Path) -> Iterator[int]:
+    """A helper process in the receiver namespace holds the XDP link until we close its stdin;
+    yields the program's id. `kind`: fwc, rule-loop, bpf_loop, or a program of live.c."""
     code = HELPER.format(bench=str(BENCH))
     proc = subprocess.Popen(
         [
@@ -237,10 +188,10 @@ def xdp_attached(pair: Pair, kind: str, path: Path, work: Path) -> Iterator[None
     )
     try:
         line = proc.stdout.readline() if proc.stdout else ""
-        if line.strip() != "attached":
+        if not line.startswith("attached "):
             _, err = proc.communicate(timeout=30)
             raise RuntimeError(f"cannot attach {kind}: {err.strip()[-300:]}")
-        yield
+        yield int(line.split()[1])
     finally:
         if proc.stdin:
             proc.stdin.close()
@@ -307,7 +258,8 @@ def _main(argv: Sequence[str] | None) -> int:
     ap.add_argument(
         "--filters",
         default="none,fwc,rule-loop,iptables,nftables",
-        help="comma list of: none fwc rule-loop bpf_loop iptables nftables",
+        help="comma list of: none fwc rule-loop bpf_loop iptables nftables "
+        "(linear chains) ipset nft-vmap nft-seg (bench/baselines.py)",
     )
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
@@ -336,6 +288,7 @@ def _main(argv: Sequence[str] | None) -> int:
             strategy = _compile_fwc(policy, work / "fw.o", args.strategy)
         for name, frames in mixes.items():
             (work / f"{name}.cfg").write_text(trafgen_config(frames))
+        _check_baselines(pair, policy, [f for frames in mixes.values() for f in frames], filters)
         print(
             f"{args.rules} rules ({len(policy.rules)} in policy), fwc strategy {strategy or '-'}, "
             f"{args.seconds:g} s per cell, {args.frames} distinct frames per mix, "
@@ -354,6 +307,25 @@ def _main(argv: Sequence[str] | None) -> int:
         rows, filters, list(mixes), {n: _drop_share(policy, packets, m) for n, m in mixes.items()}
     )
     return 0
+
+
+def _check_baselines(
+    pair: Pair, policy: Policy, frames: Sequence[bytes], filters: Sequence[str]
+) -> None:
+    """Every expert baseline gives the reference evaluator's verdict on every frame."""
+    from fwc.compiler.oracle.evaluate import XDP_PASS, evaluate
+
+    distinct = list(dict.fromkeys(frames))
+    want = [evaluate(policy, f).xdp_action == XDP_PASS for f in distinct]
+    for name in filters:
+        if name not in BUILDERS:
+            continue
+        baseline = BUILDERS[name](policy, RX_DEV)
+        with baseline_loaded(pair, baseline):
+            got = passed_frames(pair, distinct)
+        if got != want:
+            raise RuntimeError(f"{name} differs from the reference evaluator; not timed")
+        print(f"{name}: {baseline.summary}; {len(distinct)} frames agree with the reference")
 
 
 def _median(ms: Sequence[Measurement]) -> Measurement:
@@ -380,6 +352,9 @@ def _filter(name: str, pair: Pair, policy: Policy, work: Path) -> Iterator[None]
             yield
     elif name == "nftables":
         with nft_loaded(pair, policy):
+            yield
+    elif name in BUILDERS:
+        with baseline_loaded(pair, BUILDERS[name](policy, RX_DEV)):
             yield
     else:
         raise SystemExit(f"macro_veth: unknown filter {name!r}")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from fwc.compiler.analysis.findings import behaviour_findings
 from fwc.compiler.analysis.review import Review, review
+from fwc.compiler.oracle.suite import CASES_SUFFIXES, suite_findings
 from fwc.compiler.policy import schema, semantic
 from fwc.compiler.policy.findings import Finding, Severity, has_errors
 from fwc.compiler.policy.ir import Policy
@@ -34,9 +35,8 @@ Gate = Callable[[Policy, Review], list[Finding]]
 # Told the name of each stage as it starts (a progress display listens).
 StageHook = Callable[[str], None]
 
+# A directory scan takes these, but for the cases files beside policies (CASES_SUFFIXES).
 POLICY_SUFFIXES = (".yaml", ".yml")
-# Packet-case files for `fwc test` live next to their policies; a directory scan skips them.
-CASES_SUFFIXES = (".cases.yaml", ".cases.yml")
 
 
 class PathError(Exception):
@@ -48,6 +48,7 @@ class CheckOptions:
     gate: Gate | None = None  # None: no Rego stage
     analyses: tuple[Analysis, ...] = ()
     stage: StageHook | None = None
+    cases: bool = False  # also judge the cases file beside each policy (oracle/suite.py)
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,9 @@ def _check_file(name: str, opts: CheckOptions) -> FileResult:
         if opts.gate is not None:
             tell("rego")
             findings += opts.gate(policy, done)
+    if policy is not None and opts.cases:
+        tell("cases")
+        findings += suite_findings(policy)
     return FileResult(name, _sorted(findings), policy)
 
 

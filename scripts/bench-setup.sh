@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Installs the tools only the benchmarks need: trafgen (netsniff-ng), iptables, nftables, ethtool.
+# Installs the tools only the benchmarks need: trafgen (netsniff-ng), iptables, ipset, nftables, ethtool.
 # Safe to run again: it calls apt-get only when one of them is missing.
 set -euo pipefail
 
-packages=(netsniff-ng iptables nftables ethtool)
+packages=(netsniff-ng iptables ipset nftables ethtool)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -47,7 +47,7 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
 def test_example_cases_pass_on_the_reference(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = fwc(capsys, EDGE, EDGE_CASES, "--kernel", "never")
     assert code == 0
-    assert "0 failed; kernel: not checked (--kernel never)" in out
+    assert "0 failed; 3 properties: 3 proven, 0 false; kernel: not checked (--kernel never)" in out
 
 
 def test_tutorial_cases_pass_on_the_reference(capsys: pytest.CaptureFixture[str]) -> None:
@@ -79,7 +79,14 @@ def test_json_report(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None
     code, out, _ = fwc(capsys, EDGE, cases, "--kernel", "never", "--format", "json")
     doc = json.loads(out)
     assert code == 1
-    assert doc["summary"] == {"cases": 3, "passed": 1, "failed": 2}
+    assert doc["summary"] == {
+        "cases": 3,
+        "passed": 1,
+        "failed": 2,
+        "properties": 0,
+        "proven": 0,
+        "false": 0,
+    }
     assert [c["passed"] for c in doc["cases"]] == [False, False, True]
     assert doc["cases"][1]["reference"] == {
         "verdict": "pass",
@@ -178,7 +185,10 @@ def test_always_fails_when_the_kernel_layer_is_missing(
 @pytest.mark.kernel
 def test_example_cases_pass_in_the_kernel(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = fwc(capsys, EDGE, EDGE_CASES, "--kernel", "always")
-    assert (code, out.splitlines()[-1]) == (0, "17 cases: 17 passed, 0 failed; kernel: checked")
+    assert (code, out.splitlines()[-1]) == (
+        0,
+        "17 cases: 17 passed, 0 failed; 3 properties: 3 proven, 0 false; kernel: checked",
+    )
 
 
 @pytest.mark.kernel

@@ -1,4 +1,5 @@
-"""A semantic diff for people and programs: text, JSON (the contract of issue 12) and markdown."""
+"""A semantic diff for people and programs: text, JSON (the contract of issue 12), markdown, and
+findings on the policy lines that cause each change (which the SARIF report carries)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from fwc.compiler.analysis.diff import VERDICT, Change, Decider
+from fwc.compiler.analysis.diff import LOG, VERDICT, Change, Decider
 from fwc.compiler.analysis.region import Match, PacketCase
+from fwc.compiler.policy.findings import Finding, Location, Severity
 
 FORMATS = ("text", "json", "markdown")
 
@@ -19,6 +21,12 @@ class PolicyDiff:
     old: str
     new: str
     changes: tuple[Change, ...]
+    # Where the old file lives in the work tree (with --base, `old` is `REF:path`): the
+    # file that findings on a removed rule's old line name.
+    old_in_tree: str | None = None
+    # The new policy's rules by name: a change whose old rule still exists (edited so that
+    # it no longer decides) is caused by that rule's new line.
+    new_rules: tuple[tuple[str, Location], ...] = ()
 
     @property
     def verdicts(self) -> list[Change]:
@@ -145,6 +153,47 @@ def to_markdown(diffs: list[PolicyDiff]) -> str:
             lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
         lines.append("")
     return "\n".join(lines)
+
+
+def _finding_id(change: Change) -> str:
+    if change.kind == VERDICT:
+        return "FWC070" if change.newly_allowed else "FWC071"
+    return "FWC072" if change.kind == LOG else "FWC073"
+
+
+def _cause(d: PolicyDiff, change: Change) -> tuple[Location, str | None]:
+    """The line that causes a change: the rule that now decides, else the old rule (at its
+    new line when it is still there, at its old line when removed), else the new policy
+    file (its default action)."""
+    if change.new.rule is not None:
+        return change.new.rule.location, change.new.rule.name
+    if change.old.rule is not None:
+        name = change.old.rule.name
+        still = dict(d.new_rules).get(name)
+        if still is not None:
+            return still, name
+        where = change.old.rule.location
+        if d.old_in_tree is not None:
+            where = Location(d.old_in_tree, where.line, where.column)
+        return where, change.old.rule.name
+    return Location(d.new if d.new != "(none)" else d.old_in_tree or d.old), None
+
+
+def findings(diffs: list[PolicyDiff]) -> list[Finding]:
+    """One finding per change, at the line that causes it: verdict changes are warnings
+    (FWC070 newly allowed, FWC071 the rest), log and counter changes notes (FWC072, FWC073)."""
+    out: list[Finding] = []
+    for d in diffs:
+        for change in d.verdicts + d.others:
+            body = _change_json(change)
+            where, rule = _cause(d, change)
+            message = (
+                f"{describe(change.match)}: {_who(body['old'])} -> {_who(body['new'])}; "
+                f"e.g. {_packet(change.example)}"
+            )
+            severity = Severity.WARNING if change.kind == VERDICT else Severity.INFO
+            out.append(Finding(_finding_id(change), severity, message, where, rule))
+    return out
 
 
 def render(diffs: list[PolicyDiff], fmt: str) -> str:

@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
         with Progress("fwc check") as progress:
-            options = CheckOptions(gate=gate, analyses=ANALYSES, stage=progress.stage)
+            options = CheckOptions(gate=gate, analyses=ANALYSES, stage=progress.stage, cases=True)
             result = check_paths(args.paths, options)
     except PathError as exc:
         raise UsageError(str(exc)) from None

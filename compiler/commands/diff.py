@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -10,10 +12,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from fwc.compiler.analysis.diff import diff
-from fwc.compiler.analysis.diff_report import FORMATS, PolicyDiff, render
+from fwc.compiler.analysis.diff_report import FORMATS, PolicyDiff, findings, render
 from fwc.compiler.analysis.index import RuleIndex
 from fwc.compiler.check import (
-    CASES_SUFFIXES,
     POLICY_SUFFIXES,
     CheckOptions,
     FileResult,
@@ -22,8 +23,10 @@ from fwc.compiler.check import (
     expand_paths,
 )
 from fwc.compiler.errors import UsageError
+from fwc.compiler.oracle.suite import CASES_SUFFIXES
 from fwc.compiler.policy.findings import Finding, Location, Severity
 from fwc.compiler.policy.ir import Action, Policy
+from fwc.compiler.reports import sarif
 from fwc.compiler.reports.text import line
 from fwc.terminal import escape_lines
 
@@ -38,7 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="REF",
         help="compare PATH (a policy file or directory) in the work tree with git REF",
     )
-    parser.add_argument("--format", choices=FORMATS, default="text", help="report format")
+    parser.add_argument(
+        "--format", choices=(*FORMATS, "sarif"), default="text", help="report format"
+    )
     parser.add_argument(
         "--fail-on",
         choices=("changes", "allowed"),
@@ -55,15 +60,21 @@ def run(args: argparse.Namespace) -> int:
     else:
         if args.new is None:
             raise UsageError("give OLD and NEW policy files, or --base REF PATH")
-        pairs = [(_load(args.old, args.old), _load(args.new, args.new))]
-    failed = [r for pair in pairs for r in pair if r is not None and not _usable(r)]
+        pairs = [(_load(args.old, args.old), _load(args.new, args.new), None)]
+    failed = [r for old, new, _ in pairs for r in (old, new) if r is not None and not _usable(r)]
     if failed:
-        sys.stdout.write("".join(line(f) + "\n" for r in failed for f in _errors(r)))
+        errors = [f for r in failed for f in _errors(r)]
+        if args.format == "sarif":
+            # Code scanning gets the errors that stop the diff, on their lines.
+            log = sarif.document([r.file for r in failed], errors)
+            sys.stdout.write(json.dumps(log, indent=2) + "\n")
+        else:
+            sys.stdout.write("".join(line(f) + "\n" for f in errors))
         return 1
-    diffs = [_diff(old, new) for old, new in pairs]
-    text = render(diffs, args.format)
-    # paths and names in text and markdown never reach a terminal raw (JSON escapes its own)
-    sys.stdout.write(text if args.format == "json" else escape_lines(text))
+    diffs = [_diff(old, new, in_tree) for old, new, in_tree in pairs]
+    text = _render(diffs, args.format)
+    # paths and names in text and markdown never reach a terminal raw (JSON, SARIF escape theirs)
+    sys.stdout.write(text if args.format in ("json", "sarif") else escape_lines(text))
     verdicts = [c for d in diffs for c in d.verdicts]
     if args.fail_on == "allowed":
         verdicts = [c for c in verdicts if c.newly_allowed]
@@ -91,7 +102,16 @@ def _absent(other: Loaded) -> Policy:
     return replace(other.policy, rules=(), default_action=Action.ALLOW, source_file="(none)")
 
 
-def _diff(old: Loaded, new: Loaded) -> PolicyDiff:
+def _render(diffs: list[PolicyDiff], fmt: str) -> str:
+    if fmt != "sarif":
+        return render(diffs, fmt)
+    files = [f for d in diffs for f in (d.new, d.old_in_tree or d.old) if f != "(none)"]
+    log = sarif.document(list(dict.fromkeys(files)), findings(diffs))
+    return json.dumps(log, indent=2) + "\n"
+
+
+def _diff(old: Loaded, new: Loaded, in_tree: str | None) -> PolicyDiff:
+    """`in_tree`: with --base, where the old side's file is (or was) in the work tree."""
     a = old.policy if old is not None and old.policy is not None else _absent(new)
     b = new.policy if new is not None and new.policy is not None else _absent(old)
     changes = diff(RuleIndex(a), RuleIndex(b))
@@ -99,6 +119,8 @@ def _diff(old: Loaded, new: Loaded) -> PolicyDiff:
         old.file if old is not None else "(none)",
         new.file if new is not None else "(none)",
         tuple(changes),
+        in_tree,
+        tuple((rule.name, rule.location) for rule in b.rules) if new is not None else (),
     )
 
 
@@ -113,8 +135,12 @@ def _git(cwd: Path, *argv: str) -> str:
     return done.stdout
 
 
-def _base_pairs(ref: str, path: Path) -> list[tuple[Loaded, Loaded]]:
-    """(old at `ref`, new in the work tree) for every policy file under `path`."""
+Pair = tuple[Loaded, Loaded, str | None]
+
+
+def _base_pairs(ref: str, path: Path) -> list[Pair]:
+    """(old at `ref`, new in the work tree, the file's place in the work tree) for every
+    policy file under `path`."""
     if not path.exists():
         raise UsageError(f"{path}: no such file or directory")
     where = path if path.is_dir() else path.parent
@@ -129,7 +155,7 @@ def _base_pairs(ref: str, path: Path) -> list[tuple[Loaded, Loaded]]:
     names = sorted(set(old_names) | {str(p.relative_to(top)) for p in new_files})
     if not names:
         raise UsageError(f"{path}: no policy files here or at {ref}")
-    pairs: list[tuple[Loaded, Loaded]] = []
+    pairs: list[Pair] = []
     with tempfile.TemporaryDirectory(prefix="fwc-diff-") as tmp:
         for name in names:
             old: Loaded = None
@@ -142,9 +168,16 @@ def _base_pairs(ref: str, path: Path) -> list[tuple[Loaded, Loaded]]:
                 )
             new: Loaded = None
             if (top / name).is_file():
-                new = check_file(top / name, CheckOptions(gate=None))
-            pairs.append((old, new))
+                new = check_file(_shown(top / name), CheckOptions(gate=None))
+            pairs.append((old, new, str(_shown(top / name))))
     return pairs
+
+
+def _shown(path: Path) -> Path:
+    """`path` relative to the working directory when it lies below it (as reports, and code
+    scanning's SARIF upload, want it), else as it is."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else Path(relative)
 
 
 def _is_policy(name: str) -> bool:

@@ -1,4 +1,5 @@
-"""`fwc test`: checks packet cases against the reference evaluator and, when it can, the kernel."""
+"""`fwc test`: checks packet cases against the reference evaluator and, when it can, the kernel,
+and proves the file's properties over whole regions."""
 
 from __future__ import annotations
 
@@ -15,12 +16,23 @@ from types import ModuleType
 from typing import Any
 
 from fwc import __version__
+from fwc.compiler.analysis.diff_report import describe
+from fwc.compiler.analysis.prove import Counterexample
 from fwc.compiler.backend.plan import STRATEGIES
 from fwc.compiler.check import CheckOptions, check_file
 from fwc.compiler.errors import ToolError, UsageError
-from fwc.compiler.oracle.cases import Case, check_rule_names, load_cases
+from fwc.compiler.oracle.cases import Case
 from fwc.compiler.oracle.evaluate import XDP_DROP, XDP_PASS, evaluate
 from fwc.compiler.oracle.packet import ETH_HLEN
+from fwc.compiler.oracle.suite import (
+    PropertyResult,
+    counter_who,
+    packet_text,
+    prove_all,
+    read_suite,
+    reference_failure,
+    who,
+)
 from fwc.compiler.policy.findings import Finding, Severity, error
 from fwc.compiler.policy.ir import Policy
 from fwc.compiler.reports.formats import finding_dict
@@ -57,7 +69,7 @@ class Outcome:
     decided_by: str | None  # None when the kernel's counters could not tell
 
     def describe(self) -> str:
-        by = f" by {_who(self.decided_by)}" if self.decided_by else ""
+        by = f" by {who(self.decided_by)}" if self.decided_by else ""
         return f"{_WORDS.get(self.action, f'XDP action {self.action}')}{by}"
 
 
@@ -85,58 +97,38 @@ def run(args: argparse.Namespace) -> int:
         _print_findings(errors, args.format)
         return 1
     policy = checked.policy
-    cases, findings = load_cases(args.cases)
-    findings += check_rule_names(cases, policy)
-    if findings:
-        _print_findings(findings, args.format)
+    suite = read_suite(args.cases, policy)
+    if suite.findings:
+        _print_findings(suite.findings, args.format)
         return 1
-    kernel, why = _kernel(args, policy)
+    proofs = prove_all(policy, suite.properties)
+    kernel, why = _kernel(args, policy) if suite.cases else (None, "no packet cases")
     try:
-        results = [_check(case, policy, kernel) for case in cases]
+        results = [_check(case, policy, kernel) for case in suite.cases]
     finally:
         if kernel is not None:
             kernel.close()
     note = "kernel: checked" if kernel is not None else f"kernel: not checked ({why})"
-    sys.stdout.write(_render(args.format, args.policy, args.cases, results, note))
-    return 0 if all(r.passed for r in results) else 1
-
-
-def _who(decided_by: str) -> str:
-    return (
-        decided_by if decided_by in ("default", "malformed", "non_ip") else f"rule `{decided_by}`"
-    )
+    report = Report(args.policy, args.cases, results, proofs, note)
+    sys.stdout.write(_render(args.format, report))
+    return 0 if report.passed else 1
 
 
 def _check(case: Case, policy: Policy, kernel: _Kernel | None) -> CaseResult:
     verdict = evaluate(policy, case.frame)
     reference = Outcome(verdict.xdp_action, verdict.decided_by)
-    findings: list[Finding] = []
-    wanted = case.expect_word + (f" by {_who(case.rule)}" if case.rule else "")
-
-    def fail(message: str) -> None:
-        findings.append(error("FWC060", f"case `{case.name}`: {message}", case.location))
-
-    if not _meets(case, reference):
-        fail(f"expected {wanted}, the policy gives {reference.describe()}{_where(verdict.rule)}")
+    failed = reference_failure(case, verdict)
+    findings: list[Finding] = [failed] if failed is not None else []
     outcome = kernel.run(case.frame) if kernel is not None else None
     if outcome is not None and (
         outcome.action != reference.action or outcome.decided_by not in (None, reference.decided_by)
     ):
-        fail(
-            f"the compiled program gives {outcome.describe()} but the reference evaluator "
-            f"gives {reference.describe()}: a compiler bug, please report it"
+        message = (
+            f"case `{case.name}`: the compiled program gives {outcome.describe()} but the "
+            f"reference evaluator gives {reference.describe()}: a compiler bug, please report it"
         )
+        findings.append(error("FWC060", message, case.location))
     return CaseResult(case, reference, outcome, tuple(findings))
-
-
-def _where(rule: Any) -> str:
-    return f" ({rule.location})" if rule is not None else ""
-
-
-def _meets(case: Case, outcome: Outcome) -> bool:
-    if outcome.action != case.expect:
-        return False
-    return case.rule is None or outcome.decided_by in (None, case.rule)
 
 
 class _Kernel:
@@ -224,25 +216,69 @@ def _print_findings(findings: list[Finding], fmt: str) -> None:
     elif fmt == "github":
         sys.stdout.write("".join(annotation(f) + "\n" for f in ordered))
     elif fmt == "junit":
-        sys.stdout.write(_junit([], ordered))
+        sys.stdout.write(_junit(None, ordered))
     else:
         sys.stdout.write("".join(line(f) + "\n" for f in ordered))
 
 
-def _summary(results: list[CaseResult], note: str) -> str:
+@dataclass(frozen=True)
+class Report:
+    policy: str
+    cases_file: str
+    results: list[CaseResult]
+    proofs: list[PropertyResult]
+    note: str
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.results) and all(p.holds for p in self.proofs)
+
+    @property
+    def findings(self) -> list[Finding]:
+        found = [f for r in self.results for f in r.findings]
+        return found + [f for p in self.proofs if (f := p.finding()) is not None]
+
+
+# Counterexample regions a report lists per false property; JSON gives the total too.
+SHOWN_COUNTEREXAMPLES = 20
+
+
+def _summary(report: Report) -> str:
+    results, proofs = report.results, report.proofs
     failed = sum(1 for r in results if not r.passed)
-    return f"{len(results)} cases: {len(results) - failed} passed, {failed} failed; {note}"
+    text = f"{len(results)} cases: {len(results) - failed} passed, {failed} failed"
+    if proofs:
+        false = sum(1 for p in proofs if not p.holds)
+        text += f"; {len(proofs)} properties: {len(proofs) - false} proven, {false} false"
+    return f"{text}; {report.note}"
 
 
-def _render(fmt: str, policy: str, cases: str, results: list[CaseResult], note: str) -> str:
-    findings = [f for r in results for f in r.findings]
+def _render(fmt: str, report: Report) -> str:
     if fmt == "json":
-        return _json(policy, cases, results, note)
+        return _json(report)
     if fmt == "junit":
-        return _junit(results, [])
+        return _junit(report, [])
     if fmt == "github":
-        return "".join(annotation(f) + "\n" for f in findings) + _summary(results, note) + "\n"
-    return "".join(line(f) + "\n" for f in findings) + _summary(results, note) + "\n"
+        body = "".join(annotation(f) + "\n" for f in report.findings)
+        return body + _summary(report) + "\n"
+    return _text(report)
+
+
+def _text(report: Report) -> str:
+    """Each finding on its line; under a false property, every counterexample region."""
+    out = [line(f) for r in report.results for f in r.findings]
+    for proof in report.proofs:
+        false = proof.finding()
+        if false is None:
+            continue
+        out.append(line(false))
+        for counter in proof.counterexamples[:SHOWN_COUNTEREXAMPLES]:
+            out.append(f"    {describe(counter.match)}: {counter_who(counter)}")
+            out.append(f"      e.g. {packet_text(counter.example)}")
+        hidden = len(proof.counterexamples) - SHOWN_COUNTEREXAMPLES
+        if hidden > 0:
+            out.append(f"    and {hidden} more region(s) (--format json lists them)")
+    return "".join(f"{text}\n" for text in out) + _summary(report) + "\n"
 
 
 def _outcome_dict(outcome: Outcome | None) -> dict[str, Any] | None:
@@ -255,14 +291,41 @@ def _outcome_dict(outcome: Outcome | None) -> dict[str, Any] | None:
     }
 
 
-def _json(policy: str, cases: str, results: list[CaseResult], note: str) -> str:
+def _counter_dict(counter: Counterexample) -> dict[str, Any]:
+    rule = counter.rule
+    return {
+        "match": counter.match,
+        "verdict": counter.behaviour.verdict,
+        "rule": rule.name if rule is not None else "default",
+        "location": str(rule.location) if rule is not None else None,
+        "example": counter.example,
+    }
+
+
+def _property_dict(proof: PropertyResult) -> dict[str, Any]:
+    prop = proof.prop
+    return {
+        "name": prop.name,
+        "file": prop.location.file,
+        "line": prop.location.line,
+        "expect" if not prop.negated else "expect_not": prop.action.value,
+        "holds": proof.holds,
+        "counterexamples": [
+            _counter_dict(c) for c in proof.counterexamples[:SHOWN_COUNTEREXAMPLES]
+        ],
+        "counterexamples_total": len(proof.counterexamples),
+    }
+
+
+def _json(report: Report) -> str:
+    results, proofs = report.results, report.proofs
     doc = {
         "tool": "fwc",
         "version": __version__,
         "format_version": 1,
-        "policy": policy,
-        "cases_file": cases,
-        "kernel": note.removeprefix("kernel: "),
+        "policy": report.policy,
+        "cases_file": report.cases_file,
+        "kernel": report.note.removeprefix("kernel: "),
         "cases": [
             {
                 "name": r.case.name,
@@ -276,20 +339,31 @@ def _json(policy: str, cases: str, results: list[CaseResult], note: str) -> str:
             }
             for r in results
         ],
-        "findings": [finding_dict(f) for r in results for f in r.findings],
+        "properties": [_property_dict(p) for p in proofs],
+        "findings": [finding_dict(f) for f in report.findings],
         "summary": {
             "cases": len(results),
             "passed": sum(1 for r in results if r.passed),
             "failed": sum(1 for r in results if not r.passed),
+            "properties": len(proofs),
+            "proven": sum(1 for p in proofs if p.holds),
+            "false": sum(1 for p in proofs if not p.holds),
         },
     }
     return json.dumps(doc, indent=2) + "\n"
 
 
-def _junit(results: list[CaseResult], invalid: list[Finding]) -> str:
-    """One test case per packet case; invalid input is one failing case per finding."""
-    total = len(results) + len(invalid)
-    failures = sum(1 for r in results if not r.passed) + len(invalid)
+def _junit(report: Report | None, invalid: list[Finding]) -> str:
+    """One test case per packet case and per property; invalid input is one failing case
+    per finding."""
+    results = report.results if report is not None else []
+    proofs = report.proofs if report is not None else []
+    total = len(results) + len(proofs) + len(invalid)
+    failures = (
+        sum(1 for r in results if not r.passed)
+        + sum(1 for p in proofs if not p.holds)
+        + len(invalid)
+    )
     suites = ET.Element("testsuites", name="fwc test", tests=str(total), failures=str(failures))
     suite = ET.SubElement(
         suites,
@@ -300,15 +374,18 @@ def _junit(results: list[CaseResult], invalid: list[Finding]) -> str:
         errors="0",
         skipped="0",
     )
-    for r in results:
-        case = ET.SubElement(suite, "testcase", classname="fwc.test", name=r.case.name)
-        for finding in r.findings:
+    named: list[tuple[str, str, list[Finding]]] = [
+        ("fwc.test", r.case.name, list(r.findings)) for r in results
+    ]
+    for proof in proofs:
+        false = proof.finding()
+        named.append(("fwc.property", proof.prop.name, [false] if false is not None else []))
+    named += [("fwc.test", str(f.location), [f]) for f in invalid]
+    for classname, name, findings in named:
+        case = ET.SubElement(suite, "testcase", classname=classname, name=name)
+        for finding in findings:
             failure = ET.SubElement(case, "failure", message=finding.message, type=finding.id)
             failure.text = line(finding)
-    for finding in invalid:
-        case = ET.SubElement(suite, "testcase", classname="fwc.test", name=str(finding.location))
-        failure = ET.SubElement(case, "failure", message=finding.message, type=finding.id)
-        failure.text = line(finding)
     ET.indent(suites)
     return (
         '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"

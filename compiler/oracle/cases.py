@@ -1,6 +1,6 @@
 """Loads packet case files (docs/testing-policies.md) into frames and expectations, with places.
 
-Every problem with a case is an FWC061 finding at the case, not an exception.
+Every problem with a case or a property is an FWC061 finding at it, not an exception.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from fwc.compiler.policy.source import Document, NodePath, load_file
 EXPECTATIONS = {"allow": XDP_PASS, "pass": XDP_PASS, "deny": XDP_DROP, "drop": XDP_DROP}
 CLASSES = ("default", "malformed", "non_ip")
 CASE_KEYS = ("name", "packet", "frame", "truncate", "patch", "expect", "rule")
+TOP_KEYS = ("cases", "properties")
 
 
 @dataclass(frozen=True)
@@ -48,15 +49,18 @@ def cases_from_document(
     doc: Document, extra_keys: tuple[str, ...] = ()
 ) -> tuple[list[Case], list[Finding]]:
     value = doc.value
-    if not isinstance(value, dict) or not isinstance(value.get("cases"), list):
-        return [], [_bad(doc, (), "a cases file is a mapping with a `cases:` list")]
+    shape = "a cases file is a mapping with a `cases:` list, a `properties:` list or both"
+    if not isinstance(value, dict) or not any(k in value for k in TOP_KEYS):
+        return [], [_bad(doc, (), shape)]
+    if not isinstance(value.get("cases", []), list):
+        return [], [_bad(doc, ("cases",), shape)]
     findings = [
-        _bad(doc, (key,), f"unknown top-level key `{key}` (known: cases)", key=True)
+        _bad(doc, (key,), f"unknown top-level key `{key}` (known: cases, properties)", key=True)
         for key in value
-        if key != "cases" and key not in extra_keys
+        if key not in TOP_KEYS and key not in extra_keys
     ]
     cases: list[Case] = []
-    for index, raw in enumerate(value["cases"]):
+    for index, raw in enumerate(value.get("cases", [])):
         case = _case(doc, index, raw, findings)
         if case is not None:
             cases.append(case)

@@ -74,6 +74,12 @@ CATALOG: dict[str, str] = {
     # fwc test
     "FWC060": "packet case failed",
     "FWC061": "packet case is invalid",
+    "FWC062": "property does not hold",
+    # fwc diff
+    "FWC070": "packets newly allowed",
+    "FWC071": "packets newly denied or rate limited",
+    "FWC072": "packets logged differently",
+    "FWC073": "packets counted by another rule",
 }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path, PurePath
 from typing import Any
 from urllib.parse import quote
@@ -22,7 +23,10 @@ SRCROOT = "%SRCROOT%"
 FINGERPRINT = "fwcFinding/v1"
 _LEVEL = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "note"}
 _IDS = sorted(CATALOG)
-_WARNING_IDS = frozenset({"FWC027", "FWC028", "FWC030", "FWC035", "FWC041", "FWC043"})
+_WARNING_IDS = frozenset(
+    {"FWC027", "FWC028", "FWC030", "FWC035", "FWC041", "FWC043", "FWC070", "FWC071"}
+)
+_NOTE_IDS = frozenset({"FWC072", "FWC073"})
 
 # id prefix -> the section of fwc's docs that explains the finding (docs/ in fwc's repository)
 _DOCS = (
@@ -30,6 +34,7 @@ _DOCS = (
     ("FWC04", "docs/rego.md"),
     ("FWC05", "docs/policy.md#what-the-compiler-accepts"),
     ("FWC06", "docs/testing-policies.md"),
+    ("FWC07", "docs/testing-policies.md"),
     ("FWC", "docs/policy.md#findings"),
 )
 
@@ -40,7 +45,7 @@ def docs_link(rule_id: str) -> str:
 
 
 def _rule(rule_id: str) -> dict[str, Any]:
-    level = "warning" if rule_id in _WARNING_IDS else "error"
+    level = "warning" if rule_id in _WARNING_IDS else "note" if rule_id in _NOTE_IDS else "error"
     title = CATALOG[rule_id]
     link = docs_link(rule_id)
     return {
@@ -160,9 +165,14 @@ def envelope(
 
 
 def sarif(result: CheckResult) -> dict[str, Any]:
+    return document([r.file for r in result.files], result.findings)
+
+
+def document(files: Sequence[str], findings: Sequence[Finding]) -> dict[str, Any]:
+    """The SARIF log of one run over `files` (fwc check, fwc diff) that found `findings`."""
     root = repository_root()
-    artifacts = [{"location": artifact_location(r.file, root)} for r in result.files]
-    return envelope(results(result.findings, root), root, artifacts)
+    artifacts = [{"location": artifact_location(file, root)} for file in files]
+    return envelope(results(list(findings), root), root, artifacts)
 
 
 def render(result: CheckResult, color: bool = False) -> str:
