@@ -72,7 +72,13 @@ class Compiled:
         """The XDP action and the one counter slot the frame landed in."""
         self.program.reset_counters()
         action = self.program.test_run(frame).retval
-        hit = [self.slots[i] for i, (packets, _) in enumerate(self.program.counters()) if packets]
+        counted = enumerate(self.program.counters())
+        # a rate-limited rule also counts what its bucket decided, in a slot of its own
+        hit = [
+            self.slots[i]
+            for i, (packets, _) in counted
+            if packets and not self.slots[i].startswith("rate_limit_")
+        ]
         assert len(hit) == 1, hit
         return action, hit[0]
 

@@ -13,6 +13,7 @@ from fwc.compiler.importers.iptables import detect_family, read_iptables
 from fwc.compiler.importers.model import Gap, SourceError
 from fwc.compiler.importers.nft import read_nft
 from fwc.compiler.importers.render import Imported, render
+from fwc.compiler.progress import Progress
 
 FORMATS = ("iptables", "nft")
 
@@ -49,7 +50,9 @@ def run(args: argparse.Namespace) -> int:
         if not Path(path).is_file():
             raise UsageError(f"{path}: no such file")
     try:
-        result = _import(args)
+        with Progress("fwc import") as progress:
+            progress.stage("read and flatten")
+            result = _import(args)
     except SourceError as exc:
         raise UsageError(str(exc)) from None
     warned = {(flat.origin, w): None for flat in result.rules for w in flat.warnings}
