@@ -122,7 +122,8 @@ def _redundant(policy: Policy, found: Redundant) -> Finding:
         deciders.append(f"the default action ({policy.default_action.value})")
     message = (
         f"rule `{rule.name}` is redundant: without it, its packets go to "
-        f"{', '.join(deciders)}, which {_does(behaviour(policy, rule))} them too; "
+        f"{', '.join(deciders)} and get the same verdict there "
+        f"({_does(behaviour(policy, rule))}); "
         f"no packet's verdict would change; example packet {packet_text(found.example)}"
     )
     return Finding(
