@@ -4,6 +4,8 @@ on SIGTERM."""
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import signal
 import subprocess
@@ -13,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.loader_netns import FWLOAD, Pair, sh, udp_delivered, veth_pair, wait_until
+from tests.test_control import scrape
 from tests.test_live_update import FIRST, compile_tables
 
 pytestmark = [pytest.mark.kernel, pytest.mark.netns]
@@ -28,14 +31,14 @@ rules:
 
 
 def start(
-    pair: Pair, artifact: Path, log: Path, root: Path | None = None
+    pair: Pair, artifact: Path, log: Path, root: Path | None = None, metrics: str = "off"
 ) -> subprocess.Popen[bytes]:
     env = pair.fwload_env()
     if root is not None:
         env["FWC_PIN_ROOT"] = str(root)
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            pair.nsenter_a(FWLOAD, "run", str(artifact), "--metrics-addr", "off"),
+            pair.nsenter_a(FWLOAD, "run", str(artifact), "--metrics-addr", metrics),
             stderr=out,
             env=env,
         )
@@ -57,8 +60,9 @@ def xdp_prog_id(pair: Pair) -> int:
 def test_removed_pins_are_pinned_again_from_the_daemons_references(tmp_path: Path) -> None:
     artifact = compile_tables(FIRST, tmp_path)
     log = tmp_path / "daemon.log"
+    metrics = f"127.0.0.1:{20000 + (os.getpid() + 11) % 20000}"
     with veth_pair(subnet=15) as pair:
-        proc = start(pair, artifact, log)
+        proc = start(pair, artifact, log, metrics=metrics)
         try:
             prog = xdp_prog_id(pair)
             assert prog and pair.attached() == {pair.if_a: "live"}
@@ -75,6 +79,11 @@ def test_removed_pins_are_pinned_again_from_the_daemons_references(tmp_path: Pat
             assert [i["name"] for i in policy["interfaces"]] == [pair.if_a]
             assert udp_delivered(pair, 5355, 5) == 0
             assert udp_delivered(pair, 5354, 5) == 5
+            # the repair is counted where an operator's alert can see it
+            page = scrape(pair, metrics)
+            restored = re.search(r'^fwc_repairs_total\{kind="restored"\} (\S+)$', page, re.M)
+            assert restored and float(restored.group(1)) >= 1, page
+            assert re.search(r'^fwc_reconciles_total\{result="ok"\} [1-9]', page, re.M), page
 
             # the link itself gone too (detached, pins and all): the program is pinned again
             # from the daemon's fd and attached by a new link

@@ -108,7 +108,12 @@ def _attach_one(
 
 
 def _reconcile_logged(
-    root: Path, policy: str, opts: ApplyOptions, warm: ManifestCache, held: Held
+    root: Path,
+    policy: str,
+    opts: ApplyOptions,
+    warm: ManifestCache,
+    held: Held,
+    metrics: DaemonMetrics,
 ) -> None:
     """Recover, pin again what vanished, reconcile; then hold what is pinned.
 
@@ -118,10 +123,12 @@ def _reconcile_logged(
     try:
         with pins.locked(root):
             for change in recovery.recover(root, warm):
+                metrics.repairs.labels("recovered").inc()
                 _say(f"recovered: {change}")
             final = pins.policy_pins(root, policy)
             restored = held.restore(final)
             if restored:
+                metrics.repairs.labels("restored").inc(len(restored))
                 _say(
                     f"pins of policy {policy} were removed under the daemon; pinned again from "
                     f"its own references: {', '.join(restored)}"
@@ -130,7 +137,10 @@ def _reconcile_logged(
                 _say(change)
             held.refresh(final)
     except (LoaderError, OSError) as exc:
+        metrics.reconciles.labels("failed").inc()
         _say(f"reconcile failed, retrying: {exc}")
+    else:
+        metrics.reconciles.labels("ok").inc()
 
 
 def _readiness(
@@ -330,7 +340,7 @@ def run(opts: DaemonOptions) -> int:
                     last = time.monotonic()
                     state.dirty.clear()
                     if state.policy:
-                        _reconcile_logged(root, state.policy, opts.apply, warm, held)
+                        _reconcile_logged(root, state.policy, opts.apply, warm, held, metrics)
                     _readiness(root, state, watcher, probes)
                 changed = bool(events.wait(_POLL_SECONDS))
             if state.policy:

@@ -31,7 +31,8 @@ RESULTS = ("ok", "refused", "error")
 
 
 class DaemonMetrics:
-    """What the daemon itself counts: applies (any path) and refused watched artifacts."""
+    """What the daemon itself counts: applies (any path), refused watched artifacts,
+    reconciles and the repairs before them."""
 
     def __init__(self, registry: CollectorRegistry, reasons: tuple[str, ...]) -> None:
         self.applies = Counter(
@@ -52,6 +53,21 @@ class DaemonMetrics:
             ["reason"],
             registry=registry,
         )
+        self.reconciles = Counter(
+            "fwc_reconciles",
+            "Reconciles of the interfaces with the pinned policy, by result (ok, failed: "
+            "retried at the next link event or within 5 s).",
+            ["result"],
+            registry=registry,
+        )
+        self.repairs = Counter(
+            "fwc_repairs",
+            "What the daemon put right before a reconcile: state a killed fw-load left "
+            "(recovered), pins removed under it and pinned again from its own references "
+            "(restored).",
+            ["kind"],
+            registry=registry,
+        )
         self.artifact = Info(
             "fwc_artifact",
             "The artifact the daemon applied last: its sha256 and where it came from.",
@@ -62,6 +78,10 @@ class DaemonMetrics:
             self.applies.labels(result)
         for reason in reasons:
             self.rejected.labels(reason)
+        for result in ("ok", "failed"):
+            self.reconciles.labels(result)
+        for kind in ("recovered", "restored"):
+            self.repairs.labels(kind)
 
     def applied(self, result: str, seconds: float) -> None:
         self.applies.labels(result).inc()
