@@ -47,7 +47,6 @@ from fwc.compiler.policy.ir import Family, Policy  # noqa: E402
 from fwc.loader.kernel import libbpf  # noqa: E402
 from policies import load_policy, make_packets, make_policy_yaml  # noqa: E402
 
-BPF_STATS_RUN_TIME = 0
 PROBE = 2000  # frames of a first, untimed look at a filter's speed
 LIVE_BUDGET_S = 2.0
 
@@ -156,7 +155,7 @@ def _prog_stats(prog_id: int) -> tuple[int, int]:
 @contextlib.contextmanager
 def _bpf_stats() -> Iterator[None]:
     """The kernel's BPF run-time statistics, on while the block runs (BPF_ENABLE_STATS)."""
-    fd = libbpf._check(libbpf._lib.bpf_enable_stats(BPF_STATS_RUN_TIME), "BPF_ENABLE_STATS")
+    fd = libbpf.enable_run_time_stats()
     try:
         yield
     finally:

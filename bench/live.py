@@ -11,7 +11,6 @@ and answers with `<ns> <count>`: bench_peers.py drives it so.
 
 from __future__ import annotations
 
-import ctypes
 import socket
 import struct
 import subprocess
@@ -26,7 +25,6 @@ BENCH = Path(__file__).resolve().parent
 SOURCE = BENCH / "live.c"
 HEADERS = BENCH.parent / "templates" / "bpf"
 CLANG = "/usr/bin/clang-22"
-BPF_F_TEST_XDP_LIVE_FRAMES = 1 << 1
 BATCH = 64  # the kernel's default batch; the veth ring holds 256
 # struct live_frame and struct live_config in live.c, native byte order
 MAX_FRAMES, FRAME_BYTES = 1024, 320
@@ -58,22 +56,8 @@ def build(out_dir: Path) -> Path:
 
 
 def live_run(prog_fd: int, frame: bytes, repeat: int) -> None:
-    """BPF_PROG_RUN in live-frame mode. The binding's prog_test_run takes no flags, so
-    this fills its own options struct (loader/kernel/libbpf.py's) and calls the same
-    libbpf function."""
-    data = ctypes.create_string_buffer(frame, len(frame))
-    opts = libbpf._TestRunOpts(
-        sz=ctypes.sizeof(libbpf._TestRunOpts),
-        data_in=ctypes.addressof(data),
-        data_size_in=len(frame),
-        repeat=repeat,
-        flags=BPF_F_TEST_XDP_LIVE_FRAMES,
-        batch_size=BATCH,
-    )
-    libbpf._check(
-        libbpf._lib.bpf_prog_test_run_opts(prog_fd, ctypes.byref(opts)),
-        "BPF_PROG_RUN (live frames) failed",
-    )
+    """BPF_PROG_RUN in live-frame mode, `BATCH` frames at a time."""
+    libbpf.prog_run_live(prog_fd, frame, repeat, BATCH)
 
 
 class Generator:

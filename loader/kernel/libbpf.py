@@ -191,6 +191,7 @@ _declare("bpf_map__max_entries", c_u32, c_void_p)
 _declare("libbpf_bpf_map_type_str", c_char_p, c_int)
 _declare("libbpf_set_print", c_void_p, _PRINT_FN)
 _declare("bpf_prog_test_run_opts", c_int, c_int, ctypes.POINTER(_TestRunOpts))
+_declare("bpf_enable_stats", c_int, c_int)
 _declare("bpf_map_create", c_int, c_int, c_char_p, c_u32, c_u32, c_u32, c_void_p)
 _declare("bpf_map_update_elem", c_int, c_int, c_void_p, c_void_p, c_u64)
 _declare("bpf_map_lookup_elem", c_int, c_int, c_void_p, c_void_p)
@@ -427,6 +428,31 @@ def prog_test_run(
     )
     _check(_lib.bpf_prog_test_run_opts(prog_fd, ctypes.byref(opts)), "BPF_PROG_TEST_RUN failed")
     return opts.retval, opts.duration, data_out.raw[: opts.data_size_out]
+
+
+BPF_F_TEST_XDP_LIVE_FRAMES = 1 << 1
+BPF_STATS_RUN_TIME = 0
+
+
+def prog_run_live(prog_fd: int, frame: bytes, repeat: int, batch_size: int = 64) -> None:
+    """BPF_PROG_RUN of an XDP program in live-frame mode: `repeat` copies of `frame` go
+    through the program as real packets (a redirect really transmits), `batch_size` at a time."""
+    data = ctypes.create_string_buffer(frame, len(frame))
+    opts = _TestRunOpts(
+        sz=ctypes.sizeof(_TestRunOpts),
+        data_in=ctypes.addressof(data),
+        data_size_in=len(frame),
+        repeat=repeat,
+        flags=BPF_F_TEST_XDP_LIVE_FRAMES,
+        batch_size=batch_size,
+    )
+    _check(_lib.bpf_prog_test_run_opts(prog_fd, ctypes.byref(opts)), "BPF_PROG_RUN (live frames)")
+
+
+def enable_run_time_stats() -> int:
+    """BPF_ENABLE_STATS for run time: the kernel counts run_time_ns and run_cnt of every
+    program until the returned fd is closed."""
+    return _check(_lib.bpf_enable_stats(BPF_STATS_RUN_TIME), "BPF_ENABLE_STATS")
 
 
 def prog_get_fd_by_id(prog_id: int) -> int:
