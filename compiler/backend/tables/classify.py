@@ -6,11 +6,13 @@ that the XDP program performs, written in Python so it can be property-tested ag
 
 from __future__ import annotations
 
+import bisect
 import functools
 import itertools
 import operator
+from array import array
 from collections import defaultdict
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, ItemsView, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from fwc.compiler.policy.ir import (
@@ -96,6 +98,47 @@ class AddressEntry:
     classes: tuple[int, ...]
 
 
+class Combos(Mapping[int, int]):
+    """Linear index -> rule id, held as two arrays sorted by index.
+
+    A 50k-rule policy has about 800k combos: as a dict of Python ints they took about 100 MB,
+    as arrays 12 bytes each. Iteration is in index order.
+    """
+
+    def __init__(self, indexes: array[int], rules: array[int]) -> None:
+        self.indexes = indexes
+        self.rules = rules
+
+    @classmethod
+    def of(cls, combos: Mapping[int, int]) -> Combos:
+        ordered = sorted(combos.items())
+        return cls(array("Q", (i for i, _ in ordered)), array("I", (r for _, r in ordered)))
+
+    def __getitem__(self, index: int) -> int:
+        at = bisect.bisect_left(self.indexes, index)
+        if at < len(self.indexes) and self.indexes[at] == index:
+            return self.rules[at]
+        raise KeyError(index)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indexes)
+
+    def __len__(self) -> int:
+        return len(self.indexes)
+
+    def items(self) -> ItemsView[int, int]:
+        return _ComboItems(self)
+
+
+class _ComboItems(ItemsView[int, int]):
+    """(index, rule id) pairs from the two arrays, without a search per index."""
+
+    _mapping: Combos
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return zip(self._mapping.indexes, self._mapping.rules, strict=True)
+
+
 @dataclass(frozen=True)
 class Tables:
     """The classification tables of one policy; class 0 of a signature field is the empty class."""
@@ -113,7 +156,7 @@ class Tables:
     bases: tuple[int, ...]  # per group: linear index of its all-zero class tuple
     mults: tuple[tuple[int, ...], ...]  # per group, per field: radix weight (0 outside signature)
     array_size: int  # linear indexes below this are array slots, the rest hash keys
-    combos: Mapping[int, int]  # linear index -> rule id
+    combos: Combos  # linear index -> rule id
 
 
 def linear(tables: Tables, group: int, classes: Sequence[int]) -> int:
@@ -228,9 +271,13 @@ class _Interner:
 
     def __init__(self) -> None:
         self.ids: dict[frozenset[int], int] = {frozenset(): 0}
+        self.sets: list[frozenset[int]] = [frozenset()]
 
     def id(self, members: frozenset[int]) -> int:
-        return self.ids.setdefault(members, len(self.ids))
+        cid = self.ids.setdefault(members, len(self.ids))
+        if cid == len(self.sets):
+            self.sets.append(members)
+        return cid
 
     def members_to_classes(self) -> dict[int, list[int]]:
         out: dict[int, list[int]] = defaultdict(list)
@@ -337,25 +384,25 @@ def _address_classes(
         owners.append(own)
     ordered = sorted(prefixes)
     by_len: dict[Family, dict[int, set[int]]] = {f: defaultdict(set) for f in Family}
-    chains: dict[tuple[Family, int, int], list[frozenset[int]]] = {}
+    # Per prefix, its class id per group: a prefix no predicate of a group owns has its
+    # parent's class there, so only owned prefixes build a set (one per prefix and group took
+    # most of a 50k-rule compile's memory).
+    chains: dict[tuple[Family, int, int], tuple[int, ...]] = {}
+    open_chain = (0,) * len(groups)
     entries = []
     for key in ordered:
         family, plen, network = key
         parent = _parent(by_len[family], family, plen, network)
-        chain: list[frozenset[int]] = []
-        for gi, group in enumerate(groups):
-            if not group.signature >> field & 1:
-                chain.append(frozenset())
-                continue
-            above = chains[parent][gi] if parent is not None else frozenset()
-            chain.append(above | owners[gi].get(key, set()))
-        chains[key] = chain
+        above = chains[parent] if parent is not None else open_chain
+        chain = list(above)
+        for gi, interner in enumerate(interners):
+            owned = owners[gi].get(key)  # empty outside the group's signature
+            if owned:
+                chain[gi] = interner.id(interner.sets[above[gi]] | owned)
+        classes = tuple(chain)
+        chains[key] = classes
         by_len[family][plen].add(network)
-        entries.append(
-            AddressEntry(
-                family, network, plen, tuple(i.id(c) for i, c in zip(interners, chain, strict=True))
-            )
-        )
+        entries.append(AddressEntry(family, network, plen, classes))
     return tuple(entries), [i.members_to_classes() for i in interners]
 
 
@@ -456,29 +503,7 @@ def build_tables(rules: Sequence[Rule]) -> Tables:
     members = (src_members, dst_members, l4_members, sport_members, dport_members)
     mults = [_radix(group, [m[gi] for m in members]) for gi, group in enumerate(groups)]
     bases, array_size = _bases(mults)
-    combos: dict[int, int] = {}
-    for gi, group in enumerate(groups):
-        preds = [_field_preds(group, f) for f in range(len(FIELDS))]
-        per_rule = []
-        total = 0
-        for rule_id, p in group.rules:
-            lists = []
-            for f in range(len(FIELDS)):
-                value = _pred(group, p, f)
-                classes = [0] if value is None else members[f][gi].get(preds[f][value], [])
-                lists.append([c * mults[gi][0][f] for c in classes])
-            size = 1
-            for lst in lists:
-                size *= len(lst)
-            total += size
-            per_rule.append((rule_id, lists))
-        if len(combos) + total > MAX_COMBOS:
-            raise TablesTooLarge(
-                f"the rules' field combinations need more than {MAX_COMBOS} table entries"
-            )
-        for rule_id, lists in per_rule:
-            for combo in itertools.product(*lists):
-                combos.setdefault(bases[gi] + sum(combo), rule_id)
+    combos = _combos(groups, members, [m for m, _ in mults], bases)
     return Tables(
         ngroups=len(groups),
         signatures=tuple(g.signature for g in groups),
@@ -495,6 +520,46 @@ def build_tables(rules: Sequence[Rule]) -> Tables:
         array_size=array_size,
         combos=combos,
     )
+
+
+def _combos(
+    groups: Sequence[_Group],
+    members: Sequence[Sequence[dict[int, list[int]]]],
+    mults: Sequence[tuple[int, ...]],
+    bases: Sequence[int],
+) -> Combos:
+    """Every class tuple some rule covers, by linear index, to the group's first such rule.
+
+    Groups own disjoint index ranges, so taking them in base order and each one's indexes
+    sorted gives the arrays in index order; only one group's combos are a dict at a time.
+    """
+    indexes: array[int] = array("Q")
+    rules: array[int] = array("I")
+    for gi in sorted(range(len(groups)), key=bases.__getitem__):
+        group = groups[gi]
+        preds = [_field_preds(group, f) for f in range(len(FIELDS))]
+        per_rule = []
+        total = 0
+        for rule_id, p in group.rules:
+            lists = []
+            for f in range(len(FIELDS)):
+                value = _pred(group, p, f)
+                classes = [0] if value is None else members[f][gi].get(preds[f][value], [])
+                lists.append([c * mults[gi][f] for c in classes])
+            total += functools.reduce(operator.mul, map(len, lists), 1)
+            per_rule.append((rule_id, lists))
+        if len(indexes) + total > MAX_COMBOS:
+            raise TablesTooLarge(
+                f"the rules' field combinations need more than {MAX_COMBOS} table entries"
+            )
+        found: dict[int, int] = {}
+        for rule_id, lists in per_rule:
+            for combo in itertools.product(*lists):
+                found.setdefault(bases[gi] + sum(combo), rule_id)
+        for index in sorted(found):
+            indexes.append(index)
+            rules.append(found[index])
+    return Combos(indexes, rules)
 
 
 def _radix(group: _Group, members: Sequence[dict[int, list[int]]]) -> tuple[tuple[int, ...], int]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import bisect
 import struct
+from array import array
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
@@ -188,7 +190,7 @@ def plan(policy: Policy, dry_run: bool, options: CompileOptions = DEFAULT_OPTION
         rule_capacity=rule_capacity,
         combo_capacity=combo_capacity,
         array_capacity=array_capacity,
-        bucket_count=len(buckets.slots),
+        bucket_count=buckets.count,
         bucket_slots=BUCKET_SLOTS,
         hash_mult=HASH_MULT,
         fields=len(FIELDS),
@@ -274,7 +276,7 @@ def seeds(
         _XDP[policy.default_action],
         *special_slots(policy).values(),
         tables.array_size,
-        len(buckets.slots) - 1,
+        buckets.count - 1,
         *(
             value
             for g in range(MAX_GROUPS)
@@ -418,10 +420,12 @@ def _array(
     tables: Tables, field: int, rows: Sequence[Sequence[int]], value: struct.Struct
 ) -> bytes:
     """Class records of one field: index, candidate mask, the classes."""
-    fields: list[int] = []
+    record = struct.Struct("<I" + value.format[1:])
+    out = bytearray(record.size * len(rows))
     for i, row in enumerate(rows):
-        fields += (i, field_mask(tables, field, row), *_pad(row, MAX_GROUPS))
-    return struct.pack("<" + ("I" + value.format[1:]) * len(rows), *fields)
+        fields = (i, field_mask(tables, field, row), *_pad(row, MAX_GROUPS))
+        record.pack_into(out, i * record.size, *fields)
+    return bytes(out)
 
 
 def _scalars(values: Sequence[int], value: struct.Struct = U16) -> bytes:
@@ -441,26 +445,40 @@ def _scalars(values: Sequence[int], value: struct.Struct = U16) -> bytes:
 
 def _combo_array(tables: Tables) -> bytes:
     """Every slot of the array's range, 0 for "no rule": a live update rewrites all of them."""
-    values = [0] * tables.array_size
+    values = array("I", bytes(4 * tables.array_size))
     for index, rule in tables.combos.items():
-        if index < tables.array_size:
-            values[index] = rule + 1
+        if index >= tables.array_size:
+            break
+        values[index] = rule + 1
     return _scalars(values, U32)
 
 
 @dataclass(frozen=True)
 class ComboBuckets:
-    """The combo indexes at or above the array size: per bucket its (index, rule id + 1) pairs
-    and whether an index spilled from it, plus the spilled indexes (the hash map's records)."""
+    """The combo indexes at or above the array size: BUCKET_SLOTS (index, rule id + 1) slots per
+    bucket, value 0 for an empty slot, the buckets an index spilled from, and the spilled
+    indexes (the hash map's records). Arrays, not a tuple per bucket: 50k rules fill 524,288."""
 
-    slots: tuple[tuple[tuple[int, int], ...], ...]
+    keys: array[int]
+    values: array[int]
     overflow: frozenset[int]
     spilled: Mapping[int, int]
 
+    @property
+    def count(self) -> int:
+        return len(self.values) // BUCKET_SLOTS
+
+    def pairs(self, bucket: int) -> list[tuple[int, int]]:
+        """The (index, rule id + 1) pairs bucket `bucket` holds."""
+        at = bucket * BUCKET_SLOTS
+        return [
+            (self.keys[i], self.values[i]) for i in range(at, at + BUCKET_SLOTS) if self.values[i]
+        ]
+
     def get(self, index: int) -> int:
         """rule id + 1 of `index`, or 0: the probe the XDP program does."""
-        b = bucket_of(index, len(self.slots) - 1)
-        for key, value in self.slots[b]:
+        b = bucket_of(index, self.count - 1)
+        for key, value in self.pairs(b):
             if key == index:
                 return value
         return self.spilled.get(index, 0) if b in self.overflow else 0
@@ -471,31 +489,44 @@ def bucket_of(index: int, mask: int) -> int:
 
 
 def combo_buckets(tables: Tables) -> ComboBuckets:
-    """About two indexes per bucket: at that load under 2 % of the indexes spill to the hash."""
-    hashed = sorted((i, r + 1) for i, r in tables.combos.items() if i >= tables.array_size)
-    count = max(MIN_BUCKETS, 1 << max(len(hashed) // 2 - 1, 0).bit_length())
-    slots: list[list[tuple[int, int]]] = [[] for _ in range(count)]
+    """About two indexes per bucket: at that load under 2 % of the indexes spill to the hash.
+    Indexes go in in increasing order (`Combos` iterates so), which decides who spills."""
+    hashed = len(tables.combos) - bisect.bisect_left(tables.combos.indexes, tables.array_size)
+    count = max(MIN_BUCKETS, 1 << max(hashed // 2 - 1, 0).bit_length())
+    keys = array("Q", bytes(8 * BUCKET_SLOTS * count))
+    values = array("I", bytes(4 * BUCKET_SLOTS * count))
+    used = bytearray(count)
     overflow: set[int] = set()
     spilled: dict[int, int] = {}
-    for index, value in hashed:
+    for index, rule in tables.combos.items():
+        if index < tables.array_size:
+            continue
         b = bucket_of(index, count - 1)
-        if len(slots[b]) < BUCKET_SLOTS:
-            slots[b].append((index, value))
+        if used[b] < BUCKET_SLOTS:
+            keys[b * BUCKET_SLOTS + used[b]] = index
+            values[b * BUCKET_SLOTS + used[b]] = rule + 1
+            used[b] += 1
         else:
             overflow.add(b)
-            spilled[index] = value
-    return ComboBuckets(tuple(tuple(b) for b in slots), frozenset(overflow), spilled)
+            spilled[index] = rule + 1
+    return ComboBuckets(keys, values, frozenset(overflow), spilled)
 
 
 def _buckets(buckets: ComboBuckets) -> bytes:
     """Every bucket, empty ones included: a live update must clear what the old policy held."""
-    fields: list[int] = []
-    for b, pairs in enumerate(buckets.slots):
-        fields.append(b)
-        fields += _pad([k for k, _ in pairs], BUCKET_SLOTS)
-        fields += _pad([v for _, v in pairs], BUCKET_SLOTS)
-        fields.append(int(b in buckets.overflow))
-    return struct.pack("<" + ("I" + BUCKET.format[1:]) * len(buckets.slots), *fields)
+    record = struct.Struct("<I" + BUCKET.format[1:])
+    out = bytearray(record.size * buckets.count)
+    for b in range(buckets.count):
+        at = b * BUCKET_SLOTS
+        record.pack_into(
+            out,
+            b * record.size,
+            b,
+            *buckets.keys[at : at + BUCKET_SLOTS],
+            *buckets.values[at : at + BUCKET_SLOTS],
+            int(b in buckets.overflow),
+        )
+    return bytes(out)
 
 
 def _spilled(buckets: ComboBuckets) -> bytes:
