@@ -30,10 +30,14 @@ class ClaimsError(ValueError):
 def digest(manifest: Manifest, seed_data: Mapping[str, bytes | memoryview]) -> bytes:
     """The 32-byte digest of what `manifest` claims, with each seed section's bytes
     (`seed_data`: section name -> bytes) standing in by its sha256."""
+    return digest_of(manifest, {s: hashlib.sha256(d).hexdigest() for s, d in seed_data.items()})
+
+
+def digest_of(manifest: Manifest, seed_sha256: Mapping[str, str]) -> bytes:
+    """`digest` from each seed section's sha256 (hex): a caller that builds sections one at a
+    time need not hold them all."""
     document = {k: v for k, v in codec.to_json(manifest).items() if k not in _LEFT_OUT}
-    document["seed_sha256"] = {
-        section: hashlib.sha256(data).hexdigest() for section, data in sorted(seed_data.items())
-    }
+    document["seed_sha256"] = dict(sorted(seed_sha256.items()))
     canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).digest()
 

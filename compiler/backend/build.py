@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import stat
 import subprocess
 import tempfile
@@ -149,7 +150,7 @@ def _embed(toolchain: Toolchain, obj: bytes, plan: Plan, manifest: Manifest, out
         _run(command, work, "llvm-objcopy failed to embed the manifest")
         try:
             output.parent.mkdir(parents=True, exist_ok=True)
-            _store(output, (work / "out.o").read_bytes())
+            _store(output, work / "out.o")
         except OSError as exc:
             raise BuildError(f"cannot write {output}: {exc.strerror}") from exc
 
@@ -188,15 +189,20 @@ def check_output(path: Path) -> None:
         raise BuildError(f"{path} is {kind}, not a regular file; refusing to replace it")
 
 
-def _store(path: Path, data: bytes) -> None:
-    """Writes atomically, so a reader never sees half an object: a temp file in the same
-    directory (created exclusively), renamed only onto a regular file or a new name."""
+def _store(path: Path, data: bytes | Path) -> None:
+    """Writes `data` (or copies the file it names) atomically, so a reader never sees half an
+    object: a temp file in the same directory (created exclusively), renamed only onto a
+    regular file or a new name."""
     path.parent.mkdir(parents=True, exist_ok=True)
     check_output(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            if isinstance(data, Path):
+                with data.open("rb") as source:
+                    shutil.copyfileobj(source, f)
+            else:
+                f.write(data)
         os.chmod(tmp, 0o644)
         check_output(path)
         os.replace(tmp, path)

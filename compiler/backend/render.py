@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from functools import cache
@@ -108,11 +109,11 @@ def plan_claims(plan: Plan) -> bytes:
     """The digest of what the artifact's manifest will claim (artifact/claims.py): the
     manifest of the plan (its program entry and compiler are left out) and its seed bytes."""
     manifest = build_manifest(plan, "", 0)
-    seed_data = {
-        entry.section: seed_section(seed, entry.layout)
+    seed_sha256 = {
+        entry.section: hashlib.sha256(seed_section(seed, entry.layout)).hexdigest()
         for seed, entry in zip(plan.seeds, manifest.seeds, strict=True)
     }
-    return claims.digest(manifest, seed_data)
+    return claims.digest_of(manifest, seed_sha256)
 
 
 def _source_map(marked: str) -> Rendered:

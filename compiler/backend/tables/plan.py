@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import struct
+import sys
 from array import array
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -261,7 +262,8 @@ def capacity(count: int) -> int:
     return max(MIN_CAPACITY, 1 << max(count - 1, 0).bit_length())
 
 
-Trie = tuple[list[int], list[tuple[int, ...]], list[tuple[int, ...]]]
+# The trie's slots (an array: 50k rules paint 2 M of them), its class tuples, its skip records.
+Trie = tuple["array[int]", list[tuple[int, ...]], list[tuple[int, ...]]]
 
 
 def seeds(
@@ -335,7 +337,7 @@ def dir_trie(entries: Sequence[AddressEntry], family: Family) -> Trie:
     compare gives that prefix's class or the slot's own.
     """
     ids: dict[tuple[int, ...], int] = {}
-    flat = [0] * DIR_ROOT
+    flat = array("I", bytes(4 * DIR_ROOT))
     skips: list[tuple[int, ...]] = []
     deep: dict[int, list[AddressEntry]] = {}
     shift = family.width - DIR_ROOT_BITS
@@ -346,7 +348,7 @@ def dir_trie(entries: Sequence[AddressEntry], family: Family) -> Trie:
         slot = e.network >> shift
         if e.prefix_len <= DIR_ROOT_BITS:
             span = 1 << (DIR_ROOT_BITS - e.prefix_len)
-            flat[slot : slot + span] = [cid] * span
+            flat[slot : slot + span] = array("I", [cid]) * span
         else:
             deep.setdefault(slot, []).append(e)
     for slot in sorted(deep):
@@ -358,7 +360,7 @@ def dir_trie(entries: Sequence[AddressEntry], family: Family) -> Trie:
 class _Trie:
     family: Family
     ids: dict[tuple[int, ...], int]
-    flat: list[int]
+    flat: array[int]
     skips: list[tuple[int, ...]]
 
 
@@ -372,14 +374,16 @@ def _node(trie: _Trie, entries: Sequence[AddressEntry], consumed: int, inherited
         trie.skips.append((mask >> 64, mask & U64_MASK, hi, lo, trie.ids[e.classes], inherited))
         return CHUNK | SKIP | (len(trie.skips) - 1)
     start = len(trie.flat)
-    trie.flat.extend([inherited] * (1 << stride))
+    trie.flat.extend(array("I", [inherited]) * (1 << stride))
     after = consumed + stride
     below: dict[int, list[AddressEntry]] = {}
     for e in entries:
         nibble = e.network >> (width - after) & ((1 << stride) - 1)
         if e.prefix_len <= after:
             span = 1 << (after - e.prefix_len)
-            trie.flat[start + nibble : start + nibble + span] = [trie.ids[e.classes]] * span
+            trie.flat[start + nibble : start + nibble + span] = (
+                array("I", [trie.ids[e.classes]]) * span
+            )
         else:
             below.setdefault(nibble, []).append(e)
     for nibble in sorted(below):
@@ -429,17 +433,21 @@ def _array(
 
 
 def _scalars(values: Sequence[int], value: struct.Struct = U16) -> bytes:
-    """Records of index i and values[i], packed as whole columns and interleaved byte by byte
-    (a struct call per record took seconds at 10k rules)."""
+    """Records of index i and values[i], built as two little-endian columns and interleaved byte
+    by byte (a struct call per record took seconds at 10k rules)."""
     n = len(values)
-    keys = struct.pack(f"<{n}I", *range(n))
-    column = struct.pack(f"<{n}{value.format[-1]}", *values)
+    keys = array("I", range(n))
+    column = array(value.format[-1], values)
+    if sys.byteorder != "little":
+        keys.byteswap()
+        column.byteswap()
     step = U32.size + value.size
     out = bytearray(n * step)
+    raw_keys, raw_column = keys.tobytes(), column.tobytes()
     for b in range(U32.size):
-        out[b::step] = keys[b :: U32.size]
+        out[b::step] = raw_keys[b :: U32.size]
     for b in range(value.size):
-        out[U32.size + b :: step] = column[b :: value.size]
+        out[U32.size + b :: step] = raw_column[b :: value.size]
     return bytes(out)
 
 
