@@ -2,14 +2,17 @@
 
 Run as root: `.venv/bin/python bench/bench_tables.py --sizes 10,100,1000,10000`.
 Every program of the run is loaded first, then timed in interleaved rounds (BPF_PROG_TEST_RUN),
-so the ratios come from one run on the same, shared machine. Also prints precompute and compile
-times (clang included), load+seed time, artifact size and the kernel memory of the maps.
+so the ratios come from one run on the same, shared machine; each ratio is also given per round
+(median and range). Also prints precompute and compile times (clang included), `fwc compile
+--strategy tables` as its own process (wall time and peak RSS), load+seed time, artifact size,
+the kernel memory of the maps, and the load average.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -58,6 +61,12 @@ class Subject:
         """The median over rounds of the mean over frames: robust to a busy neighbour."""
         return statistics.median(self.samples[label])
 
+    def ratio(self, other: Subject) -> tuple[float, float, float]:
+        """This program's cost over `other`'s, per round (the rounds interleave both): the
+        median and the range."""
+        per_round = [a / b for a, b in zip(self.samples["all"], other.samples["all"], strict=True)]
+        return statistics.median(per_round), min(per_round), max(per_round)
+
 
 def parse_only(work: Path) -> libbpf.Object:
     for name, text in headers().items():
@@ -70,6 +79,23 @@ def parse_only(work: Path) -> libbpf.Object:
     obj = libbpf.Object((work / "parse.o").read_bytes())
     obj.load()
     return obj
+
+
+def compile_command(policy_yaml: str, work: Path, n: int) -> dict[str, object]:
+    """`fwc compile --strategy tables` of the policy as its own process: wall time and the
+    process's peak RSS (its clang and objcopy children are smaller)."""
+    source = work / f"policy-{n}.yaml"
+    source.write_text(policy_yaml)
+    command = [sys.executable, "-m", "fwc.compiler.cli", "compile", "--strategy", "tables"]
+    command += ["--no-cache", "--no-gate", "-o", str(work / f"cmd-{n}.o"), str(source)]
+    t0 = time.monotonic()
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(child.pid, 0)
+    wall = time.monotonic() - t0
+    if status != 0:
+        assert child.stderr is not None
+        raise SystemExit(f"fwc compile of {n} rules failed: {child.stderr.read().decode()}")
+    return {"compile_cmd_s": round(wall, 2), "compile_cmd_rss_mb": round(usage.ru_maxrss / 1024)}
 
 
 def map_memory(prog_fd: int) -> int:
@@ -102,13 +128,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     subjects: list[Subject] = []
     programs: list[LoadedProgram] = []
+    loads = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory(prefix="fwc-bench-tables-") as tmp:
         work = Path(tmp)
         parse = parse_only(work)
         try:
             for n in sizes:
-                policy = load_policy(make_policy_yaml(n, args.seed))
+                text = make_policy_yaml(n, args.seed)
+                policy = load_policy(text)
                 frames = make_traffic(policy, args.seed, args.per_label)
+                command_info = compile_command(text, work, n)
                 t0 = time.monotonic()
                 tables = build_tables(policy.rules)
                 precompute_s = time.monotonic() - t0
@@ -132,6 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "map_memlock_bytes": map_memory(prog.prog_fd),
                     "insns": result.manifest["program"]["insn_count"],
                     "wrong_verdicts": wrong,
+                    **command_info,
                     **class_counts(tables),
                 }
                 subjects.append(Subject("tables", n, prog.prog_fd, frames, info=info))
@@ -164,8 +194,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     )
                 )
             for _ in range(args.rounds):
+                loads.append(os.getloadavg()[0])
                 for subject in subjects:
                     subject.time_round(args.repeat)
+            loads.append(os.getloadavg()[0])
         finally:
             for prog in programs:
                 prog.close()
@@ -196,9 +228,53 @@ def main(argv: Sequence[str] | None = None) -> int:
                 **s.info,
             }
         )
+    summary = goals(subjects, sizes)
+    print(
+        f"load average (1 min) {min(loads):.2f}-{max(loads):.2f} during the run, "
+        f"{os.cpu_count()} CPUs"
+    )
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+        args.json.write_text(
+            json.dumps({"rows": rows, "goals": summary, "load": loads}, indent=2) + "\n"
+        )
     return 0
+
+
+def goals(subjects: Sequence[Subject], sizes: Sequence[int]) -> dict[str, object]:
+    """Issue 15's per-packet and memory goals, from this run: per-round ratios (median, range)
+    and, per size, the compile command's peak RSS and the maps' kernel memory."""
+    by = {(s.name, s.rules): s for s in subjects}
+    parse, full = by["parse-only", 0], by["parse-all", 0]
+    out: dict[str, object] = {}
+    print("\nper-round ratios on 'all' (median, range):")
+    small, large = sizes[0], sizes[-1]
+    if ("constants", small) in by:
+        r = by["tables", small].ratio(by["constants", small])
+        out["tables_over_constants"] = {"rules": small, "ratio": [round(x, 3) for x in r]}
+        print(
+            f"  tables / constants at {small} rules: {r[0]:.2f} ({r[1]:.2f}-{r[2]:.2f}), "
+            "goal <= 1.5"
+        )
+    for base, goal in ((parse, 3.0), (full, 2.0)):
+        r = by["tables", large].ratio(base)
+        out[f"tables_over_{base.name}"] = {"rules": large, "ratio": [round(x, 3) for x in r]}
+        print(
+            f"  tables at {large} rules / {base.name}: {r[0]:.2f} ({r[1]:.2f}-{r[2]:.2f}), "
+            f"goal <= {goal:g}"
+        )
+    print("memory per size: `fwc compile --strategy tables` peak RSS (goal < 500 MB at 50k), maps:")
+    memory = {}
+    for s in subjects:
+        if s.name == "tables":
+            rss, maps = s.info["compile_cmd_rss_mb"], s.info["map_memlock_bytes"]
+            assert isinstance(maps, int)
+            memory[s.rules] = {"compile_rss_mb": rss, "map_memlock_mb": round(maps / 2**20, 1)}
+            print(
+                f"  {s.rules:>6} rules: compile {s.info['compile_cmd_s']} s, {rss} MB peak RSS; "
+                f"maps {maps / 2**20:.1f} MB (both generations)"
+            )
+    out["memory"] = memory
+    return out
 
 
 if __name__ == "__main__":
