@@ -21,7 +21,7 @@ CLEAN_V4 = ipaddress.IPv4Network("10.0.0.0/8")
 CLEAN_V6 = ipaddress.IPv6Network("fd00::/8")
 
 SERVICES = (
-    ("allow_ssh_mgmt", "tcp", ["10.20.0.0/16", "fd00:20::/48"], [22]),
+    ("allow_ssh_mgmt", "tcp", ["$mgmt_nets"], [22]),
     ("allow_web", "tcp", [], [80, 443]),
     ("allow_dns", "udp", [], [53]),
     ("allow_ntp", "udp", [], [123]),
@@ -85,6 +85,7 @@ def make_cidrs(n: int, seed: int = 15) -> list[str]:
 def make_blocklist_yaml(n: int, seed: int = 15) -> str:
     """The bench policy text: the blocklist rule first, then the services, default deny."""
     lines = ["version: 1", f"name: blocklist-{n}", "default_action: deny", "sets:"]
+    lines.append('  mgmt_nets: ["10.20.0.0/16", "fd00:20::/48"]')
     lines.append("  blocklist:")
     lines.extend(f"    - {c}" for c in make_cidrs(n, seed))
     lines.append("rules:")
@@ -93,6 +94,7 @@ def make_blocklist_yaml(n: int, seed: int = 15) -> str:
         "    priority: 10",
         "    action: deny",
         '    source_cidrs: ["$blocklist"]',
+        "    description: reputation list",
     ]
     for i, (name, proto, srcs, ports) in enumerate(SERVICES):
         lines += [
@@ -102,5 +104,6 @@ def make_blocklist_yaml(n: int, seed: int = 15) -> str:
             f"    protocol: {proto}",
             f"    source_cidrs: {srcs!r}".replace("'", '"'),
             f"    destination_ports: {ports!r}",
+            f"    description: {name.replace('_', ' ')}",
         ]
     return "\n".join(lines) + "\n"

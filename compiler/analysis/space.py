@@ -6,6 +6,7 @@ fragment, protocol class, TCP flags, ICMP type) are bitmasks over their values.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from typing import NamedTuple, cast
 
 Intervals = tuple[tuple[int, int], ...]
@@ -44,7 +45,20 @@ def meet_intervals(a: Intervals, b: Intervals) -> Intervals:
     return tuple(out)
 
 
+def _start(span: tuple[int, int]) -> int:
+    return span[0]
+
+
 def intervals_overlap(a: Intervals, b: Intervals) -> bool:
+    if len(a) > len(b):
+        a, b = b, a
+    if len(a) * len(b).bit_length() < len(b):
+        # A few spans against many (a rule against a blocklist): bisect the long side.
+        for lo, hi in a:
+            k = bisect_right(b, hi, key=_start) - 1
+            if k >= 0 and b[k][1] >= lo:
+                return True
+        return False
     i = j = 0
     while i < len(a) and j < len(b):
         if a[i][1] < b[j][0]:
