@@ -19,7 +19,7 @@ class Family(enum.IntEnum):
         return 32 if self._value_ == 4 else 128
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class AddressRange:
     """One CIDR: the network address (host bits clear) and its prefix length."""
 

@@ -248,7 +248,7 @@ class _Normalizer:
                         error("FWC031", "a set cannot refer to another set", self.doc.where(where))
                     )
                 continue
-            parsed = parse_address(text)
+            parsed = _parse_plain(text) or parse_address(text)
             if parsed is None:
                 self.findings.append(
                     error(

@@ -189,7 +189,7 @@ class _Composer:
         mark = ev.start_mark
         while (
             type(ev) is yaml.ScalarEvent
-            and ev.style is None
+            and not ev.style  # plain: None from PyYAML, "" from libyaml
             and ev.tag is None
             and ev.anchor is None
             and "/" in ev.value
