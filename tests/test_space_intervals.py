@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -26,7 +28,7 @@ def points(spans: Intervals) -> set[int]:
 
 
 def disjoint(spans: Intervals) -> bool:
-    return all(a[1] < b[0] for a, b in zip(spans, spans[1:]))
+    return all(a[1] < b[0] for a, b in itertools.pairwise(spans))
 
 
 @given(spans(3), spans(300), st.booleans())

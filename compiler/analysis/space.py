@@ -6,6 +6,7 @@ fragment, protocol class, TCP flags, ICMP type) are bitmasks over their values.
 
 from __future__ import annotations
 
+import itertools
 from bisect import bisect_right
 from typing import NamedTuple, cast
 
@@ -145,7 +146,7 @@ def _minus_many(a: Intervals, b: Intervals) -> Intervals:
             continue
         if part[0][0] > lo:
             out.append((lo, part[0][0] - 1))
-        out += [(h + 1, n - 1) for (_, h), (n, _) in zip(part, part[1:]) if h + 1 < n]
+        out += [(h + 1, n - 1) for (_, h), (n, _) in itertools.pairwise(part) if h + 1 < n]
         if part[-1][1] < hi:
             out.append((part[-1][1] + 1, hi))
     return tuple(out)

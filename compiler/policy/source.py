@@ -186,7 +186,7 @@ class _Composer:
         path = top.path
         get_event = self.loader.get_event
         taken = 0
-        mark = ev.start_mark
+        mark: Any = ev.start_mark
         while (
             type(ev) is yaml.ScalarEvent
             and not ev.style  # plain: None from PyYAML, "" from libyaml
