@@ -335,41 +335,32 @@ def _address_classes(
                 prefixes.add(key)
                 own[key].add(pid)
         owners.append(own)
-    ordered = sorted(prefixes)
-    by_len: dict[Family, dict[int, set[int]]] = {f: defaultdict(set) for f in Family}
-    chains: dict[tuple[Family, int, int], list[frozenset[int]]] = {}
+    # Address order, shorter first: a prefix comes after every prefix holding it, and its
+    # parent (the longest of them) is on top of the stack of open prefixes.
+    ordered = sorted((family, network, plen) for family, plen, network in prefixes)
+    empty: frozenset[int] = frozenset()
+    stack: list[tuple[Family, int, list[frozenset[int]]]] = []  # (family, last, chain)
     entries = []
-    for key in ordered:
-        family, plen, network = key
-        parent = _parent(by_len[family], family, plen, network)
+    for family, network, plen in ordered:
+        while stack and (stack[-1][0] is not family or stack[-1][1] < network):
+            stack.pop()
+        above = stack[-1][2] if stack else None
+        key = (family, plen, network)
         chain: list[frozenset[int]] = []
         for gi, group in enumerate(groups):
             if not group.signature >> field & 1:
-                chain.append(frozenset())
+                chain.append(empty)
                 continue
-            above = chains[parent][gi] if parent is not None else frozenset()
-            chain.append(above | owners[gi].get(key, set()))
-        chains[key] = chain
-        by_len[family][plen].add(network)
+            inherited = above[gi] if above is not None else empty
+            mine = owners[gi].get(key)
+            chain.append(inherited | mine if mine else inherited)
+        stack.append((family, network | ((1 << (family.width - plen)) - 1), chain))
         entries.append(
             AddressEntry(
                 family, network, plen, tuple(i.id(c) for i, c in zip(interners, chain, strict=True))
             )
         )
     return tuple(entries), [i.members_to_classes() for i in interners]
-
-
-def _parent(
-    lengths: dict[int, set[int]], family: Family, plen: int, network: int
-) -> tuple[Family, int, int] | None:
-    for length in sorted(lengths, reverse=True):
-        if length >= plen:
-            continue
-        shift = family.width - length
-        masked = network >> shift << shift if length else 0
-        if masked in lengths[length]:
-            return (family, length, masked)
-    return None
 
 
 def _port_classes(group: _Group, field: int, interner: _Interner) -> tuple[list[int], list[int]]:
