@@ -321,45 +321,43 @@ def _address_classes(
     Prefixes nest or are disjoint, so the addresses whose longest match is prefix X are covered by
     exactly X and its ancestors: X's class is the set of predicates owning any of them.
     """
-    prefixes: set[tuple[Family, int, int]] = {(f, 0, 0) for f in Family}
-    owners: list[dict[tuple[Family, int, int], set[int]]] = []
+    # (family, network, prefix length) -> the group's predicates owning it, per group.
+    owners: dict[tuple[Family, int, int], dict[int, set[int]]] = {(f, 0, 0): {} for f in Family}
     interners = [_Interner() for _ in groups]
-    for group in groups:
-        own: dict[tuple[Family, int, int], set[int]] = defaultdict(set)
+    for gi, group in enumerate(groups):
         preds = _field_preds(group, field)
         for value, pid in preds.items():
             assert isinstance(value, tuple)
             for r in value:
                 assert isinstance(r, AddressRange)
-                key = (r.family, r.prefix_len, r.network)
-                prefixes.add(key)
-                own[key].add(pid)
-        owners.append(own)
+                owners.setdefault((r.family, r.network, r.prefix_len), {}).setdefault(
+                    gi, set()
+                ).add(pid)
     # Address order, shorter first: a prefix comes after every prefix holding it, and its
-    # parent (the longest of them) is on top of the stack of open prefixes.
-    ordered = sorted((family, network, plen) for family, plen, network in prefixes)
+    # parent (the longest of them) is on top of the stack of open prefixes. A prefix that
+    # owns nothing in a group has its parent's class there; most own in one group only
+    # (a blocklist's), so each takes its parent's sets and class ids and changes one.
     empty: frozenset[int] = frozenset()
-    stack: list[tuple[Family, int, list[frozenset[int]]]] = []  # (family, last, chain)
+    root_sets = [empty] * len(groups)
+    root_ids = tuple(0 for _ in groups)
+    # (family, last address, predicate sets per group, class ids per group)
+    stack: list[tuple[Family, int, list[frozenset[int]], tuple[int, ...]]] = []
     entries = []
-    for family, network, plen in ordered:
+    for key in sorted(owners):
+        family, network, plen = key
         while stack and (stack[-1][0] is not family or stack[-1][1] < network):
             stack.pop()
-        above = stack[-1][2] if stack else None
-        key = (family, plen, network)
-        chain: list[frozenset[int]] = []
-        for gi, group in enumerate(groups):
-            if not group.signature >> field & 1:
-                chain.append(empty)
-                continue
-            inherited = above[gi] if above is not None else empty
-            mine = owners[gi].get(key)
-            chain.append(inherited | mine if mine else inherited)
-        stack.append((family, network | ((1 << (family.width - plen)) - 1), chain))
-        entries.append(
-            AddressEntry(
-                family, network, plen, tuple(i.id(c) for i, c in zip(interners, chain, strict=True))
-            )
-        )
+        sets, ids = (stack[-1][2], stack[-1][3]) if stack else (root_sets, root_ids)
+        mine = owners[key]
+        if mine:
+            sets, new_ids = list(sets), list(ids)
+            for gi, pids in mine.items():
+                if groups[gi].signature >> field & 1:
+                    sets[gi] = sets[gi] | pids
+                    new_ids[gi] = interners[gi].id(sets[gi])
+            ids = tuple(new_ids)
+        stack.append((family, network | ((1 << (family.width - plen)) - 1), sets, ids))
+        entries.append(AddressEntry(family, network, plen, ids))
     return tuple(entries), [i.members_to_classes() for i in interners]
 
 
