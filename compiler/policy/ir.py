@@ -27,6 +27,11 @@ class AddressRange:
     network: int
     prefix_len: int
 
+    def __hash__(self) -> int:
+        # Not the generated hash: it hashes the enum member by a Python call, and a
+        # blocklist's rule is hashed with its million CIDRs more than once.
+        return hash((self.network, self.prefix_len, self.family._value_))
+
     @property
     def first(self) -> int:
         return self.network

@@ -321,8 +321,9 @@ def _address_classes(
     Prefixes nest or are disjoint, so the addresses whose longest match is prefix X are covered by
     exactly X and its ancestors: X's class is the set of predicates owning any of them.
     """
-    # (family, network, prefix length) -> the group's predicates owning it, per group.
-    owners: dict[tuple[Family, int, int], dict[int, set[int]]] = {(f, 0, 0): {} for f in Family}
+    # (family number, network, prefix length) -> (group, predicate) pairs owning it. Plain
+    # ints in the keys: an enum member hashes in Python, a million times over.
+    owners: dict[tuple[int, int, int], list[tuple[int, int]]] = {(4, 0, 0): [], (6, 0, 0): []}
     interners = [_Interner() for _ in groups]
     for gi, group in enumerate(groups):
         preds = _field_preds(group, field)
@@ -330,35 +331,55 @@ def _address_classes(
             assert isinstance(value, tuple)
             for r in value:
                 assert isinstance(r, AddressRange)
-                owners.setdefault((r.family, r.network, r.prefix_len), {}).setdefault(
-                    gi, set()
-                ).add(pid)
+                key = (r.family._value_, r.network, r.prefix_len)
+                owners.setdefault(key, []).append((gi, pid))
     # Address order, shorter first: a prefix comes after every prefix holding it, and its
-    # parent (the longest of them) is on top of the stack of open prefixes. A prefix that
-    # owns nothing in a group has its parent's class there; most own in one group only
-    # (a blocklist's), so each takes its parent's sets and class ids and changes one.
-    empty: frozenset[int] = frozenset()
-    root_sets = [empty] * len(groups)
+    # parent (the longest of them) is on top of the stack of open prefixes. A prefix takes
+    # its parent's predicate sets and adds its own; the result depends only on the parent's
+    # class ids and the pairs it owns, so a blocklist's million prefixes under one parent
+    # cost one set union.
+    family_of = {f.value: f for f in Family}
+    root_sets: list[frozenset[int]] = [frozenset()] * len(groups)
     root_ids = tuple(0 for _ in groups)
-    # (family, last address, predicate sets per group, class ids per group)
-    stack: list[tuple[Family, int, list[frozenset[int]], tuple[int, ...]]] = []
+    made: dict[tuple[tuple[int, ...], tuple[tuple[int, int], ...]], _Chain] = {}
+    stack: list[tuple[int, int, _Chain]] = []  # (family number, last address, chain)
     entries = []
     for key in sorted(owners):
-        family, network, plen = key
-        while stack and (stack[-1][0] is not family or stack[-1][1] < network):
+        number, network, plen = key
+        while stack and (stack[-1][0] != number or stack[-1][1] < network):
             stack.pop()
-        sets, ids = (stack[-1][2], stack[-1][3]) if stack else (root_sets, root_ids)
+        chain = stack[-1][2] if stack else (root_sets, root_ids)
         mine = owners[key]
         if mine:
-            sets, new_ids = list(sets), list(ids)
-            for gi, pids in mine.items():
-                if groups[gi].signature >> field & 1:
-                    sets[gi] = sets[gi] | pids
-                    new_ids[gi] = interners[gi].id(sets[gi])
-            ids = tuple(new_ids)
-        stack.append((family, network | ((1 << (family.width - plen)) - 1), sets, ids))
-        entries.append(AddressEntry(family, network, plen, ids))
+            memo = (chain[1], tuple(mine))
+            known = made.get(memo)
+            if known is None:
+                known = made[memo] = _extend(chain, mine, groups, field, interners)
+            chain = known
+        width = 32 if number == 4 else 128
+        stack.append((number, network | ((1 << (width - plen)) - 1), chain))
+        entries.append(AddressEntry(family_of[number], network, plen, chain[1]))
     return tuple(entries), [i.members_to_classes() for i in interners]
+
+
+# A prefix's predicate sets per group, and their class ids.
+_Chain = tuple[list[frozenset[int]], tuple[int, ...]]
+
+
+def _extend(
+    chain: _Chain,
+    mine: list[tuple[int, int]],
+    groups: Sequence[_Group],
+    field: int,
+    interners: list[_Interner],
+) -> _Chain:
+    """`chain` with the (group, predicate) pairs a prefix owns added."""
+    sets, ids = list(chain[0]), list(chain[1])
+    for gi, pid in mine:
+        if groups[gi].signature >> field & 1:
+            sets[gi] = sets[gi] | {pid}
+            ids[gi] = interners[gi].id(sets[gi])
+    return sets, tuple(ids)
 
 
 def _port_classes(group: _Group, field: int, interner: _Interner) -> tuple[list[int], list[int]]:
