@@ -166,8 +166,9 @@ def _widest_blocks(
     # A span of n addresses holds a CIDR of more than n/4; so the LARGE_LIST longest spans
     # hold that many CIDRs of at least `least` addresses, and only spans that long hold one.
     lengths = [hi - lo for lo, hi in spans]
-    kth = heapq.nlargest(LARGE_LIST, lengths)[-1] + 1
-    least = 1 << ((kth + 1) // 4).bit_length()
+    longest = heapq.nlargest(LARGE_LIST, lengths)
+    kth = longest[-1] + 1 if len(longest) == LARGE_LIST else 0
+    least = 1 << ((kth + 1) // 4).bit_length() if kth else 1
     found: list[tuple[int, int]] = []
     for (lo, hi), length in zip(spans, lengths, strict=True):
         if length + 1 >= least:
