@@ -37,13 +37,20 @@ FWC = Path(sys.executable).parent / "fwc"
 KINDS = ("blocked", "passed", "default")
 
 
-def timed(argv: list[str]) -> tuple[float, float, int]:
-    """Wall seconds, peak RSS in MB and exit code of one command, by /usr/bin/time -v."""
+def timed(argv: list[str]) -> tuple[float, float, int, float]:
+    """Wall seconds, peak RSS in MB, exit code and CPU seconds (user + system, children
+    included: what a busy machine does not inflate) of one command, by /usr/bin/time -v."""
     t0 = time.monotonic()
     run = subprocess.run(["/usr/bin/time", "-v", *argv], capture_output=True, text=True)
     wall = time.monotonic() - t0
-    match = re.search(r"Maximum resident set size \(kbytes\): (\d+)", run.stderr)
-    return wall, int(match.group(1)) / 1024 if match else float("nan"), run.returncode
+
+    def field(name: str) -> float:
+        match = re.search(rf"{name}: ([0-9.]+)", run.stderr)
+        return float(match.group(1)) if match else float("nan")
+
+    rss = field(r"Maximum resident set size \(kbytes\)") / 1024
+    cpu = field(r"User time \(seconds\)") + field(r"System time \(seconds\)")
+    return wall, rss, run.returncode, cpu
 
 
 def spread(values: list[float]) -> str:
@@ -142,8 +149,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 row: dict[str, object] = {
                     "entries": n,
                     "check_s": [round(c[0], 1) for c in checks],
+                    "check_cpu_s": [round(c[3], 1) for c in checks],
                     "check_rss_mb": [round(c[1]) for c in checks],
                     "compile_s": [round(c[0], 1) for c in compiles],
+                    "compile_cpu_s": [round(c[3], 1) for c in compiles],
                     "compile_rss_mb": [round(c[1]) for c in compiles],
                     "load_seed_s": round(load_s, 2),
                     "artifact_mb": round(artifact.stat().st_size / 2**20, 1),
@@ -161,10 +170,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 prog.close()
     print(f"load average at end: {os.getloadavg()}")
     print(f"\nfwc commands ({args.cli_rounds} runs each, min-max)")
-    print(f"{'entries':>9} {'check s':>10} {'check MB':>10} {'compile s':>10} {'compile MB':>11}")
+    columns = (
+        "check_s",
+        "check_cpu_s",
+        "check_rss_mb",
+        "compile_s",
+        "compile_cpu_s",
+        "compile_rss_mb",
+    )
+    print(f"{'entries':>9} " + " ".join(f"{c:>15}" for c in columns))
     for row in rows:
-        cells = [spread(row[k]) for k in ("check_s", "check_rss_mb", "compile_s", "compile_rss_mb")]  # type: ignore[arg-type]
-        print(f"{row['entries']:>9} {cells[0]:>10} {cells[1]:>10} {cells[2]:>10} {cells[3]:>11}")
+        cells = [spread(row[k]) for k in columns]  # type: ignore[arg-type]
+        print(f"{row['entries']:>9} " + " ".join(f"{c:>15}" for c in cells))
     base = subjects[0].ns("all")
     print(
         f"\nBPF_PROG_TEST_RUN, repeat {args.repeat}, median of {args.rounds} rounds (min-max of"
