@@ -114,7 +114,7 @@ def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
 
 def check_file(path: str | Path, options: CheckOptions | None = None) -> FileResult:
     """Runs every stage that its input allows on one policy file."""
-    with _gc_paused():
+    with gc_paused():
         return _check_file(str(path), options or CheckOptions())
 
 
@@ -180,7 +180,7 @@ def _nobody(stage: str) -> None:
 
 
 @contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
+def gc_paused() -> Iterator[None]:
     """A large policy is a heap of small acyclic objects; cyclic GC passes only slow it down."""
     enabled = gc.isenabled()
     gc.disable()

@@ -32,9 +32,7 @@ def _successors(index: RuleIndex, i: int, decided: Region) -> tuple[list[int], b
     `i`, or None when one of them would behave differently."""
     mine = behaviour(index.policy, index.rules[i])
     taken: list[int] = []
-    for j in index.overlapping(decided):
-        if j <= i:
-            continue
+    for j in index.overlapping(decided, after=i):
         if not region_overlaps(decided, index.cubes[j]):
             continue
         if behaviour(index.policy, index.rules[j]) != mine:

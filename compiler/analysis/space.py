@@ -6,6 +6,8 @@ fragment, protocol class, TCP flags, ICMP type) are bitmasks over their values.
 
 from __future__ import annotations
 
+import itertools
+from bisect import bisect_right
 from typing import NamedTuple, cast
 
 Intervals = tuple[tuple[int, int], ...]
@@ -29,7 +31,37 @@ class Cube(NamedTuple):
 Region = list[Cube]
 
 
+def _inside(b: Intervals, lo: int, hi: int) -> Intervals:
+    """The spans of `b` that meet lo..hi, clipped to it: found by bisection, copied whole."""
+    i = bisect_right(b, lo, key=_end_key)
+    j = bisect_right(b, hi, key=_start)
+    part = b[i:j]
+    if part and (part[0][0] < lo or part[-1][1] > hi):
+        edges = list(part)
+        edges[0] = (max(edges[0][0], lo), edges[0][1])
+        edges[-1] = (edges[-1][0], min(edges[-1][1], hi))
+        return tuple(edges)
+    return part
+
+
+def _end_key(span: tuple[int, int]) -> int:
+    return span[1] + 1  # bisect_right on lo finds the first span ending at or after lo
+
+
+def _few(a: Intervals, b: Intervals) -> bool:
+    """Whether walking `a` and bisecting `b` beats walking both."""
+    return len(a) * len(b).bit_length() < len(b)
+
+
 def meet_intervals(a: Intervals, b: Intervals) -> Intervals:
+    if len(a) > len(b):
+        a, b = b, a
+    if _few(a, b):
+        # A rule's few spans against a blocklist's many: slices of the long side.
+        met: Intervals = ()
+        for lo, hi in a:
+            met += _inside(b, lo, hi)
+        return met
     out: list[tuple[int, int]] = []
     i = j = 0
     while i < len(a) and j < len(b):
@@ -44,7 +76,20 @@ def meet_intervals(a: Intervals, b: Intervals) -> Intervals:
     return tuple(out)
 
 
+def _start(span: tuple[int, int]) -> int:
+    return span[0]
+
+
 def intervals_overlap(a: Intervals, b: Intervals) -> bool:
+    if len(a) > len(b):
+        a, b = b, a
+    if len(a) * len(b).bit_length() < len(b):
+        # A few spans against many (a rule against a blocklist): bisect the long side.
+        for lo, hi in a:
+            k = bisect_right(b, hi, key=_start) - 1
+            if k >= 0 and b[k][1] >= lo:
+                return True
+        return False
     i = j = 0
     while i < len(a) and j < len(b):
         if a[i][1] < b[j][0]:
@@ -56,7 +101,24 @@ def intervals_overlap(a: Intervals, b: Intervals) -> bool:
     return False
 
 
+# Recent `_minus_many` results for long right-hand sides, by the short side's value and
+# the long side's identity (each entry holds the long side, so the identity stays its):
+# the analysis takes one blocklist out of every service rule's whole address space.
+_LONG = 4096
+_recent: dict[tuple[Intervals, int], tuple[Intervals, Intervals]] = {}
+
+
 def minus_intervals(a: Intervals, b: Intervals) -> Intervals:
+    if _few(a, b):
+        if len(b) < _LONG:
+            return _minus_many(a, b)
+        key = (a, id(b))
+        hit = _recent.get(key)
+        if hit is None:
+            if len(_recent) >= 16:
+                _recent.clear()
+            hit = _recent[key] = (b, _minus_many(a, b))
+        return hit[1]
     out: list[tuple[int, int]] = []
     j = 0
     for lo, hi in a:
@@ -70,6 +132,23 @@ def minus_intervals(a: Intervals, b: Intervals) -> Intervals:
             k += 1
         if lo <= hi:
             out.append((lo, hi))
+    return tuple(out)
+
+
+def _minus_many(a: Intervals, b: Intervals) -> Intervals:
+    """`minus_intervals` for a few spans less many: the gaps between the long side's spans
+    inside each short span, by one comprehension."""
+    out: list[tuple[int, int]] = []
+    for lo, hi in a:
+        part = _inside(b, lo, hi)
+        if not part:
+            out.append((lo, hi))
+            continue
+        if part[0][0] > lo:
+            out.append((lo, part[0][0] - 1))
+        out += [(h + 1, n - 1) for (_, h), (n, _) in itertools.pairwise(part) if h + 1 < n]
+        if part[-1][1] < hi:
+            out.append((part[-1][1] + 1, hi))
     return tuple(out)
 
 

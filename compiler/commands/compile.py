@@ -22,7 +22,14 @@ from fwc.compiler.backend.options import (
 from fwc.compiler.backend.plan import PlanError, make_plan
 from fwc.compiler.backend.render import render_mapped
 from fwc.compiler.backend.verify import Rejected, verify
-from fwc.compiler.check import ANALYSES, CheckOptions, CheckResult, FileResult, check_file
+from fwc.compiler.check import (
+    ANALYSES,
+    CheckOptions,
+    CheckResult,
+    FileResult,
+    check_file,
+    gc_paused,
+)
 from fwc.compiler.commands.check import add_rego_arguments, rego_gate
 from fwc.compiler.errors import UsageError
 from fwc.compiler.policy.findings import Finding, has_errors
@@ -83,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
             "the Rego invariants",
             file=sys.stderr,
         )
-    with Progress("fwc compile") as progress:
+    # The whole build, not only its check: the tables of a million CIDRs are as acyclic.
+    with Progress("fwc compile") as progress, gc_paused():
         return _compile(args, path, progress)
 
 

@@ -1,4 +1,5 @@
-"""`fwc import`: an iptables-save or nft JSON ruleset as an fwc policy, exactly or not at all."""
+"""`fwc import`: an iptables-save or nft JSON ruleset as an fwc policy, exactly or not at all;
+or plain address lists as a set that a policy denies."""
 
 from __future__ import annotations
 
@@ -6,16 +7,18 @@ import argparse
 import sys
 from pathlib import Path
 
+from fwc.artifact import names
 from fwc.compiler.errors import UsageError
 from fwc.compiler.importers.assemble import Source, assemble
 from fwc.compiler.importers.ipset import read_ipsets
 from fwc.compiler.importers.iptables import detect_family, read_iptables
 from fwc.compiler.importers.model import Gap, SourceError
 from fwc.compiler.importers.nft import read_nft
+from fwc.compiler.importers.plainlist import SET_NAME, read_lists, render_list
 from fwc.compiler.importers.render import Imported, render
 from fwc.compiler.progress import Progress
 
-FORMATS = ("iptables", "nft")
+FORMATS = ("iptables", "nft", "list")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,7 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "files",
         metavar="FILE",
         nargs="+",
-        help="iptables: iptables-save and/or ip6tables-save output; nft: `nft -j list ruleset`",
+        help="iptables: iptables-save and/or ip6tables-save output; nft: `nft -j list ruleset`; "
+        "list: files of one address or CIDR a line (# and ; start comments)",
     )
     parser.add_argument(
         "--ipset",
@@ -43,12 +47,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="write the policy even when rules cannot be expressed: each is left out, "
         "listed on stderr and in the policy's comments, and the policy differs from the source",
     )
+    parser.add_argument(
+        "--set",
+        dest="set_name",
+        default="blocklist",
+        metavar="NAME",
+        help="list: the set's name (default: blocklist)",
+    )
+    parser.add_argument(
+        "--priority",
+        type=int,
+        default=10,
+        metavar="N",
+        help="list: the priority of the rule that denies the set (default: 10)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     for path in [*args.files, *(args.ipset or [])]:
         if not Path(path).is_file():
             raise UsageError(f"{path}: no such file")
+    if args.format == "list":
+        return _run_list(args)
     try:
         with Progress("fwc import") as progress:
             progress.stage("read and flatten")
@@ -76,7 +96,44 @@ def run(args: argparse.Namespace) -> int:
             "fwc import: the policy written DIFFERS from the source: see the rules left out",
             file=sys.stderr,
         )
-    text = render(result, list(args.files), args.lossy)
+    _write(args, render(result, list(args.files), args.lossy))
+    return 0
+
+
+def _run_list(args: argparse.Namespace) -> int:
+    if args.ipset:
+        raise UsageError("list takes no --ipset")
+    if not SET_NAME.fullmatch(args.set_name):
+        raise UsageError(
+            f"--set {args.set_name}: not a set name (letters, digits and _, at most 58)"
+        )
+    if not names.is_policy_name(args.name):
+        raise UsageError(f"--name {args.name}: not a policy name ({names.WORDS})")
+    if not 0 <= args.priority <= 65535:
+        raise UsageError(f"--priority {args.priority}: not in 0..65535")
+    try:
+        with Progress("fwc import") as progress:
+            progress.stage("read")
+            result = read_lists(list(args.files))
+    except SourceError as exc:
+        raise UsageError(str(exc)) from None
+    for problem in result.problems:
+        left = " [left out]" if problem.error and args.lossy else ""
+        print(f"{problem}{left}", file=sys.stderr)
+    if result.errors and not args.lossy:
+        print(
+            f"fwc import: {len(result.errors)} line(s) are not addresses; nothing written "
+            "(--lossy writes the rest, marked as different)",
+            file=sys.stderr,
+        )
+        return 1
+    if not result.entries:
+        raise UsageError("the lists hold no address: an empty set would match every source")
+    _write(args, render_list(result, args.name, args.set_name, args.priority, args.lossy))
+    return 0
+
+
+def _write(args: argparse.Namespace, text: str) -> None:
     if args.output:
         try:
             Path(args.output).write_text(text, encoding="utf-8")
@@ -84,7 +141,6 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"{args.output}: cannot write: {exc.strerror}") from None
     else:
         sys.stdout.write(text)
-    return 0
 
 
 def _finding(gap: Gap) -> str:

@@ -9,8 +9,11 @@ invariants need no `net.*` built-ins. docs/rego.md describes the shape.
 from __future__ import annotations
 
 import functools
+import heapq
 import ipaddress
-from typing import Any
+from bisect import bisect_right
+from collections import Counter
+from typing import Any, cast
 
 from fwc.compiler.analysis.match import (
     ALL_PROTOCOLS,
@@ -56,13 +59,51 @@ def _flag_names(bits: int) -> list[str]:
     return [name for name, bit in TCP_FLAGS.items() if bits & bit]
 
 
+# An address list longer than this (a blocklist) is passed as its widest entries, flagged
+# incomplete, so the input stays small whatever the lists hold (docs/rego.md).
+LARGE_LIST = 1024
+
+
+def widest(addresses: tuple[AddressRange, ...], keep: int = LARGE_LIST) -> list[AddressRange]:
+    """The `keep` widest entries of `addresses`, widest first (then by family and address)."""
+    counts = Counter(a.prefix_len for a in addresses)
+    cut, total = 0, 0
+    for length in sorted(counts):
+        cut, total = length, total + counts[length]
+        if total >= keep:
+            break
+    chosen = [a for a in addresses if a.prefix_len <= cut]
+    chosen.sort(key=lambda a: (a.prefix_len, a.family, a.network))
+    return chosen[:keep]
+
+
+def address_list(addresses: tuple[AddressRange, ...]) -> tuple[list[dict[str, Any]], bool]:
+    """An address field or set as docs, and whether the docs hold all of it."""
+    if len(addresses) <= LARGE_LIST:
+        return [address_doc(a) for a in addresses], True
+    return [address_doc(a) for a in widest(addresses)], False
+
+
+def large_set_doc(entries: tuple[AddressRange, ...]) -> dict[str, Any]:
+    """A set of more than LARGE_LIST addresses: its size per family and its widest entries."""
+    v4 = sum(1 for a in entries if a.family is Family.IPV4)
+    return {
+        "size": len(entries),
+        "ipv4": v4,
+        "ipv6": len(entries) - v4,
+        "widest": [address_doc(a) for a in widest(entries, 64)],
+    }
+
+
 def rule_doc(
     rule: Rule, reachable: bool, shadowed_by: list[str], redundant: bool
 ) -> dict[str, Any]:
+    sources, sources_complete = address_list(rule.sources)
+    destinations, destinations_complete = address_list(rule.destinations)
     return {
         "action": rule.action.value,
         "protocol": rule.protocol.value,
-        "source_cidrs": [address_doc(a) for a in rule.sources],
+        "source_cidrs": sources,
         "destination_ports": [port_doc(p) for p in rule.destination_ports],
         "description": rule.description,
         "icmp_types": list(rule.icmp_types),
@@ -74,7 +115,7 @@ def rule_doc(
         "rate_limit_pps": rule.rate_limit_pps,
         "name": rule.name,
         "id": rule.id,
-        "destination_cidrs": [address_doc(a) for a in rule.destinations],
+        "destination_cidrs": destinations,
         "priority": rule.priority,
         "rate_limit_burst": rule.rate_limit_burst,
         "log": rule.log,
@@ -83,6 +124,8 @@ def rule_doc(
         "reachable": reachable,
         "shadowed_by": shadowed_by,
         "redundant": redundant,
+        "source_cidrs_complete": sources_complete,
+        "destination_cidrs_complete": destinations_complete,
     }
 
 
@@ -101,12 +144,60 @@ def _cidr_docs(spans: Intervals, family: Family) -> list[dict[str, Any]]:
     return out
 
 
-def _region_cidrs(spans: Intervals, family: Family) -> list[dict[str, Any]]:
-    """A region's addresses; empty for every address of its family, as in a rule (and
-    most regions have one such side: the input stays small)."""
+def blocks(lo: int, hi: int, width: int) -> list[tuple[int, int]]:
+    """The fewest CIDRs, as (network, prefix length), that make up addresses lo..hi."""
+    out: list[tuple[int, int]] = []
+    while lo <= hi:
+        size = (lo & -lo).bit_length() - 1 if lo else width
+        while size and lo + (1 << size) - 1 > hi:
+            size -= 1
+        out.append((lo, width - size))
+        lo += 1 << size
+    return out
+
+
+def _widest_blocks(
+    spans: Intervals, family: Family, near: list[tuple[int, int]]
+) -> list[AddressRange]:
+    """The LARGE_LIST widest CIDRs of the spans (then by address), and every CIDR of them
+    that overlaps one of `near` (the small sets' entries: a management network wholly
+    inside the region is inside one of these)."""
+    width = family.width
+    # A span of n addresses holds a CIDR of more than n/4; so the LARGE_LIST longest spans
+    # hold that many CIDRs of at least `least` addresses, and only spans that long hold one.
+    lengths = [hi - lo for lo, hi in spans]
+    longest = heapq.nlargest(LARGE_LIST, lengths)
+    kth = longest[-1] + 1 if len(longest) == LARGE_LIST else 0
+    least = 1 << ((kth + 1) // 4).bit_length() if kth else 1
+    found: list[tuple[int, int]] = []
+    for (lo, hi), length in zip(spans, lengths, strict=True):
+        if length + 1 >= least:
+            start = -(-lo // least) * least
+            found.extend(blocks(start, (hi + 1) // least * least - 1, width))
+    found.sort(key=lambda b: (b[1], b[0]))
+    chosen = set(found[:LARGE_LIST])
+    for first, last in near:
+        k = bisect_right(spans, last, key=lambda span: span[0]) - 1
+        while k >= 0 and spans[k][1] >= first:
+            chosen.update(
+                b
+                for b in blocks(*spans[k], width)
+                if b[0] <= last and first < b[0] + (1 << (width - b[1]))
+            )
+            k -= 1
+    return [AddressRange(family, n, p) for n, p in sorted(chosen, key=lambda b: (b[1], b[0]))]
+
+
+def _region_cidrs(
+    spans: Intervals, family: Family, near: list[tuple[int, int]]
+) -> tuple[list[dict[str, Any]], bool]:
+    """A region's addresses, and whether they are all there; empty for every address of its
+    family, as in a rule (and most regions have one such side: the input stays small)."""
     if spans == ((0, (1 << family.width) - 1),):
-        return []
-    return _cidr_docs(spans, family)
+        return [], True
+    if len(spans) <= LARGE_LIST:
+        return _cidr_docs(spans, family), True
+    return [address_doc(a) for a in _widest_blocks(spans, family, near)], False
 
 
 def _port_docs(spans: Intervals) -> tuple[list[dict[str, int]], int]:
@@ -119,11 +210,17 @@ def _port_docs(spans: Intervals) -> tuple[list[dict[str, int]], int]:
 _FAMILIES = {bit: family for family, bit in FAMILY_BITS.items()}
 
 
-def region_doc(part: Part) -> dict[str, Any]:
+def region_doc(
+    part: Part, near: dict[Family, list[tuple[int, int]]] | None = None
+) -> dict[str, Any]:
     """One region of `analysis.allowed` or `analysis.rate_limited`, written like a rule's
-    match, with the rules that decide it (see docs/rego.md)."""
+    match, with the rules that decide it (see docs/rego.md); `near` are the small sets'
+    entries per family, kept in a region side too large to write whole."""
     cube = part.cube
     family = _FAMILIES[cube.family]
+    close = (near or {}).get(family, [])
+    sources, sources_complete = _region_cidrs(cube.src, family, close)
+    destinations, destinations_complete = _region_cidrs(cube.dst, family, close)
     protocol = (
         "any"
         if cube.protocol == ALL_PROTOCOLS
@@ -137,16 +234,18 @@ def region_doc(part: Part) -> dict[str, Any]:
     return {
         "protocol": protocol,
         "family": FAMILY_NAMES[family],
-        "source_cidrs": _region_cidrs(cube.src, family),
+        "source_cidrs": sources,
         "fragment": "non-first" if cube.fragment == NON_FIRST else "first-or-none",
         "destination_ports": destination_ports,
         "destination_port_count": destination_count,
         "tcp_flags": {"set": _flag_names(must_set), "clear": _flag_names(must_clear)},
         "source_ports": source_ports,
         "source_port_count": source_count,
-        "destination_cidrs": _region_cidrs(cube.dst, family),
+        "destination_cidrs": destinations,
         "icmp_types": icmp_types,
         "rules": [name or "default" for name in part.rules],
+        "source_cidrs_complete": sources_complete,
+        "destination_cidrs_complete": destinations_complete,
     }
 
 
@@ -164,6 +263,12 @@ def policy_doc(policy: Policy, done: Review | None = None) -> dict[str, Any]:
     """The whole input document for `policy`; `done` is its review, made here when absent."""
     done = done if done is not None else review(policy)
     parts = passed(done.index, done.reached)
+    small = {n: e for n, e in policy.sets if len(e) <= LARGE_LIST or isinstance(e[0], PortRange)}
+    near: dict[Family, list[tuple[int, int]]] = {f: [] for f in Family}
+    for entries in small.values():
+        for e in entries:
+            if isinstance(e, AddressRange):
+                near[e.family].append((e.first, e.last))
     return {
         "name": policy.name,
         "default_action": policy.default_action.value,
@@ -173,10 +278,15 @@ def policy_doc(policy: Policy, done: Review | None = None) -> dict[str, Any]:
             "include": list(policy.interfaces.include),
             "exclude": list(policy.interfaces.exclude),
         },
-        "sets": {name: [set_entry_doc(e) for e in entries] for name, entries in policy.sets},
+        "sets": {name: [set_entry_doc(e) for e in entries] for name, entries in small.items()},
+        "large_sets": {
+            name: large_set_doc(cast("tuple[AddressRange, ...]", entries))
+            for name, entries in policy.sets
+            if name not in small
+        },
         "rules": _rules_doc(done),
         "analysis": {
-            "allowed": [region_doc(p) for p in parts if p.action is Action.ALLOW],
-            "rate_limited": [region_doc(p) for p in parts if p.action is Action.RATE_LIMIT],
+            "allowed": [region_doc(p, near) for p in parts if p.action is Action.ALLOW],
+            "rate_limited": [region_doc(p, near) for p in parts if p.action is Action.RATE_LIMIT],
         },
     }

@@ -76,13 +76,51 @@ def validate_paths(doc: Document) -> tuple[list[Finding], list[NodePath]]:
     """`validate`, and the path of every value that breaks the schema (for `readable`)."""
     findings: list[Finding] = []
     paths: list[NodePath] = []
-    for err in validator().iter_errors(doc.value):
-        path: NodePath = tuple(err.absolute_path)
+    value, kept = _thinned(doc.value)
+    for err in validator().iter_errors(value):
+        at: NodePath = _restored(tuple(err.absolute_path), kept)
+        path = at
         if "propertyNames" in err.relative_schema_path:
             path = (*path, str(err.instance))  # the badly named key, not its whole mapping
         paths.append(path)
-        findings.extend(_explain(doc, err))
+        findings.extend(_explain(doc, err, at))
     return findings, paths
+
+
+# A set longer than this is checked entry by entry in Python first: only the entries that
+# are not plainly valid go through the validator, whose per-item cost dominates at 1M.
+LARGE_SET = 256
+
+
+def _plain_entry(entry: object) -> bool:
+    """Whether `entry` is valid by `$defs/set_entry` (a non-empty string, or an integer port);
+    anything else is left to the validator, which words the error."""
+    kind = type(entry)
+    if kind is str:
+        return entry != ""
+    return kind is int and 0 <= entry <= 65535  # type: ignore[operator]
+
+
+def _thinned(value: Any) -> tuple[Any, dict[str, list[int]]]:
+    """`value` with each large set reduced to its entries that are not plainly valid, and
+    for each such set the original index of every entry kept."""
+    sets = value.get("sets") if isinstance(value, dict) else None
+    if not isinstance(sets, dict):
+        return value, {}
+    kept: dict[str, list[int]] = {}
+    thin: dict[str, Any] = dict(sets)
+    for name, entries in sets.items():
+        if isinstance(entries, list) and len(entries) > LARGE_SET:
+            kept[name] = [i for i, e in enumerate(entries) if not _plain_entry(e)]
+            thin[name] = [entries[i] for i in kept[name]]
+    return ({**value, "sets": thin}, kept) if kept else (value, kept)
+
+
+def _restored(path: NodePath, kept: dict[str, list[int]]) -> NodePath:
+    """An error path in the thinned document as the path in the original."""
+    if len(path) >= 3 and path[0] == "sets" and path[1] in kept and isinstance(path[2], int):
+        return (*path[:2], kept[str(path[1])][path[2]], *path[3:])
+    return path
 
 
 def describe_type(value: object) -> str:
@@ -149,8 +187,8 @@ def _short(value: object) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _explain(doc: Document, err: ValidationError) -> Iterator[Finding]:
-    path: NodePath = tuple(err.absolute_path)
+def _explain(doc: Document, err: ValidationError, path: NodePath) -> Iterator[Finding]:
+    """`err` as findings; `path` is where it is in the user's document."""
     # jsonschema types these as "maybe unset"; on a reported error they are set.
     instance: Any = err.instance
     wanted: Any = err.validator_value

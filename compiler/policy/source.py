@@ -150,9 +150,13 @@ class _Composer:
     def compose_document(self) -> Any:
         """The document's value: each event opens a container, closes one, or is a value
         that goes into the innermost open container."""
+        get_event = self.loader.get_event
         while True:
-            ev = self.loader.get_event()
+            ev = get_event()
             mark = ev.start_mark
+            if type(ev) is yaml.ScalarEvent and self.stack:
+                ev = self.list_items(ev)
+                mark = ev.start_mark
             if isinstance(ev, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
                 self.open(ev)
                 continue
@@ -168,6 +172,36 @@ class _Composer:
             if not self.stack:
                 return value
             self.place(value, mark)
+
+    def list_items(self, ev: Any) -> Any:
+        """Places `ev` and the scalar events after it into the innermost open list while they
+        are plain, untagged, unanchored and hold "/" (no YAML 1.1 implicit type contains "/",
+        so each is a string: a CIDR of a blocklist of a million). Returns the first event
+        it does not take."""
+        top = self.stack[-1]
+        items = top.container
+        if type(items) is not list:
+            return ev
+        positions = self.doc.positions
+        path = top.path
+        get_event = self.loader.get_event
+        taken = 0
+        mark: Any = ev.start_mark
+        while (
+            type(ev) is yaml.ScalarEvent
+            and not ev.style  # plain: None from PyYAML, "" from libyaml
+            and ev.tag is None
+            and ev.anchor is None
+            and "/" in ev.value
+        ):
+            mark = ev.start_mark
+            positions[(*path, len(items))] = (mark.line + 1, mark.column + 1)
+            items.append(ev.value)
+            taken += 1
+            ev = get_event()
+        if taken:
+            self.count(taken, mark)
+        return ev
 
     def expect_key(self) -> bool:
         """Whether the next node is a mapping key."""

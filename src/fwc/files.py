@@ -10,7 +10,7 @@ import os
 import stat
 
 MiB = 1 << 20
-ARTIFACT_LIMIT = 256 * MiB
+ARTIFACT_LIMIT = 512 * MiB  # a 1M-entry blocklist's artifact is about 300 MiB
 POLICY_LIMIT = 32 * MiB
 
 _KINDS = (

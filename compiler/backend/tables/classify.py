@@ -368,55 +368,65 @@ def _address_classes(
     Prefixes nest or are disjoint, so the addresses whose longest match is prefix X are covered by
     exactly X and its ancestors: X's class is the set of predicates owning any of them.
     """
-    prefixes: set[tuple[Family, int, int]] = {(f, 0, 0) for f in Family}
-    owners: list[dict[tuple[Family, int, int], set[int]]] = []
+    # (family number, network, prefix length) -> (group, predicate) pairs owning it. Plain
+    # ints in the keys: an enum member hashes in Python, a million times over.
+    owners: dict[tuple[int, int, int], list[tuple[int, int]]] = {(4, 0, 0): [], (6, 0, 0): []}
     interners = [_Interner() for _ in groups]
-    for group in groups:
-        own: dict[tuple[Family, int, int], set[int]] = defaultdict(set)
+    for gi, group in enumerate(groups):
         preds = _field_preds(group, field)
         for value, pid in preds.items():
             assert isinstance(value, tuple)
             for r in value:
                 assert isinstance(r, AddressRange)
-                key = (r.family, r.prefix_len, r.network)
-                prefixes.add(key)
-                own[key].add(pid)
-        owners.append(own)
-    ordered = sorted(prefixes)
-    by_len: dict[Family, dict[int, set[int]]] = {f: defaultdict(set) for f in Family}
-    # Per prefix, its class id per group: a prefix no predicate of a group owns has its
-    # parent's class there, so only owned prefixes build a set (one per prefix and group took
-    # most of a 50k-rule compile's memory).
-    chains: dict[tuple[Family, int, int], tuple[int, ...]] = {}
-    open_chain = (0,) * len(groups)
+                key = (r.family._value_, r.network, r.prefix_len)
+                owners.setdefault(key, []).append((gi, pid))
+    # Address order, shorter first: a prefix comes after every prefix holding it, and its
+    # parent (the longest of them) is on top of the stack of open prefixes. A prefix takes
+    # its parent's predicate sets and adds its own; the result depends only on the parent's
+    # class ids and the pairs it owns, so a blocklist's million prefixes under one parent
+    # cost one set union.
+    family_of = {f.value: f for f in Family}
+    root_ids = tuple(0 for _ in groups)
+    made: dict[tuple[tuple[int, ...], tuple[tuple[int, int], ...]], _Chain] = {}
+    stack: list[tuple[int, int, _Chain]] = []  # (family number, last address, chain)
     entries = []
-    for key in ordered:
-        family, plen, network = key
-        parent = _parent(by_len[family], family, plen, network)
-        above = chains[parent] if parent is not None else open_chain
-        chain = list(above)
-        for gi, interner in enumerate(interners):
-            owned = owners[gi].get(key)  # empty outside the group's signature
-            if owned:
-                chain[gi] = interner.id(interner.sets[above[gi]] | owned)
-        classes = tuple(chain)
-        chains[key] = classes
-        by_len[family][plen].add(network)
-        entries.append(AddressEntry(family, network, plen, classes))
+    for key in sorted(owners):
+        number, network, plen = key
+        while stack and (stack[-1][0] != number or stack[-1][1] < network):
+            stack.pop()
+        chain = stack[-1][2] if stack else root_ids
+        mine = owners[key]
+        if mine:
+            memo = (chain, tuple(mine))
+            known = made.get(memo)
+            if known is None:
+                known = made[memo] = _extend(chain, mine, groups, field, interners)
+            chain = known
+        width = 32 if number == 4 else 128
+        stack.append((number, network | ((1 << (width - plen)) - 1), chain))
+        entries.append(AddressEntry(family_of[number], network, plen, chain))
     return tuple(entries), [i.members_to_classes() for i in interners]
 
 
-def _parent(
-    lengths: dict[int, set[int]], family: Family, plen: int, network: int
-) -> tuple[Family, int, int] | None:
-    for length in sorted(lengths, reverse=True):
-        if length >= plen:
-            continue
-        shift = family.width - length
-        masked = network >> shift << shift if length else 0
-        if masked in lengths[length]:
-            return (family, length, masked)
-    return None
+# A prefix's class id per group: only the groups owning the prefix build a set (one set per
+# prefix and group took most of a 50k-rule compile's memory).
+_Chain = tuple[int, ...]
+
+
+def _extend(
+    chain: _Chain,
+    mine: list[tuple[int, int]],
+    groups: Sequence[_Group],
+    field: int,
+    interners: list[_Interner],
+) -> _Chain:
+    """`chain` with the (group, predicate) pairs a prefix owns added."""
+    ids = list(chain)
+    for gi, pid in mine:
+        if groups[gi].signature >> field & 1:
+            interner = interners[gi]
+            ids[gi] = interner.id(interner.sets[ids[gi]] | {pid})
+    return tuple(ids)
 
 
 def _port_classes(group: _Group, field: int, interner: _Interner) -> tuple[list[int], list[int]]:
