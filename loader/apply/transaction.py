@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fwc.artifact.ifclass import IFACES_MAP
 from fwc.artifact.layout import BUCKETS_MAP
 from fwc.artifact.manifest import Manifest
 from fwc.loader import faults
@@ -28,7 +29,7 @@ from fwc.loader.live import digests as table_digests
 from fwc.loader.live import update as live_update
 from fwc.loader.live.compat import can_update_in_place
 from fwc.loader.live.pinned import initial_record, meta_manifest
-from fwc.loader.node import attach, netlink, pins
+from fwc.loader.node import attach, ifclasses, netlink, pins
 from fwc.loader.node.bpffs import require_bpffs
 from fwc.loader.node.netlink import Interface
 from fwc.loader.reader.artifact import ArtifactSpec, check_map_definitions, read_artifact
@@ -456,6 +457,10 @@ def _apply_recovered(opts: ApplyOptions, spec: ArtifactSpec) -> ApplyReport:
         return _apply_live(opts, spec, final, steps, live_manifest)
     check_map_definitions(spec)
     with LoadedProgram.from_spec(spec) as program:
+        table = spec.manifest.interface_classes
+        if table is not None:
+            # before any interface runs the program: an unknown ifindex matches no pattern
+            ifclasses.sync(program.map_fd(IFACES_MAP), table, interfaces)
         sessions = _sessions(opts, steps)
         blocked = lockout.blocked(
             sessions, lambda frame: program.test_run(frame).retval, _limited(spec, program)

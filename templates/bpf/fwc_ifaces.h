@@ -1,0 +1,28 @@
+// SPDX-License-Identifier: GPL-2.0
+/* The ingress interface's class (docs/artifact.md, Interface classes): fw-load maps every
+ * interface it attaches to, by ifindex, to the class of the policy's interface patterns its
+ * name matches. An ifindex the map does not hold is class 0, which no pattern matches. */
+#ifndef FWC_IFACES_H
+#define FWC_IFACES_H
+
+#include "fwc_bpf.h"
+
+#define FWC_IFACE_CLASSES 32
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, FWC_IFACES_ENTRIES);
+	__type(key, __u32);
+	__type(value, __u32);
+} fwc_ifaces SEC(".maps");
+
+static __fwc_inline __u32 fwc_ifclass(const struct xdp_md *ctx)
+{
+	__u32 ifindex = ctx->ingress_ifindex;
+	const __u32 *cls = bpf_map_lookup_elem(&fwc_ifaces, &ifindex);
+
+	/* a class beyond the program's is no class: fw-load never writes one */
+	return cls && *cls < FWC_IFACE_CLASSES ? *cls : 0;
+}
+
+#endif
