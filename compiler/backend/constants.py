@@ -131,6 +131,7 @@ class ConstantsProgram:
     log_rate: int
     events_size: int
     iface_entries: int = 0  # fwc_ifaces' size; 0: no rule names interfaces, no lookup
+    iface_classes: int = 0  # the interface classes the rules tell apart
 
 
 # the block's own slot, action and jump
@@ -217,6 +218,7 @@ def plan(policy: Policy, dry_run: bool, options: CompileOptions = DEFAULT_OPTION
             log_rate=log_rate,
             events_size=EVENTS_SIZE,
             iface_entries=iface_entries,
+            iface_classes=len(interfaces.classes),
         ),
         maps=tuple(maps),
         dry_run=dry_run,

@@ -7,8 +7,7 @@
 
 #include "fwc_bpf.h"
 
-#define FWC_IFACE_CLASSES 32
-
+/* The including program defines FWC_IFACES_ENTRIES and FWC_IFACE_CLASSES (how many it tells apart). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, FWC_IFACES_ENTRIES);
