@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
+from fwc.artifact.ifclass import IFACE_KEY, IFACE_VALUE, IFACES_ENTRIES, IFACES_MAP
 from fwc.artifact.layout import CFG_HEADER, RULE_VALUE, generation_map
 from fwc.compiler.backend.options import DEFAULT_OPTIONS, CompileOptions
 from fwc.compiler.backend.plan import (
@@ -35,7 +36,6 @@ from fwc.compiler.backend.tables.classify import (
     build_tables,
     field_mask,
 )
-from fwc.artifact.ifclass import IFACE_KEY, IFACE_VALUE, IFACES_ENTRIES, IFACES_MAP
 from fwc.compiler.policy.findings import Finding, Location, error
 from fwc.compiler.policy.interfaces import InterfaceClasses
 from fwc.compiler.policy.ir import Action, Family, Policy, Rule
