@@ -17,7 +17,7 @@ from fwc.compiler.policy.interfaces import (
     NO_INTERFACES,
     InterfaceClasses,
     TooManyInterfaceClasses,
-    interface_classes,
+    program_classes,
 )
 from fwc.compiler.policy.ir import Action, Policy
 
@@ -126,7 +126,7 @@ class PlanError(Exception):
 def planned_interfaces(policy: Policy) -> InterfaceClasses:
     """The policy's interface classes; PlanError (FWC051) when a program cannot hold them."""
     try:
-        return interface_classes(policy)
+        return program_classes(policy)
     except TooManyInterfaceClasses as exc:
         raise PlanError([error("FWC051", str(exc), Location(policy.source_file))]) from None
 

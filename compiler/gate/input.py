@@ -22,8 +22,9 @@ from fwc.compiler.analysis.match import (
 )
 from fwc.compiler.analysis.region import flag_pattern
 from fwc.compiler.analysis.review import Review, review
-from fwc.compiler.analysis.space import Intervals
+from fwc.compiler.analysis.space import ANY_INTERFACE, Cube, Intervals
 from fwc.compiler.analysis.verdicts import Part, passed
+from fwc.compiler.policy.interfaces import NO_INTERFACES, InterfaceClasses
 from fwc.compiler.policy.ir import TCP_FLAGS, Action, AddressRange, Family, Policy, PortRange, Rule
 
 FAMILY_NAMES = {Family.IPV4: "ipv4", Family.IPV6: "ipv6"}
@@ -78,6 +79,8 @@ def rule_doc(
         "priority": rule.priority,
         "rate_limit_burst": rule.rate_limit_burst,
         "log": rule.log,
+        "interfaces": list(rule.interfaces),
+        "not_interfaces": list(rule.not_interfaces),
         "file": rule.location.file,
         "line": rule.location.line,
         "reachable": reachable,
@@ -119,7 +122,19 @@ def _port_docs(spans: Intervals) -> tuple[list[dict[str, int]], int]:
 _FAMILIES = {bit: family for family, bit in FAMILY_BITS.items()}
 
 
-def region_doc(part: Part) -> dict[str, Any]:
+def _interfaces_doc(cube: Cube, classes: InterfaceClasses) -> dict[str, Any]:
+    """The region's interface classes in words (none: every interface), and whether
+    loopback is the only interface it can arrive on."""
+    if not classes.used or cube.interface == ANY_INTERFACE:
+        return {"interfaces": [], "loopback": False}
+    bits = [k for k in range(len(classes.classes)) if cube.interface >> k & 1]
+    return {
+        "interfaces": [classes.describe(k) for k in bits],
+        "loopback": all(classes.loopback >> k & 1 for k in bits),
+    }
+
+
+def region_doc(part: Part, classes: InterfaceClasses = NO_INTERFACES) -> dict[str, Any]:
     """One region of `analysis.allowed` or `analysis.rate_limited`, written like a rule's
     match, with the rules that decide it (see docs/rego.md)."""
     cube = part.cube
@@ -147,6 +162,7 @@ def region_doc(part: Part) -> dict[str, Any]:
         "destination_cidrs": _region_cidrs(cube.dst, family),
         "icmp_types": icmp_types,
         "rules": [name or "default" for name in part.rules],
+        **_interfaces_doc(cube, classes),
     }
 
 
@@ -164,6 +180,7 @@ def policy_doc(policy: Policy, done: Review | None = None) -> dict[str, Any]:
     """The whole input document for `policy`; `done` is its review, made here when absent."""
     done = done if done is not None else review(policy)
     parts = passed(done.index, done.reached)
+    classes = done.index.interfaces
     return {
         "name": policy.name,
         "default_action": policy.default_action.value,
@@ -176,7 +193,9 @@ def policy_doc(policy: Policy, done: Review | None = None) -> dict[str, Any]:
         "sets": {name: [set_entry_doc(e) for e in entries] for name, entries in policy.sets},
         "rules": _rules_doc(done),
         "analysis": {
-            "allowed": [region_doc(p) for p in parts if p.action is Action.ALLOW],
-            "rate_limited": [region_doc(p) for p in parts if p.action is Action.RATE_LIMIT],
+            "allowed": [region_doc(p, classes) for p in parts if p.action is Action.ALLOW],
+            "rate_limited": [
+                region_doc(p, classes) for p in parts if p.action is Action.RATE_LIMIT
+            ],
         },
     }

@@ -118,11 +118,16 @@ def matches(name: str, pattern: str) -> bool:
     return len(parts) in positions
 
 
+# Characters an example name prefers, most familiar first.
+_PREFERRED = string.ascii_lowercase + string.digits + string.ascii_uppercase + "-_."
+
+
 def _alphabet(patterns: Sequence[str]) -> list[str]:
     """One character per class of characters that every pattern treats alike."""
     chosen: dict[tuple[bool, ...], str] = {}
     every = [a for p in patterns for a in atoms(p) if a.kind in ("char", "set")]
-    for c in [*sorted(PATTERN_CHARS), _FOREIGN]:
+    rest = sorted(PATTERN_CHARS - set(_PREFERRED))
+    for c in [*_PREFERRED, *rest, _FOREIGN]:
         chosen.setdefault(tuple(a.accepts(c) for a in every), c)
     return list(chosen.values())
 
@@ -148,8 +153,9 @@ def signature(name: str, patterns: Sequence[str]) -> tuple[int, ...]:
     return tuple(i for i, p in enumerate(patterns) if matches(name, p))
 
 
-def realisable(patterns: Sequence[str], selection: Selection) -> frozenset[tuple[int, ...]]:
-    """Every signature over `patterns` of some valid interface name `selection` attaches to.
+def realisable(patterns: Sequence[str], selection: Selection) -> dict[tuple[int, ...], str]:
+    """Every signature over `patterns` of some valid interface name `selection` attaches to,
+    with the shortest such name (an example).
 
     A breadth-first walk of the product of the globs' automata over names up to 15
     characters, with one character per class of characters the globs treat alike; the
@@ -160,12 +166,14 @@ def realisable(patterns: Sequence[str], selection: Selection) -> frozenset[tuple
     n_rules, n_include = len(patterns), len(selection.include)
     alphabet = _alphabet([*patterns, *selection.include, *exclude])
     start = tuple(_closure(frozenset({0}), m) for m in machines)
-    level: set[tuple[tuple[frozenset[int], ...], str]] = {(start, "")}
-    seen: set[tuple[tuple[frozenset[int], ...], str]] = set(level)
-    found: set[tuple[int, ...]] = set()
+    State = tuple[tuple[frozenset[int], ...], str]
+    # each state with the first name (in alphabet order) that reaches it
+    level: list[tuple[State, str]] = [((start, ""), "")]
+    seen: set[State] = {level[0][0]}
+    found: dict[tuple[int, ...], str] = {}
     for _ in range(MAX_NAME):
-        nxt: set[tuple[tuple[frozenset[int], ...], str]] = set()
-        for states, prefix in level:
+        nxt: list[tuple[State, str]] = []
+        for (states, prefix), name in level:
             for c in alphabet:
                 moved = tuple(_step(s, m, c) for s, m in zip(states, machines, strict=True))
                 dots = prefix + c if prefix + c in (".", "..") else "x"
@@ -173,12 +181,12 @@ def realisable(patterns: Sequence[str], selection: Selection) -> frozenset[tuple
                 if key in seen:
                     continue
                 seen.add(key)
-                nxt.add(key)
+                nxt.append((key, name + c))
                 if dots != "x":
                     continue
                 accepted = [len(m) in s for s, m in zip(moved, machines, strict=True)]
                 included = not n_include or any(accepted[n_rules : n_rules + n_include])
                 if included and not any(accepted[n_rules + n_include :]):
-                    found.add(tuple(i for i in range(n_rules) if accepted[i]))
+                    found.setdefault(tuple(i for i in range(n_rules) if accepted[i]), name + c)
         level = nxt
-    return frozenset(found)
+    return found

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from fwc.artifact.ifclass import class_of_patterns
-from fwc.compiler.policy.globs import Selection, realisable
+from fwc.compiler.policy.globs import LOOPBACK, Selection, realisable
 from fwc.compiler.policy.ir import Policy, Rule
 
 # The classes a compiled program tells apart: a class index is one bit of a u32 in the
@@ -27,11 +27,14 @@ class TooManyInterfaceClasses(Exception):
 class InterfaceClasses:
     """`patterns`: every pattern a rule names, sorted; `classes`: the signatures (pattern
     indexes) in class order, () first; `attached`: bit k set when some interface the policy
-    attaches to is in class k."""
+    attaches to is in class k; `loopback`: bit k set when loopback is the only such interface
+    of class k; `examples`: a name of each class (an attached one if any)."""
 
     patterns: tuple[str, ...]
     classes: tuple[tuple[int, ...], ...]
     attached: int
+    examples: tuple[str, ...] = ()
+    loopback: int = 0
 
     @property
     def used(self) -> bool:
@@ -53,12 +56,33 @@ class InterfaceClasses:
         """The class of an interface name; None (unknown) and names of no class are class 0."""
         return 0 if name is None else class_of_patterns(name, self.patterns, self.classes)
 
+    def describe(self, k: int) -> str:
+        """Class k in words: the patterns its names match and those they do not."""
+        members = self.classes[k]
+        inside = [p for i, p in enumerate(self.patterns) if i in members]
+        outside = [p for i, p in enumerate(self.patterns) if i not in members]
+        if not inside:
+            return f"matching none of {', '.join(outside)}"
+        text = f"matching {' and '.join(inside)}"
+        return f"{text}, not {', '.join(outside)}" if outside else text
 
-NO_INTERFACES = InterfaceClasses((), ((),), 1)
+
+NO_INTERFACES = InterfaceClasses((), ((),), 1, ("",))
 
 
 def rule_patterns(rules: Sequence[Rule]) -> tuple[str, ...]:
     return tuple(sorted({p for r in rules for p in (*r.interfaces, *r.not_interfaces)}))
+
+
+def program_classes(policy: Policy) -> InterfaceClasses:
+    """The classes of a policy's program; TooManyInterfaceClasses when it cannot hold them."""
+    found = interface_classes(policy)
+    if len(found.classes) > MAX_CLASSES:
+        raise TooManyInterfaceClasses(
+            f"the rules' interface patterns split interface names into {len(found.classes)} "
+            f"classes; a program tells at most {MAX_CLASSES} apart"
+        )
+    return found
 
 
 def interface_classes(*policies: Policy) -> InterfaceClasses:
@@ -66,16 +90,20 @@ def interface_classes(*policies: Policy) -> InterfaceClasses:
     patterns = rule_patterns([r for p in policies for r in p.rules])
     if not patterns:
         return NO_INTERFACES
-    attached: set[tuple[int, ...]] = set()
+    attached: dict[tuple[int, ...], str] = {}
+    not_loopback: set[tuple[int, ...]] = set()
     for policy in policies:
-        selection = Selection(policy.interfaces.include, policy.interfaces.exclude)
-        attached |= realisable(patterns, selection)
+        include, exclude = policy.interfaces.include, policy.interfaces.exclude
+        for members, name in realisable(patterns, Selection(include, exclude)).items():
+            attached.setdefault(members, name)
+        not_loopback |= set(realisable(patterns, Selection(include, (*exclude, LOOPBACK))))
     every = realisable(patterns, Selection(("*", "lo")))
-    classes = ((), *sorted(every - {()}))
-    if len(classes) > MAX_CLASSES:
-        raise TooManyInterfaceClasses(
-            f"the rules' interface patterns split interface names into {len(classes)} classes; "
-            f"a program tells at most {MAX_CLASSES} apart"
-        )
+    classes = ((), *sorted(set(every) - {()}))
     mask = sum(1 << k for k, members in enumerate(classes) if members in attached)
-    return InterfaceClasses(patterns, classes, mask)
+    examples = tuple(attached.get(members, every.get(members, "")) for members in classes)
+    loopback = sum(
+        1 << k
+        for k, members in enumerate(classes)
+        if members in attached and members not in not_loopback
+    )
+    return InterfaceClasses(patterns, classes, mask, examples, loopback)
