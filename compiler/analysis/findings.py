@@ -54,6 +54,17 @@ def _rules(rules: tuple[Rule, ...]) -> str:
     return f"{head} " + ", ".join(_named(rule) for rule in rules)
 
 
+def _unattached(done: Review, rule: Rule) -> bool:
+    """No interface the policy attaches to matches any of the rule's `interfaces`: FWC039
+    names each pattern, and FWC030 would say it again."""
+    classes = done.index.interfaces
+    wanted = {classes.patterns.index(p) for p in rule.interfaces}
+    return bool(wanted) and not any(
+        classes.attached >> k & 1 and wanted & set(members)
+        for k, members in enumerate(classes.classes)
+    )
+
+
 def _position(done: Review, rule: Rule) -> int:
     return next(i for i, r in enumerate(done.index.rules) if r is rule)
 
@@ -153,7 +164,7 @@ def behaviour_findings(done: Review) -> list[Finding]:
     """FWC030 for every shadowed rule, FWC035 for every redundant one, but for a rule whose
     packets would go to a shadowed rule: that pair (a duplicate, say) is one mistake, and
     the FWC030 of the later rule already names it."""
-    out = [_shadowed(done, s) for s in done.shadowed]
+    out = [_shadowed(done, s) for s in done.shadowed if not _unattached(done, s.rule)]
     dead = {id(s.rule) for s in done.shadowed}
     out += [
         _redundant(done.policy, r)
