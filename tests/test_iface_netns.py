@@ -190,3 +190,34 @@ def test_live_update_keeps_classes_and_a_pattern_change_swaps(tmp_path: Path) ->
         assert "interface patterns differ" in report["update"]["reason"]
         assert s.passing(fa) == PASSES["fa"]
         assert s.passing(fb) == PASSES["fb"]
+
+
+SSH_ON = """
+name: perif
+default_action: deny
+interfaces:
+  include: ["fa*", "fb*"]
+rules:
+  - {name: ssh, priority: 10, action: allow, protocol: tcp, destination_ports: [22],
+     interfaces: ["fa*"]}
+"""
+
+
+def test_lockout_check_runs_each_session_on_its_interface(tmp_path: Path) -> None:
+    """A session to the address of fa passes (ssh is allowed on fa*); one to fb's address
+    arrives on fb, where the policy drops it: the apply is refused."""
+    artifact = compile_policy(SSH_ON, tmp_path)
+    with stand() as s:
+        fa, fb = s.link("fa", 1), s.link("fb", 2)
+
+        def apply(server: str) -> subprocess.CompletedProcess[str]:
+            env = {**s.env(), "SSH_CONNECTION": f"{fa.ip_b} 40000 {server} 22"}
+            return subprocess.run(
+                s.fwload("apply", str(artifact)), capture_output=True, text=True, env=env
+            )
+
+        refused = apply(fb.ip_a)
+        assert refused.returncode == 1, refused.stderr
+        assert "refusing to attach" in refused.stderr
+        done = apply(fa.ip_a)
+        assert done.returncode == 0, done.stderr

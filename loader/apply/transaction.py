@@ -234,6 +234,23 @@ def _sessions(opts: ApplyOptions, steps: list[_Step]) -> list[lockout.Session]:
     return sessions
 
 
+def _ingress(steps: list[_Step]) -> Callable[[lockout.Session], list[int]]:
+    """Where a session's packets arrive, for a policy whose rules name interfaces: the
+    interfaces that hold its local address, else every interface the policy takes."""
+    local = {
+        s.iface.index: {
+            ipaddress.ip_address(a.split("%", 1)[0]) for a in netlink.addresses([s.iface.index])
+        }
+        for s in steps
+    }
+
+    def where(session: lockout.Session) -> list[int]:
+        holding = [index for index, addresses in local.items() if session.server in addresses]
+        return holding or list(local) or [0]
+
+    return where
+
+
 class _CounterCarry:
     """Carries per-CPU counts of slots that keep their name from the old counters map: copied
     before the swap, then what the old program counted meanwhile is added after it."""
@@ -415,7 +432,10 @@ def _apply_live(
 
     def check(probe: live_update.Probe) -> None:
         limited = None if probe.buckets_fd < 0 else (lambda: drain(probe.buckets_fd))
-        blocked = lockout.blocked(sessions, probe.verdict, limited)
+        if spec.manifest.interface_classes is not None:
+            blocked = lockout.blocked_on(sessions, probe.verdict_on, _ingress(steps), limited)
+        else:
+            blocked = lockout.blocked(sessions, probe.verdict, limited)
         if blocked and not opts.force:
             raise LockoutRefused(lockout.refusal(blocked))
 
@@ -462,9 +482,17 @@ def _apply_recovered(opts: ApplyOptions, spec: ArtifactSpec) -> ApplyReport:
             # before any interface runs the program: an unknown ifindex matches no pattern
             ifclasses.sync(program.map_fd(IFACES_MAP), table, interfaces)
         sessions = _sessions(opts, steps)
-        blocked = lockout.blocked(
-            sessions, lambda frame: program.test_run(frame).retval, _limited(spec, program)
-        )
+        if table is not None:
+            blocked = lockout.blocked_on(
+                sessions,
+                lambda frame, ifindex: program.test_run(frame, ingress_ifindex=ifindex).retval,
+                _ingress(steps),
+                _limited(spec, program),
+            )
+        else:
+            blocked = lockout.blocked(
+                sessions, lambda frame: program.test_run(frame).retval, _limited(spec, program)
+            )
         if blocked and not opts.force:
             raise LockoutRefused(lockout.refusal(blocked))
         carry = _CounterCarry(spec, program, final) if final.exists() else None
