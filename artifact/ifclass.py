@@ -12,8 +12,12 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+# ifindex -> class: an array for the ifindexes below IFACES_ENTRIES (a lookup the verifier
+# inlines), a hash for the rest (a namespace that has made thousands of interfaces)
 IFACES_MAP = "fwc_ifaces"
-IFACES_ENTRIES = 4096  # interfaces of one namespace the map holds
+IFACES_ENTRIES = 4096
+IFACES_HASH_MAP = "fwc_ifaces_hi"
+IFACES_HASH_ENTRIES = 1024
 IFACE_KEY = struct.Struct("<I")  # ifindex
 IFACE_VALUE = struct.Struct("<I")  # class index
 NO_CLASS = 0  # class 0: the interfaces no pattern matches, and unknown ones
@@ -27,7 +31,7 @@ class InterfaceClassTable:
 
     patterns: tuple[str, ...]
     classes: tuple[tuple[int, ...], ...]
-    map: str = IFACES_MAP
+    map: str = IFACES_MAP  # the array; ifindexes from IFACES_ENTRIES on live in IFACES_HASH_MAP
 
 
 def class_of(name: str, table: InterfaceClassTable) -> int:

@@ -32,6 +32,7 @@ FRAMES_PER_POLICY = 16
 # does, and prints the verdict of each (frame, interface) as JSON.
 RUNNER = """
 import json, sys
+from fwc.artifact.ifclass import IFACES_HASH_MAP
 from fwc.loader.kernel.program import LoadedProgram
 from fwc.loader.node import ifclasses, netlink
 jobs = json.load(sys.stdin)
@@ -39,7 +40,8 @@ by_name = {i.name: i.index for i in netlink.list_interfaces()}
 with LoadedProgram.load(sys.argv[1]) as prog:
     table = prog.spec.manifest.interface_classes
     if table is not None:
-        ifclasses.sync(prog.map_fd(table.map), table, netlink.list_interfaces())
+        maps = prog.map_fd(table.map), prog.map_fd(IFACES_HASH_MAP)
+        ifclasses.sync(*maps, table, netlink.list_interfaces())
     out = [
         prog.test_run(bytes.fromhex(frame), ingress_ifindex=by_name[name]).retval
         for frame, name in jobs

@@ -6,13 +6,14 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import ClassVar
 
-from fwc.artifact.ifclass import IFACE_KEY, IFACE_VALUE, IFACES_ENTRIES, IFACES_MAP
+from fwc.artifact.ifclass import IFACES_ENTRIES, IFACES_HASH_ENTRIES
 from fwc.compiler.backend.options import DEFAULT_OPTIONS, EVENTS_SIZE, CompileOptions
 from fwc.compiler.backend.plan import (
     MapInfo,
     Plan,
     PlanError,
     counter_slots,
+    interface_maps,
     planned_interfaces,
     program_name,
     rate_limit_slots,
@@ -132,6 +133,7 @@ class ConstantsProgram:
     events_size: int
     iface_entries: int = 0  # fwc_ifaces' size; 0: no rule names interfaces, no lookup
     iface_classes: int = 0  # the interface classes the rules tell apart
+    iface_hash_entries: int = IFACES_HASH_ENTRIES
 
 
 # the block's own slot, action and jump
@@ -198,7 +200,7 @@ def plan(policy: Policy, dry_run: bool, options: CompileOptions = DEFAULT_OPTION
         maps.append(MapInfo("fwc_log_window", "percpu_array", 4, LOG_WINDOW_SIZE, 1))
     iface_entries = IFACES_ENTRIES if interfaces.used else 0
     if iface_entries:
-        maps.append(MapInfo(IFACES_MAP, "hash", IFACE_KEY.size, IFACE_VALUE.size, iface_entries))
+        maps += interface_maps()
     special = special_slots(policy)
     return Plan(
         policy=policy,

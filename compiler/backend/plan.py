@@ -11,6 +11,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
+from fwc.artifact.ifclass import (
+    IFACE_KEY,
+    IFACE_VALUE,
+    IFACES_ENTRIES,
+    IFACES_HASH_ENTRIES,
+    IFACES_HASH_MAP,
+    IFACES_MAP,
+)
 from fwc.compiler.backend.options import DEFAULT_OPTIONS, CompileOptions
 from fwc.compiler.policy.findings import Finding, Location, Severity, error
 from fwc.compiler.policy.interfaces import (
@@ -121,6 +129,14 @@ class PlanError(Exception):
     def __init__(self, findings: list[Finding]) -> None:
         super().__init__(findings[0].message if findings else "the policy cannot be planned")
         self.findings = findings
+
+
+def interface_maps() -> list[MapInfo]:
+    """fwc_ifaces.h's maps: the array of low ifindexes, the hash of the others."""
+    return [
+        MapInfo(IFACES_MAP, "array", IFACE_KEY.size, IFACE_VALUE.size, IFACES_ENTRIES),
+        MapInfo(IFACES_HASH_MAP, "hash", IFACE_KEY.size, IFACE_VALUE.size, IFACES_HASH_ENTRIES),
+    ]
 
 
 def planned_interfaces(policy: Policy) -> InterfaceClasses:

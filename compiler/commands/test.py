@@ -16,7 +16,7 @@ from types import ModuleType
 from typing import Any
 
 from fwc import __version__
-from fwc.artifact.ifclass import IFACE_KEY, IFACE_VALUE, TEST_RUN_IFINDEX, class_of
+from fwc.artifact.ifclass import IFACE_KEY, IFACE_VALUE, NO_CLASS, TEST_RUN_IFINDEX, class_of
 from fwc.compiler.analysis.diff_report import describe
 from fwc.compiler.analysis.prove import Counterexample
 from fwc.compiler.backend.plan import STRATEGIES
@@ -166,12 +166,9 @@ class _Kernel:
         if table is None:
             return
         libbpf = importlib.import_module("fwc.loader.kernel.libbpf")
-        fd = self.program.map_fd(table.map)
-        key = IFACE_KEY.pack(TEST_RUN_IFINDEX)
-        if interface is None:
-            libbpf.map_delete(fd, key)
-        else:
-            libbpf.map_update(fd, key, IFACE_VALUE.pack(class_of(interface, table)))
+        klass = NO_CLASS if interface is None else class_of(interface, table)
+        key = IFACE_KEY.pack(TEST_RUN_IFINDEX)  # below IFACES_ENTRIES: the array's
+        libbpf.map_update(self.program.map_fd(table.map), key, IFACE_VALUE.pack(klass))
 
     def close(self) -> None:
         self.program.close()

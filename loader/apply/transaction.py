@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fwc.artifact.ifclass import IFACES_MAP
+from fwc.artifact.ifclass import IFACES_HASH_MAP, IFACES_MAP
 from fwc.artifact.layout import BUCKETS_MAP
 from fwc.artifact.manifest import Manifest
 from fwc.loader import faults
@@ -480,7 +480,8 @@ def _apply_recovered(opts: ApplyOptions, spec: ArtifactSpec) -> ApplyReport:
         table = spec.manifest.interface_classes
         if table is not None:
             # before any interface runs the program: an unknown ifindex matches no pattern
-            ifclasses.sync(program.map_fd(IFACES_MAP), table, interfaces)
+            maps = program.map_fd(IFACES_MAP), program.map_fd(IFACES_HASH_MAP)
+            ifclasses.sync(*maps, table, interfaces)
         sessions = _sessions(opts, steps)
         if table is not None:
             blocked = lockout.blocked_on(

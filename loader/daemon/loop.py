@@ -18,7 +18,7 @@ from typing import Any
 
 from prometheus_client.registry import CollectorRegistry
 
-from fwc.artifact.ifclass import InterfaceClassTable
+from fwc.artifact.ifclass import IFACES_HASH_MAP, InterfaceClassTable
 from fwc.loader.apply import recovery
 from fwc.loader.apply import report as apply_report
 from fwc.loader.apply.manifest_cache import ManifestCache
@@ -98,11 +98,15 @@ def _sync_classes(
     final: pins.PolicyPins, table: InterfaceClassTable, interfaces: list[netlink.Interface]
 ) -> list[str]:
     """The pinned interface-class map brought in line with the interfaces there are now."""
-    fd = libbpf.obj_get(final.map(table.map))
+    array_fd = libbpf.obj_get(final.map(table.map))
     try:
-        return ifclasses.sync(fd, table, interfaces)
+        hash_fd = libbpf.obj_get(final.map(IFACES_HASH_MAP))
+        try:
+            return ifclasses.sync(array_fd, hash_fd, table, interfaces)
+        finally:
+            os.close(hash_fd)
     finally:
-        os.close(fd)
+        os.close(array_fd)
 
 
 def _attach_one(

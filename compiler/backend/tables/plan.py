@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from fwc.artifact.ifclass import IFACE_KEY, IFACE_VALUE, IFACES_ENTRIES, IFACES_MAP
+from fwc.artifact.ifclass import IFACES_ENTRIES, IFACES_HASH_ENTRIES
 from fwc.artifact.layout import CFG_HEADER, RULE_VALUE, generation_map
 from fwc.compiler.backend.options import DEFAULT_OPTIONS, CompileOptions
 from fwc.compiler.backend.plan import (
@@ -16,6 +16,7 @@ from fwc.compiler.backend.plan import (
     PlanError,
     Seed,
     counter_slots,
+    interface_maps,
     planned_interfaces,
     program_name,
     special_slots,
@@ -117,6 +118,7 @@ class TablesProgram:
     generations: tuple[int, ...] = GENERATIONS
     iface_classes: int = 0  # interface classes the L4 table is indexed by; 0: no lookup
     iface_entries: int = 0
+    iface_hash_entries: int = IFACES_HASH_ENTRIES
     l4_keys_per_class: int = L4_KEYS
 
 
@@ -232,7 +234,7 @@ def program_maps(p: TablesProgram) -> tuple[MapInfo, ...]:
         MapInfo("fwc_gen", "array", 4, 4, 1),
     ]
     if p.iface_entries:
-        maps.append(MapInfo(IFACES_MAP, "hash", IFACE_KEY.size, IFACE_VALUE.size, p.iface_entries))
+        maps += interface_maps()
     for g in p.generations:
         maps += [
             MapInfo(generation_map("fwc_cfg", g), "array", 4, CFG.size, 1),
