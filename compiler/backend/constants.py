@@ -111,6 +111,7 @@ class RuleBlock:
     tolerance: int = 0
     limited_slot: int = 0  # rate_limit rules: the rate_limit_pass counter slot (drop: next)
     log: bool = False
+    interfaces: tuple[str, ...] = ()  # the rule's patterns, `!` ones last, for the comment
 
 
 @dataclass(frozen=True)
@@ -255,6 +256,7 @@ def _block(rule: Rule, limited_slot: int, interfaces: InterfaceClasses) -> RuleB
         tolerance=params.tolerance if params else 0,
         limited_slot=limited_slot,
         log=rule.log,
+        interfaces=(*rule.interfaces, *("!" + g for g in rule.not_interfaces)),
     )
 
 
