@@ -1,12 +1,12 @@
 """The per-packet cost of per-rule interfaces: the same policy with and without them.
 
 Run as root: `.venv/bin/python bench/bench_interfaces.py`. For each strategy and size, the
-bench policy is compiled twice: as generated, and with every other rule limited to
-`eth*` or to `!wg*` (a packet on `eth0` passes both, so every frame gets the same
-verdict), and with only the last rule so limited (the lookup alone, almost). The test run's ingress interface (the namespace's loopback) is given the class
-of `eth0` in `fwc_ifaces`. Both programs are timed in interleaved rounds
-(BPF_PROG_TEST_RUN) on the same frames, every verdict first checked against the
-reference evaluator on `eth0`.
+bench policy is compiled as generated, with every other rule limited to `eth*` or to
+`!wg*` (a packet on `eth0` passes both, so every frame gets the same verdict), and with
+only its last rule so limited (the class lookup alone, almost). The test run's ingress
+interface (the namespace's loopback) is given the class of `eth0` in `fwc_ifaces`. The
+programs are timed in interleaved rounds (BPF_PROG_TEST_RUN) on the same frames, every
+verdict first checked against the reference evaluator on `eth0`.
 """
 
 from __future__ import annotations
