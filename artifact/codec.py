@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fwc.artifact import schema
+from fwc.artifact.ifclass import InterfaceClassTable
 from fwc.artifact.layout import FORMAT, RECORDS
 from fwc.artifact.manifest import (
     CompilerInfo,
@@ -97,6 +98,13 @@ def to_json(m: Manifest) -> dict[str, Any]:
         "maps": [vars(entry).copy() for entry in m.maps],
         "seeds": [vars(entry).copy() for entry in m.seeds],
     }
+    if m.interface_classes is not None:
+        table = m.interface_classes
+        out["interface_classes"] = {
+            "map": table.map,
+            "patterns": list(table.patterns),
+            "classes": [list(c) for c in table.classes],
+        }
     if m.fw_load is not None:
         out["fw_load"] = {k: v for k, v in vars(m.fw_load).items() if v is not None}
     return out
@@ -107,6 +115,7 @@ def from_json(d: dict[str, Any]) -> Manifest:
     policy, compiler, program = d["policy"], d["compiler"], d["program"]
     interfaces = policy.get("interfaces", {})
     record = d.get("fw_load")
+    table = d.get("interface_classes")
     return Manifest(
         format=d["format"],
         policy=PolicyInfo(
@@ -135,7 +144,19 @@ def from_json(d: dict[str, Any]) -> Manifest:
         maps=tuple(_map(m) for m in d["maps"]),
         seeds=tuple(_seed(s) for s in d["seeds"]),
         fw_load=None if record is None else _record(record),
+        interface_classes=None if table is None else _interface_classes(table),
     )
+
+
+def _interface_classes(t: dict[str, Any]) -> InterfaceClassTable:
+    patterns = tuple(t["patterns"])
+    classes = tuple(tuple(c) for c in t["classes"])
+    if any(i >= len(patterns) for c in classes for i in c) or classes[:1] != ((),):
+        raise ManifestError(
+            "manifest $.interface_classes: a class names a pattern that is not listed, "
+            "or class 0 is not the empty one"
+        )
+    return InterfaceClassTable(patterns, classes, t["map"])
 
 
 def _map(m: dict[str, Any]) -> MapEntry:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fwc.artifact.ifclass import InterfaceClassTable
 from fwc.artifact.layout import FORMAT, RECORDS
 
 
@@ -140,6 +141,7 @@ class Manifest:
     rate_limit_buckets: int = 0
     format: int = FORMAT
     fw_load: LoaderRecord | None = None  # only in the manifest fw-load pins
+    interface_classes: InterfaceClassTable | None = None  # only when a rule names interfaces
 
     def map(self, name: str) -> MapEntry | None:
         """The map called `name`, or None."""

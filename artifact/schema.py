@@ -114,6 +114,19 @@ SCHEMA: dict[str, Any] = _object(
                 },
             ),
         },
+        "interface_classes": _object(
+            ["map", "patterns", "classes"],
+            {
+                "map": _MAP_NAME,
+                "patterns": {"type": "array", "items": _NAME},
+                "classes": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": 32,
+                    "items": {"type": "array", "items": _COUNT},
+                },
+            },
+        ),
         "fw_load": {
             "type": "object",
             "properties": {

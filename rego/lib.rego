@@ -8,9 +8,11 @@ import rego.v1
 
 # The regions of packets that open new flows from the whole Internet and are allowed:
 # read from the analysis (docs/rego.md), so a shadowed allow counts for nothing and an
-# address space split over several rules, or written in halves, counts as a whole.
+# address space split over several rules, or written in halves, counts as a whole. A region
+# that arrives on loopback only is the host talking to itself, not the world.
 world_openers := [region |
 	some region in input.analysis.allowed
+	not region.loopback
 	from_world(region)
 	opens_flows(region)
 ]

@@ -118,13 +118,16 @@ def veth_pair(subnet: int = 1) -> Iterator[Pair]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def compile_policy(text: str, out_dir: Path, dry_run: bool = False) -> Path:
+def compile_policy(
+    text: str, out_dir: Path, dry_run: bool = False, strategy: str | None = None
+) -> Path:
     """Compile a YAML policy with `fwc compile`; return the artifact."""
     source = out_dir / f"p{next(_counter)}.yaml"
     source.write_text(textwrap.dedent(text))
     artifact = source.with_suffix(".o")
     # lab policies, not the Rego invariants of a real site: the gate is tested on its own
     cmd = [FWC, "compile", str(source), "-o", str(artifact), "--no-gate"]
+    cmd += ["--strategy", strategy] if strategy else []
     sh(*cmd, *(["--dry-run"] if dry_run else []), timeout=120)
     return artifact
 

@@ -148,3 +148,25 @@ def test_cli_usage_errors(
     code, _, err = fwc(capsys, *argv)
     assert code == 2
     assert message in err
+
+
+IFACES = Path(__file__).resolve().parent / "cases" / "interfaces.yaml"
+
+
+def test_interface_near_misses_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    doc, _ = load_file(IFACES)
+    assert doc is not None
+    policy_file = tmp_path / "ifaces.yaml"
+    policy_file.write_text(json.dumps({"name": "ifaces", **doc.value["policy"]}))
+    args = ["explain", str(policy_file), "--dport", "22"]
+    assert main([*args, "--interface", "eth1"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].endswith(" on eth1")
+    assert "rule `ssh_mgmt` (priority 2, " in out
+    assert ": interface eth1 does not pass eth0" in out
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "the ingress interface is not known, and the rule needs eth0" in out
+    assert main([*args, "--interface", "eth0", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (result["rule"]["name"], result["packet"]["interface"]) == ("ssh_mgmt", "eth0")

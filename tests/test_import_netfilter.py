@@ -31,6 +31,7 @@ from fwc.compiler.policy.ir import Family, Policy, Rule
 from fwc.loader.kernel.program import LoadedProgram
 from tests.compile_helpers import policy_file
 from tests.loader_netns import Pair, sh, veth_pair, wait_until
+from tests.test_kernel_interfaces import kernel_verdicts
 
 pytestmark = [pytest.mark.kernel, pytest.mark.netns]
 
@@ -249,7 +250,9 @@ def _fragment_payload(fam: Family, proto: int, fragment: str) -> int:
     return 64
 
 
-def frames_to_send(packets: list[fr.PacketFields]) -> tuple[list[bytes], list[bytes]]:
+def frames_to_send(
+    packets: list[fr.PacketFields], base: int = 0
+) -> tuple[list[bytes], list[bytes]]:
     """(the frame whose verdict is compared, every frame to send).
 
     A fragmented IPv4 packet is sent as its first fragment and its later one under the
@@ -258,7 +261,7 @@ def frames_to_send(packets: list[fr.PacketFields]) -> tuple[list[bytes], list[by
     fragment follows docs/policy.md#fragments, see docs/import.md.
     """
     frames, sent = [], []
-    for k, p in enumerate(packets):
+    for k, p in enumerate(packets, start=base):
         if p.family is Family.IPV4 and p.fragment != "none":
             size = _fragment_payload(p.family, p.protocol, "first")
             first = tagged(replace(p, fragment="first", payload_len=size), k)
@@ -373,18 +376,21 @@ def tags_in(p: Pair, name: str) -> set[int]:
     return set()
 
 
-def netfilter_verdicts(p: Pair, sent: list[bytes], fams: list[Family], tmp: Path) -> list[int]:
-    """Each packet's verdict: XDP_PASS when its tag survived every input chain."""
-    listing = tmp / "frames.hex"
+def netfilter_verdicts(
+    p: Pair, sent: list[bytes], fams: list[Family], tmp: Path, if_b: str = "", base: int = 0
+) -> list[int]:
+    """Each packet's verdict: XDP_PASS when its tag survived every input chain. The frames
+    go out of `if_b` (default: the pair's), tagged from `base` on."""
+    listing = tmp / f"frames{base}.hex"
     listing.write_text("".join(f.hex() + "\n" for f in sent))
-    sh("ip", "netns", "exec", p.ns_b, sys.executable, "-c", SENDER, p.if_b, str(listing))
-    want4 = {k for k, f in enumerate(fams) if f is Family.IPV4}
-    want6 = {k for k, f in enumerate(fams) if f is Family.IPV6}
+    sh("ip", "netns", "exec", p.ns_b, sys.executable, "-c", SENDER, if_b or p.if_b, str(listing))
+    want4 = {k for k, f in enumerate(fams, start=base) if f is Family.IPV4}
+    want6 = {k for k, f in enumerate(fams, start=base) if f is Family.IPV6}
     arrived = wait_until(lambda: tags_in(p, "in4") >= want4 and tags_in(p, "in6") >= want6, 10)
     missing = sorted((want4 - tags_in(p, "in4")) | (want6 - tags_in(p, "in6")))
     assert arrived, f"packets that never met the input hook: {missing[:10]}"
     ok = tags_in(p, "ok4") | tags_in(p, "ok6")
-    return [XDP_PASS if k in ok else XDP_DROP for k in range(len(fams))]
+    return [XDP_PASS if k in ok else XDP_DROP for k in range(base, base + len(fams))]
 
 
 def explain(policy: Policy, frame: bytes) -> str:
@@ -417,3 +423,69 @@ def test_imported_policy_gives_netfilters_verdicts(case: Case, pair: Pair, tmp_p
     passed = sum(v == XDP_PASS for v in want)
     assert not wrong, f"{len(wrong)} of {len(frames)} verdicts differ:\n" + "\n".join(wrong[:5])
     assert 0 < passed < len(frames), "the corpus must both pass and drop frames"
+
+
+# ---- per-rule interfaces ---------------------------------------------------------------
+
+IFACE_CASES = [
+    Case("interfaces", "iptables", ("interfaces.v4", "interfaces.v6")),
+    Case("interfaces_nft", "nft", ("interfaces.nft.json",)),
+]
+# namespace a's ends of the two veth pairs, as the rulesets name them
+LINKS = ("fwa0", "fwb1")
+TAG_BASE = 10_000
+
+
+@pytest.fixture
+def two_links() -> Iterator[tuple[Pair, list[str]]]:
+    """The pair of `pair`, its end in a renamed fwa0, and a second pair fwb1 -> pb1; returns
+    the b-side ends in LINKS order."""
+    with veth_pair(subnet=14) as p:
+        ip_a = ["ip", "-n", p.ns_a, "link", "set"]
+        sh(*ip_a, p.if_a, "down")
+        sh(*ip_a, p.if_a, "name", LINKS[0])
+        sh("ip", "-n", p.ns_a, "link", "add", LINKS[1], "type", "veth", "peer", "name", "pb1")
+        sh(*ip_a, "pb1", "netns", p.ns_b)
+        sh("ip", "-n", p.ns_b, "link", "set", "pb1", "up")
+        for name in LINKS:
+            sh(*ip_a, name, "address", MAC_A)
+            sh(*ip_a, name, "up")
+        for key in ("all", "default", *LINKS):
+            sh("ip", "netns", "exec", p.ns_a, "sysctl", "-qw", f"net.ipv4.conf.{key}.rp_filter=0")
+        yield p, [p.if_b, "pb1"]
+
+
+@pytest.mark.parametrize("case", IFACE_CASES, ids=[c.name for c in IFACE_CASES])
+def test_imported_interface_rules_give_netfilters_verdicts(
+    case: Case, two_links: tuple[Pair, list[str]], tmp_path: Path
+) -> None:
+    """The same frames on both links: netfilter's verdict for each, against the program's
+    with the link as its ingress interface (BPF_PROG_TEST_RUN in namespace a)."""
+    pair, b_ends = two_links
+    policy_path = import_policy(case, tmp_path / "imported.yaml")
+    policy = policy_file(str(policy_path))
+    source_text = "\n".join(Path(x).read_text() for x in case.paths())
+    dsts = local_destinations(policy)
+    packets = generate(policy, source_text, dsts, seed=len(case.name))
+    load_original(pair, case)
+    add_local(pair, dsts)
+    artifact = compile_policy(policy, output=tmp_path / "imp.o").path
+    wrong: list[str] = []
+    passes = {}
+    for n, (link, b_end) in enumerate(zip(LINKS, b_ends, strict=True)):
+        # tags above every port the rulesets name: iptables-nft reads an IPv6 non-first
+        # fragment's id where a TCP port would be, and a tag of 22 would match `--dport 22`
+        base = TAG_BASE * (n + 1)
+        frames, sent = frames_to_send(packets, base=base)
+        fams = [f.family for f in packets]
+        want = netfilter_verdicts(pair, sent, fams, tmp_path, b_end, base=base)
+        got = kernel_verdicts(pair.ns_a, artifact, [(f.hex(), link) for f in frames])
+        wrong += [
+            f"{frames[k].hex()} on {link}: netfilter {want[k]} fwc {got[k]} "
+            f"(decided by {evaluate(policy, frames[k], interface=link).decided_by})"
+            for k in range(len(frames))
+            if want[k] != got[k]
+        ]
+        passes[link] = {k for k in range(len(frames)) if want[k] == XDP_PASS}
+    assert not wrong, f"{len(wrong)} verdicts differ:\n" + "\n".join(wrong[:5])
+    assert passes[LINKS[0]] != passes[LINKS[1]], "the links must be told apart"

@@ -41,9 +41,12 @@ def test_selection_defaults_to_up_non_loopback() -> None:
         "eth0",
         "eth1",
     ]
-    # an explicit include selects matching interfaces whatever their state, never loopback
-    chosen = select_interfaces(interfaces, ["eth*", "lo"], [], require_up=True)
+    # an explicit include selects matching interfaces whatever their state; loopback only
+    # when it names it, never by a glob
+    chosen = select_interfaces(interfaces, ["eth*", "l*"], [], require_up=True)
     assert [i.name for i in chosen] == ["eth0", "eth1"]
+    chosen = select_interfaces(interfaces, ["eth*", "lo"], [], require_up=True)
+    assert [i.name for i in chosen] == ["lo", "eth0", "eth1"]
 
 
 LIST = (

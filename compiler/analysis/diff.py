@@ -8,11 +8,11 @@ can change: every other packet meets the same rules in the same order in both po
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fwc.compiler.analysis.decide import Behaviour, behaviour, decide
 from fwc.compiler.analysis.index import RuleIndex
-from fwc.compiler.analysis.match import UNIVERSE, selection_of
+from fwc.compiler.analysis.match import selection_of
 from fwc.compiler.analysis.region import Match, PacketCase, example, match_of, writable
 from fwc.compiler.analysis.space import (
     Cube,
@@ -25,6 +25,7 @@ from fwc.compiler.analysis.space import (
     region_minus_all,
     union_intervals,
 )
+from fwc.compiler.policy.interfaces import NO_INTERFACES, InterfaceClasses
 from fwc.compiler.policy.ir import Action, Rule
 
 # What a change is about; "verdict" (the action or its rate limit) fails a diff.
@@ -51,14 +52,17 @@ class Change:
     # The region is every packet that no rule of either policy matches (the default
     # action changed): written as the rules' complement, not as cubes, to stay short.
     unmatched: bool = False
+    interfaces: InterfaceClasses = field(default=NO_INTERFACES, compare=False)
 
     @property
     def match(self) -> Match:
-        return {"no_rule_matches": True} if self.unmatched else match_of(self.cube)
+        if self.unmatched:
+            return {"no_rule_matches": True}
+        return match_of(self.cube, self.interfaces)
 
     @property
     def example(self) -> PacketCase:
-        return example(self.cube)
+        return example(self.cube, self.interfaces)
 
     @property
     def newly_allowed(self) -> bool:
@@ -72,6 +76,8 @@ def _signature(rule: Rule) -> tuple[object, ...]:
         rule.name,
         rule.action,
         selection_of(rule),
+        rule.interfaces,
+        rule.not_interfaces,
         rule.rate_limit_pps,
         rule.rate_limit_burst,
         rule.log,
@@ -131,7 +137,7 @@ def _unmatched_part(old: RuleIndex, new: RuleIndex) -> Cube | None:
     leaves it by the earliest field."""
     named = _named_sources(old, new)
     pieces: Region = []
-    for cube in UNIVERSE:
+    for cube in old.universe:
         inside = meet_intervals(cube.src, named.get(cube.family, ()))
         outside = minus_intervals(cube.src, inside)
         pieces += [cube._replace(src=src) for src in (inside, outside) if src]
@@ -153,7 +159,7 @@ def diff(old: RuleIndex, new: RuleIndex) -> list[Change]:
         if part is not None:
             was = Decider(None, behaviour(old.policy, None))
             now = Decider(None, behaviour(new.policy, None))
-            out.append(Change(VERDICT, writable(part)[0], was, now, unmatched=True))
+            out.append(Change(VERDICT, writable(part)[0], was, now, True, old.interfaces))
     for before in decide(old, _touched(old, new)):
         was = Decider(before.rule, behaviour(old.policy, before.rule))
         for after in decide(new, before.region):
@@ -162,5 +168,8 @@ def diff(old: RuleIndex, new: RuleIndex) -> list[Change]:
             if kind is None:
                 continue
             for cube in merge(after.region):
-                out.extend(Change(kind, piece, was, now) for piece in writable(cube))
+                out.extend(
+                    Change(kind, piece, was, now, interfaces=old.interfaces)
+                    for piece in writable(cube)
+                )
     return out

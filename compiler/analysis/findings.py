@@ -12,6 +12,7 @@ from fwc.compiler.analysis.review import Review
 from fwc.compiler.analysis.shadow import Shadowed
 from fwc.compiler.analysis.space import Region
 from fwc.compiler.policy.findings import Finding, Location, Related, Severity
+from fwc.compiler.policy.interfaces import NO_INTERFACES, InterfaceClasses
 from fwc.compiler.policy.ir import Policy, Rule
 
 # A string YAML reads back as the same string without quotes, in a flow mapping.
@@ -53,6 +54,21 @@ def _rules(rules: tuple[Rule, ...]) -> str:
     return f"{head} " + ", ".join(_named(rule) for rule in rules)
 
 
+def _unattached(done: Review, rule: Rule) -> bool:
+    """No interface the policy attaches to matches any of the rule's `interfaces`: FWC039
+    names each pattern, and FWC030 would say it again."""
+    classes = done.index.interfaces
+    wanted = {classes.patterns.index(p) for p in rule.interfaces}
+    return bool(wanted) and not any(
+        classes.attached >> k & 1 and wanted & set(members)
+        for k, members in enumerate(classes.classes)
+    )
+
+
+def _position(done: Review, rule: Rule) -> int:
+    return next(i for i, r in enumerate(done.index.rules) if r is rule)
+
+
 def _broken(done: Review, found: Shadowed) -> list[Decided]:
     """The parts of the rule's match that earlier rules decide otherwise than it would:
     read from the rules that really decide them, which need not all be in the cover."""
@@ -69,6 +85,12 @@ def _shadowed(done: Review, found: Shadowed) -> Finding:
     rule = found.rule
     policy = done.policy
     mine = behaviour(policy, rule)
+    if not found.cover and rule.has_interfaces and not done.index.cubes[_position(done, rule)]:
+        message = (
+            f"rule `{rule.name}` matches no packet at all: no interface the policy attaches "
+            "to passes its `interfaces`"
+        )
+        return Finding("FWC030", Severity.WARNING, message, rule.location, rule.name)
     if not found.cover:
         message = (
             f"rule `{rule.name}` matches no packet at all: its fields cannot all hold at once "
@@ -94,7 +116,8 @@ def _shadowed(done: Review, found: Shadowed) -> Finding:
         others = "; ".join(f"{', '.join(names)}: {does}" for does, names in groups.items())
         message += f", and some are decided differently ({others}; this rule: {_does(mine)})"
         # The example shows the broken intent: a packet decided otherwise.
-        example, decider = region_example(broken[0].region), broken[0].rule
+        example = region_example(broken[0].region, done.index.interfaces)
+        decider = broken[0].rule
     else:
         message += f", and all are decided the same ({_does(mine)}); remove it or move it up"
     if example is not None and decider is not None:
@@ -110,9 +133,9 @@ def _shadowed(done: Review, found: Shadowed) -> Finding:
     )
 
 
-def region_example(region: Region) -> PacketCase:
+def region_example(region: Region, classes: InterfaceClasses = NO_INTERFACES) -> PacketCase:
     """One packet of a non-empty region, as a `fwc test` case's packet."""
-    return example(writable(region[0])[0])
+    return example(writable(region[0])[0], classes)
 
 
 def _redundant(policy: Policy, found: Redundant) -> Finding:
@@ -141,7 +164,7 @@ def behaviour_findings(done: Review) -> list[Finding]:
     """FWC030 for every shadowed rule, FWC035 for every redundant one, but for a rule whose
     packets would go to a shadowed rule: that pair (a duplicate, say) is one mistake, and
     the FWC030 of the later rule already names it."""
-    out = [_shadowed(done, s) for s in done.shadowed]
+    out = [_shadowed(done, s) for s in done.shadowed if not _unattached(done, s.rule)]
     dead = {id(s.rule) for s in done.shadowed}
     out += [
         _redundant(done.policy, r)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Callable
 
-from fwc.compiler.analysis.match import FAMILY_BITS, rule_cubes
+from fwc.compiler.analysis.match import FAMILY_BITS, rule_cubes, universe
 from fwc.compiler.analysis.space import (
     Cube,
     Intervals,
@@ -17,6 +17,7 @@ from fwc.compiler.analysis.space import (
     overlaps,
     region_overlaps,
 )
+from fwc.compiler.policy.interfaces import InterfaceClasses, interface_classes
 from fwc.compiler.policy.ir import AddressRange, Family, Policy, Rule
 
 # A rule field holding more CIDRs of one family than this (a blocklist) is not indexed
@@ -95,10 +96,13 @@ class _AddressIndex:
 class RuleIndex:
     """A policy's rules as cubes, with a search for the rules that overlap a region."""
 
-    def __init__(self, policy: Policy) -> None:
+    def __init__(self, policy: Policy, interfaces: InterfaceClasses | None = None) -> None:
+        """`interfaces`: the classes to use (a diff gives both sides the same ones)."""
         self.policy = policy
         self.rules = policy.rules
-        self.cubes: list[Region] = [rule_cubes(rule) for rule in policy.rules]
+        self.interfaces = interface_classes(policy) if interfaces is None else interfaces
+        self.universe: Region = universe(self.interfaces)
+        self.cubes: list[Region] = [rule_cubes(rule, self.interfaces) for rule in policy.rules]
         self._sources = _AddressIndex(policy.rules, lambda rule: rule.sources, self._src_spans)
         self._destinations = _AddressIndex(
             policy.rules, lambda rule: rule.destinations, self._dst_spans

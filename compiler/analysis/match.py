@@ -11,8 +11,9 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from fwc.compiler.analysis.space import Cube, Intervals, Region
+from fwc.compiler.analysis.space import ANY_INTERFACE, Cube, Intervals, Region
 from fwc.compiler.oracle.packet import Packet
+from fwc.compiler.policy.interfaces import NO_INTERFACES, InterfaceClasses
 from fwc.compiler.policy.ir import AddressRange, Family, PortRange, Protocol, Rule
 
 PROTOCOL_CLASSES = ("tcp", "udp", "icmp", "icmpv6", "other")
@@ -203,14 +204,35 @@ def cubes(selection: Selection) -> Region:
     return out
 
 
-def rule_cubes(rule: Rule) -> Region:
-    return cubes(selection_of(rule))
+def interface_field(classes: InterfaceClasses, rule: Rule | None = None) -> int:
+    """The interface classes of the packets a rule (None: any rule) may see: those of the
+    interfaces the policy attaches to that pass its interface match; every class when no
+    rule names interfaces."""
+    if not classes.used:
+        return ANY_INTERFACE
+    if rule is None or not rule.has_interfaces:
+        return classes.attached
+    return classes.rule_mask(rule) & classes.attached
+
+
+def universe(classes: InterfaceClasses = NO_INTERFACES) -> Region:
+    """Every IP packet on an interface the policy attaches to."""
+    field = interface_field(classes)
+    return [c._replace(interface=field) for c in UNIVERSE]
+
+
+def rule_cubes(rule: Rule, classes: InterfaceClasses = NO_INTERFACES) -> Region:
+    field = interface_field(classes, rule)
+    if not field:
+        return []
+    out = cubes(selection_of(rule))
+    return out if field == ANY_INTERFACE else [c._replace(interface=field) for c in out]
 
 
 _CLASS_OF_NUMBER = {6: TCP, 17: UDP, 1: ICMP, 58: ICMPV6}
 
 
-def packet_point(packet: Packet) -> Cube:
+def packet_point(packet: Packet, classes: InterfaceClasses = NO_INTERFACES) -> Cube:
     """A parsed IP packet (klass "ip") as the cube of its single point."""
     assert packet.family is not None and packet.src is not None and packet.dst is not None
     assert packet.protocol is not None
@@ -228,4 +250,5 @@ def packet_point(packet: Packet) -> Cube:
         one(packet.dport),
         ABSENT if packet.tcp_flags is None else 1 << packet.tcp_flags,
         ABSENT if packet.icmp_type is None else 1 << packet.icmp_type,
+        1 << classes.class_of(packet.interface) if classes.used else ANY_INTERFACE,
     )

@@ -4,14 +4,22 @@ proven or refuted with the parts that break it."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fwc.compiler.analysis.decide import Behaviour, behaviour, decide
 from fwc.compiler.analysis.index import RuleIndex
-from fwc.compiler.analysis.match import Selection, cubes
+from fwc.compiler.analysis.match import Selection, cubes, interface_field
 from fwc.compiler.analysis.region import Match, PacketCase, example, match_of, writable
-from fwc.compiler.analysis.space import Cube, Intervals, Region, meet_intervals, merge
+from fwc.compiler.analysis.space import (
+    ANY_INTERFACE,
+    Cube,
+    Intervals,
+    Region,
+    meet_intervals,
+    merge,
+)
 from fwc.compiler.policy.findings import Location
+from fwc.compiler.policy.interfaces import NO_INTERFACES, InterfaceClasses
 from fwc.compiler.policy.ir import Action, Rule
 
 
@@ -23,13 +31,15 @@ class Counterexample:
     rule: Rule | None
     behaviour: Behaviour
 
+    interfaces: InterfaceClasses = field(default=NO_INTERFACES, compare=False)
+
     @property
     def match(self) -> Match:
-        return match_of(self.cube)
+        return match_of(self.cube, self.interfaces)
 
     @property
     def example(self) -> PacketCase:
-        return example(self.cube)
+        return example(self.cube, self.interfaces)
 
 
 @dataclass(frozen=True)
@@ -109,14 +119,20 @@ def prove(
     found: dict[int, list[Counterexample]] = {}
     last = len(index.rules)
     place = {id(rule): i for i, rule in enumerate(index.rules)}
-    for piece in pieces(index, cubes(selection)):
+    region = cubes(selection)
+    attached = interface_field(index.interfaces)
+    if attached != ANY_INTERFACE:
+        region = [c._replace(interface=attached) for c in region]
+    for piece in pieces(index, region):
         for part in decide(index, piece):
             got = behaviour(index.policy, part.rule)
             if (got.action is action) != negated:
                 continue
             at = found.setdefault(last if part.rule is None else place[id(part.rule)], [])
             for cube in merge(part.region):
-                at.extend(Counterexample(bit, part.rule, got) for bit in writable(cube))
+                at.extend(
+                    Counterexample(bit, part.rule, got, index.interfaces) for bit in writable(cube)
+                )
     return [c for position in sorted(found) for c in found[position]]
 
 

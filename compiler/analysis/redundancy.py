@@ -64,7 +64,7 @@ def redundant(index: RuleIndex, reached: list[Region] | None = None) -> list[Red
                 rule,
                 tuple(index.rules[j] for j in taken),
                 default,
-                example(writable(decided[0])[0]),
+                example(writable(decided[0])[0], index.interfaces),
             )
         )
     return out

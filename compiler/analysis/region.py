@@ -23,7 +23,8 @@ from fwc.compiler.analysis.match import (
     V4,
     flag_values,
 )
-from fwc.compiler.analysis.space import Cube, Intervals, Region
+from fwc.compiler.analysis.space import ANY_INTERFACE, Cube, Intervals, Region
+from fwc.compiler.policy.interfaces import NO_INTERFACES, InterfaceClasses
 from fwc.compiler.policy.ir import TCP_FLAGS
 
 Match = dict[str, Any]
@@ -79,7 +80,12 @@ def _split_bit(values: int, must_set: int, must_clear: int) -> int:
 
 
 def writable(cube: Cube) -> Region:
-    """`cube` as cubes of one protocol class (or all) and one TCP flag pattern each."""
+    """`cube` as cubes of one protocol class (or all), one TCP flag pattern and one
+    interface class (or all) each."""
+    if cube.interface != ANY_INTERFACE and cube.interface & (cube.interface - 1):
+        return [
+            one for bit in _bits(cube.interface) for one in writable(cube._replace(interface=bit))
+        ]
     classes = [ALL_PROTOCOLS] if cube.protocol == ALL_PROTOCOLS else _bits(cube.protocol)
     out: Region = []
     for protocol in classes:
@@ -132,10 +138,11 @@ def _protocol_name(protocol: int) -> str:
     return PROTOCOL_CLASSES[_lowest(protocol)]
 
 
-def match_of(cube: Cube) -> Match:
-    """The cube as a rule's match; `fragment` is "non-first" or "first-or-none"."""
+def match_of(cube: Cube, classes: InterfaceClasses = NO_INTERFACES) -> Match:
+    """The cube as a rule's match; `fragment` is "non-first" or "first-or-none"; with
+    interface classes, `interface` says in words which interfaces (one class: writable)."""
     icmp = cube.icmp_type
-    return {
+    match: Match = {
         "protocol": _protocol_name(cube.protocol),
         "source_cidrs": _cidrs(cube.src, cube.family),
         "destination_cidrs": _cidrs(cube.dst, cube.family),
@@ -145,6 +152,9 @@ def match_of(cube: Cube) -> Match:
         "icmp_types": [] if icmp in (BYTE_VALUES, ABSENT) else [_lowest(b) for b in _bits(icmp)],
         "fragment": "non-first" if cube.fragment == NON_FIRST else "first-or-none",
     }
+    if classes.used and cube.interface != ANY_INTERFACE:
+        match["interface"] = classes.describe(_lowest(cube.interface))
+    return match
 
 
 def _address(value: int, family_bit: int) -> str:
@@ -186,11 +196,13 @@ def point(cube: Cube) -> Cube:
         _pick(cube.dport),
         _pick_bit(cube.tcp_flags, _USUAL_FLAGS),
         _pick_bit(cube.icmp_type),
+        cube.interface if cube.interface == ANY_INTERFACE else _pick_bit(cube.interface),
     )
 
 
-def example(cube: Cube) -> PacketCase:
-    """The packet `point(cube)` as `fwc test` packet fields."""
+def example(cube: Cube, classes: InterfaceClasses = NO_INTERFACES) -> PacketCase:
+    """The packet `point(cube)` as `fwc test` packet fields, and with interface classes, the
+    name of an interface it arrives on (a case's `interface`)."""
     p = point(cube)
     proto: str | int = PROTOCOL_CLASSES[_lowest(p.protocol)]
     if p.protocol == OTHER:
@@ -209,4 +221,6 @@ def example(cube: Cube) -> PacketCase:
         packet["icmp_type"] = _lowest(p.icmp_type)
     if p.fragment == NON_FIRST:
         packet["fragment"] = "non-first"
+    if classes.used and p.interface != ANY_INTERFACE:
+        packet["interface"] = classes.examples[_lowest(p.interface)]
     return packet

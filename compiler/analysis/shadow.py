@@ -77,7 +77,7 @@ def shadowed(index: RuleIndex, reached: list[Region] | None = None) -> list[Shad
         decider: Rule | None = None
         if index.cubes[i]:
             probe = writable(index.cubes[i][0])[0]
-            packet = example(probe)
+            packet = example(probe, index.interfaces)
             first = next(j for j in earlier if region_overlaps([point(probe)], index.cubes[j]))
             decider = index.rules[first]
         out.append(

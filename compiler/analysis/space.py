@@ -1,7 +1,7 @@
 """Sets of packets as unions of disjoint cubes: products of per-field sets, with exact subtraction.
 
 Addresses and ports are sorted disjoint closed intervals; the small fields (family,
-fragment, protocol class, TCP flags, ICMP type) are bitmasks over their values.
+fragment, protocol class, TCP flags, ICMP type, interface class) are bitmasks over their values.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from typing import NamedTuple, cast
 
 Intervals = tuple[tuple[int, int], ...]
 Field = int | Intervals
+# The interface field of a policy whose rules name no interfaces: every class (all bits set).
+ANY_INTERFACE = -1
 
 
 class Cube(NamedTuple):
@@ -26,6 +28,8 @@ class Cube(NamedTuple):
     dport: Intervals
     tcp_flags: int  # bit v for flags byte v; bit 256: not TCP
     icmp_type: int  # bit v for type v; bit 256: not ICMP
+    # bit k for interface class k (compiler/policy/interfaces.py); ANY_INTERFACE: every class
+    interface: int = ANY_INTERFACE
 
 
 Region = list[Cube]
@@ -190,6 +194,7 @@ def overlaps(a: Cube, b: Cube) -> bool:
         and a.protocol & b.protocol
         and a.tcp_flags & b.tcp_flags
         and a.icmp_type & b.icmp_type
+        and a.interface & b.interface
         and intervals_overlap(a.src, b.src)
         and intervals_overlap(a.dport, b.dport)
         and intervals_overlap(a.sport, b.sport)

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import cast
 
 from fwc.compiler.analysis.index import RuleIndex
-from fwc.compiler.analysis.match import UNIVERSE
 from fwc.compiler.analysis.region import writable
 from fwc.compiler.analysis.space import Cube, Intervals, Region, minus, union_intervals
 from fwc.compiler.policy.ir import Action
@@ -35,7 +34,7 @@ def unmatched(index: RuleIndex) -> Region:
     """Every packet no rule matches, as disjoint cubes: each piece that meets a rule loses
     that rule's cube, and the index finds the rules a piece meets."""
     out: Region = []
-    pieces = list(UNIVERSE)
+    pieces = list(index.universe)
     while pieces:
         piece = pieces.pop()
         hit = index.any_overlapping(piece)

@@ -6,18 +6,22 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import ClassVar
 
+from fwc.artifact.ifclass import IFACES_ENTRIES, IFACES_HASH_ENTRIES
 from fwc.compiler.backend.options import DEFAULT_OPTIONS, EVENTS_SIZE, CompileOptions
 from fwc.compiler.backend.plan import (
     MapInfo,
     Plan,
     PlanError,
     counter_slots,
+    interface_maps,
+    planned_interfaces,
     program_name,
     rate_limit_slots,
     special_slots,
 )
 from fwc.compiler.oracle.ratelimit import gcra
 from fwc.compiler.policy.findings import Finding, Location, error
+from fwc.compiler.policy.interfaces import NO_INTERFACES, InterfaceClasses
 from fwc.compiler.policy.ir import (
     IPPROTO_ICMP,
     IPPROTO_ICMPV6,
@@ -79,7 +83,7 @@ class Condition:
     """One conjunct of a rule's condition; `kind` picks the template macro that prints it,
     `insns` bounds the BPF instructions that macro's C compiles to (set where it is built)."""
 
-    kind: str  # l4 | proto | addr | ports | tcp_flags | icmp
+    kind: str  # l4 | proto | addr | ports | tcp_flags | icmp | iface
     insns: int = 3
     field: str = ""  # addr: src/dst; ports: sport/dport
     values: tuple[int, ...] = ()  # proto numbers, icmp types
@@ -107,6 +111,7 @@ class RuleBlock:
     tolerance: int = 0
     limited_slot: int = 0  # rate_limit rules: the rate_limit_pass counter slot (drop: next)
     log: bool = False
+    interfaces: tuple[str, ...] = ()  # the rule's patterns, `!` ones last, for the comment
 
 
 @dataclass(frozen=True)
@@ -127,6 +132,9 @@ class ConstantsProgram:
     rate_limit_buckets: int
     log_rate: int
     events_size: int
+    iface_entries: int = 0  # fwc_ifaces' size; 0: no rule names interfaces, no lookup
+    iface_classes: int = 0  # the interface classes the rules tell apart
+    iface_hash_entries: int = IFACES_HASH_ENTRIES
 
 
 # the block's own slot, action and jump
@@ -174,7 +182,8 @@ def plan(policy: Policy, dry_run: bool, options: CompileOptions = DEFAULT_OPTION
     rule logs; `log_rate` is 0 without them. Raises PlanError when the program would be
     too large for this strategy.
     """
-    blocks = _blocks(policy)
+    interfaces = planned_interfaces(policy)
+    blocks = _blocks(policy, interfaces)
     refused = _refusals(policy, _estimated_insns(policy, blocks))
     if refused:
         raise PlanError(refused)
@@ -190,6 +199,9 @@ def plan(policy: Policy, dry_run: bool, options: CompileOptions = DEFAULT_OPTION
     if log_rate:
         maps.append(MapInfo("fwc_events", "ringbuf", 0, 0, EVENTS_SIZE))
         maps.append(MapInfo("fwc_log_window", "percpu_array", 4, LOG_WINDOW_SIZE, 1))
+    iface_entries = IFACES_ENTRIES if interfaces.used else 0
+    if iface_entries:
+        maps += interface_maps()
     special = special_slots(policy)
     return Plan(
         policy=policy,
@@ -208,11 +220,14 @@ def plan(policy: Policy, dry_run: bool, options: CompileOptions = DEFAULT_OPTION
             rate_limit_buckets=buckets,
             log_rate=log_rate,
             events_size=EVENTS_SIZE,
+            iface_entries=iface_entries,
+            iface_classes=len(interfaces.classes),
         ),
         maps=tuple(maps),
         dry_run=dry_run,
         log_rate=log_rate,
         counter_slots=slots,
+        interfaces=interfaces,
     )
 
 
@@ -220,12 +235,12 @@ def _rate_limits(policy: Policy) -> bool:
     return any(r.action is Action.RATE_LIMIT for r in policy.rules)
 
 
-def _blocks(policy: Policy) -> list[RuleBlock]:
+def _blocks(policy: Policy, interfaces: InterfaceClasses = NO_INTERFACES) -> list[RuleBlock]:
     limited = rate_limit_slots(policy)
-    return [_block(r, limited.get(r.id, 0)) for r in policy.rules]
+    return [_block(r, limited.get(r.id, 0), interfaces) for r in policy.rules]
 
 
-def _block(rule: Rule, limited_slot: int) -> RuleBlock:
+def _block(rule: Rule, limited_slot: int, interfaces: InterfaceClasses) -> RuleBlock:
     params = gcra(rule) if rule.action is Action.RATE_LIMIT else None
     return RuleBlock(
         id=rule.id,
@@ -233,7 +248,7 @@ def _block(rule: Rule, limited_slot: int) -> RuleBlock:
         priority=rule.priority,
         action=rule.action.value,
         xdp_action=_XDP_ACTIONS[rule.action],
-        tests=tuple(_tests(rule)),
+        tests=tuple(_tests(rule, interfaces)),
         where=f"{PurePath(rule.location.file).name}:{rule.location.line}",
         sources=tuple(str(n) for n in dict.fromkeys(rule.sources)),
         destinations=tuple(str(n) for n in dict.fromkeys(rule.destinations)),
@@ -241,12 +256,16 @@ def _block(rule: Rule, limited_slot: int) -> RuleBlock:
         tolerance=params.tolerance if params else 0,
         limited_slot=limited_slot,
         log=rule.log,
+        interfaces=(*rule.interfaces, *("!" + g for g in rule.not_interfaces)),
     )
 
 
-def _tests(rule: Rule) -> list[Condition]:
+def _tests(rule: Rule, interfaces: InterfaceClasses = NO_INTERFACES) -> list[Condition]:
     """The rule's conjuncts, cheapest and most selective first."""
     tests: list[Condition] = []
+    if rule.has_interfaces:
+        mask = interfaces.rule_mask(rule) if interfaces.used else 0
+        tests.append(Condition("iface", 4, mask=mask))
     protocols = _protocols(rule)
     if protocols is not None:
         tests.append(Condition("proto", 1 + 2 * len(protocols), values=protocols))

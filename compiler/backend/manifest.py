@@ -8,6 +8,7 @@ import struct
 from elftools.elf.elffile import ELFFile
 
 from fwc import __version__
+from fwc.artifact.ifclass import InterfaceClassTable
 from fwc.artifact.layout import (
     BUCKETS_MAP,
     COUNTERS_MAP,
@@ -69,6 +70,11 @@ def build_manifest(plan: Plan, clang_version: str, insn_count: int) -> Manifest:
         seeds=tuple(
             SeedEntry(s.map, s.section, s.key_size, s.value_size, s.count, seed_layout(s, plan))
             for s in plan.seeds
+        ),
+        interface_classes=(
+            InterfaceClassTable(plan.interfaces.patterns, plan.interfaces.classes)
+            if plan.interfaces.used
+            else None
         ),
     )
 

@@ -11,8 +11,22 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
+from fwc.artifact.ifclass import (
+    IFACE_KEY,
+    IFACE_VALUE,
+    IFACES_ENTRIES,
+    IFACES_HASH_ENTRIES,
+    IFACES_HASH_MAP,
+    IFACES_MAP,
+)
 from fwc.compiler.backend.options import DEFAULT_OPTIONS, CompileOptions
 from fwc.compiler.policy.findings import Finding, Location, Severity, error
+from fwc.compiler.policy.interfaces import (
+    NO_INTERFACES,
+    InterfaceClasses,
+    TooManyInterfaceClasses,
+    program_classes,
+)
 from fwc.compiler.policy.ir import Action, Policy
 
 if TYPE_CHECKING:
@@ -61,6 +75,7 @@ class Plan:
     dry_run: bool = False
     log_rate: int = 0
     counter_slots: tuple[str, ...] = field(default=())  # slot index -> name, see docs/artifact.md
+    interfaces: InterfaceClasses = NO_INTERFACES  # the classes fwc_ifaces maps ifindexes to
 
     @property
     def template(self) -> str:
@@ -114,6 +129,22 @@ class PlanError(Exception):
     def __init__(self, findings: list[Finding]) -> None:
         super().__init__(findings[0].message if findings else "the policy cannot be planned")
         self.findings = findings
+
+
+def interface_maps() -> list[MapInfo]:
+    """fwc_ifaces.h's maps: the array of low ifindexes, the hash of the others."""
+    return [
+        MapInfo(IFACES_MAP, "array", IFACE_KEY.size, IFACE_VALUE.size, IFACES_ENTRIES),
+        MapInfo(IFACES_HASH_MAP, "hash", IFACE_KEY.size, IFACE_VALUE.size, IFACES_HASH_ENTRIES),
+    ]
+
+
+def planned_interfaces(policy: Policy) -> InterfaceClasses:
+    """The policy's interface classes; PlanError (FWC051) when a program cannot hold them."""
+    try:
+        return program_classes(policy)
+    except TooManyInterfaceClasses as exc:
+        raise PlanError([error("FWC051", str(exc), Location(policy.source_file))]) from None
 
 
 SPECIAL_SLOTS = ("default", "malformed", "non_ip", "would_drop")

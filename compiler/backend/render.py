@@ -60,6 +60,16 @@ def comment(value: object) -> str:
     return _UNSAFE.sub("_", str(value))[:80]
 
 
+# An interface glob may keep its `*`, `?`, `[`, `]` and `!`: with no `/` allowed, no text
+# can close the comment.
+_UNSAFE_GLOB = re.compile(r"[^A-Za-z0-9_.:,=()*?\[\]! -]")
+
+
+def glob(value: object) -> str:
+    """Interface globs as comment text: like `comment`, but their wildcards stay readable."""
+    return _UNSAFE_GLOB.sub("_", str(value))[:160]
+
+
 def place(value: object) -> str:
     """A file:line or a CIDR as comment text: like `comment`, but slashes stay readable."""
     return _UNSAFE_PLACE.sub("_", str(value))[:160]
@@ -87,7 +97,7 @@ def environment() -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    env.filters.update(comment=comment, place=place, u8=u8, u32=u32, u64=u64)
+    env.filters.update(comment=comment, place=place, glob=glob, u8=u8, u32=u32, u64=u64)
     env.globals.update(block_start=_BLOCK_START, block_end=_BLOCK_END)
     return env
 

@@ -25,6 +25,7 @@ from fwc.compiler.check import (
 from fwc.compiler.errors import UsageError
 from fwc.compiler.oracle.suite import CASES_SUFFIXES
 from fwc.compiler.policy.findings import Finding, Location, Severity
+from fwc.compiler.policy.interfaces import interface_classes
 from fwc.compiler.policy.ir import Action, Policy
 from fwc.compiler.reports import sarif
 from fwc.compiler.reports.text import line
@@ -114,7 +115,8 @@ def _diff(old: Loaded, new: Loaded, in_tree: str | None) -> PolicyDiff:
     """`in_tree`: with --base, where the old side's file is (or was) in the work tree."""
     a = old.policy if old is not None and old.policy is not None else _absent(new)
     b = new.policy if new is not None and new.policy is not None else _absent(old)
-    changes = diff(RuleIndex(a), RuleIndex(b))
+    shared = interface_classes(a, b)  # one numbering of interface classes for both sides
+    changes = diff(RuleIndex(a, shared), RuleIndex(b, shared))
     return PolicyDiff(
         old.file if old is not None else "(none)",
         new.file if new is not None else "(none)",

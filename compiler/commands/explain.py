@@ -58,6 +58,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("hop", "routing", "dest", "fragment"),
         help="IPv6 extension header (repeatable, in order)",
     )
+    parser.add_argument(
+        "--interface",
+        metavar="NAME",
+        help="the ingress interface (default: one no pattern matches)",
+    )
     parser.add_argument("--frame", metavar="HEX", help="explain these raw frame bytes instead")
     parser.add_argument("--dry-run", action="store_true", help="as a dry-run program would")
     parser.add_argument("--json", action="store_true", help="print JSON")
@@ -74,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     if errors or checked.policy is None:
         sys.stdout.write("".join(line(f) + "\n" for f in errors))
         return 1
-    result = explain(checked.policy, frame, args.dry_run)
+    result = explain(checked.policy, frame, args.dry_run, args.interface)
     if args.json:
         sys.stdout.write(json.dumps(_json(checked.policy, result), indent=2) + "\n")
     else:
@@ -160,6 +165,7 @@ def _json(policy: Policy, result: Explanation) -> dict[str, Any]:
             "dport": packet.dport,
             "tcp_flags": packet.tcp_flags,
             "icmp_type": packet.icmp_type,
+            "interface": packet.interface,
         },
         "verdict": "pass" if verdict.xdp_action == XDP_PASS else "drop",
         "xdp_action": verdict.xdp_action,

@@ -16,6 +16,7 @@ from types import ModuleType
 from typing import Any
 
 from fwc import __version__
+from fwc.artifact.ifclass import IFACE_KEY, IFACE_VALUE, NO_CLASS, TEST_RUN_IFINDEX, class_of
 from fwc.compiler.analysis.diff_report import describe
 from fwc.compiler.analysis.prove import Counterexample
 from fwc.compiler.backend.plan import STRATEGIES
@@ -115,11 +116,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _check(case: Case, policy: Policy, kernel: _Kernel | None) -> CaseResult:
-    verdict = evaluate(policy, case.frame)
+    verdict = evaluate(policy, case.frame, interface=case.interface)
     reference = Outcome(verdict.xdp_action, verdict.decided_by)
     failed = reference_failure(case, verdict)
     findings: list[Finding] = [failed] if failed is not None else []
-    outcome = kernel.run(case.frame) if kernel is not None else None
+    outcome = kernel.run(case.frame, case.interface) if kernel is not None else None
     if outcome is not None and (
         outcome.action != reference.action or outcome.decided_by not in (None, reference.decided_by)
     ):
@@ -139,10 +140,14 @@ class _Kernel:
         self.slots = slots
         self.error = error
 
-    def run(self, frame: bytes) -> Outcome | None:
-        """None for a frame the kernel's test run refuses: shorter than an Ethernet header."""
+    def run(self, frame: bytes, interface: str | None = None) -> Outcome | None:
+        """None for a frame the kernel's test run refuses: shorter than an Ethernet header.
+
+        A test run's ingress interface is the namespace's loopback (ifindex 1): its entry in
+        the interface-class map stands for the case's interface."""
         if len(frame) < ETH_HLEN:
             return None
+        self._ingress(interface)
         self.program.reset_counters()
         try:
             retval = int(self.program.test_run(frame).retval)
@@ -155,6 +160,15 @@ class _Kernel:
         ]
         decided = hits[0].removeprefix("rule:") if len(hits) == 1 else None
         return Outcome(retval, decided)
+
+    def _ingress(self, interface: str | None) -> None:
+        table = self.program.spec.manifest.interface_classes
+        if table is None:
+            return
+        libbpf = importlib.import_module("fwc.loader.kernel.libbpf")
+        klass = NO_CLASS if interface is None else class_of(interface, table)
+        key = IFACE_KEY.pack(TEST_RUN_IFINDEX)  # below IFACES_ENTRIES: the array's
+        libbpf.map_update(self.program.map_fd(table.map), key, IFACE_VALUE.pack(klass))
 
     def close(self) -> None:
         self.program.close()

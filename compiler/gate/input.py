@@ -25,8 +25,9 @@ from fwc.compiler.analysis.match import (
 )
 from fwc.compiler.analysis.region import flag_pattern
 from fwc.compiler.analysis.review import Review, review
-from fwc.compiler.analysis.space import Intervals
+from fwc.compiler.analysis.space import ANY_INTERFACE, Cube, Intervals
 from fwc.compiler.analysis.verdicts import Part, passed
+from fwc.compiler.policy.interfaces import NO_INTERFACES, InterfaceClasses
 from fwc.compiler.policy.ir import TCP_FLAGS, Action, AddressRange, Family, Policy, PortRange, Rule
 
 FAMILY_NAMES = {Family.IPV4: "ipv4", Family.IPV6: "ipv6"}
@@ -119,6 +120,8 @@ def rule_doc(
         "priority": rule.priority,
         "rate_limit_burst": rule.rate_limit_burst,
         "log": rule.log,
+        "interfaces": list(rule.interfaces),
+        "not_interfaces": list(rule.not_interfaces),
         "file": rule.location.file,
         "line": rule.location.line,
         "reachable": reachable,
@@ -210,8 +213,22 @@ def _port_docs(spans: Intervals) -> tuple[list[dict[str, int]], int]:
 _FAMILIES = {bit: family for family, bit in FAMILY_BITS.items()}
 
 
+def _interfaces_doc(cube: Cube, classes: InterfaceClasses) -> dict[str, Any]:
+    """The region's interface classes in words (none: every interface), and whether
+    loopback is the only interface it can arrive on."""
+    if not classes.used or cube.interface == ANY_INTERFACE:
+        return {"interfaces": [], "loopback": False}
+    bits = [k for k in range(len(classes.classes)) if cube.interface >> k & 1]
+    return {
+        "interfaces": [classes.describe(k) for k in bits],
+        "loopback": all(classes.loopback >> k & 1 for k in bits),
+    }
+
+
 def region_doc(
-    part: Part, near: dict[Family, list[tuple[int, int]]] | None = None
+    part: Part,
+    near: dict[Family, list[tuple[int, int]]] | None = None,
+    classes: InterfaceClasses = NO_INTERFACES,
 ) -> dict[str, Any]:
     """One region of `analysis.allowed` or `analysis.rate_limited`, written like a rule's
     match, with the rules that decide it (see docs/rego.md); `near` are the small sets'
@@ -246,6 +263,7 @@ def region_doc(
         "rules": [name or "default" for name in part.rules],
         "source_cidrs_complete": sources_complete,
         "destination_cidrs_complete": destinations_complete,
+        **_interfaces_doc(cube, classes),
     }
 
 
@@ -269,6 +287,7 @@ def policy_doc(policy: Policy, done: Review | None = None) -> dict[str, Any]:
         for e in entries:
             if isinstance(e, AddressRange):
                 near[e.family].append((e.first, e.last))
+    classes = done.index.interfaces
     return {
         "name": policy.name,
         "default_action": policy.default_action.value,
@@ -286,7 +305,9 @@ def policy_doc(policy: Policy, done: Review | None = None) -> dict[str, Any]:
         },
         "rules": _rules_doc(done),
         "analysis": {
-            "allowed": [region_doc(p, near) for p in parts if p.action is Action.ALLOW],
-            "rate_limited": [region_doc(p, near) for p in parts if p.action is Action.RATE_LIMIT],
+            "allowed": [region_doc(p, near, classes) for p in parts if p.action is Action.ALLOW],
+            "rate_limited": [
+                region_doc(p, near, classes) for p in parts if p.action is Action.RATE_LIMIT
+            ],
         },
     }

@@ -18,6 +18,7 @@ from fwc.compiler.importers.model import (
     Entry,
     Flat,
     Gap,
+    Inexpressible,
     Match,
     Origin,
     Ruleset,
@@ -119,7 +120,11 @@ class _Walk:
             if entry.gap is not None or entry.verdict is Verdict.CONTINUE:
                 continue
             assert entry.match is not None
-            match = intersect(ctx, entry.match)
+            try:
+                match = intersect(ctx, entry.match)
+            except Inexpressible as exc:
+                self.gaps.setdefault(entry.origin, Gap(entry.origin, entry.text, str(exc)))
+                continue
             if match is None:
                 continue
             decided = self._decide(entry, match, (*outer, (name, j + 1)), base, via)
@@ -145,8 +150,11 @@ class _Walk:
         for entry in self.rs.chains[name].entries[start:]:
             if entry.gap is None and entry.verdict is not Verdict.CONTINUE:
                 assert entry.match is not None
-                if intersect(match, entry.match) is not None:
-                    return True
+                try:
+                    if intersect(match, entry.match) is not None:
+                        return True
+                except Inexpressible:
+                    return True  # it meets some of them
         return False
 
     def _decide(

@@ -19,6 +19,8 @@ from fwc.compiler.importers.model import (
     Chain,
     Entry,
     Gap,
+    Inexpressible,
+    Interfaces,
     Match,
     Origin,
     Ruleset,
@@ -34,8 +36,6 @@ CONNTRACK = "conntrack state is not expressible yet"
 
 # Matches and options fwc cannot express yet, with the reason a finding gives.
 REASONS: dict[str, str] = {
-    "-i": "per-rule input interface is not expressible yet",
-    "--in-interface": "per-rule input interface is not expressible yet",
     "-o": "an output interface never matches on INPUT",
     "--out-interface": "an output interface never matches on INPUT",
     "-f": "a fragment match: fwc sees fragments before reassembly, netfilter's INPUT after",
@@ -211,6 +211,27 @@ def _match_set(p: _Parse, values: list[str], negated: bool) -> None:
     _add_nets(p, cidrs.normalize(found.nets), negated, direction == "dst", set_name(name))
 
 
+def interface_glob(name: str) -> str:
+    """An iptables or nft interface name as an fwc glob: a trailing `+` (iptables) or `*`
+    (nft) matches any rest; _Unsupported for names fwc's globs would read otherwise."""
+    stem, wild = (name[:-1], True) if name[-1:] in ("+", "*") else (name, False)
+    if not stem and wild:
+        return "*"
+    if set(stem) & set("*?[]!\\") or not stem:
+        raise _Unsupported(f"interface name {name!r} holds characters fwc's globs read as patterns")
+    return stem + "*" if wild else stem
+
+
+def _in_interface(p: _Parse, values: list[str], negated: bool) -> None:
+    glob = interface_glob(values[0])
+    if glob == "*":
+        # `-i +` is every interface; `! -i +` none
+        p.pieces.append(Match(iface=Interfaces(()) if negated else None))
+        return
+    iface = Interfaces(excluded=(glob,)) if negated else Interfaces((glob,))
+    p.pieces.append(Match(iface=iface))
+
+
 def _comment(p: _Parse, values: list[str], negated: bool) -> None:
     p.description = values[0]
 
@@ -245,6 +266,8 @@ OPTIONS: dict[str, tuple[int, Handler]] = {
     "--dst-range": (1, lambda p, v, n: _range(p, v, n, True)),
     "--match-set": (2, _match_set),
     "--comment": (1, _comment),
+    "-i": (1, _in_interface),
+    "--in-interface": (1, _in_interface),
 }
 MODULES = ("tcp", "udp", "icmp", "icmp6", "multiport", "iprange", "set", "comment")
 
@@ -334,8 +357,12 @@ def parse_rule(
         gap = Gap(origin, text, str(exc), verdicts=not logs and bool(tail))
         return Entry(origin, text, None, verdict, target, gap=gap, description=p.description)
     match: Match | None = Match()
-    for piece in p.pieces:
-        match = intersect(match, piece) if match is not None else None
+    try:
+        for piece in p.pieces:
+            match = intersect(match, piece) if match is not None else None
+    except Inexpressible as exc:
+        gap = Gap(origin, text, str(exc), verdicts=not logs and bool(tail))
+        return Entry(origin, text, None, verdict, target, gap=gap, description=p.description)
     if match is None:
         return Entry(origin, text, Match(), Verdict.CONTINUE, description="matches no packet")
     warnings = (REJECT_WARNING,) if verdict is Verdict.REJECT else ()

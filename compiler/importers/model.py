@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import fnmatch
 from dataclasses import dataclass, field, replace
 
 from fwc.compiler.importers import cidrs
@@ -15,6 +16,10 @@ PROTOCOL_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmpv6"}
 
 class SourceError(Exception):
     """A file that is not what it claims (a malformed save file): `file:line: reason`, exit 2."""
+
+
+class Inexpressible(Exception):
+    """Two matches meet in a way no one rule can say (the reason is the message)."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,61 @@ class Addresses:
     set_name: str | None = None
 
 
+_GLOB = frozenset("*?[")
+
+
+@dataclass(frozen=True)
+class Interfaces:
+    """Ingress interface globs (fwc's): one of `names` (None: any name) and none of `excluded`."""
+
+    names: tuple[str, ...] | None = None
+    excluded: tuple[str, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        """True when no name can pass: every name (or prefix glob) lies in an excluded one."""
+        if self.names is None:
+            return False
+        return all(any(_within(n, e) for e in self.excluded) for n in self.names)
+
+
+def _within(name: str, glob: str) -> bool:
+    """Every name `name` (a name or a prefix glob) matches also matches `glob`."""
+    if not name.endswith("*"):
+        return fnmatch.fnmatchcase(name, glob)
+    return glob.endswith("*") and not _GLOB & set(glob[:-1]) and name.startswith(glob[:-1])
+
+
+def _interfaces(a: Interfaces | None, b: Interfaces | None) -> Interfaces | None:
+    """Both interface constraints: raises Inexpressible when each side names globs of its
+    own (a name matching one glob of each is an AND a rule's list cannot say)."""
+    if a is None or b is None:
+        return a if b is None else b
+    excluded = tuple(sorted(set(a.excluded) | set(b.excluded)))
+    if a.names is None or b.names is None or a.names == b.names:
+        names = a.names if b.names is None else b.names
+    else:
+        # (A1 or A2) and (B1 or B2) is the OR of every Ai and Bj
+        met = (_meet_glob(x, y) for x in a.names for y in b.names)
+        names = tuple(sorted({m for m in met if m is not None}))
+    return Interfaces(names, excluded)
+
+
+def _meet_glob(x: str, y: str) -> str | None:
+    """The names both match, as one name or prefix glob (`stem*`, what iptables' `+` and
+    nft's `*` say), or None when there are none."""
+    for g in (x, y):
+        if _GLOB & set(g[:-1] if g.endswith("*") else g):
+            raise Inexpressible(f"interface patterns {x} and {y} meet in an AND no rule can say")
+    if not x.endswith("*") and not y.endswith("*"):
+        return x if x == y else None
+    if not x.endswith("*") or not y.endswith("*"):
+        name, glob = (x, y) if y.endswith("*") else (y, x)
+        return name if fnmatch.fnmatchcase(name, glob) else None
+    longer, shorter = (x, y) if len(x) >= len(y) else (y, x)
+    return longer if longer.startswith(shorter[:-1]) else None
+
+
 @dataclass(frozen=True)
 class Match:
     """A conjunction of field constraints; None in a field means "not looked at"."""
@@ -60,14 +120,19 @@ class Match:
     dport: tuple[PortSpan, ...] | None = None
     flags: tuple[tuple[str, bool], ...] | None = None  # (name, must be set)
     icmp: tuple[int, ...] | None = None
+    iface: Interfaces | None = None  # the ingress interface
 
     @property
     def empty(self) -> bool:
         """True when no packet can match."""
         lists = (self.sport, self.dport, self.icmp)
-        if any(v is not None and not v for v in lists):
+        if any(v is not None and not v for v in lists) or self.iface_empty:
             return True
         return any(a is not None and not a.nets for a in (self.src, self.dst))
+
+    @property
+    def iface_empty(self) -> bool:
+        return self.iface is not None and self.iface.empty
 
 
 ANY = Match()
@@ -117,7 +182,8 @@ def _flags(
 
 
 def intersect(a: Match, b: Match) -> Match | None:
-    """The packets both match, or None when there are none."""
+    """The packets both match, or None when there are none; Inexpressible when one rule
+    cannot say them."""
     ok_f, family = _meet(a.family, b.family)
     ok_p, protocol = _meet(a.protocol, b.protocol)
     ok_t, flags = _flags(a.flags, b.flags)
@@ -139,6 +205,7 @@ def intersect(a: Match, b: Match) -> Match | None:
         _ports(a.dport, b.dport),
         flags,
         icmp,
+        _interfaces(a.iface, b.iface),
     )
     return None if out.empty else out
 

@@ -15,12 +15,20 @@ from typing import Any
 
 from fwc.compiler.importers import cidrs
 from fwc.compiler.importers.icmp import icmp_type
-from fwc.compiler.importers.iptables import CONNTRACK, PROTOCOLS, REJECT_WARNING, set_name
+from fwc.compiler.importers.iptables import (
+    CONNTRACK,
+    PROTOCOLS,
+    REJECT_WARNING,
+    interface_glob,
+    set_name,
+)
 from fwc.compiler.importers.model import (
     Addresses,
     Chain,
     Entry,
     Gap,
+    Inexpressible,
+    Interfaces,
     Match,
     Origin,
     Ruleset,
@@ -36,8 +44,6 @@ TCP_FLAGS = {"protocol": "tcp", "field": "flags"}
 IP_FAMILIES = {"inet": None, "ip": 4, "ip6": 6}
 REASONS: dict[str, str] = {
     "ct": CONNTRACK,
-    "iifname": "per-rule input interface is not expressible yet",
-    "iif": "per-rule input interface is not expressible yet",
     "limit": "limit is one bucket for all sources; fwc's rate_limit keeps one per source",
     "ip6 nexthdr": "ip6 nexthdr is the first next header, not the transport protocol",
     "th": "th (any transport header) is not expressible: name tcp or udp",
@@ -62,6 +68,7 @@ class _Rule:
     family: int | None
     sets: dict[str, _NftSet]
     pieces: list[list[Match]] = field(default_factory=list)  # each: disjoint alternatives
+    warnings: list[str] = field(default_factory=list)
 
 
 def _addr_values(r: _Rule, right: Any, family: int) -> tuple[cidrs.Net, ...]:
@@ -224,9 +231,28 @@ def _match(r: _Rule, m: dict[str, Any]) -> Match | list[Match]:
             return _protocols(right, None)
         if key == "nfproto" and op == "==" and right in ("ipv4", "ipv6"):
             return Match(family=4 if right == "ipv4" else 6)
+        if key in ("iifname", "iif"):
+            return _iifname(r, key, op, right)
         raise _Unsupported(REASONS.get(str(key), f"meta {key} is not expressible in fwc"))
     kind = next(iter(left), "?")
     raise _Unsupported(REASONS.get(kind, f"a {kind} match is not expressible in fwc"))
+
+
+# iif matches the interface that had the name when the ruleset was loaded; fwc, like iifname,
+# the name the interface has when the packet arrives
+IIF_WARNING = "iif imported as the interface's name: fwc follows names, iif the device it found"
+
+
+def _iifname(r: _Rule, key: str, op: str, right: Any) -> Match:
+    items = right["set"] if isinstance(right, dict) and "set" in right else [right]
+    if not all(isinstance(i, str) and i for i in items) or op not in ("==", "!="):
+        raise _Unsupported(f"{key} {op} {json.dumps(right)} is not expressible in fwc")
+    globs = tuple(dict.fromkeys(interface_glob(i) for i in items))
+    if key == "iif":
+        r.warnings.append(IIF_WARNING)
+    if "*" in globs:
+        return Match(iface=Interfaces(()) if op == "!=" else None)
+    return Match(iface=Interfaces(excluded=globs) if op == "!=" else Interfaces(globs))
 
 
 _VERDICTS: dict[str, Verdict] = {
@@ -263,9 +289,12 @@ def _rule(r: _Rule, body: dict[str, Any], text: str) -> list[Entry]:
         )
         return [Entry(r.origin, text, None, verdict, gap=Gap(r.origin, text, str(exc), deciding))]
     matches: list[Match] = [Match(family=r.family)]
-    for piece in r.pieces:
-        matches = [m for a in matches for b in piece if (m := intersect(a, b)) is not None]
-    warnings = (REJECT_WARNING,) if verdict is Verdict.REJECT else ()
+    try:
+        for piece in r.pieces:
+            matches = [m for a in matches for b in piece if (m := intersect(a, b)) is not None]
+    except Inexpressible as exc:
+        return [Entry(r.origin, text, None, verdict, gap=Gap(r.origin, text, str(exc)))]
+    warnings = (*r.warnings, *((REJECT_WARNING,) if verdict is Verdict.REJECT else ()))
     comment = str(body.get("comment", ""))
     return [
         Entry(r.origin, text, m, verdict, target, log, comment, warnings=warnings) for m in matches

@@ -64,6 +64,9 @@ def match_fields(match: Match, sets: dict[str, tuple[str, ...]]) -> list[str]:
         out.append(f"tcp_flags: {_quote(','.join(n if on else '!' + n for n, on in flags))}")
     if match.icmp is not None:
         out.append(f"icmp_types: {_list([str(t) for t in match.icmp])}")
+    if match.iface is not None:
+        globs = [*(match.iface.names or ()), *("!" + g for g in match.iface.excluded)]
+        out.append(f"interfaces: {_list([_quote(g) for g in globs])}")
     return out
 
 

@@ -18,7 +18,7 @@ from fwc.compiler.policy.source import Document, NodePath, load_file
 
 EXPECTATIONS = {"allow": XDP_PASS, "pass": XDP_PASS, "deny": XDP_DROP, "drop": XDP_DROP}
 CLASSES = ("default", "malformed", "non_ip")
-CASE_KEYS = ("name", "packet", "frame", "truncate", "patch", "expect", "rule")
+CASE_KEYS = ("name", "packet", "frame", "truncate", "patch", "expect", "rule", "interface")
 TOP_KEYS = ("cases", "properties")
 
 
@@ -33,6 +33,7 @@ class Case:
     rule: str | None  # a rule name, "default", "malformed", "non_ip", or None: any
     location: Location
     rule_location: Location
+    interface: str | None = None  # the ingress interface's name; None: one no pattern matches
 
 
 def load_cases(
@@ -116,6 +117,9 @@ def _case(doc: Document, index: int, raw: Any, findings: list[Finding]) -> Case 
     rule = raw.get("rule")
     if rule is not None and not isinstance(rule, str):
         bad("rule", "`rule` must be a rule name or default, malformed, non_ip")
+    interface = raw.get("interface")
+    if interface is not None and (not isinstance(interface, str) or not interface):
+        bad("interface", "`interface` must be an interface name")
     frame = _frame(raw, bad)
     if frame is None or len(findings) > before:
         return None
@@ -127,6 +131,7 @@ def _case(doc: Document, index: int, raw: Any, findings: list[Finding]) -> Case 
         rule=rule,
         location=doc.where(path),
         rule_location=doc.where((*path, "rule")),
+        interface=interface,
     )
 
 

@@ -6,7 +6,8 @@ reading of the two documents: parse, then try the rules in order.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import fnmatch
+from dataclasses import dataclass, replace
 
 from fwc.compiler.oracle.packet import Packet, parse
 from fwc.compiler.oracle.ratelimit import RateLimiter, gcra
@@ -49,14 +50,18 @@ def evaluate(
     dry_run: bool = False,
     buckets: RateLimiter | None = None,
     now_ns: int | None = None,
+    interface: str | None = None,
 ) -> Verdict:
-    """The verdict for `frame`; never raises.
+    """The verdict for `frame` arriving on the interface named `interface` (None: one the
+    program does not know, which matches no pattern); never raises.
 
     A `rate_limit` rule's packet takes a token from `buckets` at time `now_ns` and
     is dropped when none is left; with no buckets (or no clock) it passes, as from
     a bucket that still holds a token.
     """
     packet = parse(frame)
+    if interface is not None:
+        packet = replace(packet, interface=interface)
     n = len(policy.rules)
     if packet.klass == "non_ip":
         return Verdict(XDP_PASS, None, "non_ip", n + 2, False, packet)
@@ -93,10 +98,12 @@ def _takes_token(
 def failed_fields(rule: Rule, packet: Packet) -> list[str]:
     """The fields of `rule` that `packet` (an IP packet) does not match; empty means a match.
 
-    Field names: protocol, source, destination, fragment, source_port,
+    Field names: interface, protocol, source, destination, fragment, source_port,
     destination_port, tcp_flags, icmp_type.
     """
     failed: list[str] = []
+    if rule.has_interfaces and not interface_passes(rule, packet.interface):
+        failed.append("interface")
     number = rule.protocol.number
     if number is not None and packet.protocol != number:
         failed.append("protocol")
@@ -126,6 +133,16 @@ def failed_fields(rule: Rule, packet: Packet) -> list[str]:
     ):
         failed.append("icmp_type")
     return failed
+
+
+def interface_passes(rule: Rule, name: str | None) -> bool:
+    """Whether an ingress interface passes the rule's interface match: it matches one of
+    `interfaces` (if any) and none of `not_interfaces`; an unknown one matches no pattern."""
+    if name is None:
+        return not rule.interfaces
+    if rule.interfaces and not any(fnmatch.fnmatchcase(name, g) for g in rule.interfaces):
+        return False
+    return not any(fnmatch.fnmatchcase(name, g) for g in rule.not_interfaces)
 
 
 def _in_addresses(packet: Packet, address: int | None, ranges: tuple[AddressRange, ...]) -> bool:

@@ -27,8 +27,10 @@ class Explanation:
     near_misses: tuple[NearMiss, ...]  # in evaluation order
 
 
-def explain(policy: Policy, frame: bytes, dry_run: bool = False) -> Explanation:
-    verdict = evaluate(policy, frame, dry_run)
+def explain(
+    policy: Policy, frame: bytes, dry_run: bool = False, interface: str | None = None
+) -> Explanation:
+    verdict = evaluate(policy, frame, dry_run, interface=interface)
     packet = verdict.packet
     if packet.klass != "ip":
         return Explanation(verdict, ())
@@ -86,6 +88,8 @@ def _listing(items: Sequence[object]) -> str:
 def reason(rule: Rule, packet: Packet, field: str) -> str:
     """Why `packet` fails `field` of `rule`, in the policy author's words."""
     proto = protocol_name(packet.protocol)
+    if field == "interface":
+        return _interface_reason(rule, packet.interface)
     if field == "protocol":
         return f"protocol {proto} != {rule.protocol.value}"
     if field == "source":
@@ -114,6 +118,13 @@ def reason(rule: Rule, packet: Packet, field: str) -> str:
     return f"ICMP type {packet.icmp_type} not in {_listing(rule.icmp_types)}"
 
 
+def _interface_reason(rule: Rule, name: str | None) -> str:
+    listed = [*rule.interfaces, *("!" + g for g in rule.not_interfaces)]
+    if name is None:
+        return f"the ingress interface is not known, and the rule needs {_listing(listed)}"
+    return f"interface {name} does not pass {_listing(listed)}"
+
+
 def describe_packet(packet: Packet) -> str:
     """One line: `tcp 203.0.113.9:12345 -> 192.0.2.2:22 flags SYN vlan 100`."""
     if packet.klass != "ip":
@@ -133,4 +144,6 @@ def describe_packet(packet: Packet) -> str:
         words.append(f"({packet.fragment} fragment)")
     if packet.vlans:
         words += ["vlan", "/".join(str(v) for v in packet.vlans)]
+    if packet.interface is not None:
+        words += ["on", packet.interface]
     return " ".join(words)

@@ -34,6 +34,7 @@ class Packet:
     dport: int | None = None
     tcp_flags: int | None = None
     icmp_type: int | None = None
+    interface: str | None = None  # the ingress interface's name; None: not known
 
     @property
     def non_first_fragment(self) -> bool:

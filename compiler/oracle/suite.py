@@ -135,7 +135,7 @@ def suite_findings(policy: Policy) -> list[Finding]:
     suite = read_suite(path, policy)
     findings = list(suite.findings)
     for case in suite.cases:
-        failed = reference_failure(case, evaluate(policy, case.frame))
+        failed = reference_failure(case, evaluate(policy, case.frame, interface=case.interface))
         if failed is not None:
             findings.append(failed)
     for result in prove_all(policy, suite.properties):

@@ -62,6 +62,8 @@ CATALOG: dict[str, str] = {
     "FWC033": "policy name invalid",
     "FWC034": "field names only empty sets",
     "FWC035": "rule is redundant",
+    "FWC038": "invalid interface pattern",
+    "FWC039": "rule names interfaces the policy never attaches to",
     # rego
     "FWC040": "organisation invariant violated (deny)",
     "FWC041": "organisation invariant warning (warn)",

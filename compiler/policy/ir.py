@@ -129,6 +129,12 @@ class Rule:
     log: bool
     description: str
     location: Location
+    interfaces: tuple[str, ...] = ()  # globs; the ingress interface must match one (empty: any)
+    not_interfaces: tuple[str, ...] = ()  # globs the ingress interface must match none of
+
+    @property
+    def has_interfaces(self) -> bool:
+        return bool(self.interfaces or self.not_interfaces)
 
     @property
     def has_ports(self) -> bool:

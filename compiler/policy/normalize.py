@@ -346,6 +346,7 @@ class _Normalizer:
             else:
                 set_bits, clear_bits = parsed
         action = Action(raw.get("action", "deny"))
+        globs = [str(g) for g in raw.get("interfaces") or ()]
         pps = raw.get("rate_limit_pps")
         burst = raw.get("rate_limit_burst", pps)
         return Rule(
@@ -366,4 +367,6 @@ class _Normalizer:
             log=bool(raw.get("log", False)),
             description=str(raw.get("description", "")),
             location=self.doc.where(path),
+            interfaces=tuple(dict.fromkeys(g for g in globs if not g.startswith("!"))),
+            not_interfaces=tuple(dict.fromkeys(g[1:] for g in globs if g.startswith("!"))),
         )

@@ -1,4 +1,5 @@
-"""Checks a schema-valid policy for mistakes the schema cannot express (FWC020, FWC023-028)."""
+"""Checks a schema-valid policy for mistakes the schema cannot express (FWC020, FWC023-028,
+FWC038-039)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from fwc.compiler.policy.findings import Finding, error, warning
+from fwc.compiler.policy.globs import Selection, pattern_problem, realisable
 from fwc.compiler.policy.source import Document, NodePath
 
 _PORT_KEYS = ("source_ports", "destination_ports")
@@ -40,7 +42,7 @@ def _name(raw: dict[str, Any]) -> str | None:
     return name if isinstance(name, str) else None
 
 
-def _at(index: int, *rest: str) -> NodePath:
+def _at(index: int, *rest: str | int) -> NodePath:
     return ("rules", index, *rest)
 
 
@@ -111,6 +113,57 @@ def _rate_limit(doc: Document, index: int, raw: dict[str, Any]) -> Iterator[Find
             )
 
 
+def _interfaces(doc: Document, index: int, raw: dict[str, Any]) -> Iterator[Finding]:
+    entries = raw.get("interfaces")
+    if not isinstance(entries, list):
+        return
+    selection = _selection(doc)
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, str):
+            continue
+        pattern = entry[1:] if entry.startswith("!") else entry
+        problem = pattern_problem(pattern)
+        if problem is not None:
+            yield error(
+                "FWC038",
+                f"rule `{_name(raw)}`: {problem}",
+                doc.where(_at(index, "interfaces", i)),
+                _name(raw),
+            )
+        elif selection is not None and (0,) not in realisable((pattern,), selection):
+            yield warning(
+                "FWC039",
+                f"rule `{_name(raw)}` names interfaces {entry!r}, but no interface the "
+                f"policy attaches to ({_attached_text(selection)}) matches it",
+                doc.where(_at(index, "interfaces", i)),
+                _name(raw),
+            )
+
+
+def _selection(doc: Document) -> Selection | None:
+    """The policy's `interfaces` selection, or None when it is not readable."""
+    value = doc.value if isinstance(doc.value, dict) else {}
+    raw = value.get("interfaces") or {}
+    if not isinstance(raw, dict):
+        return None
+    include, exclude = raw.get("include") or [], raw.get("exclude") or []
+    if not isinstance(include, list) or not isinstance(exclude, list):
+        return None
+    globs = [*include, *exclude]
+    if not all(isinstance(g, str) and pattern_problem(g) is None for g in globs):
+        return None
+    return Selection(tuple(include), tuple(exclude))
+
+
+def _attached_text(selection: Selection) -> str:
+    words = [f"include {list(selection.include)}" if selection.include else "every interface"]
+    if selection.exclude:
+        words.append(f"exclude {list(selection.exclude)}")
+    if "lo" not in selection.include:
+        words.append("never lo unless included by name")
+    return ", ".join(words)
+
+
 RuleCheck = Callable[[Document, int, dict[str, Any]], Iterator[Finding]]
 
 RULE_CHECKS: tuple[RuleCheck, ...] = (
@@ -118,6 +171,7 @@ RULE_CHECKS: tuple[RuleCheck, ...] = (
     _flags_on_non_tcp,
     _icmp_on_tcp_udp,
     _rate_limit,
+    _interfaces,
 )
 
 

@@ -164,6 +164,26 @@ def blocked(
     return found
 
 
+def blocked_on(
+    sessions: Sequence[Session],
+    verdict: Callable[[bytes, int], int],
+    ingress: Callable[[Session], Sequence[int]],
+    limited: Callable[[], bool] | None = None,
+) -> list[Blocked]:
+    """`blocked`, with each session's packets run as arriving on every interface of
+    `ingress(session)` (ifindexes): a packet dropped on any of them is dropped."""
+    found: list[Blocked] = []
+    for session in sessions:
+        where = list(ingress(session))
+
+        def worst(frame: bytes, where: list[int] = where) -> int:
+            actions = [verdict(frame, ifindex) for ifindex in where]
+            return next((a for a in actions if a in (XDP_ABORTED, XDP_DROP)), actions[0])
+
+        found += blocked([session], worst, limited)
+    return found
+
+
 def refusal(found: Sequence[Blocked]) -> str:
     """The one-line message refusing an apply that would lock the operator out."""
     dropped = [f"{b.packet} of {b.session.describe()}" for b in found if not b.rate_limited]

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fwc.artifact.ifclass import IFACES_HASH_MAP, IFACES_MAP
 from fwc.artifact.layout import BUCKETS_MAP
 from fwc.artifact.manifest import Manifest
 from fwc.loader import faults
@@ -28,7 +29,7 @@ from fwc.loader.live import digests as table_digests
 from fwc.loader.live import update as live_update
 from fwc.loader.live.compat import can_update_in_place
 from fwc.loader.live.pinned import initial_record, meta_manifest
-from fwc.loader.node import attach, netlink, pins
+from fwc.loader.node import attach, ifclasses, netlink, pins
 from fwc.loader.node.bpffs import require_bpffs
 from fwc.loader.node.netlink import Interface
 from fwc.loader.reader.artifact import ArtifactSpec, check_map_definitions, read_artifact
@@ -233,6 +234,23 @@ def _sessions(opts: ApplyOptions, steps: list[_Step]) -> list[lockout.Session]:
     return sessions
 
 
+def _ingress(steps: list[_Step]) -> Callable[[lockout.Session], list[int]]:
+    """Where a session's packets arrive, for a policy whose rules name interfaces: the
+    interfaces that hold its local address, else every interface the policy takes."""
+    local = {
+        s.iface.index: {
+            ipaddress.ip_address(a.split("%", 1)[0]) for a in netlink.addresses([s.iface.index])
+        }
+        for s in steps
+    }
+
+    def where(session: lockout.Session) -> list[int]:
+        holding = [index for index, addresses in local.items() if session.server in addresses]
+        return holding or list(local) or [0]
+
+    return where
+
+
 class _CounterCarry:
     """Carries per-CPU counts of slots that keep their name from the old counters map: copied
     before the swap, then what the old program counted meanwhile is added after it."""
@@ -414,7 +432,10 @@ def _apply_live(
 
     def check(probe: live_update.Probe) -> None:
         limited = None if probe.buckets_fd < 0 else (lambda: drain(probe.buckets_fd))
-        blocked = lockout.blocked(sessions, probe.verdict, limited)
+        if spec.manifest.interface_classes is not None:
+            blocked = lockout.blocked_on(sessions, probe.verdict_on, _ingress(steps), limited)
+        else:
+            blocked = lockout.blocked(sessions, probe.verdict, limited)
         if blocked and not opts.force:
             raise LockoutRefused(lockout.refusal(blocked))
 
@@ -456,10 +477,23 @@ def _apply_recovered(opts: ApplyOptions, spec: ArtifactSpec) -> ApplyReport:
         return _apply_live(opts, spec, final, steps, live_manifest)
     check_map_definitions(spec)
     with LoadedProgram.from_spec(spec) as program:
+        table = spec.manifest.interface_classes
+        if table is not None:
+            # before any interface runs the program: an unknown ifindex matches no pattern
+            maps = program.map_fd(IFACES_MAP), program.map_fd(IFACES_HASH_MAP)
+            ifclasses.sync(*maps, table, interfaces)
         sessions = _sessions(opts, steps)
-        blocked = lockout.blocked(
-            sessions, lambda frame: program.test_run(frame).retval, _limited(spec, program)
-        )
+        if table is not None:
+            blocked = lockout.blocked_on(
+                sessions,
+                lambda frame, ifindex: program.test_run(frame, ingress_ifindex=ifindex).retval,
+                _ingress(steps),
+                _limited(spec, program),
+            )
+        else:
+            blocked = lockout.blocked(
+                sessions, lambda frame: program.test_run(frame).retval, _limited(spec, program)
+            )
         if blocked and not opts.force:
             raise LockoutRefused(lockout.refusal(blocked))
         carry = _CounterCarry(spec, program, final) if final.exists() else None

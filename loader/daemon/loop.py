@@ -18,6 +18,7 @@ from typing import Any
 
 from prometheus_client.registry import CollectorRegistry
 
+from fwc.artifact.ifclass import IFACES_HASH_MAP, InterfaceClassTable
 from fwc.loader.apply import recovery
 from fwc.loader.apply import report as apply_report
 from fwc.loader.apply.manifest_cache import ManifestCache
@@ -28,7 +29,7 @@ from fwc.loader.daemon.metrics import RESULTS, DaemonMetrics, PolicyCollector
 from fwc.loader.daemon.server import ControlBusy, ControlServer
 from fwc.loader.errors import LoaderError
 from fwc.loader.kernel import libbpf
-from fwc.loader.node import attach, netlink, pins
+from fwc.loader.node import attach, ifclasses, netlink, pins
 from fwc.loader.node.bpffs import on_bpffs
 
 # a safety net for events the socket dropped (ENOBUFS under a storm of link changes)
@@ -71,6 +72,8 @@ def reconcile(
         if current != name and not final.link(current).exists():
             final.link(name).rename(final.link(current))
             changes.append(f"{name}: renamed to {current}, link pin moved")
+    if manifest.interface_classes is not None:
+        changes += _sync_classes(final, manifest.interface_classes, interfaces)
     held = attach.holders(root, interfaces)
     wanted = {
         i.index for i in netlink.select_interfaces(interfaces, include, exclude, require_up=False)
@@ -89,6 +92,21 @@ def reconcile(
     finally:
         os.close(prog_fd)
     return changes
+
+
+def _sync_classes(
+    final: pins.PolicyPins, table: InterfaceClassTable, interfaces: list[netlink.Interface]
+) -> list[str]:
+    """The pinned interface-class map brought in line with the interfaces there are now."""
+    array_fd = libbpf.obj_get(final.map(table.map))
+    try:
+        hash_fd = libbpf.obj_get(final.map(IFACES_HASH_MAP))
+        try:
+            return ifclasses.sync(array_fd, hash_fd, table, interfaces)
+        finally:
+            os.close(hash_fd)
+    finally:
+        os.close(array_fd)
 
 
 def _attach_one(

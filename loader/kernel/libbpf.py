@@ -8,6 +8,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import struct
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -405,10 +406,17 @@ def map_type_name(map_type: int) -> str:
 # -- programs -----------------------------------------------------------------------------
 
 
+# struct xdp_md as BPF_PROG_TEST_RUN takes it for ctx_in: data, data_end, data_meta,
+# ingress_ifindex, rx_queue_index, egress_ifindex (the kernel fills the pointers itself)
+XDP_MD = struct.Struct("<6I")
+
+
 def prog_test_run(
-    prog_fd: int, data: bytes, repeat: int = 1, data_out_size: int = 0
+    prog_fd: int, data: bytes, repeat: int = 1, data_out_size: int = 0, ingress_ifindex: int = 0
 ) -> tuple[int, int, bytes]:
-    """BPF_PROG_TEST_RUN: (retval, mean duration in ns, data_out)."""
+    """BPF_PROG_TEST_RUN: (retval, mean duration in ns, data_out). With `ingress_ifindex`,
+    the run is as if the frame arrived on that interface of this namespace (without, on its
+    loopback)."""
     if len(data) < ETH_HLEN:
         # the kernel refuses these with a bare EINVAL; say why
         raise KernelError(
@@ -426,6 +434,10 @@ def prog_test_run(
         data_size_out=size_out,
         repeat=repeat,
     )
+    if ingress_ifindex:
+        ctx = ctypes.create_string_buffer(XDP_MD.pack(0, len(data), 0, ingress_ifindex, 0, 0))
+        opts.ctx_in = ctypes.addressof(ctx)
+        opts.ctx_size_in = XDP_MD.size
     _check(_lib.bpf_prog_test_run_opts(prog_fd, ctypes.byref(opts)), "BPF_PROG_TEST_RUN failed")
     return opts.retval, opts.duration, data_out.raw[: opts.data_size_out]
 

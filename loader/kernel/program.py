@@ -171,9 +171,12 @@ class LoadedProgram(Closing):
         except KeyError:
             raise KernelError(f"the artifact has no map {name!r}") from None
 
-    def test_run(self, frame: bytes, repeat: int = 1) -> TestRun:
-        """Run the program on one Ethernet frame with BPF_PROG_TEST_RUN."""
-        retval, duration, data_out = libbpf.prog_test_run(self.prog_fd, frame, repeat)
+    def test_run(self, frame: bytes, repeat: int = 1, ingress_ifindex: int = 0) -> TestRun:
+        """Run the program on one Ethernet frame with BPF_PROG_TEST_RUN (as if it arrived on
+        `ingress_ifindex`, else on the namespace's loopback)."""
+        retval, duration, data_out = libbpf.prog_test_run(
+            self.prog_fd, frame, repeat, ingress_ifindex=ingress_ifindex
+        )
         return TestRun(retval, duration, data_out)
 
     def counters(self) -> list[tuple[int, int]]:

@@ -14,6 +14,9 @@ def can_update_in_place(live: Manifest, new_spec: ArtifactSpec) -> tuple[bool, s
     for label, strategy in (("live", live.strategy), ("new", new.strategy)):
         if strategy != "tables":
             return False, f"the {label} policy uses strategy {strategy!r}, not 'tables'"
+    if live.interface_classes != new.interface_classes:
+        # fwc_ifaces is not a generation table: its classes must mean the same on both sides
+        return False, "the rules' interface patterns differ (fwc_ifaces holds their classes)"
     if live.dry_run != new.dry_run:
         return False, "the dry-run switch differs (it is compiled into the program)"
     live_digest = live.fw_load.program_sha256 if live.fw_load else None

@@ -121,6 +121,7 @@ class Probe:
 
     verdict: Verdict
     buckets_fd: int
+    verdict_on: Callable[[bytes, int], int]  # the action of a frame arriving on an ifindex
 
 
 @contextmanager
@@ -146,7 +147,11 @@ def idle_probe(policy: pins.PolicyPins, spec: ArtifactSpec, generation: int) -> 
         libbpf.map_update(obj.map_fd(GEN_MAP), _U32.pack(0), _U32.pack(generation))
         prog_fd = obj.program_fd(spec.program)
         buckets = obj.map_fd(BUCKETS_MAP) if BUCKETS_MAP in names else -1
-        yield Probe(lambda frame: libbpf.prog_test_run(prog_fd, frame)[0], buckets)
+        yield Probe(
+            lambda frame: libbpf.prog_test_run(prog_fd, frame)[0],
+            buckets,
+            lambda frame, ifindex: libbpf.prog_test_run(prog_fd, frame, ingress_ifindex=ifindex)[0],
+        )
     finally:
         obj.close()
 

@@ -129,12 +129,15 @@ def select_interfaces(
     exclude: Sequence[str],
     require_up: bool,
 ) -> list[Interface]:
-    """The interfaces a policy attaches to: never loopback; without `include`, only ones up
-    when `require_up` (apply), every one when not (the daemon protects them before they are up).
+    """The interfaces a policy attaches to: loopback only when `include` names it (no glob
+    picks it up); without `include`, only ones up when `require_up` (apply), every one when
+    not (the daemon protects them before they are up).
     """
     chosen: list[Interface] = []
     for iface in interfaces:
-        if iface.loopback or not matches(iface.name, include, exclude):
+        if iface.loopback and iface.name not in include:
+            continue
+        if not matches(iface.name, include, exclude):
             continue
         if not include and require_up and not iface.up:
             continue

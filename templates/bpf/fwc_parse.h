@@ -39,6 +39,7 @@ struct fwc_pkt {
 	__u8 l4;        /* 1 when a TCP, UDP, ICMP or ICMPv6 header was parsed */
 	__u8 tcp_flags;
 	__u8 icmp_type;
+	__u32 ifclass;  /* the ingress interface's class (fwc_ifaces.h); 0 when no rule asks */
 };
 
 /*

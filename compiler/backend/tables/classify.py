@@ -15,6 +15,7 @@ from collections import defaultdict
 from collections.abc import Hashable, ItemsView, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
+from fwc.compiler.policy.interfaces import NO_INTERFACES, InterfaceClasses
 from fwc.compiler.policy.ir import (
     IPPROTO_ICMP,
     IPPROTO_ICMPV6,
@@ -35,7 +36,8 @@ SPLIT_ABOVE = 1024
 # Fields of a combo key, in key order; bit i of a group signature is FIELDS[i].
 FIELDS = ("src", "dst", "l4", "sport", "dport")
 SRC, DST, L4, SPORT, DPORT = range(5)
-# The L4 state of a packet: protocol class x non-first fragment x one byte (TCP flags or ICMP type).
+# The L4 state of a packet: protocol class x non-first fragment x one byte (TCP flags or ICMP type);
+# with interface classes, L4_KEYS such keys per class of the ingress interface (ifclass.py).
 PCLASS_OTHER, PCLASS_TCP, PCLASS_UDP, PCLASS_ICMP, PCLASS_ICMPV6 = range(5)
 PCLASSES = 5
 L4_KEYS = PCLASSES * 2 * 256
@@ -78,14 +80,15 @@ class PacketFields:
     sport: int = 0
     dport: int = 0
     aux: int = 0
+    ifclass: int = 0  # the ingress interface's class (compiler/policy/interfaces.py)
 
 
 def pclass(protocol: int) -> int:
     return _PCLASS_OF_PROTOCOL.get(protocol, PCLASS_OTHER)
 
 
-def l4_index(protocol: int, nonfirst: bool, aux: int) -> int:
-    return (pclass(protocol) * 2 + int(nonfirst)) * 256 + aux
+def l4_index(protocol: int, nonfirst: bool, aux: int, ifclass: int = 0) -> int:
+    return ifclass * L4_KEYS + (pclass(protocol) * 2 + int(nonfirst)) * 256 + aux
 
 
 @dataclass(frozen=True)
@@ -148,7 +151,7 @@ class Tables:
     firsts: tuple[int, ...]  # per group: its lowest rule id; groups are in this order
     src: tuple[AddressEntry, ...]
     dst: tuple[AddressEntry, ...]
-    l4: tuple[tuple[int, ...], ...]  # L4_KEYS entries, per-group classes
+    l4: tuple[tuple[int, ...], ...]  # L4_KEYS entries per interface class, per-group classes
     sport: tuple[int, ...]  # PORTS entries: port -> port class
     dport: tuple[int, ...]
     sport_classes: tuple[tuple[int, ...], ...]  # port class -> per-group classes
@@ -179,7 +182,7 @@ def lookup(tables: Tables, packet: PacketFields) -> int | None:
     classes = (
         _longest(tables.src, packet.family, packet.src),
         _longest(tables.dst, packet.family, packet.dst),
-        tables.l4[l4_index(packet.protocol, packet.nonfirst, packet.aux)],
+        tables.l4[l4_index(packet.protocol, packet.nonfirst, packet.aux, packet.ifclass)],
         tables.sport_classes[tables.sport[packet.sport]],
         tables.dport_classes[tables.dport[packet.dport]],
     )
@@ -215,12 +218,14 @@ def _longest(entries: Sequence[AddressEntry], family: Family, address: int) -> t
     return best.classes
 
 
-# What each rule says about each field; equal predicates share classes.
-L4Predicate = tuple[Protocol, bool, bool, int, int, tuple[int, ...]]
+# What each rule says about each field; equal predicates share classes. The L4 predicate's last
+# item is the mask of the interface classes the rule accepts (EVERY_CLASS: it names none).
+L4Predicate = tuple[Protocol, bool, bool, int, int, tuple[int, ...], int]
+EVERY_CLASS = -1
 
 
-def _l4_predicate(rule: Rule) -> L4Predicate | None:
-    if rule.protocol is Protocol.ANY and not rule.needs_l4:
+def _l4_predicate(rule: Rule, ifclasses: InterfaceClasses) -> L4Predicate | None:
+    if rule.protocol is Protocol.ANY and not rule.needs_l4 and not rule.has_interfaces:
         return None
     return (
         rule.protocol,
@@ -229,27 +234,31 @@ def _l4_predicate(rule: Rule) -> L4Predicate | None:
         rule.tcp_flags_set,
         rule.tcp_flags_clear,
         rule.icmp_types,
+        ifclasses.rule_mask(rule) if rule.has_interfaces else EVERY_CLASS,
     )
 
 
-def _predicates(rule: Rule) -> tuple[Hashable | None, ...]:
+def _predicates(rule: Rule, ifclasses: InterfaceClasses) -> tuple[Hashable | None, ...]:
     """Per field, the rule's predicate, or None when the rule does not constrain the field."""
     return (
         rule.sources or None,
         rule.destinations or None,
-        _l4_predicate(rule),
+        _l4_predicate(rule, ifclasses),
         rule.source_ports or None,
         rule.destination_ports or None,
     )
 
 
 @functools.cache
-def _l4_indices(pred: L4Predicate) -> tuple[int, ...]:
-    return tuple(i for i in range(L4_KEYS) if _l4_matches(pred, i))
+def _l4_indices(pred: L4Predicate, classes: int) -> tuple[int, ...]:
+    return tuple(i for i in range(L4_KEYS * classes) if _l4_matches(pred, i))
 
 
 def _l4_matches(pred: L4Predicate, index: int) -> bool:
-    protocol, needs_l4, has_ports, flags_set, flags_clear, icmp_types = pred
+    protocol, needs_l4, has_ports, flags_set, flags_clear, icmp_types, ifmask = pred
+    ifclass, index = divmod(index, L4_KEYS)
+    if not ifmask >> ifclass & 1:
+        return False
     pc, rest = divmod(index, 512)
     nonfirst, aux = divmod(rest, 256)
     number = protocol.number
@@ -293,12 +302,12 @@ class _Group:
     rules: list[tuple[int, tuple[Hashable | None, ...]]]  # (rule id, predicates), eval order
 
 
-def _groups(rules: Sequence[Rule]) -> list[_Group]:
+def _groups(rules: Sequence[Rule], ifclasses: InterfaceClasses) -> list[_Group]:
     """Rules by which fields they constrain; a field a rule leaves open costs that group nothing."""
     seen: set[tuple[Hashable | None, ...]] = set()
     by_sig: dict[int, _Group] = {}
     for rule in rules:
-        preds = _predicates(rule)
+        preds = _predicates(rule, ifclasses)
         if preds in seen:
             continue  # an identical earlier rule always wins
         seen.add(preds)
@@ -337,7 +346,7 @@ def _merge_smallest(groups: list[_Group]) -> list[_Group]:
 _OPEN: tuple[Hashable, ...] = (
     (AddressRange(Family.IPV4, 0, 0), AddressRange(Family.IPV6, 0, 0)),
     (AddressRange(Family.IPV4, 0, 0), AddressRange(Family.IPV6, 0, 0)),
-    (Protocol.ANY, False, False, 0, 0, ()),
+    (Protocol.ANY, False, False, 0, 0, (), EVERY_CLASS),
     (PortRange(0, PORTS - 1),),
     (PortRange(0, PORTS - 1),),
 )
@@ -484,30 +493,33 @@ def _ports(
 
 
 def _l4(
-    groups: Sequence[_Group],
+    groups: Sequence[_Group], classes: int
 ) -> tuple[tuple[tuple[int, ...], ...], list[dict[int, list[int]]]]:
     interners = [_Interner() for _ in groups]
     per_group: list[list[int]] = []
+    keys = L4_KEYS * classes
     for group, interner in zip(groups, interners, strict=True):
         if not group.signature >> L4 & 1:
-            per_group.append([0] * L4_KEYS)
+            per_group.append([0] * keys)
             continue
-        members: list[list[int]] = [[] for _ in range(L4_KEYS)]
+        members: list[list[int]] = [[] for _ in range(keys)]
         for value, pid in _field_preds(group, L4).items():
-            for index in _l4_indices(value):
+            assert isinstance(value, tuple)
+            for index in _l4_indices(value, classes):
                 members[index].append(pid)
         column = [interner.id(frozenset(m)) for m in members]
         per_group.append(column)
-    rows = tuple(tuple(col[i] for col in per_group) for i in range(L4_KEYS))
+    rows = tuple(tuple(col[i] for col in per_group) for i in range(keys))
     return rows, [i.members_to_classes() for i in interners]
 
 
-def build_tables(rules: Sequence[Rule]) -> Tables:
-    """The classification tables for `rules` (evaluation order); raises TablesTooLarge."""
-    groups = _groups(rules)
+def build_tables(rules: Sequence[Rule], ifclasses: InterfaceClasses = NO_INTERFACES) -> Tables:
+    """The classification tables for `rules` (evaluation order) with the L4 table indexed by
+    `ifclasses` too; raises TablesTooLarge."""
+    groups = _groups(rules, ifclasses)
     src, src_members = _address_classes(groups, SRC)
     dst, dst_members = _address_classes(groups, DST)
-    l4, l4_members = _l4(groups)
+    l4, l4_members = _l4(groups, len(ifclasses.classes))
     sport, sport_classes, sport_members = _ports(groups, SPORT)
     dport, dport_classes, dport_members = _ports(groups, DPORT)
     members = (src_members, dst_members, l4_members, sport_members, dport_members)

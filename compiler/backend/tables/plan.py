@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
+from fwc.artifact.ifclass import IFACES_ENTRIES, IFACES_HASH_ENTRIES
 from fwc.artifact.layout import CFG_HEADER, RULE_VALUE, generation_map
 from fwc.compiler.backend.options import DEFAULT_OPTIONS, CompileOptions
 from fwc.compiler.backend.plan import (
@@ -18,6 +19,8 @@ from fwc.compiler.backend.plan import (
     PlanError,
     Seed,
     counter_slots,
+    interface_maps,
+    planned_interfaces,
     program_name,
     special_slots,
 )
@@ -38,6 +41,7 @@ from fwc.compiler.backend.tables.classify import (
     field_mask,
 )
 from fwc.compiler.policy.findings import Finding, Location, error
+from fwc.compiler.policy.interfaces import InterfaceClasses
 from fwc.compiler.policy.ir import Action, Family, Policy, Rule
 
 TEMPLATE = "tables.c.j2"
@@ -115,14 +119,21 @@ class TablesProgram:
     v6_levels: int
     v6_unit: int
     generations: tuple[int, ...] = GENERATIONS
+    iface_classes: int = 0  # interface classes the L4 table is indexed by; 0: no lookup
+    iface_entries: int = 0
+    iface_hash_entries: int = IFACES_HASH_ENTRIES
+    l4_keys_per_class: int = L4_KEYS
 
 
 def findings(policy: Policy) -> list[Finding]:
     """Why this strategy cannot compile `policy` (empty when it can)."""
-    return _classified(policy)[0]
+    try:
+        return _classified(policy, planned_interfaces(policy))[0]
+    except PlanError as exc:
+        return exc.findings
 
 
-def _classified(policy: Policy) -> tuple[list[Finding], Tables | None]:
+def _classified(policy: Policy, ifclasses: InterfaceClasses) -> tuple[list[Finding], Tables | None]:
     """The refusals, and the classification tables when the rules fit them."""
     out: list[Finding] = []
     for rule in policy.rules:
@@ -146,7 +157,7 @@ def _classified(policy: Policy) -> tuple[list[Finding], Tables | None]:
                 )
             )
     try:
-        return out, build_tables(policy.rules)
+        return out, build_tables(policy.rules, ifclasses)
     except TablesTooLarge as exc:
         out.append(
             error(
@@ -160,7 +171,8 @@ def _classified(policy: Policy) -> tuple[list[Finding], Tables | None]:
 
 def plan(policy: Policy, dry_run: bool, options: CompileOptions = DEFAULT_OPTIONS) -> Plan:
     """The plan of `policy`; raises PlanError when this strategy cannot compile it."""
-    refused, tables = _classified(policy)
+    ifclasses = planned_interfaces(policy)
+    refused, tables = _classified(policy, ifclasses)
     if refused or tables is None:
         raise PlanError(refused)
     slots = counter_slots(policy)
@@ -186,7 +198,7 @@ def plan(policy: Policy, dry_run: bool, options: CompileOptions = DEFAULT_OPTION
         slot_count=len(slots),
         slot_would_drop=special_slots(policy)["would_drop"],
         groups=MAX_GROUPS,
-        l4_keys=L4_KEYS,
+        l4_keys=L4_KEYS * len(ifclasses.classes),
         ports=PORTS,
         rule_capacity=rule_capacity,
         combo_capacity=combo_capacity,
@@ -203,6 +215,8 @@ def plan(policy: Policy, dry_run: bool, options: CompileOptions = DEFAULT_OPTION
         v6_levels=(WIDE_UNTIL[Family.IPV6] - DIR_ROOT_BITS) // 8
         + (Family.IPV6.width - WIDE_UNTIL[Family.IPV6]) // 4,
         v6_unit=UNIT[Family.IPV6],
+        iface_classes=len(ifclasses.classes) if ifclasses.used else 0,
+        iface_entries=IFACES_ENTRIES if ifclasses.used else 0,
     )
     return Plan(
         policy=policy,
@@ -212,6 +226,7 @@ def plan(policy: Policy, dry_run: bool, options: CompileOptions = DEFAULT_OPTION
         seeds=seeds(policy, tables, buckets, tries),
         dry_run=dry_run,
         counter_slots=slots,
+        interfaces=ifclasses,
     )
 
 
@@ -221,6 +236,8 @@ def program_maps(p: TablesProgram) -> tuple[MapInfo, ...]:
         MapInfo("fwc_counters", "percpu_array", 4, 16, p.slot_count),
         MapInfo("fwc_gen", "array", 4, 4, 1),
     ]
+    if p.iface_entries:
+        maps += interface_maps()
     for g in p.generations:
         maps += [
             MapInfo(generation_map("fwc_cfg", g), "array", 4, CFG.size, 1),

@@ -17,6 +17,7 @@
 #define FWC_T_GROUPS 32
 #define FWC_T_FIELDS 5
 #define FWC_T_NO_RULE 0xffffffffU
+#define FWC_T_L4_KEYS 2560
 #define FWC_T_DIR_ROOT 65536
 #define FWC_T_V6_WIDE 4
 #define FWC_T_V6_LEVELS 24
@@ -305,6 +306,7 @@ static __fwc_inline __u32 fwc_t_combo(const struct fwc_tcfg *cfg, void *carrm, v
 
 /* One generation's classification; the map arguments are constants once inlined. */
 static __fwc_inline int fwc_t_classify(const struct fwc_pkt *pk, __u64 bytes, int parsed,
+				       __u32 ifclass,
 				       void *cfgm, void *s4m, void *s4cm, void *s6m, void *s6cm,
 				       void *d4m, void *d4cm, void *d6m, void *d6cm, void *s4km,
 				       void *s6km, void *d4km, void *d6km,
@@ -401,18 +403,19 @@ int fwc_edge_web(struct xdp_md *ctx)
 	struct fwc_pkt pk = {};
 	__u32 zero = 0;
 	const __u32 *gen;
+	__u32 ifclass = 0;
 	int parsed;
 
 	parsed = fwc_parse(data, data_end, &pk);
 	gen = bpf_map_lookup_elem(&fwc_gen, &zero);
 	if (gen && *gen)
-		return fwc_t_classify(&pk, bytes, parsed, &fwc_cfg1, &fwc_s4_1, &fwc_s4c_1, &fwc_s6_1,
+		return fwc_t_classify(&pk, bytes, parsed, ifclass, &fwc_cfg1, &fwc_s4_1, &fwc_s4c_1, &fwc_s6_1,
 				      &fwc_s6c_1, &fwc_d4_1, &fwc_d4c_1, &fwc_d6_1, &fwc_d6c_1,
 				      &fwc_s4k_1, &fwc_s6k_1, &fwc_d4k_1, &fwc_d6k_1,
 				      &fwc_l4_1,
 				      &fwc_sp1, &fwc_dp1, &fwc_spc1, &fwc_dpc1, &fwc_carr1, &fwc_bkt1, &fwc_comb1,
 				      &fwc_rule1);
-	return fwc_t_classify(&pk, bytes, parsed, &fwc_cfg0, &fwc_s4_0, &fwc_s4c_0, &fwc_s6_0,
+	return fwc_t_classify(&pk, bytes, parsed, ifclass, &fwc_cfg0, &fwc_s4_0, &fwc_s4c_0, &fwc_s6_0,
 			      &fwc_s6c_0, &fwc_d4_0, &fwc_d4c_0, &fwc_d6_0, &fwc_d6c_0,
 			      &fwc_s4k_0, &fwc_s6k_0, &fwc_d4k_0, &fwc_d6k_0,
 			      &fwc_l4_0,
