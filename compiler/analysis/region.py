@@ -21,11 +21,12 @@ from fwc.compiler.analysis.match import (
     PROTOCOL_NUMBERS,
     TCP,
     V4,
+    WHOLE,
     flag_values,
 )
-from fwc.compiler.analysis.space import ANY_INTERFACE, Cube, Intervals, Region
+from fwc.compiler.analysis.space import ANY_INTERFACE, TRACKED_STATES, Cube, Intervals, Region
 from fwc.compiler.policy.interfaces import NO_INTERFACES, InterfaceClasses
-from fwc.compiler.policy.ir import TCP_FLAGS
+from fwc.compiler.policy.ir import CT_STATES, TCP_FLAGS
 
 Match = dict[str, Any]
 PacketCase = dict[str, Any]
@@ -162,6 +163,9 @@ def _address(value: int, family_bit: int) -> str:
     return str(make(value))
 
 
+# States an example prefers: untracked (the packet as it comes, e.g. an ICMP error quoting
+# nothing), then new, established, related, invalid.
+_USUAL_STATES = (4, 3, 1, 2, 0)
 # Flag bytes an example prefers, most familiar first: SYN, ACK, SYN+ACK.
 _USUAL_FLAGS = (0x02, 0x10, 0x12)
 _USUAL_SOURCE_PORT = 12345
@@ -197,7 +201,15 @@ def point(cube: Cube) -> Cube:
         _pick_bit(cube.tcp_flags, _USUAL_FLAGS),
         _pick_bit(cube.icmp_type),
         cube.interface if cube.interface == ANY_INTERFACE else _pick_bit(cube.interface),
+        _pick_bit(cube.state, _USUAL_STATES),
     )
+
+
+def example_state(cube: Cube) -> str:
+    """The connection state `example(cube)` is evaluated with (a case's `state`); an
+    untracked example's is `new`, which it ignores."""
+    bit = point(cube).state
+    return next((name for name, value in CT_STATES.items() if value == bit), "new")
 
 
 def example(cube: Cube, classes: InterfaceClasses = NO_INTERFACES) -> PacketCase:
@@ -221,6 +233,9 @@ def example(cube: Cube, classes: InterfaceClasses = NO_INTERFACES) -> PacketCase
         packet["icmp_type"] = _lowest(p.icmp_type)
     if p.fragment == NON_FIRST:
         packet["fragment"] = "non-first"
+    if p.icmp_type != ABSENT and p.state & TRACKED_STATES and p.fragment == WHOLE:
+        # A tracked ICMP error quotes a TCP packet (an untracked one quotes nothing).
+        packet["inner"] = {"proto": "tcp"}
     if classes.used and p.interface != ANY_INTERFACE:
         packet["interface"] = classes.examples[_lowest(p.interface)]
     return packet

@@ -14,6 +14,7 @@ from pathlib import Path
 from fwc.compiler.analysis.diff import diff
 from fwc.compiler.analysis.diff_report import FORMATS, PolicyDiff, findings, render
 from fwc.compiler.analysis.index import RuleIndex
+from fwc.compiler.analysis.match import uses_state
 from fwc.compiler.check import (
     POLICY_SUFFIXES,
     CheckOptions,
@@ -116,7 +117,8 @@ def _diff(old: Loaded, new: Loaded, in_tree: str | None) -> PolicyDiff:
     a = old.policy if old is not None and old.policy is not None else _absent(new)
     b = new.policy if new is not None and new.policy is not None else _absent(old)
     shared = interface_classes(a, b)  # one numbering of interface classes for both sides
-    changes = diff(RuleIndex(a, shared), RuleIndex(b, shared))
+    states = uses_state(a, b)  # both sides split the space by connection state, or neither
+    changes = diff(RuleIndex(a, shared, states), RuleIndex(b, shared, states))
     return PolicyDiff(
         old.file if old is not None else "(none)",
         new.file if new is not None else "(none)",
