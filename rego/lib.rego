@@ -56,6 +56,14 @@ return_traffic(region) if "ACK" in region.tcp_flags.set
 
 return_traffic(region) if "SYN" in region.tcp_flags.clear
 
+# Stateful return traffic: only packets of connections conntrack already knows (no `new`
+# and no untracked packet among the region's states; empty states: every state).
+return_traffic(region) if {
+	count(region.states) > 0
+	not "new" in region.states
+	not "untracked" in region.states
+}
+
 # The region's packets can open a new flow: first fragments (or whole packets) that are
 # not return traffic.
 opens_flows(region) if {

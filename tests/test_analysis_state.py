@@ -14,6 +14,7 @@ from fwc.compiler.analysis.match import packet_point
 from fwc.compiler.analysis.region import example, example_state, writable
 from fwc.compiler.analysis.shadow import reaches, shadowed
 from fwc.compiler.analysis.space import region_overlaps
+from fwc.compiler.gate.input import policy_doc
 from fwc.compiler.oracle.evaluate import evaluate
 from fwc.compiler.oracle.frames import build_frame, fields_from_mapping
 from fwc.compiler.policy.ir import CT_STATES, Policy
@@ -132,3 +133,19 @@ def test_every_tracked_state_shadows_a_later_tcp_rule_but_icmp_echo_is_untracked
     )
     index = RuleIndex(icmp)
     assert [s.rule.name for s in shadowed(index, reaches(index))] == []
+
+
+def test_the_rego_input_carries_rule_states_and_region_states() -> None:
+    policy = _policy(
+        [
+            {"name": "est", "action": "allow", "state": ["established", "related"]},
+            {"name": "web", "action": "allow", "protocol": "tcp", "destination_ports": [80]},
+        ]
+    )
+    doc = policy_doc(policy)
+    assert [r["state"] for r in doc["rules"]] == [["established", "related"], []]
+    allowed = doc["analysis"]["allowed"]
+    est = [r for r in allowed if r["rules"] == ["est"]]
+    assert est
+    assert all(r["states"] == ["established", "related"] for r in est)
+    assert any(r["rules"] == ["web"] and r["states"] == ["invalid", "new"] for r in allowed)

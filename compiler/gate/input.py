@@ -25,10 +25,19 @@ from fwc.compiler.analysis.match import (
 )
 from fwc.compiler.analysis.region import flag_pattern
 from fwc.compiler.analysis.review import Review, review
-from fwc.compiler.analysis.space import ANY_INTERFACE, Cube, Intervals
+from fwc.compiler.analysis.space import ALL_STATES, ANY_INTERFACE, UNTRACKED, Cube, Intervals
 from fwc.compiler.analysis.verdicts import Part, passed
 from fwc.compiler.policy.interfaces import NO_INTERFACES, InterfaceClasses
-from fwc.compiler.policy.ir import TCP_FLAGS, Action, AddressRange, Family, Policy, PortRange, Rule
+from fwc.compiler.policy.ir import (
+    CT_STATES,
+    TCP_FLAGS,
+    Action,
+    AddressRange,
+    Family,
+    Policy,
+    PortRange,
+    Rule,
+)
 
 FAMILY_NAMES = {Family.IPV4: "ipv4", Family.IPV6: "ipv6"}
 
@@ -122,6 +131,7 @@ def rule_doc(
         "log": rule.log,
         "interfaces": list(rule.interfaces),
         "not_interfaces": list(rule.not_interfaces),
+        "state": [name for name, bit in CT_STATES.items() if rule.ct_states & bit],
         "file": rule.location.file,
         "line": rule.location.line,
         "reachable": reachable,
@@ -263,8 +273,18 @@ def region_doc(
         "rules": [name or "default" for name in part.rules],
         "source_cidrs_complete": sources_complete,
         "destination_cidrs_complete": destinations_complete,
+        "states": _states_doc(cube.state),
         **_interfaces_doc(cube, classes),
     }
+
+
+def _states_doc(field: int) -> list[str]:
+    """A region's connection states by name, `untracked` for packets that have none;
+    empty for every state (a policy without `state` rules, or a region that holds all)."""
+    if field & ALL_STATES == ALL_STATES:
+        return []
+    names = [name for name, bit in CT_STATES.items() if field & bit]
+    return [*names, "untracked"] if field & UNTRACKED else names
 
 
 def _rules_doc(done: Review) -> list[dict[str, Any]]:
