@@ -107,6 +107,15 @@ TCP_FLAGS: dict[str, int] = {
     "CWR": 0x80,
 }
 
+# Connection states a rule can match (`state:`), as bits. The values are nftables' ct state
+# bits, so a mask reads the same in the program, the manifest and `nft list ruleset`.
+CT_STATES: dict[str, int] = {
+    "invalid": 0x01,
+    "established": 0x02,
+    "related": 0x04,
+    "new": 0x08,
+}
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -131,10 +140,15 @@ class Rule:
     location: Location
     interfaces: tuple[str, ...] = ()  # globs; the ingress interface must match one (empty: any)
     not_interfaces: tuple[str, ...] = ()  # globs the ingress interface must match none of
+    ct_states: int = 0  # CT_STATES bits; the packet's connection state must be one (0: any)
 
     @property
     def has_interfaces(self) -> bool:
         return bool(self.interfaces or self.not_interfaces)
+
+    @property
+    def has_state(self) -> bool:
+        return bool(self.ct_states)
 
     @property
     def has_ports(self) -> bool:

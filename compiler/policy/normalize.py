@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from fwc.artifact import names
 from fwc.compiler.policy.findings import Finding, error, has_errors, warning
 from fwc.compiler.policy.ir import (
+    CT_STATES,
     TCP_FLAGS,
     Action,
     AddressRange,
@@ -369,4 +370,5 @@ class _Normalizer:
             location=self.doc.where(path),
             interfaces=tuple(dict.fromkeys(g for g in globs if not g.startswith("!"))),
             not_interfaces=tuple(dict.fromkeys(g[1:] for g in globs if g.startswith("!"))),
+            ct_states=sum(CT_STATES.get(str(s), 0) for s in dict.fromkeys(raw.get("state") or ())),
         )
