@@ -29,7 +29,7 @@ class NftMissing(LoaderError):
 
 def needed(manifest: Manifest) -> bool:
     """Whether the artifact's program asks conntrack for connection states."""
-    return bool(getattr(manifest, "conntrack", False))
+    return manifest.conntrack
 
 
 def name(policy: str) -> str:
