@@ -11,6 +11,10 @@ import yaml
 
 from fwc.compiler.cli import main
 from fwc.compiler.commands import test as cmd_test
+from fwc.compiler.oracle.evaluate import evaluate
+from fwc.compiler.oracle.frames import build_frame, fields_from_mapping
+from fwc.compiler.policy.normalize import normalize
+from fwc.compiler.policy.source import load_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 EDGE = ROOT / "policies" / "edge-web.yaml"
@@ -131,6 +135,17 @@ def test_github_annotations(capsys: pytest.CaptureFixture[str], tmp_path: Path) 
         ("cases:\n  - {packet: {}, expect: deny, truncate: -1}", "`truncate` must be"),
         ("cases:\n  - {packet: {}, expect: deny, patch: {x: '00'}}", "`patch` entry x"),
         ("cases:\n  - {packet: {}, expect: deny, rule: nope}", "expects rule `nope`"),
+        ("cases:\n  - {packet: {}, expect: deny, state: open}", "`state` must be one of"),
+        ("cases:\n  - {packet: {}, expect: deny, state: [new]}", "`state` must be one of"),
+        ("cases:\n  - {packet: {inner: {}}, expect: deny}", "`inner` (the packet an ICMP"),
+        (
+            "cases:\n  - {packet: {proto: icmp, inner: {proto: icmp}}, expect: deny}",
+            "`inner.proto` must be tcp or udp",
+        ),
+        (
+            "cases:\n  - {packet: {proto: icmp, inner: {dst: '::1'}}, expect: deny}",
+            "`inner` addresses must be of the same family",
+        ),
         ("cases: [", "YAML syntax error"),
     ],
 )
@@ -208,3 +223,43 @@ def test_table_cases_pass_in_the_kernel(
     assert report["kernel"] == "checked"
     assert [f["message"] for f in report["findings"]] == []
     assert code == 0
+
+
+STATE_TABLE = ROOT / "tests" / "cases" / "state.yaml"
+
+
+def test_a_case_state_reaches_the_reference(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    doc = yaml.safe_load(STATE_TABLE.read_text(encoding="utf-8"))
+    policy = write(tmp_path, "state.yaml", yaml.safe_dump({"name": "state", **doc["policy"]}))
+    text = """\
+cases:
+  - {name: new, packet: {dport: 80}, expect: deny, rule: default}
+  - {name: established, state: established, packet: {dport: 80}, expect: allow, rule: replies}
+  - {name: wrong, state: related, packet: {dport: 80}, expect: deny}
+"""
+    code, out, _ = fwc(capsys, policy, write(tmp_path, "c.yaml", text), "--kernel", "never")
+    assert code == 1
+    assert "3 cases: 2 passed, 1 failed" in out
+    assert "case `wrong`" in out
+
+
+def test_the_kernel_runs_only_the_states_an_empty_table_gives() -> None:
+    doc = yaml.safe_load(STATE_TABLE.read_text(encoding="utf-8"))
+    text = yaml.safe_dump({"name": "state", **doc["policy"]})
+    loaded, _ = load_bytes(text.encode(), "state.yaml")
+    assert loaded is not None
+    policy, _ = normalize(loaded)
+    assert policy is not None
+    rows = [
+        ({"dport": 80}, "new", True),
+        ({"dport": 80}, "established", False),
+        ({"proto": "icmp", "icmp_type": 3, "inner": {"proto": "udp"}}, "invalid", True),
+        ({"proto": "icmp", "icmp_type": 3, "inner": {"proto": "udp"}}, "related", False),
+        ({"proto": "icmp", "icmp_type": 8}, "established", True),
+    ]
+    for fields, state, runs in rows:
+        frame = build_frame(fields_from_mapping(fields))
+        packet = evaluate(policy, frame, ct_state=state).packet
+        assert cmd_test._kernel_state_agrees(policy, packet) is runs, (fields, state)

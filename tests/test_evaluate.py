@@ -57,7 +57,7 @@ TABLE_CASES = [
 @pytest.mark.parametrize(("table", "case"), TABLE_CASES)
 def test_table_case(table: str, case: Case) -> None:
     policy = TABLES[table][0]
-    verdict = evaluate(policy, case.frame, interface=case.interface)
+    verdict = evaluate(policy, case.frame, interface=case.interface, ct_state=case.state)
     assert (verdict.xdp_action, verdict.decided_by) == (case.expect, case.rule), (
         f"{case.location}: {verdict.packet}"
     )

@@ -9,7 +9,7 @@ import pytest
 
 from fwc.compiler.cli import main
 from fwc.compiler.oracle.evaluate import XDP_DROP
-from fwc.compiler.oracle.explain import explain
+from fwc.compiler.oracle.explain import describe_packet, explain
 from fwc.compiler.oracle.frames import build_frame, fields_from_mapping
 from fwc.compiler.policy.ir import Policy
 from fwc.compiler.policy.normalize import normalize
@@ -170,3 +170,45 @@ def test_interface_near_misses_and_cli(tmp_path: Path, capsys: pytest.CaptureFix
     assert main([*args, "--interface", "eth0", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert (result["rule"]["name"], result["packet"]["interface"]) == ("ssh_mgmt", "eth0")
+
+
+STATES = Path(__file__).resolve().parent / "cases" / "state.yaml"
+
+
+def test_state_near_misses_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    doc, _ = load_file(STATES)
+    assert doc is not None
+    policy_file = tmp_path / "state.yaml"
+    policy_file.write_text(json.dumps({"name": "state", **doc.value["policy"]}))
+    args = ["explain", str(policy_file), "--dport", "80"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[1] == "state:   new"
+    assert ": state new not in established, related" in out
+    assert main([*args, "--state", "established", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (result["rule"]["name"], result["packet"]["state"]) == ("replies", "established")
+    assert result["packet"]["tracked"] is True
+    echo = ["explain", str(policy_file), "--proto", "icmp", "--icmp-type", "0"]
+    assert main([*echo, "--state", "established"]) == 0
+    out = capsys.readouterr().out
+    assert "state:   untracked (an ICMP message that is not an error quoting" in out
+    assert "the packet is untracked (an ICMP message" in out
+    assert "and the rule needs established, related" in out
+
+
+def test_explain_shows_the_quoted_packet() -> None:
+    fields = {"proto": "icmp", "icmp_type": 3, "inner": {"proto": "udp", "dport": 53}}
+    frame = build_frame(fields_from_mapping(fields))
+    result = explain(edge_policy(), frame, ct_state="related")
+    assert describe_packet(result.verdict.packet) == (
+        "icmp 192.0.2.1 -> 192.0.2.2 type 3 quoting udp 192.0.2.2:12345 -> 192.0.2.1:53"
+    )
+    assert result.verdict.packet.ct_state == "related"
+
+
+def test_an_unknown_state_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["explain", str(EDGE), "--state", "open"])
+    assert exc.value.code == 2
+    assert "invalid choice: 'open'" in capsys.readouterr().err

@@ -17,10 +17,12 @@ from fwc.compiler.oracle.explain import (
     describe_packet,
     explain,
     protocol_name,
+    untracked_why,
 )
 from fwc.compiler.oracle.frames import FrameError, build_frame, fields_from_mapping
+from fwc.compiler.oracle.packet import Packet
 from fwc.compiler.policy.findings import Severity
-from fwc.compiler.policy.ir import Policy, Rule
+from fwc.compiler.policy.ir import CT_STATES, Policy, Rule
 from fwc.compiler.reports.text import line
 from fwc.terminal import escape_lines
 
@@ -63,6 +65,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="the ingress interface (default: one no pattern matches)",
     )
+    parser.add_argument(
+        "--state",
+        choices=tuple(CT_STATES),
+        default="new",
+        help="the kernel's connection state for a tracked packet (default: new)",
+    )
     parser.add_argument("--frame", metavar="HEX", help="explain these raw frame bytes instead")
     parser.add_argument("--dry-run", action="store_true", help="as a dry-run program would")
     parser.add_argument("--json", action="store_true", help="print JSON")
@@ -79,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     if errors or checked.policy is None:
         sys.stdout.write("".join(line(f) + "\n" for f in errors))
         return 1
-    result = explain(checked.policy, frame, args.dry_run, args.interface)
+    result = explain(checked.policy, frame, args.dry_run, args.interface, args.state)
     if args.json:
         sys.stdout.write(json.dumps(_json(checked.policy, result), indent=2) + "\n")
     else:
@@ -113,7 +121,11 @@ def _rule_line(rule: Rule) -> str:
 
 def _text(policy: Policy, result: Explanation) -> str:
     verdict = result.verdict
-    lines = [f"packet:  {describe_packet(verdict.packet)}"]
+    packet = verdict.packet
+    lines = [f"packet:  {describe_packet(packet)}"]
+    if packet.klass == "ip" and any(r.has_state for r in policy.rules):
+        state = packet.ct_state or f"untracked ({untracked_why(packet)})"
+        lines.append(f"state:   {state}")
     word = "pass" if verdict.xdp_action == XDP_PASS else "drop"
     if verdict.would_drop:
         word += " (dry run: would drop)"
@@ -145,6 +157,18 @@ def _rule_dict(rule: Rule) -> dict[str, Any]:
     }
 
 
+def _inner(packet: Packet) -> dict[str, Any] | None:
+    if packet.inner_protocol is None:
+        return None
+    return {
+        "protocol": protocol_name(packet.inner_protocol),
+        "src": address_text(packet.family, packet.inner_src),
+        "dst": address_text(packet.family, packet.inner_dst),
+        "sport": packet.inner_sport,
+        "dport": packet.inner_dport,
+    }
+
+
 def _json(policy: Policy, result: Explanation) -> dict[str, Any]:
     verdict = result.verdict
     packet = verdict.packet
@@ -166,6 +190,9 @@ def _json(policy: Policy, result: Explanation) -> dict[str, Any]:
             "tcp_flags": packet.tcp_flags,
             "icmp_type": packet.icmp_type,
             "interface": packet.interface,
+            "tracked": packet.tracked,
+            "state": packet.ct_state,
+            "inner": _inner(packet),
         },
         "verdict": "pass" if verdict.xdp_action == XDP_PASS else "drop",
         "xdp_action": verdict.xdp_action,

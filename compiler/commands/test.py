@@ -24,7 +24,7 @@ from fwc.compiler.check import CheckOptions, check_file
 from fwc.compiler.errors import ToolError, UsageError
 from fwc.compiler.oracle.cases import Case
 from fwc.compiler.oracle.evaluate import XDP_DROP, XDP_PASS, evaluate
-from fwc.compiler.oracle.packet import ETH_HLEN
+from fwc.compiler.oracle.packet import ETH_HLEN, Packet
 from fwc.compiler.oracle.suite import (
     PropertyResult,
     counter_who,
@@ -35,7 +35,7 @@ from fwc.compiler.oracle.suite import (
     who,
 )
 from fwc.compiler.policy.findings import Finding, Severity, error
-from fwc.compiler.policy.ir import Policy
+from fwc.compiler.policy.ir import IPPROTO_TCP, IPPROTO_UDP, Policy
 from fwc.compiler.reports.formats import finding_dict
 from fwc.compiler.reports.github import annotation
 from fwc.compiler.reports.text import line
@@ -116,11 +116,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _check(case: Case, policy: Policy, kernel: _Kernel | None) -> CaseResult:
-    verdict = evaluate(policy, case.frame, interface=case.interface)
+    verdict = evaluate(policy, case.frame, interface=case.interface, ct_state=case.state)
     reference = Outcome(verdict.xdp_action, verdict.decided_by)
     failed = reference_failure(case, verdict)
     findings: list[Finding] = [failed] if failed is not None else []
-    outcome = kernel.run(case.frame, case.interface) if kernel is not None else None
+    outcome = None
+    if kernel is not None and _kernel_state_agrees(policy, verdict.packet):
+        outcome = kernel.run(case.frame, case.interface)
     if outcome is not None and (
         outcome.action != reference.action or outcome.decided_by not in (None, reference.decided_by)
     ):
@@ -130,6 +132,16 @@ def _check(case: Case, policy: Policy, kernel: _Kernel | None) -> CaseResult:
         )
         findings.append(error("FWC060", message, case.location))
     return CaseResult(case, reference, outcome, tuple(findings))
+
+
+def _kernel_state_agrees(policy: Policy, packet: Packet) -> bool:
+    """Whether the kernel run sees the case's connection state: the test run looks the packet
+    up in a conntrack table that holds no entry for it, which gives `new` for TCP and UDP and
+    `invalid` for an ICMP error; a case with another state runs on the reference only."""
+    if packet.ct_state is None or not any(r.has_state for r in policy.rules):
+        return True
+    expected = "new" if packet.protocol in (IPPROTO_TCP, IPPROTO_UDP) else "invalid"
+    return packet.ct_state == expected
 
 
 class _Kernel:

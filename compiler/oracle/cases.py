@@ -13,12 +13,12 @@ from typing import Any
 from fwc.compiler.oracle.evaluate import XDP_DROP, XDP_PASS
 from fwc.compiler.oracle.frames import FrameError, build_frame, fields_from_mapping
 from fwc.compiler.policy.findings import Finding, Location, error
-from fwc.compiler.policy.ir import Policy
+from fwc.compiler.policy.ir import CT_STATES, Policy
 from fwc.compiler.policy.source import Document, NodePath, load_file
 
 EXPECTATIONS = {"allow": XDP_PASS, "pass": XDP_PASS, "deny": XDP_DROP, "drop": XDP_DROP}
 CLASSES = ("default", "malformed", "non_ip")
-CASE_KEYS = ("name", "packet", "frame", "truncate", "patch", "expect", "rule", "interface")
+CASE_KEYS = ("name", "packet", "frame", "truncate", "patch", "expect", "rule", "interface", "state")
 TOP_KEYS = ("cases", "properties")
 
 
@@ -34,6 +34,7 @@ class Case:
     location: Location
     rule_location: Location
     interface: str | None = None  # the ingress interface's name; None: one no pattern matches
+    state: str = "new"  # the kernel's connection state for the packet, if it is tracked
 
 
 def load_cases(
@@ -120,6 +121,9 @@ def _case(doc: Document, index: int, raw: Any, findings: list[Finding]) -> Case 
     interface = raw.get("interface")
     if interface is not None and (not isinstance(interface, str) or not interface):
         bad("interface", "`interface` must be an interface name")
+    state = raw.get("state", "new")
+    if not isinstance(state, str) or state not in CT_STATES:
+        bad("state", f"`state` must be one of {', '.join(CT_STATES)}, not {state!r}")
     frame = _frame(raw, bad)
     if frame is None or len(findings) > before:
         return None
@@ -132,6 +136,7 @@ def _case(doc: Document, index: int, raw: Any, findings: list[Finding]) -> Case 
         location=doc.where(path),
         rule_location=doc.where((*path, "rule")),
         interface=interface,
+        state=str(state),
     )
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from fwc.compiler.oracle.packet import Packet, parse
 from fwc.compiler.oracle.ratelimit import RateLimiter, gcra
 from fwc.compiler.policy.ir import (
+    CT_STATES,
     IPPROTO_ICMP,
     IPPROTO_ICMPV6,
     IPPROTO_TCP,
@@ -51,9 +52,13 @@ def evaluate(
     buckets: RateLimiter | None = None,
     now_ns: int | None = None,
     interface: str | None = None,
+    ct_state: str = "new",
 ) -> Verdict:
     """The verdict for `frame` arriving on the interface named `interface` (None: one the
     program does not know, which matches no pattern); never raises.
+
+    `ct_state` is the kernel's answer for the packet's connection (new, established, related
+    or invalid): the packet's state when it is tracked; an untracked one has none.
 
     A `rate_limit` rule's packet takes a token from `buckets` at time `now_ns` and
     is dropped when none is left; with no buckets (or no clock) it passes, as from
@@ -62,6 +67,8 @@ def evaluate(
     packet = parse(frame)
     if interface is not None:
         packet = replace(packet, interface=interface)
+    if packet.tracked:
+        packet = replace(packet, ct_state=ct_state)
     n = len(policy.rules)
     if packet.klass == "non_ip":
         return Verdict(XDP_PASS, None, "non_ip", n + 2, False, packet)
@@ -98,12 +105,14 @@ def _takes_token(
 def failed_fields(rule: Rule, packet: Packet) -> list[str]:
     """The fields of `rule` that `packet` (an IP packet) does not match; empty means a match.
 
-    Field names: interface, protocol, source, destination, fragment, source_port,
+    Field names: interface, state, protocol, source, destination, fragment, source_port,
     destination_port, tcp_flags, icmp_type.
     """
     failed: list[str] = []
     if rule.has_interfaces and not interface_passes(rule, packet.interface):
         failed.append("interface")
+    if rule.has_state and not state_passes(rule, packet.ct_state):
+        failed.append("state")
     number = rule.protocol.number
     if number is not None and packet.protocol != number:
         failed.append("protocol")
@@ -143,6 +152,11 @@ def interface_passes(rule: Rule, name: str | None) -> bool:
     if rule.interfaces and not any(fnmatch.fnmatchcase(name, g) for g in rule.interfaces):
         return False
     return not any(fnmatch.fnmatchcase(name, g) for g in rule.not_interfaces)
+
+
+def state_passes(rule: Rule, ct_state: str | None) -> bool:
+    """Whether a connection state (None: untracked) is one of the rule's `state`."""
+    return ct_state is not None and bool(CT_STATES.get(ct_state, 0) & rule.ct_states)
 
 
 def _in_addresses(packet: Packet, address: int | None, ranges: tuple[AddressRange, ...]) -> bool:

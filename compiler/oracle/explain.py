@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from fwc.compiler.oracle.evaluate import Verdict, evaluate, failed_fields
 from fwc.compiler.oracle.packet import Packet
-from fwc.compiler.policy.ir import TCP_FLAGS, Family, Policy, Rule
+from fwc.compiler.policy.ir import CT_STATES, TCP_FLAGS, Family, Policy, Rule
 
 NEAR_MISS_FIELDS = 2
 _PROTOCOL_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmpv6"}
@@ -28,9 +28,13 @@ class Explanation:
 
 
 def explain(
-    policy: Policy, frame: bytes, dry_run: bool = False, interface: str | None = None
+    policy: Policy,
+    frame: bytes,
+    dry_run: bool = False,
+    interface: str | None = None,
+    ct_state: str = "new",
 ) -> Explanation:
-    verdict = evaluate(policy, frame, dry_run, interface=interface)
+    verdict = evaluate(policy, frame, dry_run, interface=interface, ct_state=ct_state)
     packet = verdict.packet
     if packet.klass != "ip":
         return Explanation(verdict, ())
@@ -90,6 +94,8 @@ def reason(rule: Rule, packet: Packet, field: str) -> str:
     proto = protocol_name(packet.protocol)
     if field == "interface":
         return _interface_reason(rule, packet.interface)
+    if field == "state":
+        return _state_reason(rule, packet)
     if field == "protocol":
         return f"protocol {proto} != {rule.protocol.value}"
     if field == "source":
@@ -125,6 +131,27 @@ def _interface_reason(rule: Rule, name: str | None) -> str:
     return f"interface {name} does not pass {_listing(listed)}"
 
 
+def state_names(bits: int) -> list[str]:
+    """The names of CT_STATES bits, in the order the language lists them."""
+    return [name for name in ("new", "established", "related", "invalid") if bits & CT_STATES[name]]
+
+
+def _state_reason(rule: Rule, packet: Packet) -> str:
+    wanted = _listing(state_names(rule.ct_states))
+    if packet.ct_state is None:
+        return f"the packet is untracked ({untracked_why(packet)}), and the rule needs {wanted}"
+    return f"state {packet.ct_state} not in {wanted}"
+
+
+def untracked_why(packet: Packet) -> str:
+    """Why an IP packet has no connection state, in a few words."""
+    if packet.non_first_fragment:
+        return "a non-first fragment"
+    if packet.icmp_type is not None:
+        return "an ICMP message that is not an error quoting a TCP or UDP packet"
+    return f"{protocol_name(packet.protocol)} has no connection fwc can look up"
+
+
 def describe_packet(packet: Packet) -> str:
     """One line: `tcp 203.0.113.9:12345 -> 192.0.2.2:22 flags SYN vlan 100`."""
     if packet.klass != "ip":
@@ -142,6 +169,18 @@ def describe_packet(packet: Packet) -> str:
         words += ["type", str(packet.icmp_type)]
     if packet.fragment != "none":
         words.append(f"({packet.fragment} fragment)")
+    if packet.inner_protocol is not None:
+        inner_src = address_text(packet.family, packet.inner_src)
+        inner_dst = address_text(packet.family, packet.inner_dst)
+        if packet.family is Family.IPV6:
+            inner_src, inner_dst = f"[{inner_src}]", f"[{inner_dst}]"
+        words += [
+            "quoting",
+            protocol_name(packet.inner_protocol),
+            f"{inner_src}:{packet.inner_sport}",
+            "->",
+            f"{inner_dst}:{packet.inner_dport}",
+        ]
     if packet.vlans:
         words += ["vlan", "/".join(str(v) for v in packet.vlans)]
     if packet.interface is not None:

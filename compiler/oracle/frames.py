@@ -68,7 +68,9 @@ FIELDS = (
     "payload_len",
     "ip_options",
     "ext_headers",
+    "inner",
 )
+INNER_FIELDS = ("proto", "src", "dst", "sport", "dport")
 
 
 class FrameError(ValueError):
@@ -207,6 +209,17 @@ def _payload(n: int) -> bytes:
 
 
 @dataclass(frozen=True)
+class InnerPacket:
+    """The packet an ICMP error quotes: its IP header and its first 8 bytes of TCP or UDP."""
+
+    protocol: int
+    src: int
+    dst: int
+    sport: int
+    dport: int
+
+
+@dataclass(frozen=True)
 class PacketFields:
     """One packet described by its header fields; `build_frame` turns it into bytes."""
 
@@ -225,6 +238,7 @@ class PacketFields:
     payload_len: int = 0
     ip_options: int = 0  # bytes of IPv4 options, a multiple of 4, at most 40
     ext_headers: tuple[str, ...] = ()  # IPv6 extension headers, names from EXT_HEADERS
+    inner: InnerPacket | None = None  # an ICMP message's quoted packet, before the payload
 
 
 def build_frame(fields: PacketFields) -> bytes:
@@ -267,8 +281,22 @@ def _l4(fields: PacketFields, payload: bytes) -> bytes:
     if fields.protocol == IPPROTO_UDP:
         return udp(fields.sport, fields.dport, payload)
     if fields.protocol in (IPPROTO_ICMP, IPPROTO_ICMPV6):
-        return icmp(fields.icmp_type, fields.icmp_code, payload)
+        return icmp(fields.icmp_type, fields.icmp_code, _quoted(fields) + payload)
     return payload
+
+
+def _quoted(fields: PacketFields) -> bytes:
+    """The quoted packet: its IP header and the first 8 bytes of its TCP or UDP header."""
+    inner = fields.inner
+    if inner is None:
+        return b""
+    if inner.protocol == IPPROTO_TCP:
+        l4 = tcp(inner.sport, inner.dport, TCP_FLAGS["SYN"])[:8]
+    else:
+        l4 = udp(inner.sport, inner.dport, b"")
+    if fields.family is Family.IPV4:
+        return ipv4(inner.src, inner.dst, inner.protocol, l4, total_length=40)
+    return ipv6(inner.src, inner.dst, inner.protocol, l4, payload_length=20)
 
 
 def fields_from_mapping(values: Mapping[str, object]) -> PacketFields:
@@ -301,6 +329,7 @@ def fields_from_mapping(values: Mapping[str, object]) -> PacketFields:
     if ext and family is Family.IPV4:
         raise FrameError("`ext_headers` applies to IPv6 only; IPv4 uses `ip_options`")
     default_type = 128 if protocol == IPPROTO_ICMPV6 else 8
+    inner = _inner(values.get("inner"), protocol, family, src, dst)
     return PacketFields(
         family=family,
         protocol=protocol,
@@ -317,6 +346,42 @@ def fields_from_mapping(values: Mapping[str, object]) -> PacketFields:
         payload_len=_integer(values, "payload_len", 0, 0, 1500),
         ip_options=ip_options,
         ext_headers=ext,
+        inner=inner,
+    )
+
+
+def _inner(
+    value: object,
+    protocol: int,
+    family: Family,
+    src: ipaddress.IPv4Address | ipaddress.IPv6Address,
+    dst: ipaddress.IPv4Address | ipaddress.IPv6Address,
+) -> InnerPacket | None:
+    """An ICMP error's quoted packet; its addresses default to the error's, swapped (the
+    quoted packet went the other way)."""
+    if value is None:
+        return None
+    if protocol not in (IPPROTO_ICMP, IPPROTO_ICMPV6):
+        raise FrameError("`inner` (the packet an ICMP error quotes) needs `proto: icmp|icmpv6`")
+    if not isinstance(value, Mapping):
+        raise FrameError("`inner` must be a mapping of proto, src, dst, sport, dport")
+    unknown = sorted(str(k) for k in value if k not in INNER_FIELDS)
+    if unknown:
+        known = ", ".join(INNER_FIELDS)
+        raise FrameError(f"unknown `inner` field `{unknown[0]}` (known: {known})")
+    inner_protocol = _protocol(value.get("proto", "tcp"))
+    if inner_protocol not in (IPPROTO_TCP, IPPROTO_UDP):
+        raise FrameError(f"`inner.proto` must be tcp or udp, not {value.get('proto')!r}")
+    inner_src = _address(value.get("src"), "inner.src") or dst
+    inner_dst = _address(value.get("dst"), "inner.dst") or src
+    if {inner_src.version, inner_dst.version} != {4 if family is Family.IPV4 else 6}:
+        raise FrameError("`inner` addresses must be of the same family as the packet's")
+    return InnerPacket(
+        protocol=inner_protocol,
+        src=int(inner_src),
+        dst=int(inner_dst),
+        sport=_integer(value, "sport", 12345, 0, 65535),
+        dport=_integer(value, "dport", 80, 0, 65535),
     )
 
 

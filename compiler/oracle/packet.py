@@ -14,6 +14,11 @@ ETH_P_IPV6 = 0x86DD
 MAX_EXT_HEADERS = 8
 _EXT_LENGTHED = (0, 43, 60)  # hop-by-hop, routing, destination options
 _EXT_FRAGMENT = 44
+# ICMP errors, the only ICMP messages with a connection state: they quote the packet they
+# answer, whose own connection they are related to (docs/semantics.md#connection-state).
+ICMP_ERROR_TYPES = (3, 4, 5, 11, 12)  # unreachable, source quench, redirect, time exceeded,
+# parameter problem
+ICMPV6_ERROR_TYPES = (1, 2, 3, 4)  # unreachable, packet too big, time exceeded, parameter problem
 
 
 @dataclass(frozen=True)
@@ -35,10 +40,29 @@ class Packet:
     tcp_flags: int | None = None
     icmp_type: int | None = None
     interface: str | None = None  # the ingress interface's name; None: not known
+    # An ICMP error's embedded packet, when it is one fwc can look up (see `tracked`):
+    inner_protocol: int | None = None  # TCP or UDP
+    inner_src: int | None = None
+    inner_dst: int | None = None
+    inner_sport: int | None = None
+    inner_dport: int | None = None
+    # The connection state rules see: the evaluator's input for a tracked packet, None for an
+    # untracked one (and before evaluation)
+    ct_state: str | None = None
 
     @property
     def non_first_fragment(self) -> bool:
         return self.fragment == "non-first"
+
+    @property
+    def tracked(self) -> bool:
+        """Whether the packet has a connection state: a TCP or UDP packet whose ports were
+        parsed, or an ICMP error quoting a TCP or UDP packet of its family."""
+        if self.klass != "ip" or self.non_first_fragment:
+            return False
+        if self.protocol in (IPPROTO_TCP, IPPROTO_UDP):
+            return self.sport is not None
+        return self.inner_protocol is not None
 
 
 def parse(frame: bytes) -> Packet:
@@ -168,8 +192,44 @@ def _l4(frame: bytes, base: Packet, start: int, end: int) -> Packet:
     if base.protocol in (IPPROTO_ICMP, IPPROTO_ICMPV6):
         if have < 8:
             return replace(base, klass="malformed", reason=f"ICMP header cut short: {have} bytes")
-        return replace(base, icmp_type=frame[start])
+        return _embedded(frame, replace(base, icmp_type=frame[start]), start + 8)
     return base
+
+
+def _embedded(frame: bytes, packet: Packet, start: int) -> Packet:
+    """Adds the embedded packet's tuple to an ICMP error that quotes a TCP or UDP packet of
+    its own family with its two ports inside the frame; any other ICMP message is unchanged."""
+    n = len(frame)
+    if packet.family is Family.IPV4:
+        if packet.protocol != IPPROTO_ICMP or packet.icmp_type not in ICMP_ERROR_TYPES:
+            return packet
+        if start + 20 > n or frame[start] >> 4 != 4 or frame[start] & 0x0F < 5:
+            return packet
+        protocol = frame[start + 9]
+        if _u16(frame, start + 6) & 0x1FFF:  # a non-first fragment quoted: no ports
+            return packet
+        l4 = start + (frame[start] & 0x0F) * 4
+        src = int.from_bytes(frame[start + 12 : start + 16], "big")
+        dst = int.from_bytes(frame[start + 16 : start + 20], "big")
+    else:
+        if packet.protocol != IPPROTO_ICMPV6 or packet.icmp_type not in ICMPV6_ERROR_TYPES:
+            return packet
+        if start + 40 > n or frame[start] >> 4 != 6:
+            return packet
+        protocol = frame[start + 6]
+        l4 = start + 40
+        src = int.from_bytes(frame[start + 8 : start + 24], "big")
+        dst = int.from_bytes(frame[start + 24 : start + 40], "big")
+    if protocol not in (IPPROTO_TCP, IPPROTO_UDP) or l4 + 4 > n:
+        return packet
+    return replace(
+        packet,
+        inner_protocol=protocol,
+        inner_src=src,
+        inner_dst=dst,
+        inner_sport=_u16(frame, l4),
+        inner_dport=_u16(frame, l4 + 2),
+    )
 
 
 def _u16(frame: bytes, offset: int) -> int:

@@ -135,7 +135,8 @@ def suite_findings(policy: Policy) -> list[Finding]:
     suite = read_suite(path, policy)
     findings = list(suite.findings)
     for case in suite.cases:
-        failed = reference_failure(case, evaluate(policy, case.frame, interface=case.interface))
+        verdict = evaluate(policy, case.frame, interface=case.interface, ct_state=case.state)
+        failed = reference_failure(case, verdict)
         if failed is not None:
             findings.append(failed)
     for result in prove_all(policy, suite.properties):

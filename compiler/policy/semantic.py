@@ -1,5 +1,5 @@
 """Checks a schema-valid policy for mistakes the schema cannot express (FWC020, FWC023-028,
-FWC038-039)."""
+FWC036, FWC038-039)."""
 
 from __future__ import annotations
 
@@ -140,6 +140,45 @@ def _interfaces(doc: Document, index: int, raw: dict[str, Any]) -> Iterator[Find
             )
 
 
+# ICMP errors have a connection state (docs/semantics.md#connection-state); other ICMP types
+# do not. The kernel gives an error `related` or `invalid`, a TCP or UDP packet never `invalid`.
+_ICMP_ERRORS = {"icmp": (3, 4, 5, 11, 12), "icmpv6": (1, 2, 3, 4)}
+_ERROR_STATES = ("related", "invalid")
+
+
+def _state(doc: Document, index: int, raw: dict[str, Any]) -> Iterator[Finding]:
+    states = raw.get("state")
+    if not isinstance(states, list) or not states:
+        return
+    protocol = raw.get("protocol", "any")
+    name = _name(raw)
+    types = raw.get("icmp_types") or []
+    listed = ", ".join(str(s) for s in states)
+    why = None
+    if protocol in _ICMP_ERRORS:
+        errors = _ICMP_ERRORS[protocol]
+        if types and not any(t in errors for t in types):
+            shown = ", ".join(str(t) for t in types)
+            why = (
+                f"its ICMP types ({shown}) are not errors, and only an ICMP error quoting a "
+                "TCP or UDP packet has a connection state"
+            )
+        elif not any(s in _ERROR_STATES for s in states):
+            why = (
+                f"its {protocol} packets are either untracked or ICMP errors, which are "
+                "only ever related or invalid"
+            )
+    elif protocol in ("tcp", "udp") and all(s == "invalid" for s in states):
+        why = f"fwc never finds a {protocol} packet invalid (it does no window tracking)"
+    if why is not None:
+        yield warning(
+            "FWC036",
+            f"rule `{name}` has `state: [{listed}]`, but {why}: the rule never matches",
+            doc.key_where(_at(index, "state")),
+            name,
+        )
+
+
 def _selection(doc: Document) -> Selection | None:
     """The policy's `interfaces` selection, or None when it is not readable."""
     value = doc.value if isinstance(doc.value, dict) else {}
@@ -172,6 +211,7 @@ RULE_CHECKS: tuple[RuleCheck, ...] = (
     _icmp_on_tcp_udp,
     _rate_limit,
     _interfaces,
+    _state,
 )
 
 
