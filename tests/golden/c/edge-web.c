@@ -29,7 +29,7 @@ SEC("xdp")
 int fwc_edge_web(struct xdp_md *ctx)
 {
 	/* the digest of the manifest's claims, which fw-load checks (docs/artifact.md) */
-	FWC_CLAIMS(0x3b22423dae4a874d, 0x490f0a7adbdaeef9, 0x62c6760bacb356c0, 0xe7b89721d4ccb2a0);
+	FWC_CLAIMS(0x60ec965b14777348, 0x337ac53f2236e5ea, 0x9726accff6ea8ef8, 0x0c077428756c99db);
 	const __u8 *data = (const __u8 *)(long)ctx->data;
 	const __u8 *data_end = (const __u8 *)(long)ctx->data_end;
 	__u64 bytes = (__u64)(data_end - data);
@@ -58,32 +58,32 @@ int fwc_edge_web(struct xdp_md *ctx)
 		goto verdict;
 	}
 
-	/* rule 1: allow_replies, priority 8, allow (edge-web.yaml:18) */
-	/* in state established, related */
-	fwc_fence();
-	if ((fwc_ct_state(ctx, pk) & 0x06)) {
-		slot = 1;
-		action = XDP_PASS;
-		goto verdict;
-	}
-
-	/* rule 2: allow_ssh_from_mgmt, priority 10, allow (edge-web.yaml:25) */
+	/* rule 1: allow_ssh_from_mgmt, priority 10, allow (edge-web.yaml:18) */
 	/* from 10.20.0.0/16, fd00:20::/48 to any */
 	fwc_fence();
 	if ((pk->proto == 6) &&
 	    pk->l4 &&
 	    (pk->dport == 22) &&
 	    ((pk->family == 4 && ((pk->src4 & 0xffff0000U) == 0x0a140000U)) || (pk->family == 6 && ((pk->src6_hi & 0xffffffffffff0000ULL) == 0xfd00002000000000ULL)))) {
+		slot = 1;
+		action = XDP_PASS;
+		goto verdict;
+	}
+
+	/* rule 2: allow_web, priority 20, allow (edge-web.yaml:25) */
+	fwc_fence();
+	if ((pk->proto == 6) &&
+	    pk->l4 &&
+	    (pk->dport == 80 || pk->dport == 443 || (pk->dport >= 8000 && pk->dport <= 8099))) {
 		slot = 2;
 		action = XDP_PASS;
 		goto verdict;
 	}
 
-	/* rule 3: allow_web, priority 20, allow (edge-web.yaml:32) */
+	/* rule 3: allow_replies, priority 30, allow (edge-web.yaml:31) */
+	/* in state established, related */
 	fwc_fence();
-	if ((pk->proto == 6) &&
-	    pk->l4 &&
-	    (pk->dport == 80 || pk->dport == 443 || (pk->dport >= 8000 && pk->dport <= 8099))) {
+	if ((fwc_ct_state(ctx, pk) & 0x06)) {
 		slot = 3;
 		action = XDP_PASS;
 		goto verdict;

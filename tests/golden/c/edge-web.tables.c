@@ -437,7 +437,7 @@ SEC("xdp")
 int fwc_edge_web(struct xdp_md *ctx)
 {
 	/* the digest of the manifest's claims, which fw-load checks (docs/artifact.md) */
-	FWC_CLAIMS(0x992d1767f90a3afa, 0x5999fe37db70820e, 0x990103db66f22777, 0x8bc63714d2b8cc06);
+	FWC_CLAIMS(0x9cc84d7e4d2a507d, 0x49183e1e7d09e2d1, 0x7241bf3c08b781e5, 0x8251e9dc53416216);
 	const __u8 *data = (const __u8 *)(long)ctx->data;
 	const __u8 *data_end = (const __u8 *)(long)ctx->data_end;
 	__u64 bytes = (__u64)(data_end - data);

@@ -437,7 +437,7 @@ SEC("xdp")
 int fwc_edge_web(struct xdp_md *ctx)
 {
 	/* the digest of the manifest's claims, which fw-load checks (docs/artifact.md) */
-	FWC_CLAIMS(0x4484c59c77fddda2, 0x906a94420a83c545, 0xd374d84fe7eeb773, 0x79012ea810d319b1);
+	FWC_CLAIMS(0x0a51aa1cf30f3ed2, 0x9c5521d7fccaaee5, 0xf3af536a4713c1d6, 0x5e87b2d379efb8ff);
 	const __u8 *data = (const __u8 *)(long)ctx->data;
 	const __u8 *data_end = (const __u8 *)(long)ctx->data_end;
 	__u64 bytes = (__u64)(data_end - data);

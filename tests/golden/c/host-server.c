@@ -33,7 +33,7 @@ SEC("xdp")
 int fwc_host_server(struct xdp_md *ctx)
 {
 	/* the digest of the manifest's claims, which fw-load checks (docs/artifact.md) */
-	FWC_CLAIMS(0x8dbe64f1f0bed480, 0xee1b5c1cfb95e6e2, 0xd26589d5688fc829, 0x349954cf48475404);
+	FWC_CLAIMS(0x9f80c3a03baf903d, 0xb1dad9a3c92676b5, 0x68f9854ead70c7e8, 0xd7ed6842314bdcdb);
 	const __u8 *data = (const __u8 *)(long)ctx->data;
 	const __u8 *data_end = (const __u8 *)(long)ctx->data_end;
 	__u64 bytes = (__u64)(data_end - data);

@@ -33,7 +33,7 @@ SEC("xdp")
 int fwc_host_server(struct xdp_md *ctx)
 {
 	/* the digest of the manifest's claims, which fw-load checks (docs/artifact.md) */
-	FWC_CLAIMS(0x7e284079a9482b5e, 0xbf25d8abc8dd1c5e, 0x3d5f2e2980e23e83, 0x29ddcc1a797b2027);
+	FWC_CLAIMS(0x91aae940a5d8a198, 0x2853a23e2cc8a633, 0x9fe3fe5aabef2b3a, 0x8d11ca0061460109);
 	const __u8 *data = (const __u8 *)(long)ctx->data;
 	const __u8 *data_end = (const __u8 *)(long)ctx->data_end;
 	__u64 bytes = (__u64)(data_end - data);

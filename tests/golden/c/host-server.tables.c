@@ -443,7 +443,7 @@ SEC("xdp")
 int fwc_host_server(struct xdp_md *ctx)
 {
 	/* the digest of the manifest's claims, which fw-load checks (docs/artifact.md) */
-	FWC_CLAIMS(0xd2ee54fc652e065e, 0x27e629ba76e70a06, 0xdbc86c75966464e8, 0x65f0521104d80f53);
+	FWC_CLAIMS(0xfa04f5764b2d7f58, 0xec12c019d90bebbb, 0xf1ea36683d8e4f30, 0x24bafc112a6ffee2);
 	const __u8 *data = (const __u8 *)(long)ctx->data;
 	const __u8 *data_end = (const __u8 *)(long)ctx->data_end;
 	__u64 bytes = (__u64)(data_end - data);

@@ -443,7 +443,7 @@ SEC("xdp")
 int fwc_host_server(struct xdp_md *ctx)
 {
 	/* the digest of the manifest's claims, which fw-load checks (docs/artifact.md) */
-	FWC_CLAIMS(0xdc09f0d8fb4c9666, 0x139d1392b671032d, 0x49b3016a06ec73ef, 0x111d3ebe36754ce0);
+	FWC_CLAIMS(0x49a7bb8a5b25c1cc, 0x6ec39ea8081c8dc9, 0xa822e8c06b348626, 0xb2fed2e408e99b95);
 	const __u8 *data = (const __u8 *)(long)ctx->data;
 	const __u8 *data_end = (const __u8 *)(long)ctx->data_end;
 	__u64 bytes = (__u64)(data_end - data);
