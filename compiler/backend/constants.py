@@ -23,6 +23,7 @@ from fwc.compiler.oracle.ratelimit import gcra
 from fwc.compiler.policy.findings import Finding, Location, error
 from fwc.compiler.policy.interfaces import NO_INTERFACES, InterfaceClasses
 from fwc.compiler.policy.ir import (
+    CT_STATES,
     IPPROTO_ICMP,
     IPPROTO_ICMPV6,
     IPPROTO_TCP,
@@ -115,6 +116,7 @@ class RuleBlock:
     limited_slot: int = 0  # rate_limit rules: the rate_limit_pass counter slot (drop: next)
     log: bool = False
     interfaces: tuple[str, ...] = ()  # the rule's patterns, `!` ones last, for the comment
+    states: tuple[str, ...] = ()  # the connection states the rule names, for the comment
 
 
 @dataclass(frozen=True)
@@ -263,6 +265,7 @@ def _block(rule: Rule, limited_slot: int, interfaces: InterfaceClasses) -> RuleB
         limited_slot=limited_slot,
         log=rule.log,
         interfaces=(*rule.interfaces, *("!" + g for g in rule.not_interfaces)),
+        states=tuple(s for s, bit in CT_STATES.items() if rule.ct_states & bit),
     )
 
 
