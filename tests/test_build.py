@@ -77,7 +77,7 @@ def test_manifest_section(tmp_path: Path) -> None:
             "type": "percpu_array",
             "key_size": 4,
             "value_size": 16,
-            "max_entries": 10,
+            "max_entries": 11,
         },
         {
             "name": "fwc_scratch",
@@ -161,7 +161,7 @@ def test_missing_policy_is_usage_error(tmp_path: Path) -> None:
 def test_source_map_covers_each_rule_block() -> None:
     rendered = render_mapped(make_plan(policy_file(str(EDGE)), "constants", False))
     lines = rendered.source.splitlines()
-    assert [r.rule_id for r in rendered.rules] == list(range(6))
+    assert [r.rule_id for r in rendered.rules] == list(range(7))
     for block in rendered.rules:
         assert lines[block.first - 1].startswith(f"\t/* rule {block.rule_id}: ")
         assert rendered.rule_at(block.first) == rendered.rule_at(block.last) == block.rule_id

@@ -47,13 +47,13 @@ def misses(packet: dict[str, object]) -> dict[str, tuple[str, ...]]:
         ),
         (
             {"src": "10.0.0.1", "dport": 23, "flags": "SYN"},
-            "allow_replies",
-            ("state new not in established, related",),
+            "allow_tcp_established",
+            ("TCP flags SYN do not satisfy ACK",),
         ),
         (
             {"proto": "icmp", "icmp_type": 5},
             "allow_ping",
-            ("ICMP type 5 not in 0, 8",),
+            ("ICMP type 5 not in 0, 3, 8, 11",),
         ),
         (
             {"src": "10.20.0.1", "dport": 22, "fragment": "non-first"},
@@ -105,11 +105,10 @@ def test_cli_text(capsys: pytest.CaptureFixture[str]) -> None:
     lines = out.splitlines()
     assert code == 0
     assert lines[0] == "packet:  tcp 10.20.1.1:12345 -> 192.0.2.2:443 flags SYN vlan 7"
-    assert lines[1] == "state:   new"
-    assert lines[2].startswith("verdict: pass, by rule `allow_web` (priority 20, ")
-    assert lines[2].endswith("edge-web.yaml:25:5), action allow")
-    assert "rule `allow_ssh_from_mgmt` (priority 10, " in lines[5]
-    assert lines[5].endswith(": dport 443 not in 22")
+    assert lines[1].startswith("verdict: pass, by rule `allow_web` (priority 20, ")
+    assert lines[1].endswith("edge-web.yaml:25:5), action allow")
+    assert "rule `allow_ssh_from_mgmt` (priority 10, " in lines[4]
+    assert lines[4].endswith(": dport 443 not in 22")
 
 
 def test_cli_default_and_dry_run(capsys: pytest.CaptureFixture[str]) -> None:

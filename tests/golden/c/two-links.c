@@ -8,12 +8,10 @@
 #define FWC_SLOT_COUNT 9
 #define FWC_DRY_RUN 0
 #define FWC_DEFAULT_ACTION XDP_DROP
-#define FWC_CT 1
 
 #include "fwc_bpf.h"
 #include "fwc_parse.h"
 #include "fwc_counters.h"
-#include "fwc_ct.h"
 #define FWC_IFACES_ENTRIES 4096
 #define FWC_IFACES_HASH_ENTRIES 1024
 #define FWC_IFACE_CLASSES 4
@@ -33,7 +31,7 @@ SEC("xdp")
 int fwc_two_links(struct xdp_md *ctx)
 {
 	/* the digest of the manifest's claims, which fw-load checks (docs/artifact.md) */
-	FWC_CLAIMS(0x2ab28bd5a22a0426, 0xbadce9337466c0f2, 0x5790fc11c6512530, 0x3c6ae87c502a0e89);
+	FWC_CLAIMS(0x75fb6f7a7a7929ff, 0xebb6d46239501ed6, 0xb5bd6e6c643de622, 0xb99d0ada68e79760);
 	const __u8 *data = (const __u8 *)(long)ctx->data;
 	const __u8 *data_end = (const __u8 *)(long)ctx->data_end;
 	__u64 bytes = (__u64)(data_end - data);
@@ -92,22 +90,23 @@ int fwc_two_links(struct xdp_md *ctx)
 		goto verdict;
 	}
 
-	/* rule 3: allow_replies, priority 40, allow (two-links.yaml:33) */
+	/* rule 3: allow_dns_replies, priority 40, allow (two-links.yaml:33) */
 	/* on !wg* */
-	/* in state established, related */
 	fwc_fence();
 	if (((1U << pk->ifclass) & 0x00000007U) &&
-	    (fwc_ct_state(ctx, pk) & 0x06)) {
+	    (pk->proto == 17) &&
+	    pk->l4 &&
+	    (pk->sport == 53)) {
 		slot = 3;
 		action = XDP_PASS;
 		goto verdict;
 	}
 
-	/* rule 4: allow_icmp, priority 50, allow (two-links.yaml:41) */
+	/* rule 4: allow_icmp, priority 50, allow (two-links.yaml:40) */
 	fwc_fence();
 	if ((pk->proto == 1) &&
 	    pk->l4 &&
-	    (pk->icmp_type == 0 || pk->icmp_type == 8)) {
+	    (pk->icmp_type == 0 || pk->icmp_type == 3 || pk->icmp_type == 8 || pk->icmp_type == 11)) {
 		slot = 4;
 		action = XDP_PASS;
 		goto verdict;

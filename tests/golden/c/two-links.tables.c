@@ -9,12 +9,10 @@
 #define FWC_SLOT_COUNT 9
 #define FWC_SLOT_WOULD_DROP 8
 #define FWC_DRY_RUN 0
-#define FWC_CT 1
 
 #include "fwc_bpf.h"
 #include "fwc_parse.h"
 #include "fwc_counters.h"
-#include "fwc_ct.h"
 #define FWC_IFACES_ENTRIES 4096
 #define FWC_IFACES_HASH_ENTRIES 1024
 #define FWC_IFACE_CLASSES 4
@@ -24,8 +22,6 @@
 #define FWC_T_FIELDS 5
 #define FWC_T_NO_RULE 0xffffffffU
 #define FWC_T_L4_KEYS 2560
-/* the L4 rows of one connection-state block; block 0 lets every state rule match */
-#define FWC_T_CT_BLOCK 10240
 #define FWC_T_DIR_ROOT 65536
 #define FWC_T_V6_WIDE 4
 #define FWC_T_V6_LEVELS 24
@@ -141,7 +137,7 @@ FWC_T_ARRAY(fwc_d4k_0, 1024, struct fwc_tskip);
 FWC_T_ARRAY(fwc_d6_0, 81920, __u32);
 FWC_T_ARRAY(fwc_d6c_0, 1024, struct fwc_taddr_val);
 FWC_T_ARRAY(fwc_d6k_0, 1024, struct fwc_tskip);
-FWC_T_ARRAY(fwc_l4_0, 61440, struct fwc_tcls16);
+FWC_T_ARRAY(fwc_l4_0, 10240, struct fwc_tcls16);
 FWC_T_ARRAY(fwc_sp0, 65536, __u16);
 FWC_T_ARRAY(fwc_dp0, 65536, __u16);
 FWC_T_ARRAY(fwc_spc0, 65536, struct fwc_tcls16);
@@ -150,8 +146,6 @@ FWC_T_ARRAY(fwc_carr0, 1024, __u32);
 FWC_T_ARRAY(fwc_bkt0, 1024, struct fwc_tbucket);
 FWC_T_HASH(fwc_comb0, 1024);
 FWC_T_ARRAY(fwc_rule0, 1024, struct fwc_trule);
-/* per rule id, the connection states it names (ct state bits; 0: none) */
-FWC_T_ARRAY(fwc_cts0, 1024, __u32);
 
 /* Generation 1. Address tables per direction and family: the trie array, the class
  * records, the skip records. Combo values are the rule id + 1; 0 is "no rule of this group". */
@@ -168,7 +162,7 @@ FWC_T_ARRAY(fwc_d4k_1, 1024, struct fwc_tskip);
 FWC_T_ARRAY(fwc_d6_1, 81920, __u32);
 FWC_T_ARRAY(fwc_d6c_1, 1024, struct fwc_taddr_val);
 FWC_T_ARRAY(fwc_d6k_1, 1024, struct fwc_tskip);
-FWC_T_ARRAY(fwc_l4_1, 61440, struct fwc_tcls16);
+FWC_T_ARRAY(fwc_l4_1, 10240, struct fwc_tcls16);
 FWC_T_ARRAY(fwc_sp1, 65536, __u16);
 FWC_T_ARRAY(fwc_dp1, 65536, __u16);
 FWC_T_ARRAY(fwc_spc1, 65536, struct fwc_tcls16);
@@ -177,8 +171,6 @@ FWC_T_ARRAY(fwc_carr1, 1024, __u32);
 FWC_T_ARRAY(fwc_bkt1, 1024, struct fwc_tbucket);
 FWC_T_HASH(fwc_comb1, 1024);
 FWC_T_ARRAY(fwc_rule1, 1024, struct fwc_trule);
-/* per rule id, the connection states it names (ct state bits; 0: none) */
-FWC_T_ARRAY(fwc_cts1, 1024, __u32);
 
 static __fwc_inline int fwc_t_finish(const struct fwc_tcfg *cfg, __u32 slot, __u32 action,
 				     __u64 bytes)
@@ -316,23 +308,6 @@ static __fwc_inline __u32 fwc_t_combo(const struct fwc_tcfg *cfg, void *carrm, v
 	return hit ? *hit : 0;
 }
 
-/* The L4 block of a packet in connection state `state` (classify.py ct_row). */
-static __fwc_inline __u32 fwc_t_ctrow(__u8 state)
-{
-	switch (state) {
-	case FWC_CT_INVALID:
-		return 2;
-	case FWC_CT_ESTABLISHED:
-		return 3;
-	case FWC_CT_RELATED:
-		return 4;
-	case FWC_CT_NEW:
-		return 5;
-	default:
-		return 1;
-	}
-}
-
 /* One generation's classification; the map arguments are constants once inlined. */
 static __fwc_inline int fwc_t_classify(const struct fwc_pkt *pk, __u64 bytes, int parsed,
 				       __u32 ifclass,
@@ -342,7 +317,7 @@ static __fwc_inline int fwc_t_classify(const struct fwc_pkt *pk, __u64 bytes, in
 				       void *l4m, void *spm,
 				       void *dpm, void *spcm, void *dpcm, void *carrm, void *bktm,
 				       void *combm,
-				       void *rulem, void *ctsm, struct xdp_md *ctx)
+				       void *rulem)
 {
 	const struct fwc_taddr_val *s, *d;
 	const struct fwc_tcls16 *l, *spc, *dpc;
@@ -352,9 +327,6 @@ static __fwc_inline int fwc_t_classify(const struct fwc_pkt *pk, __u64 bytes, in
 	const __u16 *spx, *dpx;
 	const struct fwc_tgroup *grp;
 	__u32 cand, hit;
-	const __u32 *states;
-	__u32 ctrow = 0;
-	__u8 state;
 
 	cfg = bpf_map_lookup_elem(cfgm, &zero);
 	if (!cfg)
@@ -383,9 +355,6 @@ static __fwc_inline int fwc_t_classify(const struct fwc_pkt *pk, __u64 bytes, in
 	      (__u32)(pk->tcp_flags | pk->icmp_type);
 	/* the ingress interface's class picks the L4 table's block of rows */
 	idx += ifclass * FWC_T_L4_KEYS;
-	/* First in block 0, where every state rule matches; again in the block of the packet's
-	 * state only when the winner is a state rule whose states do not hold (docs/tables.md). */
-again:
 	l = bpf_map_lookup_elem(l4m, &idx);
 	sport = pk->sport;
 	dport = pk->dport;
@@ -426,16 +395,6 @@ again:
 	rule = bpf_map_lookup_elem(rulem, &best);
 	if (!rule)
 		return XDP_ABORTED;
-	if (!ctrow) {
-		states = bpf_map_lookup_elem(ctsm, &best);
-		state = states && *states ? fwc_ct_lookup(ctx, pk) : 0;
-		if (state && !(state & *states)) {
-			ctrow = fwc_t_ctrow(state);
-			idx += ctrow * FWC_T_CT_BLOCK;
-			best = FWC_T_NO_RULE;
-			goto again;
-		}
-	}
 	return fwc_t_finish(cfg, rule->slot, rule->action, bytes);
 }
 
@@ -443,7 +402,7 @@ SEC("xdp")
 int fwc_two_links(struct xdp_md *ctx)
 {
 	/* the digest of the manifest's claims, which fw-load checks (docs/artifact.md) */
-	FWC_CLAIMS(0xbdb0fd24eddf778e, 0x9789295f4132d13f, 0x0eda18447e63f129, 0xcfdf093681f03e81);
+	FWC_CLAIMS(0xb738459f6079ca3d, 0x6269c85aafc3b779, 0xaa55d273e7c2cc10, 0x6c717641afaae9b9);
 	const __u8 *data = (const __u8 *)(long)ctx->data;
 	const __u8 *data_end = (const __u8 *)(long)ctx->data_end;
 	__u64 bytes = (__u64)(data_end - data);
@@ -462,10 +421,10 @@ int fwc_two_links(struct xdp_md *ctx)
 				      &fwc_s4k_1, &fwc_s6k_1, &fwc_d4k_1, &fwc_d6k_1,
 				      &fwc_l4_1,
 				      &fwc_sp1, &fwc_dp1, &fwc_spc1, &fwc_dpc1, &fwc_carr1, &fwc_bkt1, &fwc_comb1,
-				      &fwc_rule1, &fwc_cts1, ctx);
+				      &fwc_rule1);
 	return fwc_t_classify(&pk, bytes, parsed, ifclass, &fwc_cfg0, &fwc_s4_0, &fwc_s4c_0, &fwc_s6_0,
 			      &fwc_s6c_0, &fwc_d4_0, &fwc_d4c_0, &fwc_d6_0, &fwc_d6c_0,
 			      &fwc_s4k_0, &fwc_s6k_0, &fwc_d4k_0, &fwc_d6k_0,
 			      &fwc_l4_0,
-			      &fwc_sp0, &fwc_dp0, &fwc_spc0, &fwc_dpc0, &fwc_carr0, &fwc_bkt0, &fwc_comb0, &fwc_rule0, &fwc_cts0, ctx);
+			      &fwc_sp0, &fwc_dp0, &fwc_spc0, &fwc_dpc0, &fwc_carr0, &fwc_bkt0, &fwc_comb0, &fwc_rule0);
 }
