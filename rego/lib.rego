@@ -56,14 +56,6 @@ return_traffic(region) if "ACK" in region.tcp_flags.set
 
 return_traffic(region) if "SYN" in region.tcp_flags.clear
 
-# Return traffic by connection state: the region's packets are all of connections under
-# way (established, related) or about none (invalid); none is new or untracked.
-return_traffic(region) if {
-	count(region.state) > 0
-	not "new" in region.state
-	not "untracked" in region.state
-}
-
 # The region's packets can open a new flow: first fragments (or whole packets) that are
 # not return traffic.
 opens_flows(region) if {

@@ -153,9 +153,6 @@ def _unmatched_part(old: RuleIndex, new: RuleIndex) -> Cube | None:
 def diff(old: RuleIndex, new: RuleIndex) -> list[Change]:
     """Every packet whose verdict, log or counter differs, in disjoint writable regions
     (and, when the default action changed, the packets no rule matches, as one change)."""
-    if old.states != new.states:  # one side has `state` rules: both sides' packets carry states
-        old = RuleIndex(old.policy, old.interfaces, True)
-        new = RuleIndex(new.policy, new.interfaces, True)
     out: list[Change] = []
     if old.policy.default_action is not new.policy.default_action:
         part = _unmatched_part(old, new)

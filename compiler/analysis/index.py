@@ -8,7 +8,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Callable
 
-from fwc.compiler.analysis.match import FAMILY_BITS, rule_cubes, universe, uses_state
+from fwc.compiler.analysis.match import FAMILY_BITS, rule_cubes, universe
 from fwc.compiler.analysis.space import (
     Cube,
     Intervals,
@@ -96,22 +96,13 @@ class _AddressIndex:
 class RuleIndex:
     """A policy's rules as cubes, with a search for the rules that overlap a region."""
 
-    def __init__(
-        self,
-        policy: Policy,
-        interfaces: InterfaceClasses | None = None,
-        states: bool | None = None,
-    ) -> None:
-        """`interfaces`: the classes to use (a diff gives both sides the same ones);
-        `states`: whether packets carry connection states (None: when a rule has `state`)."""
+    def __init__(self, policy: Policy, interfaces: InterfaceClasses | None = None) -> None:
+        """`interfaces`: the classes to use (a diff gives both sides the same ones)."""
         self.policy = policy
         self.rules = policy.rules
         self.interfaces = interface_classes(policy) if interfaces is None else interfaces
-        self.states = uses_state(policy) if states is None else states
-        self.universe: Region = universe(self.interfaces, self.states)
-        self.cubes: list[Region] = [
-            rule_cubes(rule, self.interfaces, self.states) for rule in policy.rules
-        ]
+        self.universe: Region = universe(self.interfaces)
+        self.cubes: list[Region] = [rule_cubes(rule, self.interfaces) for rule in policy.rules]
         self._sources = _AddressIndex(policy.rules, lambda rule: rule.sources, self._src_spans)
         self._destinations = _AddressIndex(
             policy.rules, lambda rule: rule.destinations, self._dst_spans

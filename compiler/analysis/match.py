@@ -11,26 +11,10 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from fwc.compiler.analysis.space import (
-    ALL_STATES,
-    ANY_INTERFACE,
-    TRACKED_STATES,
-    UNTRACKED,
-    Cube,
-    Intervals,
-    Region,
-)
-from fwc.compiler.oracle.packet import ICMP_ERROR_TYPES, ICMPV6_ERROR_TYPES, Packet
+from fwc.compiler.analysis.space import ANY_INTERFACE, Cube, Intervals, Region
+from fwc.compiler.oracle.packet import Packet
 from fwc.compiler.policy.interfaces import NO_INTERFACES, InterfaceClasses
-from fwc.compiler.policy.ir import (
-    CT_STATES,
-    AddressRange,
-    Family,
-    Policy,
-    PortRange,
-    Protocol,
-    Rule,
-)
+from fwc.compiler.policy.ir import AddressRange, Family, PortRange, Protocol, Rule
 
 PROTOCOL_CLASSES = ("tcp", "udp", "icmp", "icmpv6", "other")
 TCP, UDP, ICMP, ICMPV6, OTHER = (1 << i for i in range(5))
@@ -76,36 +60,8 @@ def _family_kinds(family: Family) -> list[Cube]:
     ]
 
 
-def _state_kinds(family: Family) -> list[Cube]:
-    """The kinds with their connection states (docs/semantics.md#connection-state): a TCP or
-    UDP packet (not a non-first fragment) is tracked; an ICMP error of the family's own ICMP
-    is tracked or not by the packet it quotes, which no field tells; every other packet is
-    untracked. Exact: each state of a kind's field is some packet's."""
-    own, errors = (
-        (ICMP, ICMP_ERROR_TYPES) if family is Family.IPV4 else (ICMPV6, ICMPV6_ERROR_TYPES)
-    )
-    error_bits = sum(1 << t for t in errors)
-    out: list[Cube] = []
-    for kind in _family_kinds(family):
-        if kind.fragment == WHOLE and kind.protocol & (TCP | UDP):
-            out.append(kind._replace(state=TRACKED_STATES))
-        elif kind.fragment == WHOLE and kind.protocol & own:
-            out.append(kind._replace(protocol=own, icmp_type=error_bits, state=ALL_STATES))
-            out.append(
-                kind._replace(protocol=own, icmp_type=BYTE_VALUES & ~error_bits, state=UNTRACKED)
-            )
-            if kind.protocol & ~own:
-                out.append(kind._replace(protocol=kind.protocol & ~own, state=UNTRACKED))
-        else:
-            out.append(kind._replace(state=UNTRACKED))
-    return out
-
-
 KINDS = {family: _family_kinds(family) for family in Family}
 UNIVERSE: Region = KINDS[Family.IPV4] + KINDS[Family.IPV6]
-# The kinds of a policy with a `state` rule; the others keep state ALL_STATES, unsplit.
-STATE_KINDS = {family: _state_kinds(family) for family in Family}
-STATE_UNIVERSE: Region = STATE_KINDS[Family.IPV4] + STATE_KINDS[Family.IPV6]
 
 
 @dataclass(frozen=True)
@@ -121,7 +77,6 @@ class Selection:
     tcp_flags_clear: int = 0
     icmp_types: tuple[int, ...] = ()
     fragment: int = WHOLE | NON_FIRST
-    states: int = ALL_STATES  # connection states: CT_STATES bits and UNTRACKED
 
     @property
     def needs_l4(self) -> bool:
@@ -144,13 +99,7 @@ def selection_of(rule: Rule) -> Selection:
         rule.tcp_flags_set,
         rule.tcp_flags_clear,
         rule.icmp_types,
-        states=rule.ct_states if rule.has_state else ALL_STATES,
     )
-
-
-def uses_state(*policies: Policy) -> bool:
-    """Whether the analysis needs connection states: some rule of the policies has `state`."""
-    return any(rule.has_state for policy in policies for rule in policy.rules)
 
 
 def _addresses(ranges: tuple[AddressRange, ...]) -> dict[Family, Intervals]:
@@ -220,11 +169,9 @@ def _kind_ports(kind: Intervals, ports: Intervals) -> Intervals:
     return () if kind == ABSENT_PORT else ports
 
 
-def cubes(selection: Selection, states: bool = False) -> Region:
+def cubes(selection: Selection) -> Region:
     """The disjoint cubes of every packet `selection` matches: its fields met with each kind
-    of packet (the kinds' addresses are whole, so only the other fields need meeting); with
-    `states`, the kinds carry their connection states (STATE_KINDS)."""
-    states = states or selection.states != ALL_STATES
+    of packet (the kinds' addresses are whole, so only the other fields need meeting)."""
     fragment = selection.fragment & (WHOLE if selection.needs_l4 else WHOLE | NON_FIRST)
     sport = _ports(selection.source_ports)
     dport = _ports(selection.destination_ports)
@@ -240,7 +187,7 @@ def cubes(selection: Selection, states: bool = False) -> Region:
         dst = destinations[family] if destinations is not None else whole
         if not (src and dst):
             continue
-        for kind in (STATE_KINDS if states else KINDS)[family]:
+        for kind in KINDS[family]:
             piece = Cube(
                 kind.family,
                 src,
@@ -251,8 +198,6 @@ def cubes(selection: Selection, states: bool = False) -> Region:
                 _kind_ports(kind.dport, dport),
                 kind.tcp_flags & flags,
                 kind.icmp_type & icmp_type,
-                kind.interface,
-                kind.state & selection.states,
             )
             if all(piece):
                 out.append(piece)
@@ -270,21 +215,17 @@ def interface_field(classes: InterfaceClasses, rule: Rule | None = None) -> int:
     return classes.rule_mask(rule) & classes.attached
 
 
-def universe(classes: InterfaceClasses = NO_INTERFACES, states: bool = False) -> Region:
+def universe(classes: InterfaceClasses = NO_INTERFACES) -> Region:
     """Every IP packet on an interface the policy attaches to."""
     field = interface_field(classes)
-    return [c._replace(interface=field) for c in (STATE_UNIVERSE if states else UNIVERSE)]
+    return [c._replace(interface=field) for c in UNIVERSE]
 
 
-def rule_cubes(
-    rule: Rule, classes: InterfaceClasses = NO_INTERFACES, states: bool = False
-) -> Region:
-    """`states`: the packets carry their connection states (true for every rule of a policy
-    with a `state` rule, see uses_state)."""
+def rule_cubes(rule: Rule, classes: InterfaceClasses = NO_INTERFACES) -> Region:
     field = interface_field(classes, rule)
     if not field:
         return []
-    out = cubes(selection_of(rule), states)
+    out = cubes(selection_of(rule))
     return out if field == ANY_INTERFACE else [c._replace(interface=field) for c in out]
 
 
@@ -310,13 +251,4 @@ def packet_point(packet: Packet, classes: InterfaceClasses = NO_INTERFACES) -> C
         ABSENT if packet.tcp_flags is None else 1 << packet.tcp_flags,
         ABSENT if packet.icmp_type is None else 1 << packet.icmp_type,
         1 << classes.class_of(packet.interface) if classes.used else ANY_INTERFACE,
-        packet_state(packet),
     )
-
-
-def packet_state(packet: Packet) -> int:
-    """The state field's bit for a parsed packet: its ct_state (a tracked packet not yet
-    evaluated is `new`, the evaluator's default), or UNTRACKED."""
-    if not packet.tracked:
-        return UNTRACKED
-    return CT_STATES[packet.ct_state or "new"]

@@ -119,7 +119,7 @@ def prove(
     found: dict[int, list[Counterexample]] = {}
     last = len(index.rules)
     place = {id(rule): i for i, rule in enumerate(index.rules)}
-    region = cubes(selection, index.states)
+    region = cubes(selection)
     attached = interface_field(index.interfaces)
     if attached != ANY_INTERFACE:
         region = [c._replace(interface=attached) for c in region]

@@ -14,29 +14,18 @@ from fwc.compiler.analysis.match import (
     ABSENT,
     ALL_PROTOCOLS,
     BYTE_VALUES,
-    ICMP,
-    ICMPV6,
     NO_PORT,
     NON_FIRST,
     OTHER,
     PROTOCOL_CLASSES,
     PROTOCOL_NUMBERS,
     TCP,
-    UDP,
     V4,
     flag_values,
 )
-from fwc.compiler.analysis.space import (
-    ALL_STATES,
-    ANY_INTERFACE,
-    TRACKED_STATES,
-    UNTRACKED,
-    Cube,
-    Intervals,
-    Region,
-)
+from fwc.compiler.analysis.space import ANY_INTERFACE, Cube, Intervals, Region
 from fwc.compiler.policy.interfaces import NO_INTERFACES, InterfaceClasses
-from fwc.compiler.policy.ir import CT_STATES, TCP_FLAGS
+from fwc.compiler.policy.ir import TCP_FLAGS
 
 Match = dict[str, Any]
 PacketCase = dict[str, Any]
@@ -91,13 +80,8 @@ def _split_bit(values: int, must_set: int, must_clear: int) -> int:
 
 
 def writable(cube: Cube) -> Region:
-    """`cube` as cubes of one protocol class (or all), one TCP flag pattern, one
-    interface class (or all) and tracked or untracked states each."""
-    if cube.state & UNTRACKED and cube.state & TRACKED_STATES and cube.state != ALL_STATES:
-        return [
-            *writable(cube._replace(state=cube.state & TRACKED_STATES)),
-            *writable(cube._replace(state=UNTRACKED)),
-        ]
+    """`cube` as cubes of one protocol class (or all), one TCP flag pattern and one
+    interface class (or all) each."""
     if cube.interface != ANY_INTERFACE and cube.interface & (cube.interface - 1):
         return [
             one for bit in _bits(cube.interface) for one in writable(cube._replace(interface=bit))
@@ -170,30 +154,7 @@ def match_of(cube: Cube, classes: InterfaceClasses = NO_INTERFACES) -> Match:
     }
     if classes.used and cube.interface != ANY_INTERFACE:
         match["interface"] = classes.describe(_lowest(cube.interface))
-    states = state_names(cube)
-    if states:
-        match["state"] = states
     return match
-
-
-# A state's name by its bit in the state field; "untracked" is a packet fwc cannot look up.
-_STATE_NAMES = {bit: name for name, bit in CT_STATES.items()} | {UNTRACKED: "untracked"}
-# The states an example prefers: new, established, related, invalid, untracked (bit numbers).
-_USUAL_STATES = (3, 1, 2, 0, 4)
-
-
-def state_names(cube: Cube) -> list[str]:
-    """The cube's connection states in words, when they narrow it: not every state, and not
-    just "tracked" for TCP and UDP packets (which always are)."""
-    state = cube.state
-    if state == ALL_STATES:
-        return []
-    if state == TRACKED_STATES and not cube.protocol & ~(TCP | UDP):
-        return []
-    return [_STATE_NAMES[bit] for bit in sorted(_bits(state), key=_STATE_ORDER.index)]
-
-
-_STATE_ORDER = [1 << b for b in _USUAL_STATES]
 
 
 def _address(value: int, family_bit: int) -> str:
@@ -236,7 +197,6 @@ def point(cube: Cube) -> Cube:
         _pick_bit(cube.tcp_flags, _USUAL_FLAGS),
         _pick_bit(cube.icmp_type),
         cube.interface if cube.interface == ANY_INTERFACE else _pick_bit(cube.interface),
-        cube.state if cube.state == ALL_STATES else _pick_bit(cube.state, _USUAL_STATES),
     )
 
 
@@ -263,10 +223,4 @@ def example(cube: Cube, classes: InterfaceClasses = NO_INTERFACES) -> PacketCase
         packet["fragment"] = "non-first"
     if classes.used and p.interface != ANY_INTERFACE:
         packet["interface"] = classes.examples[_lowest(p.interface)]
-    if p.state != ALL_STATES and p.state != UNTRACKED:
-        packet["state"] = _STATE_NAMES[p.state]
-        if p.protocol & (ICMP | ICMPV6):
-            # an ICMP error is tracked when it quotes a TCP or UDP packet (an untracked one
-            # quotes none)
-            packet["inner"] = {"proto": "udp"}
     return packet

@@ -1,8 +1,7 @@
 """Sets of packets as unions of disjoint cubes: products of per-field sets, with exact subtraction.
 
 Addresses and ports are sorted disjoint closed intervals; the small fields (family,
-fragment, protocol class, TCP flags, ICMP type, interface class, connection state) are
-bitmasks over their values.
+fragment, protocol class, TCP flags, ICMP type, interface class) are bitmasks over their values.
 """
 
 from __future__ import annotations
@@ -15,11 +14,6 @@ Intervals = tuple[tuple[int, int], ...]
 Field = int | Intervals
 # The interface field of a policy whose rules name no interfaces: every class (all bits set).
 ANY_INTERFACE = -1
-# The connection state field: the CT_STATES bits (invalid, established, related, new) and
-# bit 4 for an untracked packet, which has none.
-UNTRACKED = 0x10
-TRACKED_STATES = 0x0F
-ALL_STATES = TRACKED_STATES | UNTRACKED
 
 
 class Cube(NamedTuple):
@@ -36,7 +30,6 @@ class Cube(NamedTuple):
     icmp_type: int  # bit v for type v; bit 256: not ICMP
     # bit k for interface class k (compiler/policy/interfaces.py); ANY_INTERFACE: every class
     interface: int = ANY_INTERFACE
-    state: int = ALL_STATES  # CT_STATES bits and UNTRACKED
 
 
 Region = list[Cube]
@@ -202,7 +195,6 @@ def overlaps(a: Cube, b: Cube) -> bool:
         and a.tcp_flags & b.tcp_flags
         and a.icmp_type & b.icmp_type
         and a.interface & b.interface
-        and a.state & b.state
         and intervals_overlap(a.src, b.src)
         and intervals_overlap(a.dport, b.dport)
         and intervals_overlap(a.sport, b.sport)

@@ -23,21 +23,12 @@ from fwc.compiler.analysis.match import (
     NON_FIRST,
     PROTOCOL_CLASSES,
 )
-from fwc.compiler.analysis.region import flag_pattern, state_names
+from fwc.compiler.analysis.region import flag_pattern
 from fwc.compiler.analysis.review import Review, review
 from fwc.compiler.analysis.space import ANY_INTERFACE, Cube, Intervals
 from fwc.compiler.analysis.verdicts import Part, passed
 from fwc.compiler.policy.interfaces import NO_INTERFACES, InterfaceClasses
-from fwc.compiler.policy.ir import (
-    CT_STATES,
-    TCP_FLAGS,
-    Action,
-    AddressRange,
-    Family,
-    Policy,
-    PortRange,
-    Rule,
-)
+from fwc.compiler.policy.ir import TCP_FLAGS, Action, AddressRange, Family, Policy, PortRange, Rule
 
 FAMILY_NAMES = {Family.IPV4: "ipv4", Family.IPV6: "ipv6"}
 
@@ -131,7 +122,6 @@ def rule_doc(
         "log": rule.log,
         "interfaces": list(rule.interfaces),
         "not_interfaces": list(rule.not_interfaces),
-        "state": [name for name, bit in CT_STATES.items() if rule.ct_states & bit],
         "file": rule.location.file,
         "line": rule.location.line,
         "reachable": reachable,
@@ -274,7 +264,6 @@ def region_doc(
         "source_cidrs_complete": sources_complete,
         "destination_cidrs_complete": destinations_complete,
         **_interfaces_doc(cube, classes),
-        "state": state_names(cube),
     }
 
 
