@@ -37,6 +37,9 @@ def digest_of(manifest: Manifest, seed_sha256: Mapping[str, str]) -> bytes:
     """`digest` from each seed section's sha256 (hex): a caller that builds sections one at a
     time need not hold them all."""
     document = {k: v for k, v in codec.to_json(manifest).items() if k not in _LEFT_OUT}
+    if not manifest.conntrack:
+        # claimed by leaving it out, so a policy without state keeps the digest it had before
+        del document["conntrack"]
     document["seed_sha256"] = dict(sorted(seed_sha256.items()))
     canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).digest()

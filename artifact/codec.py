@@ -83,6 +83,7 @@ def to_json(m: Manifest) -> dict[str, Any]:
         "dry_run": m.dry_run,
         "log_rate": m.log_rate,
         "rate_limit_buckets": m.rate_limit_buckets,
+        "conntrack": m.conntrack,
         "program": {
             "name": program.name,
             "section": program.section,
@@ -135,6 +136,7 @@ def from_json(d: dict[str, Any]) -> Manifest:
         dry_run=d["dry_run"],
         log_rate=d["log_rate"],
         rate_limit_buckets=d.get("rate_limit_buckets", 0),
+        conntrack=d.get("conntrack", False),
         program=ProgramEntry(program["name"], program["section"], program["insn_count"]),
         rules=RuleTable(*_table("$.rules", d["rules"], _RULE_COLUMNS)),
         counters=Counters(

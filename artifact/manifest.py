@@ -142,6 +142,7 @@ class Manifest:
     format: int = FORMAT
     fw_load: LoaderRecord | None = None  # only in the manifest fw-load pins
     interface_classes: InterfaceClassTable | None = None  # only when a rule names interfaces
+    conntrack: bool = False  # a rule matches connection state: the program calls conntrack
 
     def map(self, name: str) -> MapEntry | None:
         """The map called `name`, or None."""

@@ -81,6 +81,7 @@ SCHEMA: dict[str, Any] = _object(
         "dry_run": {"type": "boolean"},
         "log_rate": _COUNT,
         "rate_limit_buckets": _COUNT,
+        "conntrack": {"type": "boolean"},
         "program": _object(
             ["name", "section", "insn_count"],
             {"name": _NAME, "section": _NAME, "insn_count": _COUNT},

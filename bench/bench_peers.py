@@ -113,6 +113,11 @@ class Cell:
     prog_ns: list[float] = field(default_factory=list)  # BPF run-time statistics
 
 
+class LiveFramesRefused(RuntimeError):
+    """The kernel refuses BPF_PROG_RUN's live-frame mode, so the live columns cannot be
+    measured on this machine."""
+
+
 class Sender:
     """bench/live.py serving in the sender's namespace."""
 
@@ -136,7 +141,10 @@ class Sender:
         assert self.proc.stdin is not None
         self.proc.stdin.write(f"{frames_file} {count}\n")
         self.proc.stdin.flush()
-        answer = self._line().split()
+        line = self._line()
+        if line.startswith("refused "):
+            raise LiveFramesRefused(f"this kernel refuses live-frame mode: {line[8:]}")
+        answer = line.split()
         if len(answer) != 2:
             raise RuntimeError("the live-frame sender failed (see its stderr)")
         return int(answer[0]) / int(answer[1])

@@ -8,7 +8,9 @@ apt_packages=(python3 python3-venv libbpf1 libbpf-dev bpftool iproute2 linux-lib
     # the deploy tests: systemd-analyze verify, promtool check rules, capsh, git
     systemd prometheus libcap2-bin git
     # netfilter, the oracle of the import tests
-    iptables nftables ipset)
+    iptables nftables ipset
+    # veth XDP drop counters (ethtool -S) in the kernel tests
+    ethtool)
 
 newest_clang() {
     # The kernel wants BTF from a recent clang: take the newest one Debian offers.

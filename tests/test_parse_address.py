@@ -47,3 +47,9 @@ def test_fast_path_agrees_with_ipaddress(text: str) -> None:
 def test_common_spellings_take_the_fast_path() -> None:
     for text in ("192.0.2.0/24", "192.0.2.7", "2001:db8::/32", "2001:db8::1", "::/0"):
         assert _parse_plain(text) is not None
+
+
+def test_embedded_nul_is_not_an_address() -> None:
+    for text in ("\x00", "10.0.0.1\x00", "10.0.0.0/8\x00", "::1\x00"):
+        assert _parse_plain(text) is None
+        assert parse_address(text) is None

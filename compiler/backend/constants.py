@@ -23,6 +23,7 @@ from fwc.compiler.oracle.ratelimit import gcra
 from fwc.compiler.policy.findings import Finding, Location, error
 from fwc.compiler.policy.interfaces import NO_INTERFACES, InterfaceClasses
 from fwc.compiler.policy.ir import (
+    CT_STATES,
     IPPROTO_ICMP,
     IPPROTO_ICMPV6,
     IPPROTO_TCP,
@@ -52,6 +53,9 @@ PKT_SIZE = 56
 MAX_INSNS = 32_000
 PARSER_INSNS = 800
 SUBPROGRAM_INSNS = 120  # fwc_rate_take or fwc_log with their verdict hooks, clang 22
+CT_LOOKUP_INSNS = 160  # fwc_ct_lookup (templates/bpf/fwc_ct.h), clang 22
+# a state test: the cached state, the call when it is not there yet, the mask
+STATE_TEST_INSNS = 8
 
 # A rate_limit rule's packets pass unless the bucket is empty (decided at run time).
 _XDP_ACTIONS = {Action.ALLOW: "XDP_PASS", Action.DENY: "XDP_DROP", Action.RATE_LIMIT: "XDP_PASS"}
@@ -83,7 +87,7 @@ class Condition:
     """One conjunct of a rule's condition; `kind` picks the template macro that prints it,
     `insns` bounds the BPF instructions that macro's C compiles to (set where it is built)."""
 
-    kind: str  # l4 | proto | addr | ports | tcp_flags | icmp | iface
+    kind: str  # l4 | proto | addr | ports | tcp_flags | icmp | iface | state
     insns: int = 3
     field: str = ""  # addr: src/dst; ports: sport/dport
     values: tuple[int, ...] = ()  # proto numbers, icmp types
@@ -112,6 +116,7 @@ class RuleBlock:
     limited_slot: int = 0  # rate_limit rules: the rate_limit_pass counter slot (drop: next)
     log: bool = False
     interfaces: tuple[str, ...] = ()  # the rule's patterns, `!` ones last, for the comment
+    states: tuple[str, ...] = ()  # the connection states the rule names, for the comment
 
 
 @dataclass(frozen=True)
@@ -135,6 +140,7 @@ class ConstantsProgram:
     iface_entries: int = 0  # fwc_ifaces' size; 0: no rule names interfaces, no lookup
     iface_classes: int = 0  # the interface classes the rules tell apart
     iface_hash_entries: int = IFACES_HASH_ENTRIES
+    conntrack: bool = False  # a rule has `state`: fwc_ct.h and its kfuncs are in the program
 
 
 # the block's own slot, action and jump
@@ -154,6 +160,7 @@ def _estimated_insns(policy: Policy, blocks: list[RuleBlock]) -> int:
     # log rule, and the shared subprograms once
     extra = 5 * len(limited) + len(logged)
     extra += (SUBPROGRAM_INSNS if limited else 0) + (SUBPROGRAM_INSNS if logged else 0)
+    extra += CT_LOOKUP_INSNS if any(r.has_state for r in policy.rules) else 0
     return PARSER_INSNS + rules + extra
 
 
@@ -222,6 +229,7 @@ def plan(policy: Policy, dry_run: bool, options: CompileOptions = DEFAULT_OPTION
             events_size=EVENTS_SIZE,
             iface_entries=iface_entries,
             iface_classes=len(interfaces.classes),
+            conntrack=any(r.has_state for r in policy.rules),
         ),
         maps=tuple(maps),
         dry_run=dry_run,
@@ -257,6 +265,7 @@ def _block(rule: Rule, limited_slot: int, interfaces: InterfaceClasses) -> RuleB
         limited_slot=limited_slot,
         log=rule.log,
         interfaces=(*rule.interfaces, *("!" + g for g in rule.not_interfaces)),
+        states=tuple(s for s, bit in CT_STATES.items() if rule.ct_states & bit),
     )
 
 
@@ -284,6 +293,9 @@ def _tests(rule: Rule, interfaces: InterfaceClasses = NO_INTERFACES) -> list[Con
     for field, nets in (("src", rule.sources), ("dst", rule.destinations)):
         if nets:
             tests.append(_address_test(field, nets))
+    if rule.has_state:
+        # last: the only test that may cost a conntrack lookup, made once per packet
+        tests.append(Condition("state", STATE_TEST_INSNS, mask=rule.ct_states))
     return tests
 
 

@@ -76,6 +76,7 @@ def build_manifest(plan: Plan, clang_version: str, insn_count: int) -> Manifest:
             if plan.interfaces.used
             else None
         ),
+        conntrack=any(r.has_state for r in rules),
     )
 
 

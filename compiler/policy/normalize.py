@@ -45,7 +45,7 @@ def _parse_plain(text: str) -> tuple[AddressRange, bool] | None:
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     try:
         packed = socket.inet_pton(family, address)
-    except OSError:
+    except (OSError, ValueError):  # ValueError: an embedded NUL, which C strings cannot hold
         return None
     fam, width = _PACKED[len(packed)]
     if not slash:

@@ -38,7 +38,7 @@ def options(
     root: str | Path,
     ssh_connection: str | None,
     manifests: ManifestCache | None = None,
-    **extra: bool,
+    **extra: Any,
 ) -> ApplyOptions:
     """ApplyOptions from the command's options (the control request's FIELDS); the SSH session
     is the command's own."""
@@ -71,6 +71,8 @@ def render(report: ApplyReport) -> str:
         lines.append(f"  lockout check: {session}")
     if report.source_sha256:
         lines.append(f"  source sha256 {report.source_sha256}")
+    if report.conntrack:
+        lines.append(f"  conntrack: {report.conntrack}")
     for change in report.recovered:
         lines.append(f"  recovered first: {change}")
     return escape_lines("\n".join(lines))

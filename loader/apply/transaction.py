@@ -29,7 +29,7 @@ from fwc.loader.live import digests as table_digests
 from fwc.loader.live import update as live_update
 from fwc.loader.live.compat import can_update_in_place
 from fwc.loader.live.pinned import initial_record, meta_manifest
-from fwc.loader.node import attach, ifclasses, netlink, pins
+from fwc.loader.node import attach, ctprobe, cttable, ifclasses, netlink, pins
 from fwc.loader.node.bpffs import require_bpffs
 from fwc.loader.node.netlink import Interface
 from fwc.loader.reader.artifact import ArtifactSpec, check_map_definitions, read_artifact
@@ -62,6 +62,8 @@ class ApplyOptions:
     live_update: bool = True
     # the daemon's parsed live manifests, kept between its requests
     manifests: ManifestCache | None = None
+    # where the kernel says whether it can track connections (tests point it elsewhere)
+    host: ctprobe.Host = field(default_factory=ctprobe.Host)
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,7 @@ class ApplyReport:
     flipped_at: int | None = None  # CLOCK_BOOTTIME ns of a live update's flip
     source_sha256: str = ""  # of the policy source the artifact was compiled from
     recovered: tuple[str, ...] = ()  # what recovery from a killed fw-load did first
+    conntrack: str = ""  # what became of the policy's conntrack table, when it has or had one
 
     def describe_path(self) -> str:
         if self.generations is not None:
@@ -108,6 +111,7 @@ class ApplyReport:
             "interfaces": [vars(i) for i in self.interfaces],
             "lockout_checked": list(self.lockout_checked),
             "recovered": list(self.recovered),
+            "conntrack": self.conntrack,
         }
 
 
@@ -168,6 +172,52 @@ def prepare(opts: ApplyOptions) -> ArtifactSpec:
             "`fwc compile --dry-run` (the dry-run switch is compiled into the program)"
         )
     return spec
+
+
+def refuse_unless_trackable(spec: ArtifactSpec, host: ctprobe.Host) -> None:
+    """Raise unless this kernel can give the artifact's state rules their connection state."""
+    if not cttable.needed(spec.manifest):
+        return
+    reason = ctprobe.refusal(host)
+    if reason:
+        raise LoaderError(
+            f"{spec.path}: policy {spec.policy_name} has rules with `state`, but {reason}; "
+            "refusing to attach a program that could not see connection states"
+        )
+
+
+class _StateTable:
+    """The policy's conntrack table across the transaction: made before any interface runs
+    the new program, removed again when the apply fails after making it, and removed when
+    the new artifact has no state rules."""
+
+    def __init__(self, spec: ArtifactSpec, nft: str, had: bool) -> None:
+        self._policy = spec.policy_name
+        self._wanted = cttable.needed(spec.manifest)
+        self._had = had  # the applied generation has state rules (or may have)
+        self._nft = nft
+        self._made = False
+
+    def prepare(self) -> None:
+        if self._wanted:
+            self._made = not cttable.exists(self._policy, self._nft)
+            cttable.ensure(self._policy, self._nft)
+
+    def rollback(self) -> None:
+        if self._made:
+            try:
+                cttable.delete(self._policy, self._nft)
+            except LoaderError:
+                return
+
+    def commit(self) -> str:
+        """What the report says of the table."""
+        what = f"{cttable.describe(self._policy)}"
+        if self._wanted:
+            return f"{what} {'created' if self._made else 'kept'}"
+        if self._had and cttable.forget(self._policy, self._nft):
+            return f"{what} deleted (no rule has state now)"
+        return ""
 
 
 def _plan(
@@ -376,7 +426,7 @@ def _renetlink(iface: Interface, old_prog_id: int, new_prog_id: int) -> Callable
     return undo
 
 
-def _forget_empty_policies(root: Path, keep: pins.PolicyPins) -> None:
+def _forget_empty_policies(root: Path, keep: pins.PolicyPins, nft: str) -> None:
     """Remove other policies' pins once none of their programs is attached anywhere."""
     interfaces = netlink.list_interfaces()
     attached = {i.xdp_prog_id for i in interfaces}
@@ -384,7 +434,10 @@ def _forget_empty_policies(root: Path, keep: pins.PolicyPins) -> None:
         if policy.dir == keep.dir or policy.linked_interfaces():
             continue
         if attach.pinned_prog_id(policy) not in attached:
+            had = cttable.had_table(policy)
             pins.remove_tree(policy.dir)
+            if had:
+                cttable.forget(policy.dir.name, nft)
 
 
 def apply(opts: ApplyOptions) -> ApplyReport:
@@ -392,6 +445,7 @@ def apply(opts: ApplyOptions) -> ApplyReport:
     check_privileges()
     require_bpffs(opts.root)
     spec = prepare(opts)
+    refuse_unless_trackable(spec, opts.host)
     try:
         with pins.locked(opts.root):
             return _apply_locked(opts, spec)
@@ -472,6 +526,25 @@ def _apply_recovered(opts: ApplyOptions, spec: ArtifactSpec) -> ApplyReport:
     attach.claim(final)
     interfaces = netlink.list_interfaces()
     steps, leave = _plan(opts, spec, interfaces)
+    read = opts.manifests.read if opts.manifests is not None else read_meta_map
+    table = _StateTable(spec, opts.host.nft, cttable.had_table(final, read))
+    try:
+        table.prepare()
+        report = _apply_planned(opts, spec, final, interfaces, steps, leave)
+    except BaseException:
+        table.rollback()
+        raise
+    return dataclasses.replace(report, conntrack=table.commit())
+
+
+def _apply_planned(
+    opts: ApplyOptions,
+    spec: ArtifactSpec,
+    final: pins.PolicyPins,
+    interfaces: list[Interface],
+    steps: list[_Step],
+    leave: list[tuple[Interface, attach.Holder]],
+) -> ApplyReport:
     live_manifest, reason = _live_candidate(opts, spec, final, steps, leave)
     if live_manifest is not None:
         return _apply_live(opts, spec, final, steps, live_manifest)
@@ -526,7 +599,7 @@ def _apply_recovered(opts: ApplyOptions, spec: ArtifactSpec) -> ApplyReport:
         faults.point("swap:detached")
         pins.commit(staging, final)
         faults.point("swap:committed")
-        _forget_empty_policies(opts.root, final)
+        _forget_empty_policies(opts.root, final, opts.host.nft)
         return ApplyReport(
             policy=spec.policy_name,
             sha256=spec.sha256,

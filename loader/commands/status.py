@@ -12,7 +12,7 @@ from fwc.loader.apply import recovery
 from fwc.loader.apply.transaction import check_privileges
 from fwc.loader.errors import LoaderError
 from fwc.loader.kernel.meta import read_meta_map
-from fwc.loader.node import attach, netlink, pins
+from fwc.loader.node import attach, cttable, netlink, pins
 from fwc.loader.node.bpffs import require_bpffs
 from fwc.terminal import escape_lines
 
@@ -60,6 +60,7 @@ def gather(root: Path, recovered: list[str] | None = None) -> dict[str, Any]:
                 "prog_id": attach.pinned_prog_id(policy),
                 "interfaces": attached,
                 "stale_links": sorted(pinned - live),
+                "conntrack_table": _table(policy.dir.name, manifest),
             }
         )
     return {
@@ -69,6 +70,18 @@ def gather(root: Path, recovered: list[str] | None = None) -> dict[str, Any]:
         "other_namespaces": elsewhere,
         "recovered": recovered or [],
     }
+
+
+def _table(policy: str, manifest: Manifest | None) -> dict[str, Any] | None:
+    """The policy's conntrack table, when its artifact has state rules (or cannot be read)."""
+    if manifest is not None and not cttable.needed(manifest):
+        return None
+    table: dict[str, Any] = {"name": f"inet {cttable.name(policy)}", "needed": manifest is not None}
+    try:
+        packets = cttable.packets(policy)
+    except LoaderError as exc:
+        return {**table, "present": None, "packets": None, "error": str(exc)}
+    return {**table, "present": packets is not None, "packets": packets}
 
 
 def _artifact_sha256(manifest: Manifest | None) -> str | None:
@@ -93,12 +106,29 @@ def render(state: dict[str, Any]) -> str:
             lines.append("  attached nowhere")
         for name in policy["stale_links"]:
             lines.append(f"  {name}: stale link pin (interface gone or renamed)")
+        table = policy["conntrack_table"]
+        if table is not None:
+            lines.append(f"  conntrack: {_describe_table(table)}")
     for other in state["other_namespaces"]:
         lines.append(
             f"policy {other['name']}: applied in another network namespace "
             f"(netns cookie {other['netns_cookie']})"
         )
     return escape_lines("\n".join(lines))
+
+
+def _describe_table(table: dict[str, Any]) -> str:
+    what = f"nftables table {table['name']}"
+    if table["present"] is None:
+        return f"{what}: cannot tell ({table['error']})"
+    if table["present"]:
+        return f"{what} present ({table['packets']} packets through its hook)"
+    if not table["needed"]:
+        return f"{what} absent"
+    return (
+        f"{what} MISSING: conntrack may track nothing here, so the rules with `state` see "
+        "each connection as new (fw-load apply or fw-load run creates it again)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

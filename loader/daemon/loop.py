@@ -29,7 +29,7 @@ from fwc.loader.daemon.metrics import RESULTS, DaemonMetrics, PolicyCollector
 from fwc.loader.daemon.server import ControlBusy, ControlServer
 from fwc.loader.errors import LoaderError
 from fwc.loader.kernel import libbpf
-from fwc.loader.node import attach, ifclasses, netlink, pins
+from fwc.loader.node import attach, cttable, ifclasses, netlink, pins
 from fwc.loader.node.bpffs import on_bpffs
 
 # a safety net for events the socket dropped (ENOBUFS under a storm of link changes)
@@ -151,6 +151,13 @@ def _reconcile_logged(
                     f"pins of policy {policy} were removed under the daemon; pinned again from "
                     f"its own references: {', '.join(restored)}"
                 )
+            if _table_restored(final, warm, opts.host.nft):
+                metrics.repairs.labels("conntrack_table").inc()
+                _say(
+                    f"WARNING: {cttable.describe(policy)} was deleted under the daemon; without "
+                    "it conntrack tracks nothing and every rule with `state` sees each "
+                    "connection as new: created again"
+                )
             for change in reconcile(root, policy, opts.offload, opts.replace_foreign, warm):
                 _say(change)
             held.refresh(final)
@@ -159,6 +166,17 @@ def _reconcile_logged(
         _say(f"reconcile failed, retrying: {exc}")
     else:
         metrics.reconciles.labels("ok").inc()
+
+
+def _table_restored(final: pins.PolicyPins, manifests: ManifestCache, nft: str) -> bool:
+    """Create the policy's conntrack table again if its artifact needs it and it is gone."""
+    if not final.exists() or not cttable.needed(manifests.read(final.meta)):
+        return False
+    policy = final.dir.name
+    if cttable.exists(policy, nft):
+        return False
+    cttable.ensure(policy, nft)
+    return True
 
 
 def _readiness(

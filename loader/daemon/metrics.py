@@ -64,7 +64,8 @@ class DaemonMetrics:
             "fwc_repairs",
             "What the daemon put right before a reconcile: state a killed fw-load left "
             "(recovered), pins removed under it and pinned again from its own references "
-            "(restored).",
+            "(restored), a conntrack table deleted under it and created again "
+            "(conntrack_table).",
             ["kind"],
             registry=registry,
         )

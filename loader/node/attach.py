@@ -8,7 +8,7 @@ from pathlib import Path
 
 from fwc.loader.errors import LoaderError
 from fwc.loader.kernel import libbpf
-from fwc.loader.node import netlink, pins
+from fwc.loader.node import cttable, netlink, pins
 from fwc.loader.node.netlink import Interface
 
 # enum bpf_attach_type BPF_XDP in the 6.x uapi headers
@@ -230,5 +230,8 @@ def release(root: Path, names: set[str] | None, policy: str | None) -> list[tupl
             if info is None or info.ifindex not in by_index or info.prog_id not in current:
                 pinned.link(name).unlink(missing_ok=True)
         if not pinned.linked_interfaces() and pinned_prog_id(pinned) not in current:
+            had = cttable.had_table(pinned)
             pins.remove_tree(pinned.dir)
+            if had:
+                cttable.forget(pinned.dir.name)
     return done

@@ -39,6 +39,8 @@ struct fwc_pkt {
 	__u8 l4;        /* 1 when a TCP, UDP, ICMP or ICMPv6 header was parsed */
 	__u8 tcp_flags;
 	__u8 icmp_type;
+	__u8 ct_state;  /* the connection state once a rule asked (fwc_ct.h); 0 before */
+	__u16 l4off;    /* the L4 header's offset in the frame, recorded only under FWC_CT */
 	__u32 ifclass;  /* the ingress interface's class (fwc_ifaces.h); 0 when no rule asks */
 };
 
@@ -84,6 +86,9 @@ static __fwc_inline int fwc_parse_l4(const __u8 *data, const __u8 *data_end, __u
 {
 	const __u8 *q = data + l4;
 
+#ifdef FWC_CT
+	pk->l4off = (__u16)l4;
+#endif
 	switch (pk->proto) {
 	case FWC_PROTO_TCP:
 		if (l4 + 20 > ip_end || q + 20 > data_end)

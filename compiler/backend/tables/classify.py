@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from fwc.compiler.policy.interfaces import NO_INTERFACES, InterfaceClasses
 from fwc.compiler.policy.ir import (
+    CT_STATES,
     IPPROTO_ICMP,
     IPPROTO_ICMPV6,
     IPPROTO_TCP,
@@ -42,6 +43,13 @@ PCLASS_OTHER, PCLASS_TCP, PCLASS_UDP, PCLASS_ICMP, PCLASS_ICMPV6 = range(5)
 PCLASSES = 5
 L4_KEYS = PCLASSES * 2 * 256
 PORTS = 65536
+# With state rules, the L4 table holds CT_ROWS blocks of rows (each of L4_KEYS per interface
+# class): block 0 lets every state rule match (the program's first pass), block 1 is an
+# untracked packet (no state rule matches), block 2 + k a packet in the state of bit k of
+# CT_STATES. The program looks again in the block of the packet's state only when the winner
+# of the first pass is a state rule whose states do not hold (docs/tables.md).
+CT_ROW_ANY, CT_ROW_UNTRACKED = 0, 1
+CT_ROWS = 2 + len(CT_STATES)
 # Upper bound of combo entries over all groups; beyond it the policy is too large for tables.
 MAX_COMBOS = 2_000_000
 # A group's class tuple is one linear index (mixed radix over its fields' class counts). Groups
@@ -81,6 +89,21 @@ class PacketFields:
     dport: int = 0
     aux: int = 0
     ifclass: int = 0  # the ingress interface's class (compiler/policy/interfaces.py)
+    ctrow: int = CT_ROW_ANY  # the block of L4 rows of the packet's state (ct_row)
+
+
+def ct_row(state: str | None) -> int:
+    """The L4 block of a packet in connection state `state` (None: untracked)."""
+    if state is None:
+        return CT_ROW_UNTRACKED
+    return 2 + CT_STATES[state].bit_length() - 1
+
+
+def ct_row_passes(ct_states: int, row: int) -> bool:
+    """Whether a rule whose states are `ct_states` (0: it names none) matches in `row`."""
+    if not ct_states or row == CT_ROW_ANY:
+        return True
+    return row != CT_ROW_UNTRACKED and bool(ct_states >> (row - 2) & 1)
 
 
 def pclass(protocol: int) -> int:
@@ -160,6 +183,7 @@ class Tables:
     mults: tuple[tuple[int, ...], ...]  # per group, per field: radix weight (0 outside signature)
     array_size: int  # linear indexes below this are array slots, the rest hash keys
     combos: Combos  # linear index -> rule id
+    ct_rows: int = 1  # blocks of L4 rows: CT_ROWS with state rules, else 1
 
 
 def linear(tables: Tables, group: int, classes: Sequence[int]) -> int:
@@ -182,7 +206,10 @@ def lookup(tables: Tables, packet: PacketFields) -> int | None:
     classes = (
         _longest(tables.src, packet.family, packet.src),
         _longest(tables.dst, packet.family, packet.dst),
-        tables.l4[l4_index(packet.protocol, packet.nonfirst, packet.aux, packet.ifclass)],
+        tables.l4[
+            packet.ctrow * (len(tables.l4) // tables.ct_rows)
+            + l4_index(packet.protocol, packet.nonfirst, packet.aux, packet.ifclass)
+        ],
         tables.sport_classes[tables.sport[packet.sport]],
         tables.dport_classes[tables.dport[packet.dport]],
     )
@@ -219,13 +246,19 @@ def _longest(entries: Sequence[AddressEntry], family: Family, address: int) -> t
 
 
 # What each rule says about each field; equal predicates share classes. The L4 predicate's last
-# item is the mask of the interface classes the rule accepts (EVERY_CLASS: it names none).
-L4Predicate = tuple[Protocol, bool, bool, int, int, tuple[int, ...], int]
+# items are the mask of the interface classes the rule accepts (EVERY_CLASS: it names none) and
+# the rule's CT_STATES bits (0: it names none).
+L4Predicate = tuple[Protocol, bool, bool, int, int, tuple[int, ...], int, int]
 EVERY_CLASS = -1
 
 
 def _l4_predicate(rule: Rule, ifclasses: InterfaceClasses) -> L4Predicate | None:
-    if rule.protocol is Protocol.ANY and not rule.needs_l4 and not rule.has_interfaces:
+    if (
+        rule.protocol is Protocol.ANY
+        and not rule.needs_l4
+        and not rule.has_interfaces
+        and not rule.has_state
+    ):
         return None
     return (
         rule.protocol,
@@ -235,6 +268,7 @@ def _l4_predicate(rule: Rule, ifclasses: InterfaceClasses) -> L4Predicate | None
         rule.tcp_flags_clear,
         rule.icmp_types,
         ifclasses.rule_mask(rule) if rule.has_interfaces else EVERY_CLASS,
+        rule.ct_states,
     )
 
 
@@ -250,12 +284,24 @@ def _predicates(rule: Rule, ifclasses: InterfaceClasses) -> tuple[Hashable | Non
 
 
 @functools.cache
-def _l4_indices(pred: L4Predicate, classes: int) -> tuple[int, ...]:
+def _l4_indices(pred: L4Predicate, classes: int, ct_rows: int = 1) -> tuple[int, ...]:
+    block = L4_KEYS * classes
+    *stateless, ct_states = pred
+    base = _l4_block_indices(tuple(stateless), classes)
+    return tuple(
+        row * block + i for row in range(ct_rows) if ct_row_passes(ct_states, row) for i in base
+    )
+
+
+@functools.cache
+def _l4_block_indices(pred: tuple[Hashable, ...], classes: int) -> tuple[int, ...]:
     return tuple(i for i in range(L4_KEYS * classes) if _l4_matches(pred, i))
 
 
-def _l4_matches(pred: L4Predicate, index: int) -> bool:
+def _l4_matches(pred: tuple[Hashable, ...], index: int) -> bool:
     protocol, needs_l4, has_ports, flags_set, flags_clear, icmp_types, ifmask = pred
+    assert isinstance(protocol, Protocol) and isinstance(icmp_types, tuple)
+    assert isinstance(ifmask, int) and isinstance(flags_set, int) and isinstance(flags_clear, int)
     ifclass, index = divmod(index, L4_KEYS)
     if not ifmask >> ifclass & 1:
         return False
@@ -346,7 +392,7 @@ def _merge_smallest(groups: list[_Group]) -> list[_Group]:
 _OPEN: tuple[Hashable, ...] = (
     (AddressRange(Family.IPV4, 0, 0), AddressRange(Family.IPV6, 0, 0)),
     (AddressRange(Family.IPV4, 0, 0), AddressRange(Family.IPV6, 0, 0)),
-    (Protocol.ANY, False, False, 0, 0, (), EVERY_CLASS),
+    (Protocol.ANY, False, False, 0, 0, (), EVERY_CLASS, 0),
     (PortRange(0, PORTS - 1),),
     (PortRange(0, PORTS - 1),),
 )
@@ -493,11 +539,11 @@ def _ports(
 
 
 def _l4(
-    groups: Sequence[_Group], classes: int
+    groups: Sequence[_Group], classes: int, ct_rows: int
 ) -> tuple[tuple[tuple[int, ...], ...], list[dict[int, list[int]]]]:
     interners = [_Interner() for _ in groups]
     per_group: list[list[int]] = []
-    keys = L4_KEYS * classes
+    keys = L4_KEYS * classes * ct_rows
     for group, interner in zip(groups, interners, strict=True):
         if not group.signature >> L4 & 1:
             per_group.append([0] * keys)
@@ -505,7 +551,7 @@ def _l4(
         members: list[list[int]] = [[] for _ in range(keys)]
         for value, pid in _field_preds(group, L4).items():
             assert isinstance(value, tuple)
-            for index in _l4_indices(value, classes):
+            for index in _l4_indices(value, classes, ct_rows):
                 members[index].append(pid)
         column = [interner.id(frozenset(m)) for m in members]
         per_group.append(column)
@@ -515,11 +561,13 @@ def _l4(
 
 def build_tables(rules: Sequence[Rule], ifclasses: InterfaceClasses = NO_INTERFACES) -> Tables:
     """The classification tables for `rules` (evaluation order) with the L4 table indexed by
-    `ifclasses` too; raises TablesTooLarge."""
+    `ifclasses` too, and by the packet's connection state when a rule has one; raises
+    TablesTooLarge."""
     groups = _groups(rules, ifclasses)
+    ct_rows = CT_ROWS if any(r.has_state for r in rules) else 1
     src, src_members = _address_classes(groups, SRC)
     dst, dst_members = _address_classes(groups, DST)
-    l4, l4_members = _l4(groups, len(ifclasses.classes))
+    l4, l4_members = _l4(groups, len(ifclasses.classes), ct_rows)
     sport, sport_classes, sport_members = _ports(groups, SPORT)
     dport, dport_classes, dport_members = _ports(groups, DPORT)
     members = (src_members, dst_members, l4_members, sport_members, dport_members)
@@ -541,6 +589,7 @@ def build_tables(rules: Sequence[Rule], ifclasses: InterfaceClasses = NO_INTERFA
         mults=tuple(m for m, _ in mults),
         array_size=array_size,
         combos=combos,
+        ct_rows=ct_rows,
     )
 
 

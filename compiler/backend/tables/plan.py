@@ -25,6 +25,7 @@ from fwc.compiler.backend.plan import (
     special_slots,
 )
 from fwc.compiler.backend.tables.classify import (
+    CT_ROWS,
     DPORT,
     DST,
     FIELDS,
@@ -87,6 +88,8 @@ BUCKET = struct.Struct(f"<{BUCKET_SLOTS}Q{BUCKET_SLOTS}II4x")
 HASH_MULT = 0x9E3779B97F4A7C15
 MIN_BUCKETS = MIN_CAPACITY
 RULE = RULE_VALUE
+# per rule id, the rule's CT_STATES bits (0: it names none); only in programs with state rules
+CT_TABLE = "fwc_cts"
 U32 = struct.Struct("<I")
 U16 = struct.Struct("<H")
 
@@ -123,6 +126,8 @@ class TablesProgram:
     iface_entries: int = 0
     iface_hash_entries: int = IFACES_HASH_ENTRIES
     l4_keys_per_class: int = L4_KEYS
+    conntrack: bool = False  # a rule has `state`: fwc_ct.h, fwc_cts and the second pass
+    ct_block: int = 0  # L4 rows of one connection-state block (l4_keys / CT_ROWS)
 
 
 def findings(policy: Policy) -> list[Finding]:
@@ -198,7 +203,7 @@ def plan(policy: Policy, dry_run: bool, options: CompileOptions = DEFAULT_OPTION
         slot_count=len(slots),
         slot_would_drop=special_slots(policy)["would_drop"],
         groups=MAX_GROUPS,
-        l4_keys=L4_KEYS * len(ifclasses.classes),
+        l4_keys=L4_KEYS * len(ifclasses.classes) * tables.ct_rows,
         ports=PORTS,
         rule_capacity=rule_capacity,
         combo_capacity=combo_capacity,
@@ -217,6 +222,8 @@ def plan(policy: Policy, dry_run: bool, options: CompileOptions = DEFAULT_OPTION
         v6_unit=UNIT[Family.IPV6],
         iface_classes=len(ifclasses.classes) if ifclasses.used else 0,
         iface_entries=IFACES_ENTRIES if ifclasses.used else 0,
+        conntrack=tables.ct_rows == CT_ROWS,
+        ct_block=L4_KEYS * len(ifclasses.classes) if tables.ct_rows == CT_ROWS else 0,
     )
     return Plan(
         policy=policy,
@@ -271,6 +278,8 @@ def program_maps(p: TablesProgram) -> tuple[MapInfo, ...]:
             MapInfo(generation_map("fwc_comb", g), "hash", U64.size, U32.size, p.combo_capacity),
             MapInfo(generation_map("fwc_rule", g), "array", 4, RULE.size, p.rule_capacity),
         ]
+        if p.conntrack:
+            maps.append(MapInfo(generation_map(CT_TABLE, g), "array", 4, U32.size, p.rule_capacity))
     return tuple(maps)
 
 
@@ -322,6 +331,11 @@ def seeds(
         Seed("fwc_bkt0", 4, BUCKET.size, _buckets(buckets)),
         Seed("fwc_comb0", U64.size, U32.size, _spilled(buckets)),
         Seed("fwc_rule0", 4, RULE.size, _rules(policy.rules)),
+        *(
+            (Seed(generation_map(CT_TABLE, 0), 4, U32.size, _rule_states(policy.rules)),)
+            if tables.ct_rows == CT_ROWS
+            else ()
+        ),
     )
 
 
@@ -560,6 +574,10 @@ def _spilled(buckets: ComboBuckets) -> bytes:
 
 def _rules(rules: Sequence[Rule]) -> bytes:
     return b"".join(U32.pack(r.id) + RULE.pack(_XDP[r.action], r.id) for r in rules)
+
+
+def _rule_states(rules: Sequence[Rule]) -> bytes:
+    return b"".join(U32.pack(r.id) + U32.pack(r.ct_states) for r in rules)
 
 
 def table_bytes(plan: Plan) -> int:
