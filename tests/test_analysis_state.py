@@ -10,14 +10,16 @@ from hypothesis import strategies as st
 
 from fwc.compiler.analysis.decide import decide
 from fwc.compiler.analysis.index import RuleIndex
-from fwc.compiler.analysis.match import packet_point
+from fwc.compiler.analysis.match import Selection, packet_point
+from fwc.compiler.analysis.prove import Property, prove_property, selects_nothing
 from fwc.compiler.analysis.region import example, example_state, writable
 from fwc.compiler.analysis.shadow import reaches, shadowed
 from fwc.compiler.analysis.space import region_overlaps
 from fwc.compiler.gate.input import policy_doc
 from fwc.compiler.oracle.evaluate import evaluate
 from fwc.compiler.oracle.frames import build_frame, fields_from_mapping
-from fwc.compiler.policy.ir import CT_STATES, Policy
+from fwc.compiler.policy.findings import Location
+from fwc.compiler.policy.ir import CT_STATES, Action, Policy, Protocol
 from tests.strategies import policy_documents, policy_from_document
 
 STATES = list(CT_STATES)
@@ -149,3 +151,32 @@ def test_the_rego_input_carries_rule_states_and_region_states() -> None:
     assert est
     assert all(r["states"] == ["established", "related"] for r in est)
     assert any(r["rules"] == ["web"] and r["states"] == ["invalid", "new"] for r in allowed)
+
+
+def _property(selection: Selection, action: Action) -> Property:
+    return Property("p", selection, action, False, Location("cases.yaml", 1, 1))
+
+
+def test_properties_with_state() -> None:
+    policy = _policy(
+        [
+            {"name": "est", "action": "allow", "state": ["established", "related"]},
+            {"name": "web", "action": "allow", "protocol": "tcp", "destination_ports": [80]},
+        ]
+    )
+    index = RuleIndex(policy)
+    replies = Selection(protocol=Protocol.TCP, states=CT_STATES["established"])
+    assert prove_property(index, _property(replies, Action.ALLOW)) == []
+    new = Selection(protocol=Protocol.TCP, states=CT_STATES["new"])
+    found = prove_property(index, _property(new, Action.ALLOW))
+    assert found
+    for counter in found:
+        packet = dict(counter.example)
+        frame = build_frame(fields_from_mapping(packet))
+        assert evaluate(policy, frame, ct_state="new").rule is None
+    # ICMP echo is never established: the selection holds no packet.
+    echo = Selection(protocol=Protocol.ICMP, icmp_types=(8,), states=CT_STATES["established"])
+    assert selects_nothing(echo)
+    # A policy without state rules: a state property still splits the space by state.
+    plain = RuleIndex(_policy([{"name": "web", "action": "allow", "protocol": "tcp"}]))
+    assert prove_property(plain, _property(replies, Action.ALLOW)) == []

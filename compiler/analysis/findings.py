@@ -94,7 +94,7 @@ def _shadowed(done: Review, found: Shadowed) -> Finding:
     if not found.cover:
         message = (
             f"rule `{rule.name}` matches no packet at all: its fields cannot all hold at once "
-            "(address families or protocol and ports that exclude each other)"
+            "(address families, protocol and ports, or connection states that exclude each other)"
         )
         return Finding("FWC030", Severity.WARNING, message, rule.location, rule.name)
     several = len(found.cover) > 1

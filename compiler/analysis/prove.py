@@ -11,6 +11,7 @@ from fwc.compiler.analysis.index import RuleIndex
 from fwc.compiler.analysis.match import Selection, cubes, interface_field
 from fwc.compiler.analysis.region import Match, PacketCase, example, match_of, writable
 from fwc.compiler.analysis.space import (
+    ALL_STATES,
     ANY_INTERFACE,
     Cube,
     Intervals,
@@ -61,7 +62,7 @@ class Property:
 
 def selects_nothing(selection: Selection) -> bool:
     """True when no packet matches `selection` (e.g. ports on an ICMP selection)."""
-    return not cubes(selection)
+    return not cubes(selection, selection.states != ALL_STATES)
 
 
 # A piece of the selection that more rules than this overlap is halved before first match
@@ -119,7 +120,7 @@ def prove(
     found: dict[int, list[Counterexample]] = {}
     last = len(index.rules)
     place = {id(rule): i for i, rule in enumerate(index.rules)}
-    region = cubes(selection)
+    region = cubes(selection, index.states or selection.states != ALL_STATES)
     attached = interface_field(index.interfaces)
     if attached != ANY_INTERFACE:
         region = [c._replace(interface=attached) for c in region]

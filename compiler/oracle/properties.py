@@ -16,9 +16,17 @@ from jsonschema.protocols import Validator
 
 from fwc.compiler.analysis.match import Selection
 from fwc.compiler.analysis.prove import Property, selects_nothing
+from fwc.compiler.analysis.space import ALL_STATES
 from fwc.compiler.policy import schema as policy_schema
 from fwc.compiler.policy.findings import Finding, error
-from fwc.compiler.policy.ir import Action, AddressRange, Policy, PortRange, Protocol
+from fwc.compiler.policy.ir import (
+    CT_STATES,
+    Action,
+    AddressRange,
+    Policy,
+    PortRange,
+    Protocol,
+)
 from fwc.compiler.policy.normalize import parse_address, parse_port, parse_tcp_flags
 from fwc.compiler.policy.source import Document, NodePath
 
@@ -30,6 +38,7 @@ MATCH_KEYS = (
     "destination_ports",
     "tcp_flags",
     "icmp_types",
+    "state",
 )
 ACTIONS = tuple(a.value for a in Action)
 _TYPE_WORDS = {
@@ -178,6 +187,8 @@ class _Reader:
             tcp_flags_set=flags_set,
             tcp_flags_clear=flags_clear,
             icmp_types=tuple(match.get("icmp_types") or ()),
+            states=sum(CT_STATES[str(s)] for s in dict.fromkeys(match.get("state") or ()))
+            or ALL_STATES,
         )
         if len(self.findings) > before:
             return None
