@@ -33,7 +33,7 @@ region_base := {
 	"source_ports": [], "source_port_count": 65536,
 	"destination_ports": [], "destination_port_count": 65536,
 	"tcp_flags": {"set": [], "clear": []}, "icmp_types": [], "fragment": "first-or-none",
-	"rules": ["r"],
+	"states": [], "rules": ["r"],
 }
 
 region(fields) := object.union(region_base, fields)

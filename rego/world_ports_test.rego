@@ -27,3 +27,18 @@ test_management_sources_pass if {
 	r := object.union(span([], 65536), {"source_cidrs": [testing.mgmt4]})
 	count(data.fwc.deny_world_port_span) == 0 with input.analysis.allowed as [r]
 }
+
+test_replies_by_state_pass if {
+	r := object.union(span([], 65536), {"states": ["established", "related"]})
+	count(data.fwc.deny_world_port_span) == 0 with input.analysis.allowed as [r]
+}
+
+test_new_connections_by_state_fire if {
+	r := object.union(span([], 65536), {"states": ["established", "new"]})
+	count(data.fwc.deny_world_port_span) == 1 with input.analysis.allowed as [r]
+}
+
+test_untracked_packets_fire if {
+	r := object.union(span([], 65536), {"states": ["related", "untracked"]})
+	count(data.fwc.deny_world_port_span) == 1 with input.analysis.allowed as [r]
+}

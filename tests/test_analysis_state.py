@@ -3,8 +3,11 @@ policies with `state` rules, random packets (tracked and untracked) and every st
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -15,6 +18,7 @@ from fwc.compiler.analysis.prove import Property, prove_property, selects_nothin
 from fwc.compiler.analysis.region import example, example_state, writable
 from fwc.compiler.analysis.shadow import reaches, shadowed
 from fwc.compiler.analysis.space import region_overlaps
+from fwc.compiler.cli import main
 from fwc.compiler.gate.input import policy_doc
 from fwc.compiler.oracle.evaluate import evaluate
 from fwc.compiler.oracle.frames import build_frame, fields_from_mapping
@@ -86,6 +90,7 @@ def test_reach_examples_are_witnesses_in_their_state(policy: Policy) -> None:
         cube = writable(region[0])[0]
         packet = example(cube, index.interfaces)
         packet.pop("interface", None)
+        assert packet.pop("state", example_state(cube)) == example_state(cube)
         frame = build_frame(fields_from_mapping(packet))
         verdict = evaluate(policy, frame, ct_state=example_state(cube))
         assert verdict.rule == policy.rules[i], (packet, example_state(cube))
@@ -172,6 +177,7 @@ def test_properties_with_state() -> None:
     assert found
     for counter in found:
         packet = dict(counter.example)
+        assert packet.pop("state") == "new"
         frame = build_frame(fields_from_mapping(packet))
         assert evaluate(policy, frame, ct_state="new").rule is None
     # ICMP echo is never established: the selection holds no packet.
@@ -180,3 +186,38 @@ def test_properties_with_state() -> None:
     # A policy without state rules: a state property still splits the space by state.
     plain = RuleIndex(_policy([{"name": "web", "action": "allow", "protocol": "tcp"}]))
     assert prove_property(plain, _property(replies, Action.ALLOW)) == []
+
+
+def test_fwc_diff_names_the_state_of_a_changed_region(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = {"name": "p", "default_action": "deny"}
+    old = base | {
+        "rules": [
+            {
+                "name": "web",
+                "priority": 1,
+                "action": "allow",
+                "protocol": "tcp",
+                "destination_ports": [80],
+            }
+        ]
+    }
+    new = base | {
+        "rules": [
+            {
+                "name": "web",
+                "priority": 1,
+                "action": "allow",
+                "protocol": "tcp",
+                "destination_ports": [80],
+                "state": ["established"],
+            }
+        ]
+    }
+    (tmp_path / "old.yaml").write_text(yaml.safe_dump(old))
+    (tmp_path / "new.yaml").write_text(yaml.safe_dump(new))
+    main(["diff", str(tmp_path / "old.yaml"), str(tmp_path / "new.yaml")])
+    out = capsys.readouterr().out
+    assert "dport 80 state invalid,related,new" in out, out
+    assert "state: \"new\"" in out

@@ -94,6 +94,8 @@ def describe(match: Match) -> str:
         words.append(f"flags {match['tcp_flags']}")
     if match["icmp_types"]:
         words.append(f"icmp-type {','.join(str(t) for t in match['icmp_types'])}")
+    if match.get("state"):
+        words.append(f"state {','.join(match['state'])}")
     if match.get("interface"):
         words.append(f"on interfaces {match['interface']}")
     return " ".join(words)

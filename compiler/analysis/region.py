@@ -24,7 +24,15 @@ from fwc.compiler.analysis.match import (
     WHOLE,
     flag_values,
 )
-from fwc.compiler.analysis.space import ANY_INTERFACE, TRACKED_STATES, Cube, Intervals, Region
+from fwc.compiler.analysis.space import (
+    ALL_STATES,
+    ANY_INTERFACE,
+    TRACKED_STATES,
+    UNTRACKED,
+    Cube,
+    Intervals,
+    Region,
+)
 from fwc.compiler.policy.interfaces import NO_INTERFACES, InterfaceClasses
 from fwc.compiler.policy.ir import CT_STATES, TCP_FLAGS
 
@@ -155,6 +163,9 @@ def match_of(cube: Cube, classes: InterfaceClasses = NO_INTERFACES) -> Match:
     }
     if classes.used and cube.interface != ANY_INTERFACE:
         match["interface"] = classes.describe(_lowest(cube.interface))
+    if cube.state != ALL_STATES:
+        names = [name for name, bit in CT_STATES.items() if cube.state & bit]
+        match["state"] = [*names, "untracked"] if cube.state & UNTRACKED else names
     return match
 
 
@@ -238,4 +249,6 @@ def example(cube: Cube, classes: InterfaceClasses = NO_INTERFACES) -> PacketCase
         packet["inner"] = {"proto": "tcp"}
     if classes.used and p.interface != ANY_INTERFACE:
         packet["interface"] = classes.examples[_lowest(p.interface)]
+    if cube.state != ALL_STATES and p.state & TRACKED_STATES:
+        packet["state"] = example_state(cube)  # a case's `state:`, beside its packet
     return packet
