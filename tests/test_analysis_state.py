@@ -220,4 +220,4 @@ def test_fwc_diff_names_the_state_of_a_changed_region(
     main(["diff", str(tmp_path / "old.yaml"), str(tmp_path / "new.yaml")])
     out = capsys.readouterr().out
     assert "dport 80 state invalid,related,new" in out, out
-    assert "state: \"new\"" in out
+    assert 'state: "new"' in out
