@@ -398,6 +398,36 @@ static __fwc_inline int fwc_t_classify(const struct fwc_pkt *pk, __u64 bytes, in
 	return fwc_t_finish(cfg, rule->slot, rule->action, bytes);
 }
 
+/* Generation 0's classification as its own function: the parse stays in the caller and
+ * the packet crosses by pointer, so neither generation's body carries the parse's registers. */
+static __attribute__((noinline)) int fwc_t_classify0(const struct fwc_pkt *pk, __u64 bytes,
+							  int parsed, __u32 ifclass,
+							  struct xdp_md *ctx)
+{
+	return fwc_t_classify(pk, bytes, parsed, ifclass, &fwc_cfg0, &fwc_s4_0,
+			      &fwc_s4c_0, &fwc_s6_0, &fwc_s6c_0, &fwc_d4_0,
+			      &fwc_d4c_0, &fwc_d6_0, &fwc_d6c_0, &fwc_s4k_0,
+			      &fwc_s6k_0, &fwc_d4k_0, &fwc_d6k_0, &fwc_l4_0,
+			      &fwc_sp0, &fwc_dp0, &fwc_spc0, &fwc_dpc0,
+			      &fwc_carr0, &fwc_bkt0, &fwc_comb0,
+			      &fwc_rule0);
+}
+
+/* Generation 1's classification as its own function: the parse stays in the caller and
+ * the packet crosses by pointer, so neither generation's body carries the parse's registers. */
+static __attribute__((noinline)) int fwc_t_classify1(const struct fwc_pkt *pk, __u64 bytes,
+							  int parsed, __u32 ifclass,
+							  struct xdp_md *ctx)
+{
+	return fwc_t_classify(pk, bytes, parsed, ifclass, &fwc_cfg1, &fwc_s4_1,
+			      &fwc_s4c_1, &fwc_s6_1, &fwc_s6c_1, &fwc_d4_1,
+			      &fwc_d4c_1, &fwc_d6_1, &fwc_d6c_1, &fwc_s4k_1,
+			      &fwc_s6k_1, &fwc_d4k_1, &fwc_d6k_1, &fwc_l4_1,
+			      &fwc_sp1, &fwc_dp1, &fwc_spc1, &fwc_dpc1,
+			      &fwc_carr1, &fwc_bkt1, &fwc_comb1,
+			      &fwc_rule1);
+}
+
 SEC("xdp")
 int fwc_two_links(struct xdp_md *ctx)
 {
@@ -416,15 +446,6 @@ int fwc_two_links(struct xdp_md *ctx)
 	ifclass = fwc_ifclass(ctx);
 	gen = bpf_map_lookup_elem(&fwc_gen, &zero);
 	if (gen && *gen)
-		return fwc_t_classify(&pk, bytes, parsed, ifclass, &fwc_cfg1, &fwc_s4_1, &fwc_s4c_1, &fwc_s6_1,
-				      &fwc_s6c_1, &fwc_d4_1, &fwc_d4c_1, &fwc_d6_1, &fwc_d6c_1,
-				      &fwc_s4k_1, &fwc_s6k_1, &fwc_d4k_1, &fwc_d6k_1,
-				      &fwc_l4_1,
-				      &fwc_sp1, &fwc_dp1, &fwc_spc1, &fwc_dpc1, &fwc_carr1, &fwc_bkt1, &fwc_comb1,
-				      &fwc_rule1);
-	return fwc_t_classify(&pk, bytes, parsed, ifclass, &fwc_cfg0, &fwc_s4_0, &fwc_s4c_0, &fwc_s6_0,
-			      &fwc_s6c_0, &fwc_d4_0, &fwc_d4c_0, &fwc_d6_0, &fwc_d6c_0,
-			      &fwc_s4k_0, &fwc_s6k_0, &fwc_d4k_0, &fwc_d6k_0,
-			      &fwc_l4_0,
-			      &fwc_sp0, &fwc_dp0, &fwc_spc0, &fwc_dpc0, &fwc_carr0, &fwc_bkt0, &fwc_comb0, &fwc_rule0);
+		return fwc_t_classify1(&pk, bytes, parsed, ifclass, ctx);
+	return fwc_t_classify0(&pk, bytes, parsed, ifclass, ctx);
 }
