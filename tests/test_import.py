@@ -126,6 +126,22 @@ MAPPINGS += [
 ]  # fmt: skip
 
 
+MAPPINGS += [
+    (rule, ["action: allow" if "ACCEPT" in rule else "action: deny", *rest, ANY4, state])
+    for rule, rest, state in (
+        ("-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT", [],
+         "state: [established, related]"),
+        ("-A INPUT -m state --state INVALID -j DROP", [], "state: [invalid]"),
+        ("-A INPUT -p tcp -m conntrack --ctstate NEW -j ACCEPT", ["protocol: tcp"],
+         "state: [new]"),
+        ("-A INPUT -m conntrack ! --ctstate RELATED,ESTABLISHED -j DROP", [],
+         "state: [new, invalid]"),
+        ("-A INPUT -m state ! --state new -j ACCEPT", [],
+         "state: [established, related, invalid]"),
+    )
+]  # fmt: skip
+
+
 @pytest.mark.parametrize(("rule", "fields"), MAPPINGS, ids=[m[0][:40] for m in MAPPINGS])
 def test_mapping(rule: str, fields: list[str], tmp_path: Path) -> None:
     got = imported_rules(tmp_path, rule + "\n")
@@ -168,6 +184,11 @@ def corpus_cases() -> list[tuple[str, list[str]]]:
         ("router_input_nft", ["nft", "router-input.nft.json"]),
         ("interfaces", ["iptables", "interfaces.v4", "interfaces.v6"]),
         ("interfaces_nft", ["nft", "interfaces.nft.json"]),
+        ("web_state", ["iptables", "web-state.v4", "web-state.v6"]),
+        ("bastion_state", ["iptables", "bastion-state.v4"]),
+        ("ufw_state", ["iptables", "ufw-state.v4"]),
+        ("docker_state", ["iptables", "docker-state.v4"]),
+        ("stateful_nft", ["nft", "stateful.nft.json"]),
     ]
 
 
@@ -206,6 +227,7 @@ UNSUPPORTED = [
     ("host_basics", ["iptables", "unsupported/host-basics.v4"]),
     ("ufw_real", ["iptables", "unsupported/ufw-real.v4"]),
     ("ct_iif_nft", ["nft", "unsupported/ct-iif.nft.json"]),
+    ("ct_options", ["iptables", "unsupported/ct-options.v4"]),
 ]
 
 
