@@ -4,6 +4,7 @@ of flattening jumps against a direct walk of the chains."""
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 from pathlib import Path
 
@@ -16,12 +17,13 @@ from fwc.compiler.cli import main
 from fwc.compiler.importers.assemble import Source, assemble
 from fwc.compiler.importers.iptables import read_iptables
 from fwc.compiler.importers.model import Match, Ruleset, Verdict
+from fwc.compiler.importers.nft import read_nft
 from fwc.compiler.importers.render import render
 from fwc.compiler.oracle import frames as fr
 from fwc.compiler.oracle.evaluate import evaluate
 from fwc.compiler.oracle.packet import Packet, parse
 from fwc.compiler.policy.findings import Severity
-from fwc.compiler.policy.ir import Family
+from fwc.compiler.policy.ir import CT_STATES, Family
 from tests.compile_helpers import policy_of
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -126,6 +128,22 @@ MAPPINGS += [
 ]  # fmt: skip
 
 
+MAPPINGS += [
+    (rule, ["action: allow" if "ACCEPT" in rule else "action: deny", *rest, ANY4, state])
+    for rule, rest, state in (
+        ("-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT", [],
+         "state: [established, related]"),
+        ("-A INPUT -m state --state INVALID -j DROP", [], "state: [invalid]"),
+        ("-A INPUT -p tcp -m conntrack --ctstate NEW -j ACCEPT", ["protocol: tcp"],
+         "state: [new]"),
+        ("-A INPUT -m conntrack ! --ctstate RELATED,ESTABLISHED -j DROP", [],
+         "state: [new, invalid]"),
+        ("-A INPUT -m state ! --state new -j ACCEPT", [],
+         "state: [established, related, invalid]"),
+    )
+]  # fmt: skip
+
+
 @pytest.mark.parametrize(("rule", "fields"), MAPPINGS, ids=[m[0][:40] for m in MAPPINGS])
 def test_mapping(rule: str, fields: list[str], tmp_path: Path) -> None:
     got = imported_rules(tmp_path, rule + "\n")
@@ -168,6 +186,11 @@ def corpus_cases() -> list[tuple[str, list[str]]]:
         ("router_input_nft", ["nft", "router-input.nft.json"]),
         ("interfaces", ["iptables", "interfaces.v4", "interfaces.v6"]),
         ("interfaces_nft", ["nft", "interfaces.nft.json"]),
+        ("web_state", ["iptables", "web-state.v4", "web-state.v6"]),
+        ("bastion_state", ["iptables", "bastion-state.v4"]),
+        ("ufw_state", ["iptables", "ufw-state.v4"]),
+        ("docker_state", ["iptables", "docker-state.v4"]),
+        ("stateful_nft", ["nft", "stateful.nft.json"]),
     ]
 
 
@@ -206,6 +229,7 @@ UNSUPPORTED = [
     ("host_basics", ["iptables", "unsupported/host-basics.v4"]),
     ("ufw_real", ["iptables", "unsupported/ufw-real.v4"]),
     ("ct_iif_nft", ["nft", "unsupported/ct-iif.nft.json"]),
+    ("ct_options", ["iptables", "unsupported/ct-options.v4"]),
 ]
 
 
@@ -239,8 +263,8 @@ def test_lossy_writes_the_rest_and_says_it_differs(
     assert code == 0
     text = out_file.read_text()
     assert "THIS POLICY DIFFERS FROM THE SOURCE" in text
-    assert "ufw-real.v4:28: conntrack state is not expressible yet" in text
-    assert "DIFFERS" in err and err.count("[left out]") == 9
+    assert "ufw-real.v4:25: addrtype depends on the host's routes" in text
+    assert "DIFFERS" in err and err.count("[left out]") == 5
     result = check_file(out_file, CheckOptions(gate=None))
     assert [f for f in result.findings if f.severity is Severity.ERROR] == []
 
@@ -419,3 +443,53 @@ def test_interfaces_of_a_jump_meet_the_chain_rules(tmp_path: Path) -> None:
         "--", "action: deny", 'source_cidrs: ["0.0.0.0/0"]', 'interfaces: ["eth12*"]',
         "--",
     ]  # fmt: skip
+
+
+def _nft_rule(handle: int, match: dict[str, object]) -> dict[str, object]:
+    body = {"family": "inet", "table": "t", "chain": "input", "handle": handle}
+    return {"rule": {**body, "expr": [{"match": match}, {"accept": None}]}}
+
+
+def test_nft_ct_state_forms_and_findings(tmp_path: Path) -> None:
+    """Every form `nft -j` prints for ct state; untracked, a combination compared with ==
+    and other ct keys are findings."""
+    state = {"ct": {"key": "state"}}
+    rules = [
+        ("in", "new", ["new"]),
+        ("==", "invalid", ["invalid"]),
+        ("in", ["established", "related"], ["established", "related"]),
+        ("!", ["established", "new"], ["related", "invalid"]),
+        ("==", {"set": ["related", "new"]}, ["new", "related"]),
+        ("!=", {"set": ["related", "new"]}, ["established", "invalid"]),
+        ("!=", "established", ["new", "related", "invalid"]),
+        ("!=", {"|": ["established"]}, ["new", "related", "invalid"]),
+    ]
+    objects: list[dict[str, object]] = [
+        {"table": {"family": "inet", "name": "t", "handle": 1}},
+        {
+            "chain": {
+                "family": "inet", "table": "t", "name": "input", "handle": 1,
+                "type": "filter", "hook": "input", "prio": 0, "policy": "drop",
+            }
+        },
+    ]  # fmt: skip
+    for k, (op, right, _) in enumerate(rules, start=2):
+        objects.append(_nft_rule(k, {"op": op, "left": state, "right": right}))
+    bad = [
+        {"op": "in", "left": state, "right": "untracked"},
+        {"op": "!=", "left": state, "right": {"|": ["established", "related"]}},
+        {"op": "in", "left": {"ct": {"key": "status"}}, "right": "dnat"},
+    ]
+    objects += [_nft_rule(100 + k, m) for k, m in enumerate(bad)]
+    path = tmp_path / "ct.json"
+    path.write_text(json.dumps({"nftables": objects}))
+    ruleset = read_nft(str(path))
+    entries = next(iter(ruleset.chains.values())).entries
+    for entry, (_, _, names) in zip(entries, rules, strict=False):
+        assert entry.match is not None, entry.gap
+        assert entry.match.state == sum(CT_STATES[n] for n in names), entry.text
+    reasons = [e.gap.reason for e in entries[len(rules) :] if e.gap is not None]
+    assert len(reasons) == 3
+    assert "UNTRACKED" in reasons[0]
+    assert "combination" in reasons[1]
+    assert "ct" in reasons[2]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fwc.compiler.importers.ctstate import with_state_warning
 from fwc.compiler.importers.flatten import flatten
 from fwc.compiler.importers.model import Flat, Gap, Match, Origin, Ruleset
 from fwc.compiler.importers.render import Imported
@@ -36,7 +37,7 @@ def assemble(name: str, sources: list[Source]) -> Imported:
         flats, found = flatten(source.ruleset)
         gaps += found
         notes += source.ruleset.notes
-        rules += flats
+        rules += [with_state_warning(f) for f in flats]
         prefixes += [source.prefix] * len(flats)
     covered = {f for s in sources for f in _families(s.ruleset.context)}
     for family in (4, 6):

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fwc.compiler.importers import cidrs
+from fwc.compiler.importers.ctstate import StateError, state_bits
 from fwc.compiler.importers.icmp import icmp_type
 from fwc.compiler.importers.ipset import IpSet
 from fwc.compiler.importers.model import (
@@ -32,7 +33,15 @@ from fwc.compiler.importers.model import (
 )
 
 REJECT_WARNING = "REJECT imported as deny: XDP drops, the sender gets no ICMP error or TCP reset"
-CONNTRACK = "conntrack state is not expressible yet"
+CONNTRACK = "this conntrack match is not expressible: fwc matches the connection state only"
+CT_OPTION_REASONS = {
+    o: f"conntrack {o} is not expressible: fwc matches the connection state (--ctstate) only"
+    for o in (
+        "--ctproto", "--ctorigsrc", "--ctorigdst", "--ctreplsrc", "--ctrepldst",
+        "--ctorigsrcport", "--ctorigdstport", "--ctreplsrcport", "--ctrepldstport",
+        "--ctstatus", "--ctexpire", "--ctdir",
+    )
+}  # fmt: skip
 
 # Matches and options fwc cannot express yet, with the reason a finding gives.
 REASONS: dict[str, str] = {
@@ -40,8 +49,7 @@ REASONS: dict[str, str] = {
     "--out-interface": "an output interface never matches on INPUT",
     "-f": "a fragment match: fwc sees fragments before reassembly, netfilter's INPUT after",
     "--fragment": "a fragment match: fwc sees fragments before reassembly, netfilter's INPUT after",
-    "conntrack": CONNTRACK,
-    "state": CONNTRACK,
+    **CT_OPTION_REASONS,
     "limit": "limit is one bucket for all sources; fwc's rate_limit keeps one per source",
     "hashlimit": "hashlimit counts in its own units and modes; fwc's rate_limit is not the same",
     "recent": "recent keeps per-source history: not expressible",
@@ -232,6 +240,14 @@ def _in_interface(p: _Parse, values: list[str], negated: bool) -> None:
     p.pieces.append(Match(iface=iface))
 
 
+def _state(p: _Parse, values: list[str], negated: bool) -> None:
+    try:
+        bits = state_bits(values[0].split(","), negated)
+    except StateError as exc:
+        raise _Unsupported(str(exc)) from None
+    p.pieces.append(Match(state=bits))
+
+
 def _comment(p: _Parse, values: list[str], negated: bool) -> None:
     p.description = values[0]
 
@@ -266,10 +282,14 @@ OPTIONS: dict[str, tuple[int, Handler]] = {
     "--dst-range": (1, lambda p, v, n: _range(p, v, n, True)),
     "--match-set": (2, _match_set),
     "--comment": (1, _comment),
+    "--ctstate": (1, _state),
+    "--state": (1, _state),
     "-i": (1, _in_interface),
     "--in-interface": (1, _in_interface),
 }
-MODULES = ("tcp", "udp", "icmp", "icmp6", "multiport", "iprange", "set", "comment")
+MODULES = (
+    "tcp", "udp", "icmp", "icmp6", "multiport", "iprange", "set", "comment", "conntrack", "state",
+)  # fmt: skip
 
 
 def _parse_matches(p: _Parse, words: list[str]) -> None:

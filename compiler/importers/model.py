@@ -121,12 +121,15 @@ class Match:
     flags: tuple[tuple[str, bool], ...] | None = None  # (name, must be set)
     icmp: tuple[int, ...] | None = None
     iface: Interfaces | None = None  # the ingress interface
+    state: int | None = None  # connection states, as ir.CT_STATES bits (0: none can match)
 
     @property
     def empty(self) -> bool:
         """True when no packet can match."""
         lists = (self.sport, self.dport, self.icmp)
         if any(v is not None and not v for v in lists) or self.iface_empty:
+            return True
+        if self.state == 0:
             return True
         return any(a is not None and not a.nets for a in (self.src, self.dst))
 
@@ -206,6 +209,7 @@ def intersect(a: Match, b: Match) -> Match | None:
         flags,
         icmp,
         _interfaces(a.iface, b.iface),
+        a.state if b.state is None else b.state if a.state is None else a.state & b.state,
     )
     return None if out.empty else out
 

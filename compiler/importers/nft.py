@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from fwc.compiler.importers import cidrs
+from fwc.compiler.importers.ctstate import StateError, state_bits
 from fwc.compiler.importers.icmp import icmp_type
 from fwc.compiler.importers.iptables import (
     CONNTRACK,
@@ -234,8 +235,30 @@ def _match(r: _Rule, m: dict[str, Any]) -> Match | list[Match]:
         if key in ("iifname", "iif"):
             return _iifname(r, key, op, right)
         raise _Unsupported(REASONS.get(str(key), f"meta {key} is not expressible in fwc"))
+    if "ct" in left and left["ct"].get("key") == "state":
+        return _ct_state(op, right)
     kind = next(iter(left), "?")
     raise _Unsupported(REASONS.get(kind, f"a {kind} match is not expressible in fwc"))
+
+
+def _ct_state(op: str, right: Any) -> Match:
+    """`ct state`: a name, a list (nft's bitmask form: any of them; with `!`, none of
+    them), a set `{ ... }` (any of them; with `!=`, none) or one name `==`/`!=`."""
+    if isinstance(right, dict) and "|" in right and isinstance(right["|"], list):
+        if len(right["|"]) != 1:
+            raise _Unsupported(
+                f"ct state {op} {' | '.join(map(str, right['|']))} compares with a combination "
+                "of states: not expressible"
+            )
+        right = right["|"][0]
+    items = right["set"] if isinstance(right, dict) and "set" in right else right
+    items = items if isinstance(items, list) else [items]
+    if not all(isinstance(i, str) for i in items) or op not in ("==", "in", "!=", "!"):
+        raise _Unsupported(f"ct state {op} {json.dumps(right)} is not expressible in fwc")
+    try:
+        return Match(state=state_bits(items, op in ("!=", "!")))
+    except StateError as exc:
+        raise _Unsupported(str(exc)) from None
 
 
 # iif matches the interface that had the name when the ruleset was loaded; fwc, like iifname,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from fwc.compiler.importers.ctstate import state_names
 from fwc.compiler.importers.model import PROTOCOL_NAMES, Addresses, Flat, Gap, Match
 
 PRIORITY_STEP = 10
@@ -64,6 +65,8 @@ def match_fields(match: Match, sets: dict[str, tuple[str, ...]]) -> list[str]:
         out.append(f"tcp_flags: {_quote(','.join(n if on else '!' + n for n, on in flags))}")
     if match.icmp is not None:
         out.append(f"icmp_types: {_list([str(t) for t in match.icmp])}")
+    if match.state is not None:
+        out.append(f"state: {_list(state_names(match.state))}")
     if match.iface is not None:
         globs = [*(match.iface.names or ()), *("!" + g for g in match.iface.excluded)]
         out.append(f"interfaces: {_list([_quote(g) for g in globs])}")
