@@ -116,10 +116,15 @@ print("none", flush=True)
 TCP_PORT, UDP_PORT, CLOSED_PORT = 7001, 7002, 7003
 
 
+@pytest.fixture(params=["constants", "tables"])
+def strategy(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @contextmanager
-def server_side(tmp_path: Path) -> Iterator[Pair]:
+def server_side(tmp_path: Path, strategy: str) -> Iterator[Pair]:
     """The pair with fw-load's stateful host policy on a, and b's echo servers running."""
-    artifact = compile_policy(POLICY, tmp_path)
+    artifact = compile_policy(POLICY, tmp_path, strategy=strategy)
     with veth_pair(subnet=25) as pair:
         applied = pair.fwload("apply", str(artifact))
         assert applied.returncode == 0, applied.stderr
@@ -144,8 +149,8 @@ def icmp_error_arrives(pair: Pair, sport: int, dport: int) -> bool:
     return out.strip().splitlines()[-1] == "seen"
 
 
-def test_connections_from_inside_get_their_replies(tmp_path: Path) -> None:
-    with server_side(tmp_path) as pair:
+def test_connections_from_inside_get_their_replies(tmp_path: Path, strategy: str) -> None:
+    with server_side(tmp_path, strategy) as pair:
         assert client(pair, "tcp", TCP_PORT) == "HELLO"
         assert client(pair, "udp", UDP_PORT) == "HELLO"
         # the kernel's own ICMP error about a's datagram to a closed port: related, it passes
@@ -153,8 +158,8 @@ def test_connections_from_inside_get_their_replies(tmp_path: Path) -> None:
         assert client(pair, "udp", CLOSED_PORT) == "refused"
 
 
-def test_what_nobody_asked_for_is_dropped(tmp_path: Path) -> None:
-    with server_side(tmp_path) as pair:
+def test_what_nobody_asked_for_is_dropped(tmp_path: Path, strategy: str) -> None:
+    with server_side(tmp_path, strategy) as pair:
         # new connections from b: a's listeners never see them, and no RST or ICMP comes back
         assert udp_delivered(pair, 7004, 5) == 0
         out = sh(*pair.exec_b(sys.executable, "-c", CLIENT, "tcp", pair.ip_a, "22", "0"))
@@ -167,8 +172,8 @@ def test_what_nobody_asked_for_is_dropped(tmp_path: Path) -> None:
         assert client(pair, "udp", UDP_PORT) == "HELLO"
 
 
-def test_icmp_errors_pass_only_about_a_real_connection(tmp_path: Path) -> None:
-    with server_side(tmp_path) as pair:
+def test_icmp_errors_pass_only_about_a_real_connection(tmp_path: Path, strategy: str) -> None:
+    with server_side(tmp_path, strategy) as pair:
         sport = 40123
         assert client(pair, "udp", UDP_PORT, sport) == "HELLO"
         # about the flow a opened: related

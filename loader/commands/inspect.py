@@ -49,7 +49,12 @@ def render_text(spec: ArtifactSpec) -> str:
         f"policy    {spec.policy_name}  source sha256 {spec.source_sha256}",
         f"compiler  {compiler.name or 'fwc'} {compiler.version}"
         + (f" (clang {compiler.clang})" if compiler.clang else ""),
-        f"strategy  {m.strategy}  dry-run {'yes' if m.dry_run else 'no'}  log-rate {m.log_rate}",
+        f"strategy  {m.strategy}  dry-run {'yes' if m.dry_run else 'no'}  log-rate {m.log_rate}"
+        + (
+            "  conntrack yes (fw-load makes this namespace track connections)"
+            if m.conntrack
+            else ""
+        ),
         f"program   {spec.program}  section {spec.section}  {spec.insn_count} instructions  "
         f"license {spec.license}",
         "",
