@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import jsonschema
 import pytest
@@ -13,6 +15,8 @@ from fwc.compiler.policy.findings import CATALOG, Finding, Location, error, warn
 from fwc.compiler.reports.formats import FORMATS, render
 from fwc.compiler.reports.github import annotation
 from fwc.compiler.reports.text import line
+
+ROOT = Path(__file__).resolve().parent.parent
 
 E = error("FWC020", "rule name `a` is already used", Location("p/a.yaml", 9, 11), "a")
 W = warning("FWC028", "equal priority, 50%: a,b", Location("p/a.yaml", 3, 5), "b")
@@ -221,3 +225,14 @@ def test_sarif_is_valid_2_1_0() -> None:
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_every_format_renders_an_empty_run(fmt: str) -> None:
     assert render(CheckResult(()), fmt)
+
+
+def test_sarif_default_levels_are_the_documented_severities() -> None:
+    """Each finding's SARIF default level is the severity docs/policy.md's table gives it."""
+    table = (ROOT / "docs" / "policy.md").read_text(encoding="utf-8")
+    documented = dict(re.findall(r"^\| (FWC\d{3}) \| ([a-z ]+) \|", table, re.MULTILINE))
+    rules = json.loads(render(RESULT, "sarif"))["runs"][0]["tool"]["driver"]["rules"]
+    levels = {r["id"]: r["defaultConfiguration"]["level"] for r in rules}
+    assert set(documented) <= set(levels)
+    for rule_id, severity in documented.items():
+        assert levels[rule_id] in severity.split(" or "), rule_id

@@ -62,7 +62,7 @@ CATALOG: dict[str, str] = {
     "FWC033": "policy name invalid",
     "FWC034": "field names only empty sets",
     "FWC035": "rule is redundant",
-    "FWC036": "rule's state can never be the state of its packets",
+    "FWC036": "rule asks for a state its packets never have",
     "FWC038": "invalid interface pattern",
     "FWC039": "rule names interfaces the policy never attaches to",
     # rego

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path, PurePath
 from typing import Any
@@ -24,7 +25,18 @@ FINGERPRINT = "fwcFinding/v1"
 _LEVEL = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "note"}
 _IDS = sorted(CATALOG)
 _WARNING_IDS = frozenset(
-    {"FWC027", "FWC028", "FWC030", "FWC035", "FWC041", "FWC043", "FWC070", "FWC071"}
+    {
+        "FWC027",
+        "FWC028",
+        "FWC030",
+        "FWC035",
+        "FWC036",
+        "FWC039",
+        "FWC041",
+        "FWC043",
+        "FWC070",
+        "FWC071",
+    }
 )
 _NOTE_IDS = frozenset({"FWC072", "FWC073"})
 
@@ -50,7 +62,7 @@ def _rule(rule_id: str) -> dict[str, Any]:
     link = docs_link(rule_id)
     return {
         "id": rule_id,
-        "name": "".join(w.capitalize() for w in title.replace("-", " ").split()),
+        "name": "".join(w.capitalize() for w in re.split(r"[^A-Za-z0-9]+", title)),
         "shortDescription": {"text": title},
         "fullDescription": {"text": f"fwc {rule_id}: {title}."},
         "help": {
