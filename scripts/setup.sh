@@ -9,6 +9,8 @@ apt_packages=(python3 python3-venv libbpf1 libbpf-dev bpftool iproute2 linux-lib
     systemd prometheus libcap2-bin git
     # netfilter, the oracle of the import tests
     iptables nftables ipset
+    # conntrack entries made by hand in the connection-state kernel tests
+    conntrack
     # veth XDP drop counters (ethtool -S) in the kernel tests
     ethtool)
 
