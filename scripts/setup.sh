@@ -11,6 +11,8 @@ apt_packages=(python3 python3-venv libbpf1 libbpf-dev bpftool iproute2 linux-lib
     iptables nftables ipset
     # conntrack entries made by hand in the connection-state kernel tests
     conntrack
+    # trafgen (netsniff-ng), the veth harness's sender, in the benchmark smoke tests
+    netsniff-ng
     # veth XDP drop counters (ethtool -S) in the kernel tests
     ethtool)
 
