@@ -38,5 +38,5 @@ def test_the_bench_runs_and_every_filter_agrees_with_the_evaluator(
     assert "fwc, iptables, nftables agree with the reference evaluator" in out.out
     assert "after the rounds, fwc, iptables, nftables again agree" in out.out
     for name in ("established", "closed-syn", "junk", "server-mix"):
-        for flt in ("none", "fwc", "iptables", "nftables"):
+        for flt in ("none", "xdp-pass", "fwc", "iptables", "nftables"):
             assert any(line.split()[:2] == [name, flt] for line in out.out.splitlines())
