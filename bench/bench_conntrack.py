@@ -18,13 +18,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ipaddress
-import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -34,12 +31,12 @@ sys.path.insert(0, str(BENCH))
 import live  # noqa: E402
 from macro_veth import (  # noqa: E402
     Measurement,
-    _xdp_drops,
     measure,
     trafgen_config,
     xdp_attached,
 )
-from netns import RX_DEV, TX_DEV, Pair, sh, veth_pair  # noqa: E402
+from netfilter import observer, passed_frames  # noqa: E402
+from netns import RX_DEV, Pair, sh, veth_pair  # noqa: E402
 
 from fwc.compiler.oracle.evaluate import XDP_PASS, evaluate  # noqa: E402
 from fwc.compiler.oracle.frames import build_frame, fields_from_mapping  # noqa: E402
@@ -128,22 +125,12 @@ def ct_table_text() -> str:
     return ruleset(NAME)
 
 
-SINK = f"""
-table netdev fwc_ctb_in {{
-	counter arrived {{ }}
-	chain arrive {{
-		type filter hook ingress device "{RX_DEV}" priority -500; policy accept;
-		meta protocol ip counter name arrived
-	}}
-}}
-table inet fwc_ctb_sink {{
-	counter passed {{ }}
-	chain sink {{
-		type filter hook input priority 100; policy accept;
-		iifname "{RX_DEV}" counter name passed drop
-	}}
-}}
-"""
+# Every frame that passes the filter ends here (counted, then dropped so the stack sends no
+# resets that would close the entries); the observer of bench/netfilter.py around it.
+SINK = observer(
+    f'type filter hook input priority 100; policy accept;\n\t\tiifname "{RX_DEV}" '
+    "counter name passed drop"
+)
 
 
 # ---- frames and their states --------------------------------------------------------
@@ -267,62 +254,6 @@ def prepare(pair: Pair, n_flows: int) -> None:
     pair.rx_sh("nft", "delete", "table", "inet", f"fwc_ct_{NAME}")
 
 
-def _counters(pair: Pair) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for item in json.loads(pair.rx_sh("nft", "-j", "list", "counters"))["nftables"]:
-        counter = item.get("counter")
-        if counter and counter.get("table") in ("fwc_ctb_in", "fwc_ctb_sink"):
-            out[counter["name"]] = counter["packets"]
-    # A frame the XDP program drops never reaches the ingress hook: it has arrived too.
-    out["arrived"] += _xdp_drops(pair)
-    return out
-
-
-_SENDER = """
-import socket, sys
-frames = [bytes.fromhex(x) for x in sys.argv[2].split(",")]
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
-s.bind((sys.argv[1], 0))
-for line in sys.stdin:
-    s.send(frames[int(line)])
-    print("sent", flush=True)
-"""
-
-
-def passed(pair: Pair, frames: Sequence[bytes]) -> list[bool]:
-    """Whether each frame, sent alone, reached the sink after the filter."""
-    code = ["ip", "netns", "exec", pair.tx, sys.executable, "-c", _SENDER, TX_DEV]
-    sender = subprocess.Popen(
-        [*code, ",".join(f.hex() for f in frames)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert sender.stdin is not None and sender.stdout is not None
-    try:
-        out = []
-        before = _counters(pair)
-        for i in range(len(frames)):
-            sender.stdin.write(f"{i}\n")
-            sender.stdin.flush()
-            if sender.stdout.readline().strip() != "sent":
-                raise RuntimeError("the frame sender stopped")
-            now = _counters(pair)
-            deadline = time.monotonic() + 2
-            while now["arrived"] == before["arrived"] and time.monotonic() < deadline:
-                time.sleep(0.01)
-                now = _counters(pair)
-            if now["passed"] == before["passed"]:
-                time.sleep(0.02)
-                now = _counters(pair)
-            out.append(now["passed"] > before["passed"])
-            before = now
-        return out
-    finally:
-        sender.stdin.close()
-        sender.wait(timeout=10)
-
-
 @contextlib.contextmanager
 def loaded(pair: Pair, name: str, work: Path) -> Iterator[None]:
     """Filter `name` in the receiver; none, xdp-pass and fwc keep conntrack on with fw-load's
@@ -341,49 +272,19 @@ def loaded(pair: Pair, name: str, work: Path) -> Iterator[None]:
             else:
                 yield
         finally:
-            sh(
-                "ip",
-                "netns",
-                "exec",
-                pair.rx,
-                "nft",
-                "delete",
-                "table",
-                "inet",
-                f"fwc_ct_{NAME}",
-                check=False,
-            )
+            pair.rx_sh("nft", "delete", "table", "inet", f"fwc_ct_{NAME}", check=False)
     elif name == "iptables":
         pair.rx_sh("iptables-legacy-restore", input=iptables_text())
         try:
             yield
         finally:
-            sh(
-                "ip",
-                "netns",
-                "exec",
-                pair.rx,
-                "iptables-legacy-restore",
-                input=IPTABLES_EMPTY,
-                check=False,
-            )
+            pair.rx_sh("iptables-legacy-restore", input=IPTABLES_EMPTY, check=False)
     elif name == "nftables":
         pair.rx_sh("nft", "-f", "-", input=nft_text())
         try:
             yield
         finally:
-            sh(
-                "ip",
-                "netns",
-                "exec",
-                pair.rx,
-                "nft",
-                "delete",
-                "table",
-                "inet",
-                "fwc_ctbench",
-                check=False,
-            )
+            pair.rx_sh("nft", "delete", "table", "inet", "fwc_ctbench", check=False)
     else:
         raise RuntimeError(f"unknown filter {name!r}")
 
@@ -396,7 +297,7 @@ def verify(pair: Pair, policy: Policy, work: Path, filters: Sequence[str], n_flo
         if name in ("none", "xdp-pass"):
             continue
         with loaded(pair, name, work):
-            got = passed(pair, [f for f, _ in frames])
+            got = passed_frames(pair, [f for f, _ in frames], SINK)
         bad = [i for i, (g, w) in enumerate(zip(got, want, strict=True)) if g != w]
         if bad:
             f, s = frames[bad[0]]

@@ -24,7 +24,7 @@ sys.path.insert(0, str(BENCH))
 
 from baselines import BUILDERS  # noqa: E402
 from netfilter import baseline_loaded, passed_frames  # noqa: E402
-from netns import RX_DEV, TX_DEV, Pair, sh, veth_pair  # noqa: E402
+from netns import RX_DEV, TX_DEV, Pair, sh, veth_pair, xdp_drops  # noqa: E402
 from ruleset import iptables_restore, nft_ruleset  # noqa: E402
 
 from fwc.compiler.policy.ir import Action, Family, Policy  # noqa: E402
@@ -58,15 +58,6 @@ def _softnet_drops() -> int:
     """Backlog drops on every CPU (/proc/net/softnet_stat, second column)."""
     text = Path("/proc/net/softnet_stat").read_text()
     return sum(int(line.split()[1], 16) for line in text.splitlines())
-
-
-def _xdp_drops(pair: Pair) -> int:
-    out = sh("ip", "netns", "exec", pair.rx, "ethtool", "-S", RX_DEV, check=False)
-    return sum(
-        int(line.split(":")[1])
-        for line in out.splitlines()
-        if line.strip().startswith("rx_queue_") and line.strip().split(":")[0].endswith("xdp_drops")
-    )
 
 
 @dataclass(frozen=True)
@@ -121,7 +112,7 @@ def measure(pair: Pair, conf: Path, seconds: float, drop_counter: str) -> Measur
 
 def _drops(pair: Pair, kind: str) -> int | None:
     if kind == "xdp":
-        return _xdp_drops(pair)
+        return xdp_drops(pair)
     if kind == "iptables":
         total = 0
         for tool in ("iptables-legacy-save", "ip6tables-legacy-save"):

@@ -1,9 +1,10 @@
 """Loading a netfilter baseline into the receiver namespace, and reading its verdict per frame.
 
 A verdict is read by sending one frame at a time: an nftables observer counts every IP
-frame arriving on the receiver (netdev ingress, before any filter) and every one that
-reaches IP prerouting after the filter (priority -200: after the raw table and after
-netdev ingress). A frame counted on arrival and not after the filter was dropped.
+frame arriving on the receiver (`arrived`: netdev ingress, before any filter, plus what an
+XDP program dropped) and every one that gets past the filter (`passed`: by default IP
+prerouting at priority -200, after the raw table and netdev ingress; a caller whose filter
+sits later gives its own observer). A frame that arrived and did not pass was dropped.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import time
 from collections.abc import Iterator, Sequence
 
 from baselines import TABLE, Baseline
-from netns import RX_DEV, TX_DEV, Pair, sh
+from netns import RX_DEV, TX_DEV, Pair, sh, xdp_drops
 
 from fwc.compiler.policy.ir import Family
 
@@ -40,25 +41,21 @@ def baseline_loaded(pair: Pair, baseline: Baseline) -> Iterator[float]:
     finally:
         if baseline.iptables:
             for family in _RESTORE:
-                sh("ip", "netns", "exec", pair.rx, _RESTORE[family], input=_EMPTY_RAW, check=False)
+                pair.rx_sh(_RESTORE[family], input=_EMPTY_RAW, check=False)
         if baseline.ipset:
-            sh("ip", "netns", "exec", pair.rx, "ipset", "destroy", check=False)
+            pair.rx_sh("ipset", "destroy", check=False)
         if baseline.nft:
-            sh(
-                "ip",
-                "netns",
-                "exec",
-                pair.rx,
-                "nft",
-                "delete",
-                "table",
-                "netdev",
-                TABLE,
-                check=False,
-            )
+            pair.rx_sh("nft", "delete", "table", "netdev", TABLE, check=False)
 
 
-_OBSERVER = f"""
+def observer(passed_chain: str) -> str:
+    """An nftables observer: `arrived` at netdev ingress, `passed` by `passed_chain` (the body
+    of a chain in table inet fwc_obs). Loading it again starts it afresh."""
+    return f"""
+table netdev fwc_obs_in
+delete table netdev fwc_obs_in
+table inet fwc_obs
+delete table inet fwc_obs
 table netdev fwc_obs_in {{
 	chain arrive {{
 		type filter hook ingress device "{RX_DEV}" priority -500; policy accept;
@@ -68,12 +65,17 @@ table netdev fwc_obs_in {{
 }}
 table inet fwc_obs {{
 	counter passed {{ }}
-	chain pre {{
-		type filter hook prerouting priority -200; policy accept;
-		iifname "{RX_DEV}" counter name passed
+	chain after {{
+		{passed_chain}
 	}}
 }}
 """
+
+
+PREROUTING = observer(
+    f'type filter hook prerouting priority -200; policy accept;\n\t\tiifname "{RX_DEV}" '
+    "counter name passed"
+)
 
 _SENDER = """
 import socket, sys
@@ -87,19 +89,18 @@ for line in sys.stdin:
 
 
 def _counters(pair: Pair) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for family, table in (("netdev", "fwc_obs_in"), ("inet", "fwc_obs")):
-        doc = json.loads(pair.rx_sh("nft", "-j", "list", "table", family, table))
-        for item in doc["nftables"]:
-            counter = item.get("counter")
-            if counter and "name" in counter:
-                out[counter["name"]] = counter["packets"]
+    out = {"arrived": xdp_drops(pair), "passed": 0}
+    for item in json.loads(pair.rx_sh("nft", "-j", "list", "counters"))["nftables"]:
+        counter = item.get("counter")
+        if counter and counter.get("table") in ("fwc_obs_in", "fwc_obs"):
+            out[counter["name"]] += counter["packets"]
     return out
 
 
-def passed_frames(pair: Pair, frames: Sequence[bytes]) -> list[bool]:
-    """Whether each frame got through the receiver's filter (True) or was dropped."""
-    pair.rx_sh("nft", "-f", "-", input=_OBSERVER)
+def passed_frames(pair: Pair, frames: Sequence[bytes], watch: str = PREROUTING) -> list[bool]:
+    """Whether each frame got through the receiver's filter (True) or was dropped; `watch` is
+    the observer (`observer()`)."""
+    pair.rx_sh("nft", "-f", "-", input=watch)
     sender = subprocess.Popen(
         [
             "ip",

@@ -29,8 +29,8 @@ class Pair:
     tx: str
     rx: str
 
-    def rx_sh(self, *args: str, input: str | None = None) -> str:
-        return sh("ip", "netns", "exec", self.rx, *args, input=input)
+    def rx_sh(self, *args: str, input: str | None = None, check: bool = True) -> str:
+        return sh("ip", "netns", "exec", self.rx, *args, input=input, check=check)
 
 
 @contextlib.contextmanager
@@ -69,3 +69,13 @@ def veth_pair() -> Iterator[Pair]:
             sh("ip", "netns", "del", pair.rx, check=False)
     finally:
         sh("ip", "netns", "del", pair.tx, check=False)
+
+
+def xdp_drops(pair: Pair) -> int:
+    """Frames the receiver's XDP program dropped (the veth's per-queue counters)."""
+    out = sh("ip", "netns", "exec", pair.rx, "ethtool", "-S", RX_DEV, check=False)
+    return sum(
+        int(line.split(":")[1])
+        for line in out.splitlines()
+        if line.strip().startswith("rx_queue_") and line.strip().split(":")[0].endswith("xdp_drops")
+    )

@@ -148,21 +148,22 @@ def test_live_frames_reach_the_receivers_xdp_program(pair: Pair, tmp_path: Path)
     refuses the mode gets one clear error and nothing is sent."""
     from bench_peers import LiveFramesRefused, Sender
     from live import build
-    from macro_veth import _xdp_drops, xdp_attached
+    from macro_veth import xdp_attached
+    from netns import xdp_drops
 
     obj = build(tmp_path)
     frames = tmp_path / "frames.hex"
     frames.write_text("\n".join(build_frame(fields_from_mapping(c)).hex() for c in CASES))
     with xdp_attached(pair, "live_drop", obj, tmp_path):
-        before = _xdp_drops(pair)
+        before = xdp_drops(pair)
         sender = Sender(pair, obj)
         try:
             ns = sender.send(frames, 10_000)
         except LiveFramesRefused as exc:
             assert "Operation not permitted" in str(exc)
-            assert _xdp_drops(pair) == before
+            assert xdp_drops(pair) == before
             return
         finally:
             sender.close()
-        assert _xdp_drops(pair) - before == 10_000
+        assert xdp_drops(pair) - before == 10_000
     assert ns > 0
