@@ -142,8 +142,15 @@ def _check_file(name: str, opts: CheckOptions) -> FileResult:
         done = review(policy)
         # Behaviour is worth reporting only of a policy that says what its author meant.
         if not has_errors(findings):
+            # A rule FWC036 already calls one that never matches gets no second finding
+            # saying that its packets are all shadowed or redundant: it has none.
+            never = {f.rule for f in findings if f.id == "FWC036"}
             for analysis in opts.analyses:
-                findings += analysis(done)
+                findings += [
+                    f
+                    for f in analysis(done)
+                    if not (f.id in ("FWC030", "FWC035") and f.rule in never)
+                ]
         if opts.gate is not None:
             tell("rego")
             findings += opts.gate(policy, done)

@@ -221,3 +221,15 @@ def test_fwc_diff_names_the_state_of_a_changed_region(
     out = capsys.readouterr().out
     assert "dport 80 state invalid,related,new" in out, out
     assert 'state: "new"' in out
+
+
+def test_a_rule_that_never_matches_gets_one_finding() -> None:
+    """FWC036 names a rule whose state its packets never have; the analysis would add that
+    the same rule matches nothing (FWC030) or changes nothing (FWC035): only FWC036 stays."""
+    from fwc.compiler.check import check_file
+
+    broken = Path(__file__).resolve().parent / "broken" / "fwc036_state_never_matches.yaml"
+    findings = check_file(broken).findings
+    never = {f.rule for f in findings if f.id == "FWC036"}
+    assert never == {"ping_replies", "new_unreachables", "invalid_tcp"}
+    assert not [f for f in findings if f.rule in never and f.id != "FWC036"]
