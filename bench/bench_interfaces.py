@@ -11,7 +11,6 @@ verdict first checked against the reference evaluator on `eth0`.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import tempfile
@@ -21,7 +20,6 @@ from pathlib import Path
 import yaml
 
 from fwc.artifact.ifclass import IFACE_KEY, IFACE_VALUE, TEST_RUN_IFINDEX, class_of
-from fwc.compiler.backend.build import compile_policy
 from fwc.compiler.oracle.evaluate import evaluate
 from fwc.compiler.policy.ir import Policy
 from fwc.loader.kernel import libbpf
@@ -42,19 +40,13 @@ def with_interfaces(text: str, every: int) -> str:
     return str(yaml.safe_dump(doc, sort_keys=False))
 
 
-def time_round(prog: LoadedProgram, frames: list[bytes], repeat: int) -> float:
-    return statistics.fmean(libbpf.prog_test_run(prog.prog_fd, f, repeat)[1] for f in frames)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     sys.path.insert(0, str(BENCH))
+    from variants import compiled, parser, time_round
+
     from policies import load_policy, make_policy_yaml, make_traffic
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeat", type=int, default=20000)
-    ap.add_argument("--rounds", type=int, default=7)
-    ap.add_argument("--seed", type=int, default=1)
-    args = ap.parse_args(argv)
+    args = parser(__doc__.splitlines()[0]).parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="fwc-bench-if-") as tmp:
         for strategy, n in CASES:
             text = make_policy_yaml(n, args.seed)
@@ -64,11 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "half the rules": load_policy(with_interfaces(text, 2), "half.yaml"),
             }
             frames = [f for _, f in make_traffic(variants["without"], args.seed)]
-            progs: dict[str, LoadedProgram] = {}
+            progs = compiled(variants, strategy, Path(tmp))
             for name, policy in variants.items():
-                out = Path(tmp) / f"{strategy}-{n}-{name}.o"
-                compile_policy(policy, output=out, strategy=strategy, cache_dir=None)
-                progs[name] = LoadedProgram.load(out)
                 _check(progs[name], policy, frames)
             samples: dict[str, list[float]] = {name: [] for name in variants}
             for _ in range(args.rounds):

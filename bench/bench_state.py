@@ -12,7 +12,6 @@ evaluator given the state the namespace implies.
 
 from __future__ import annotations
 
-import argparse
 import ctypes
 import ipaddress
 import os
@@ -26,11 +25,9 @@ from pathlib import Path
 
 import yaml
 
-from fwc.compiler.backend.build import compile_policy
 from fwc.compiler.oracle.evaluate import evaluate
 from fwc.compiler.oracle.packet import Packet, parse
 from fwc.compiler.policy.ir import IPPROTO_TCP, Family, Policy
-from fwc.loader.kernel import libbpf
 from fwc.loader.kernel.program import LoadedProgram
 
 BENCH = Path(__file__).resolve().parent
@@ -134,19 +131,13 @@ def inside(ns: str) -> Iterator[None]:
         os.close(home)
 
 
-def time_round(prog: LoadedProgram, frames: list[bytes], repeat: int) -> float:
-    return statistics.fmean(libbpf.prog_test_run(prog.prog_fd, f, repeat)[1] for f in frames)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     sys.path.insert(0, str(BENCH))
+    from variants import compiled, parser, time_round
+
     from policies import load_policy, make_policy_yaml, make_traffic
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeat", type=int, default=20000)
-    ap.add_argument("--rounds", type=int, default=7)
-    ap.add_argument("--seed", type=int, default=1)
-    args = ap.parse_args(argv)
+    args = parser(__doc__.splitlines()[0]).parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="fwc-bench-state-") as tmp:
         for strategy, n in CASES:
             text = make_policy_yaml(n, args.seed)
@@ -156,11 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "unreached state": load_policy(with_state(text, "unreached"), "unreached.yaml"),
             }
             frames = [f for _, f in make_traffic(variants["without"], args.seed)]
-            progs: dict[str, LoadedProgram] = {}
-            for name, policy in variants.items():
-                out = Path(tmp) / f"{strategy}-{n}-{name}.o"
-                compile_policy(policy, output=out, strategy=strategy, cache_dir=None)
-                progs[name] = LoadedProgram.load(out)
+            progs = compiled(variants, strategy, Path(tmp))
             with namespaces(frames) as spaces:
                 for ns, entries in spaces.values():
                     with inside(ns):
