@@ -86,7 +86,9 @@ def insn_count(obj: bytes) -> int:
 
     from elftools.elf.elffile import ELFFile
 
-    return ELFFile(BytesIO(obj)).get_section_by_name("xdp").data_size // 8
+    elf = ELFFile(BytesIO(obj))
+    text = elf.get_section_by_name(".text")
+    return (elf.get_section_by_name("xdp").data_size + (text.data_size if text else 0)) // 8
 
 
 def build(

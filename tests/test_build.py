@@ -226,3 +226,14 @@ def test_verifier_rejection_names_the_rule(tmp_path: Path) -> None:
     assert isinstance(outcome, Rejected)
     assert outcome.finding.id == "FWC052" and outcome.finding.rule == "allow_web"
     assert "allow_web" in outcome.finding.message and outcome.log_tail
+
+
+def test_insn_count_counts_the_functions_the_program_calls(tmp_path: Path) -> None:
+    """The tables program keeps each generation's classification in a function of its own
+    (.text): the manifest counts those instructions with the program section's."""
+    result = compile_policy(policy_file(str(EDGE)), output=tmp_path / "t.o", strategy="tables")
+    with result.path.open("rb") as f:
+        elf = ELFFile(f)
+        xdp, text = (elf.get_section_by_name(n)["sh_size"] // 8 for n in ("xdp", ".text"))
+    assert text > 0
+    assert result.manifest["program"]["insn_count"] == xdp + text

@@ -106,9 +106,12 @@ def seed_section(seed: Seed, layout: str) -> bytes:
 
 
 def insn_count(elf: bytes) -> int:
-    """Instructions in the program's section, from its size."""
-    section = ELFFile(io.BytesIO(elf)).get_section_by_name(PROGRAM_SECTION)
-    if section is None:
-        return 0
-    size: int = section["sh_size"]
+    """Instructions the program loads with: its section and the BPF functions it calls
+    (`.text`, which libbpf appends to it), from their sizes."""
+    obj = ELFFile(io.BytesIO(elf))
+    size = 0
+    for name in (PROGRAM_SECTION, ".text"):
+        section = obj.get_section_by_name(name)
+        if section is not None:
+            size += section["sh_size"]
     return size // INSN_SIZE

@@ -168,11 +168,13 @@ def _check_program(obj: ObjectFile, manifest: Manifest) -> None:
     section = obj.sections.get(program.section)
     if section is None:
         raise ArtifactError(f"program section {program.section!r} is missing")
-    insns = len(section.data) // INSN_SIZE
+    # The functions the program calls (.text) load with it and count with it.
+    text = obj.sections.get(".text")
+    insns = (len(section.data) + (len(text.data) if text is not None else 0)) // INSN_SIZE
     if insns != program.insn_count:
         raise ArtifactError(
-            f"program section {program.section!r} has {insns} instructions, "
-            f"the manifest says {program.insn_count}"
+            f"program section {program.section!r} and the functions it calls have {insns} "
+            f"instructions, the manifest says {program.insn_count}"
         )
     if obj.symbols is None or (program.name, section.index) not in obj.symbols:
         raise ArtifactError(
