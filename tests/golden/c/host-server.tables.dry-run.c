@@ -94,6 +94,11 @@ struct fwc_tbucket {
 	__u32 more;
 };
 
+/* A member of an address set that fw-load changes live (artifact/sets.py); never read here. */
+struct fwc_tmember {
+	__u8 bytes[24];
+};
+
 struct fwc_trule {
 	__u32 action;
 	__u32 slot;
@@ -152,6 +157,7 @@ FWC_T_HASH(fwc_comb0, 1024);
 FWC_T_ARRAY(fwc_rule0, 1024, struct fwc_trule);
 /* per rule id, the connection states it names (ct state bits; 0: none) */
 FWC_T_ARRAY(fwc_cts0, 1024, __u32);
+FWC_T_ARRAY(fwc_set0_0, 1024, struct fwc_tmember);
 
 /* Generation 1. Address tables per direction and family: the trie array, the class
  * records, the skip records. Combo values are the rule id + 1; 0 is "no rule of this group". */
@@ -179,6 +185,7 @@ FWC_T_HASH(fwc_comb1, 1024);
 FWC_T_ARRAY(fwc_rule1, 1024, struct fwc_trule);
 /* per rule id, the connection states it names (ct state bits; 0: none) */
 FWC_T_ARRAY(fwc_cts1, 1024, __u32);
+FWC_T_ARRAY(fwc_set0_1, 1024, struct fwc_tmember);
 
 static __fwc_inline int fwc_t_finish(const struct fwc_tcfg *cfg, __u32 slot, __u32 action,
 				     __u64 bytes)
@@ -473,7 +480,7 @@ SEC("xdp")
 int fwc_host_server(struct xdp_md *ctx)
 {
 	/* the digest of the manifest's claims, which fw-load checks (docs/artifact.md) */
-	FWC_CLAIMS(0x8f8cd58072420a2f, 0xabddc67a322c76ba, 0x863042a3f65c2549, 0x24cf08199f37476c);
+	FWC_CLAIMS(0xa0a0018b5518f8fe, 0xd0cfa05db1da2a0c, 0xb3fe25492d4008d3, 0x93adc20aa227b59f);
 	const __u8 *data = (const __u8 *)(long)ctx->data;
 	const __u8 *data_end = (const __u8 *)(long)ctx->data_end;
 	__u64 bytes = (__u64)(data_end - data);
