@@ -59,6 +59,12 @@ _XDP = {Action.ALLOW: XDP_PASS, Action.DENY: XDP_DROP}
 # little still fits the live maps and can be updated without a reload.
 MIN_CAPACITY = 1024
 
+# Room for live set changes above what the compiled members use (docs/tables.md, "Live set
+# changes"): member records and skip records, and trie chunks (counted in units), each plus a
+# sixteenth of those used, before the maps' power-of-two rounding.
+SET_ROOM = 4096
+SET_ROOM_CHUNKS = 1024
+
 # Record layouts, little-endian like the BPF target.
 # cfg: ngroups, default action, 4 counter slots, array_size, bucket_mask, then per group the
 # linear-index layout next to each other (one group's reads share cache lines): base, mult[5],
@@ -192,13 +198,23 @@ def plan(policy: Policy, dry_run: bool, options: CompileOptions = DEFAULT_OPTION
         for d, entries in (("s", tables.src), ("d", tables.dst))
         for f in Family
     }
+    set_entries, set_seeds = _sets(tables, tries)
+    # the tries live set changes paint get room to grow (docs/tables.md, "Live set changes")
+    painted = {t.table for e in set_entries for t in e.tries}
+
+    def room(table: str, used: int, floor: int) -> int:
+        return used + floor + used // 16 if table in painted else used
+
     dir_entries = {
-        f"{d}{f.value}": DIR_ROOT + (capacity(_chunks(flat, f)) << UNIT[f])
+        f"{d}{f.value}": DIR_ROOT
+        + (capacity(room(f"{d}{f.value}", _chunks(flat, f), SET_ROOM_CHUNKS)) << UNIT[f])
         for (d, f), (flat, _, _) in tries.items()
     }
     dir_classes = {f"{d}{f.value}": capacity(len(c)) for (d, f), (_, c, _) in tries.items()}
-    dir_skips = {f"{d}{f.value}": capacity(len(k)) for (d, f), (_, _, k) in tries.items()}
-    set_entries, set_seeds = _sets(tables, tries)
+    dir_skips = {
+        f"{d}{f.value}": capacity(room(f"{d}{f.value}", len(k), SET_ROOM))
+        for (d, f), (_, _, k) in tries.items()
+    }
     program = TablesProgram(
         program_name=program_name(policy),
         policy_name=policy.name,
@@ -227,7 +243,9 @@ def plan(policy: Policy, dry_run: bool, options: CompileOptions = DEFAULT_OPTION
         iface_entries=IFACES_ENTRIES if ifclasses.used else 0,
         conntrack=tables.ct_rows == CT_ROWS,
         ct_block=L4_KEYS * len(ifclasses.classes) if tables.ct_rows == CT_ROWS else 0,
-        set_maps={seed.map[:-1]: capacity(seed.count) for seed in set_seeds},
+        set_maps={
+            seed.map[:-1]: capacity(seed.count + SET_ROOM + seed.count // 16) for seed in set_seeds
+        },
     )
     return Plan(
         policy=policy,

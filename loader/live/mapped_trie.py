@@ -1,0 +1,91 @@
+"""One generation's address trie (artifact/trie.py), painted in place through shared mappings
+of its two mmapable arrays: the slots and the skip records."""
+
+from __future__ import annotations
+
+import mmap
+from types import TracebackType
+
+from fwc.artifact import trie as trie_layout
+from fwc.artifact.layout import image_stride
+from fwc.loader.kernel import array_mmap, libbpf
+from fwc.loader.live.errors import LiveUpdateError
+
+_SLOT_STRIDE = image_stride(4)
+_SLOT_WORDS = _SLOT_STRIDE // 4
+_SKIP = trie_layout.SKIP_RECORD
+
+
+def _mapped(fd: int, what: str) -> tuple[mmap.mmap, int]:
+    info = libbpf.map_info(fd)
+    if not array_mmap.mmapable(info):
+        raise LiveUpdateError(f"pinned map {what} is not an mmapable array")
+    size = info.max_entries * image_stride(info.value_size)
+    return mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE), info.max_entries
+
+
+class MappedTrie:
+    """A trie.TrieStore over a pinned generation's maps; new chunks and skip records go above
+    the `slots` and `skips` in use, up to the maps' sizes (trie.TrieFull beyond)."""
+
+    def __init__(
+        self, table: str, width: int, trie_fd: int, skip_fd: int, slots: int, skips: int
+    ) -> None:
+        self.table = table
+        self.width = width
+        self.slots, self.skips = slots, skips
+        self._trie, self._slot_capacity = _mapped(trie_fd, f"fwc_{table}_")
+        try:
+            self._skip, self._skip_capacity = _mapped(skip_fd, f"fwc_{table}k_")
+        except BaseException:
+            self._trie.close()
+            raise
+        self._words = memoryview(self._trie).cast("I")
+
+    def slot(self, index: int) -> int:
+        return int(self._words[index * _SLOT_WORDS])
+
+    def set_slot(self, index: int, value: int) -> None:
+        self._words[index * _SLOT_WORDS] = value
+
+    def fill(self, start: int, span: int, value: int) -> None:
+        for index in range(start, start + span):
+            self._words[index * _SLOT_WORDS] = value
+
+    def alloc(self, slots: int, value: int) -> int:
+        start = self.slots
+        if start + slots > self._slot_capacity:
+            raise trie_layout.TrieFull(f"trie {self.table} has no room for another chunk")
+        self.slots += slots
+        self.fill(start, slots, value)
+        return start
+
+    def skip(self, record: trie_layout.SkipRecord) -> int:
+        if self.skips >= self._skip_capacity:
+            raise trie_layout.TrieFull(f"trie {self.table} has no room for another skip record")
+        self.skips += 1
+        self.write_skip(self.skips - 1, record)
+        return self.skips - 1
+
+    def read_skip(self, index: int) -> trie_layout.SkipRecord:
+        mask_hi, mask_lo, hi, lo, hit, miss = _SKIP.unpack_from(self._skip, index * _SKIP.size)
+        return mask_hi, mask_lo, hi, lo, hit, miss
+
+    def write_skip(self, index: int, record: trie_layout.SkipRecord) -> None:
+        _SKIP.pack_into(self._skip, index * _SKIP.size, *record)
+
+    def close(self) -> None:
+        self._words.release()
+        self._trie.close()
+        self._skip.close()
+
+    def __enter__(self) -> MappedTrie:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,147 @@
+"""The sorted member records of an address set (artifact/sets.py): which prefixes a removal
+may take away exactly, and the records after a change."""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from fwc.artifact import sets as live_sets
+from fwc.compiler.policy.ir import AddressRange
+
+_STEP = live_sets.MEMBER.size
+_KIND = live_sets.KEY  # offset of the kind byte; the key is the bytes before it
+
+
+def prefix_key(family: int, network: int, prefix_len: int) -> bytes:
+    """The record's first KEY bytes for a prefix."""
+    return bytes([family]) + network.to_bytes(16, "big") + bytes([prefix_len])
+
+
+class _Keys(Sequence[bytes]):
+    """Each record's key and kind, for bisect: records sort by these bytes."""
+
+    def __init__(self, data: bytes | memoryview, count: int) -> None:
+        self._data, self._count = data, count
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, index: int) -> bytes:  # type: ignore[override]
+        at = index * _STEP
+        return bytes(self._data[at : at + _KIND + 1])
+
+
+def count(data: bytes | memoryview) -> int:
+    """Records in a member map's memory: they come first, zeros (family 0) after."""
+    view = memoryview(data)
+    total = len(view) // _STEP
+    return bisect.bisect_left(range(total), True, key=lambda i: view[i * _STEP] == 0)
+
+
+@dataclass(frozen=True)
+class Change:
+    """The records a change inserts (sorted) and the indexes it removes."""
+
+    insert: tuple[bytes, ...]
+    delete: tuple[int, ...]
+    added: tuple[AddressRange, ...]  # members that were not members before
+    removed: tuple[AddressRange, ...]
+
+
+class Members:
+    """A set's records, read from its live member map."""
+
+    def __init__(self, data: bytes | memoryview) -> None:
+        self.data = data
+        self.count = count(data)
+        self._keys = _Keys(data, self.count)
+
+    def members(self) -> int:
+        """Records of kind member."""
+        kinds = bytes(memoryview(self.data)[_KIND : self.count * _STEP : _STEP])
+        return kinds.count(live_sets.MEMBER_KIND)
+
+    def find(self, family: int, network: int, prefix_len: int, kind: int) -> int | None:
+        key = prefix_key(family, network, prefix_len) + bytes([kind])
+        at = bisect.bisect_left(self._keys, key)
+        return at if at < self.count and self._keys[at] == key else None
+
+    def overlapped(self, prefix: AddressRange) -> bool:
+        """Whether any record but the member `prefix` itself holds, is held by, or equals it."""
+        family, width = prefix.family.value, prefix.family.width
+        if self.find(family, prefix.network, prefix.prefix_len, live_sets.OTHER_KIND) is not None:
+            return True
+        after = bisect.bisect_right(
+            self._keys, prefix_key(family, prefix.network, prefix.prefix_len) + b"\xff"
+        )
+        if after < self.count:
+            key = self._keys[after]
+            if key[0] == family and int.from_bytes(key[1:17], "big") <= prefix.last:
+                return True  # a descendant sorts right after the prefix
+        return self._ancestor(family, width, prefix.network, prefix.prefix_len)
+
+    def _ancestor(self, family: int, width: int, network: int, prefix_len: int) -> bool:
+        """Whether a record holds the prefix (is shorter and contains it).
+
+        The record just before a prefix either holds it or lies beside it; any record that
+        holds the prefix holds that neighbour too, so it holds their common prefix: search
+        again from there, each time with a shorter prefix.
+        """
+        at = bisect.bisect_left(self._keys, prefix_key(family, network, prefix_len) + b"\0")
+        while at > 0:
+            key = self._keys[at - 1]
+            if key[0] != family:
+                return False
+            other, other_len = int.from_bytes(key[1:17], "big"), key[17]
+            common = min(other_len, prefix_len, width - (other ^ network).bit_length())
+            if common == other_len:
+                return True
+            network = network >> (width - common) << (width - common) if common else 0
+            prefix_len = common
+            key = prefix_key(family, network, prefix_len)
+            at = bisect.bisect_left(self._keys, key + b"\0")
+            if at < self.count and self._keys[at][: len(key)] == key:
+                return True
+        return False
+
+    def change(self, adds: Sequence[AddressRange], removes: Sequence[AddressRange]) -> Change:
+        """The records after adding `adds` and removing `removes` (each of which must be a
+        member that nothing else overlaps: `removable`). Adding a member is a no-op."""
+        insert: dict[bytes, AddressRange] = {}
+        for prefix in adds:
+            family = prefix.family.value
+            if self.find(family, prefix.network, prefix.prefix_len, 0) is None:
+                insert[live_sets.member(family, prefix.network, prefix.prefix_len)] = prefix
+        delete: dict[int, AddressRange] = {}
+        for prefix in removes:
+            at = self.find(prefix.family.value, prefix.network, prefix.prefix_len, 0)
+            if at is not None:
+                delete[at] = prefix
+        ordered = sorted(insert)
+        return Change(
+            tuple(ordered),
+            tuple(sorted(delete)),
+            tuple(insert[r] for r in ordered),
+            tuple(delete[at] for at in sorted(delete)),
+        )
+
+    def apply(self, change: Change) -> bytes:
+        """The records with `change` made, in order."""
+        view = memoryview(self.data)
+        parts: list[bytes | memoryview] = []
+        events = sorted(
+            [(bisect.bisect_left(self._keys, r[: _KIND + 1]), 0, r) for r in change.insert]
+            + [(at, 1, b"") for at in change.delete]
+        )
+        done = 0
+        for at, kind, record in events:
+            parts.append(view[done * _STEP : at * _STEP])
+            done = at
+            if kind:
+                done = at + 1
+            else:
+                parts.append(record)
+        parts.append(view[done * _STEP : self.count * _STEP])
+        return b"".join(parts)
