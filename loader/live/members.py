@@ -19,18 +19,46 @@ def prefix_key(family: int, network: int, prefix_len: int) -> bytes:
     return bytes([family]) + network.to_bytes(16, "big") + bytes([prefix_len])
 
 
-class _Keys(Sequence[bytes]):
-    """Each record's key and kind, for bisect: records sort by these bytes."""
+class _Keys:
+    """Each record's key and kind (records sort by these bytes), searched in two steps: the
+    first key of every BLOCK records in a list, then the keys of one block. A bisect over the
+    records themselves would cost a Python call per probe."""
 
-    def __init__(self, data: bytes | memoryview, count: int) -> None:
+    BLOCK = 16
+
+    def __init__(self, data: bytes, count: int) -> None:
         self._data, self._count = data, count
+        width, step = _KIND + 1, _STEP * self.BLOCK
+        self._firsts = [data[at : at + width] for at in range(0, count * _STEP, step)]
 
     def __len__(self) -> int:
         return self._count
 
-    def __getitem__(self, index: int) -> bytes:  # type: ignore[override]
+    def __getitem__(self, index: int) -> bytes:
         at = index * _STEP
-        return bytes(self._data[at : at + _KIND + 1])
+        return self._data[at : at + _KIND + 1]
+
+    def _block(self, block: int) -> tuple[int, list[bytes]]:
+        first = block * self.BLOCK
+        data, width = self._data, _KIND + 1
+        end = min(first + self.BLOCK, self._count) * _STEP
+        return first, [data[at : at + width] for at in range(first * _STEP, end, _STEP)]
+
+    def left(self, key: bytes) -> int:
+        """The first index whose key is not below `key` (bisect_left)."""
+        block = bisect.bisect_left(self._firsts, key)
+        if block == 0:
+            return 0
+        first, keys = self._block(block - 1)
+        return first + bisect.bisect_left(keys, key)
+
+    def right(self, key: bytes) -> int:
+        """The first index whose key is above `key` (bisect_right)."""
+        block = bisect.bisect_right(self._firsts, key)
+        if block == 0:
+            return 0
+        first, keys = self._block(block - 1)
+        return first + bisect.bisect_right(keys, key)
 
 
 def count(data: bytes | memoryview) -> int:
@@ -48,12 +76,13 @@ class Change:
     delete: tuple[int, ...]
     added: tuple[AddressRange, ...]  # members that were not members before
     removed: tuple[AddressRange, ...]
+    missing: tuple[AddressRange, ...] = ()  # removals that are no members
 
 
 class Members:
     """A set's records, read from its live member map."""
 
-    def __init__(self, data: bytes | memoryview) -> None:
+    def __init__(self, data: bytes) -> None:
         self.data = data
         self.count = count(data)
         self._keys = _Keys(data, self.count)
@@ -65,31 +94,28 @@ class Members:
 
     def find(self, family: int, network: int, prefix_len: int, kind: int) -> int | None:
         key = prefix_key(family, network, prefix_len) + bytes([kind])
-        at = bisect.bisect_left(self._keys, key)
+        at = self._keys.left(key)
         return at if at < self.count and self._keys[at] == key else None
 
-    def overlapped(self, prefix: AddressRange) -> bool:
-        """Whether any record but the member `prefix` itself holds, is held by, or equals it."""
+    def overlapped(self, prefix: AddressRange, at: int) -> bool:
+        """Whether any record but the member `prefix` (record `at`) holds, is held by, or
+        equals it."""
         family, width = prefix.family.value, prefix.family.width
-        if self.find(family, prefix.network, prefix.prefix_len, live_sets.OTHER_KIND) is not None:
-            return True
-        after = bisect.bisect_right(
-            self._keys, prefix_key(family, prefix.network, prefix.prefix_len) + b"\xff"
-        )
-        if after < self.count:
-            key = self._keys[after]
+        if at + 1 < self.count:
+            key = self._keys[at + 1]  # the same prefix of another kind, or what follows
+            if key[:_KIND] == self._keys[at][:_KIND]:
+                return True
             if key[0] == family and int.from_bytes(key[1:17], "big") <= prefix.last:
                 return True  # a descendant sorts right after the prefix
-        return self._ancestor(family, width, prefix.network, prefix.prefix_len)
+        return self._ancestor(family, width, prefix.network, prefix.prefix_len, at)
 
-    def _ancestor(self, family: int, width: int, network: int, prefix_len: int) -> bool:
-        """Whether a record holds the prefix (is shorter and contains it).
+    def _ancestor(self, family: int, width: int, network: int, prefix_len: int, at: int) -> bool:
+        """Whether a record before index `at` holds the prefix (is shorter and contains it).
 
         The record just before a prefix either holds it or lies beside it; any record that
         holds the prefix holds that neighbour too, so it holds their common prefix: search
         again from there, each time with a shorter prefix.
         """
-        at = bisect.bisect_left(self._keys, prefix_key(family, network, prefix_len) + b"\0")
         while at > 0:
             key = self._keys[at - 1]
             if key[0] != family:
@@ -101,23 +127,26 @@ class Members:
             network = network >> (width - common) << (width - common) if common else 0
             prefix_len = common
             key = prefix_key(family, network, prefix_len)
-            at = bisect.bisect_left(self._keys, key + b"\0")
+            at = self._keys.left(key + b"\0")
             if at < self.count and self._keys[at][: len(key)] == key:
                 return True
         return False
 
     def change(self, adds: Sequence[AddressRange], removes: Sequence[AddressRange]) -> Change:
-        """The records after adding `adds` and removing `removes` (each of which must be a
-        member that nothing else overlaps: `removable`). Adding a member is a no-op."""
+        """The records after adding `adds` and removing `removes`; adding a member is a no-op,
+        and a removal that is no member is listed in `missing`."""
         insert: dict[bytes, AddressRange] = {}
         for prefix in adds:
             family = prefix.family.value
             if self.find(family, prefix.network, prefix.prefix_len, 0) is None:
                 insert[live_sets.member(family, prefix.network, prefix.prefix_len)] = prefix
         delete: dict[int, AddressRange] = {}
+        missing = []
         for prefix in removes:
             at = self.find(prefix.family.value, prefix.network, prefix.prefix_len, 0)
-            if at is not None:
+            if at is None:
+                missing.append(prefix)
+            else:
                 delete[at] = prefix
         ordered = sorted(insert)
         return Change(
@@ -125,6 +154,7 @@ class Members:
             tuple(sorted(delete)),
             tuple(insert[r] for r in ordered),
             tuple(delete[at] for at in sorted(delete)),
+            tuple(missing),
         )
 
     def apply(self, change: Change) -> bytes:
@@ -132,7 +162,7 @@ class Members:
         view = memoryview(self.data)
         parts: list[bytes | memoryview] = []
         events = sorted(
-            [(bisect.bisect_left(self._keys, r[: _KIND + 1]), 0, r) for r in change.insert]
+            [(self._keys.left(r[: _KIND + 1]), 0, r) for r in change.insert]
             + [(at, 1, b"") for at in change.delete]
         )
         done = 0

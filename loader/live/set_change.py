@@ -204,15 +204,15 @@ def _planned(current: Members, name: str, delta: SetDelta) -> tuple[Change, byte
     both = set(delta.adds) & set(delta.removes)
     if both:
         raise SetRefused(f"{min(both, key=str)} is both added to and removed from set {name}")
-    for prefix in delta.removes:
-        if current.find(prefix.family.value, prefix.network, prefix.prefix_len, 0) is None:
-            raise SetRefused(f"{prefix} is not a member of set {name}")
-        if current.overlapped(prefix):
+    change = current.change(delta.adds, delta.removes)
+    if change.missing:
+        raise SetRefused(f"{change.missing[0]} is not a member of set {name}")
+    for at, prefix in zip(change.delete, change.removed, strict=True):
+        if current.overlapped(prefix, at):
             raise SetRefused(
                 f"{prefix} overlaps another member of set {name} or an address its rules list "
                 "beside it; removing it exactly needs a compile"
             )
-    change = current.change(delta.adds, delta.removes)
     if current.members() + len(change.added) - len(change.removed) == 0:
         raise SetRefused(f"set {name} would be empty; a rule naming only it would match anything")
     return change, current.apply(change)
