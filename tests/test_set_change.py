@@ -18,6 +18,8 @@ import pytest
 from fwc.compiler.oracle.evaluate import XDP_DROP, evaluate
 from fwc.compiler.oracle.frames import PacketFields, build_frame
 from fwc.compiler.policy.ir import IPPROTO_TCP, IPPROTO_UDP, Family, Policy
+from fwc.loader import faults
+from fwc.loader.faults import KILL_ENV
 from fwc.loader.kernel import libbpf
 from tests.compile_helpers import policy_of
 from tests.loader_netns import Pair, veth_pair
@@ -292,3 +294,16 @@ def test_each_change_the_live_tables_cannot_make_exactly_is_refused(tmp_path: Pa
         policy = policy_of(refusal_policy(pair.if_a, edited), "edited.yaml")
         sample = addresses([*members, "10.1.2.0/24", "203.0.113.9/32"], rng) + clean(rng)
         assert verdicts_match(pair, policy, sample, 4)
+
+        # killed before or after the flip: status settles it, and the old members hold
+        extra = write_list(lists / "extra.txt", ["198.51.100.0/24"])
+        for point in faults.SET_POINTS:
+            gen = live_generation(pair)
+            killed = pair.fwload("set", "blocklist", "--add", str(extra), env={KILL_ENV: point})
+            assert killed.returncode == -9, (point, killed.stderr)
+            status = pair.fwload("status")
+            assert status.returncode == 0, status.stderr
+            assert live_generation(pair) == gen, point
+            flipped = "flipped back to generation" in status.stdout
+            assert flipped == (point == "set:flipped"), (point, status.stdout)
+            assert verdicts_match(pair, policy, sample, 5)
