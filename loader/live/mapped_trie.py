@@ -4,6 +4,7 @@ of its two mmapable arrays: the slots and the skip records."""
 from __future__ import annotations
 
 import mmap
+from array import array
 from types import TracebackType
 
 from fwc.artifact import trie as trie_layout
@@ -49,8 +50,9 @@ class MappedTrie:
         self._words[index * _SLOT_WORDS] = value
 
     def fill(self, start: int, span: int, value: int) -> None:
-        for index in range(start, start + span):
-            self._words[index * _SLOT_WORDS] = value
+        # one strided store: slots sit a stride of 8 bytes apart
+        first = start * _SLOT_WORDS
+        self._words[first : first + span * _SLOT_WORDS : _SLOT_WORDS] = array("I", [value]) * span
 
     def alloc(self, slots: int, value: int) -> int:
         start = self.slots

@@ -443,7 +443,7 @@ def dir_trie(entries: Sequence[AddressEntry], family: Family) -> Trie:
     """One family's entries as a leaf-pushed multibit trie array, class index -> classes, and
     the skip records (artifact/trie.py writes them)."""
     ids: dict[tuple[int, ...], int] = {}
-    trie = _Trie(family.width, array("I", bytes(4 * DIR_ROOT)), [])
+    trie = ArrayTrie(family.width, array("I", bytes(4 * DIR_ROOT)), [])
     deep: dict[int, list[trie_layout.Prefix]] = {}
     shift = family.width - DIR_ROOT_BITS
     for e in sorted(
@@ -461,7 +461,7 @@ def dir_trie(entries: Sequence[AddressEntry], family: Family) -> Trie:
 
 
 @dataclass
-class _Trie:
+class ArrayTrie:
     """A trie being built: its slots in an array, its skip records in a list."""
 
     width: int
@@ -502,7 +502,7 @@ def dir_lookup(
     flat: array[int], family: Family, address: int, skips: Sequence[tuple[int, ...]] = ()
 ) -> int:
     """The class index of an address: the walk the XDP program does."""
-    return trie_layout.lookup(_Trie(family.width, flat, list(skips)), address)
+    return trie_layout.lookup(ArrayTrie(family.width, flat, list(skips)), address)
 
 
 def _array(
