@@ -12,6 +12,7 @@ from fwc.artifact.layout import FORMAT, RECORDS
 from fwc.artifact.manifest import (
     CompilerInfo,
     Counters,
+    DirtyMap,
     Interfaces,
     LoaderRecord,
     Manifest,
@@ -128,14 +129,16 @@ def to_json(m: Manifest) -> dict[str, Any]:
         out["fw_load"] = {
             k: v
             for k, v in vars(record).items()
-            if v is not None and k not in ("sets", "tries", "idle_sets_only")
+            if v is not None and k not in ("sets", "tries", "set_changes", "dirty")
         }
         if record.sets:
             out["fw_load"]["sets"] = [vars(c).copy() for c in record.sets]
         if record.tries:
             out["fw_load"]["tries"] = [vars(t).copy() for t in record.tries]
-        if record.idle_sets_only:
-            out["fw_load"]["idle_sets_only"] = True
+        if record.set_changes:
+            out["fw_load"]["set_changes"] = record.set_changes
+        if record.dirty:
+            out["fw_load"]["dirty"] = {d.map: list(d.ranges) for d in record.dirty}
     return out
 
 
@@ -219,7 +222,8 @@ def _record(r: dict[str, Any]) -> LoaderRecord:
             SetChange(c["name"], c["added"], c["removed"], c["members"]) for c in r.get("sets", ())
         ),
         tuple(TrieUse(t["table"], t["slots"], t["skips"]) for t in r.get("tries", ())),
-        r.get("idle_sets_only", False),
+        r.get("set_changes", 0),
+        tuple(DirtyMap(m, tuple(ranges)) for m, ranges in sorted(r.get("dirty", {}).items())),
     )
 
 

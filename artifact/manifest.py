@@ -146,6 +146,15 @@ class SetChange:
 
 
 @dataclass(frozen=True)
+class DirtyMap:
+    """Byte ranges of a table (generation base name) that a set change wrote: start, end,
+    start, end..."""
+
+    map: str
+    ranges: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class TrieUse:
     """Slots and skip records a trie's live generation uses (set changes allocate above)."""
 
@@ -166,8 +175,10 @@ class LoaderRecord:
     # live set changes since the artifact was applied, and the tries they grew
     sets: tuple[SetChange, ...] = ()
     tries: tuple[TrieUse, ...] = ()
-    # the idle generation holds the live one but for the tables set changes write
-    idle_sets_only: bool = False
+    # how many set changes were made since the artifact was applied, and what the last one
+    # wrote into the generation now live: the idle one holds the rest (docs/tables.md)
+    set_changes: int = 0
+    dirty: tuple[DirtyMap, ...] = ()
 
 
 @dataclass(frozen=True)

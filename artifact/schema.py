@@ -172,7 +172,11 @@ SCHEMA: dict[str, Any] = _object(
                         {"table": _NAME, "slots": _COUNT, "skips": _COUNT},
                     ),
                 },
-                "idle_sets_only": {"type": "boolean"},
+                "set_changes": _COUNT,
+                "dirty": {
+                    "type": "object",
+                    "additionalProperties": {"type": "array", "items": _COUNT},
+                },
             },
         },
     },

@@ -150,6 +150,9 @@ def main() -> int:
     parser.add_argument("--entries", type=int, default=1_000_000)
     parser.add_argument("--delta", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--compiled", metavar="PATH", help="the artifact: compiled there once, then reused"
+    )
     parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--root", help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
@@ -162,11 +165,12 @@ def main() -> int:
     tag = f"fwcsd{os.getpid() % 100000}"
     root = Path("/sys/fs/bpf") / tag
     with tempfile.TemporaryDirectory() as tmp:
-        artifact = Path(tmp) / "blocklist.o"
-        started = time.monotonic()
-        policy = load_policy(make_blocklist_yaml(args.entries))
-        compile_policy(policy, output=artifact, strategy="tables")
-        print(f"compile: {time.monotonic() - started:.1f} s", flush=True)
+        artifact = Path(args.compiled or Path(tmp) / "blocklist.o")
+        if not artifact.exists():
+            started = time.monotonic()
+            policy = load_policy(make_blocklist_yaml(args.entries))
+            compile_policy(policy, output=artifact, strategy="tables")
+            print(f"compile: {time.monotonic() - started:.1f} s", flush=True)
         try:
             subprocess.run(["ip", "netns", "add", tag], check=True)
             ns = ["ip", "-n", tag]

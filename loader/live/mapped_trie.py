@@ -42,17 +42,22 @@ class MappedTrie:
             self._trie.close()
             raise
         self._words = memoryview(self._trie).cast("I")
+        # what was written, as [start, end) element ranges: the next change copies only these
+        self.slots_written: list[tuple[int, int]] = []
+        self.skips_written: list[tuple[int, int]] = []
 
     def slot(self, index: int) -> int:
         return int(self._words[index * _SLOT_WORDS])
 
     def set_slot(self, index: int, value: int) -> None:
         self._words[index * _SLOT_WORDS] = value
+        self.slots_written.append((index, index + 1))
 
     def fill(self, start: int, span: int, value: int) -> None:
         # one strided store: slots sit a stride of 8 bytes apart
         first = start * _SLOT_WORDS
         self._words[first : first + span * _SLOT_WORDS : _SLOT_WORDS] = array("I", [value]) * span
+        self.slots_written.append((start, start + span))
 
     def alloc(self, slots: int, value: int) -> int:
         start = self.slots
@@ -75,6 +80,11 @@ class MappedTrie:
 
     def write_skip(self, index: int, record: trie_layout.SkipRecord) -> None:
         _SKIP.pack_into(self._skip, index * _SKIP.size, *record)
+        self.skips_written.append((index, index + 1))
+
+    def written(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """Byte ranges written into the slot array and the skip array (start, end, ...)."""
+        return merged(self.slots_written, _SLOT_STRIDE), merged(self.skips_written, _SKIP.size)
 
     def close(self) -> None:
         self._words.release()
@@ -91,3 +101,14 @@ class MappedTrie:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def merged(ranges: list[tuple[int, int]], stride: int) -> tuple[int, ...]:
+    """Element ranges as sorted, merged byte ranges, flat: start, end, start, end..."""
+    out: list[int] = []
+    for start, end in sorted(ranges):
+        if out and start * stride <= out[-1]:
+            out[-1] = max(out[-1], end * stride)
+        else:
+            out += [start * stride, end * stride]
+    return tuple(out)

@@ -157,8 +157,8 @@ class Members:
             tuple(missing),
         )
 
-    def apply(self, change: Change) -> bytes:
-        """The records with `change` made, in order."""
+    def apply(self, change: Change) -> tuple[bytes, int]:
+        """The records with `change` made, in order, and the first record that moved."""
         view = memoryview(self.data)
         parts: list[bytes | memoryview] = []
         events = sorted(
@@ -174,4 +174,4 @@ class Members:
             else:
                 parts.append(record)
         parts.append(view[done * _STEP : self.count * _STEP])
-        return b"".join(parts)
+        return b"".join(parts), events[0][0] if events else self.count

@@ -20,6 +20,7 @@ from pathlib import Path
 from fwc.artifact import trie as trie_layout
 from fwc.artifact.layout import GEN_MAP, generation_base, generation_map, image_stride
 from fwc.artifact.manifest import (
+    DirtyMap,
     LoaderRecord,
     Manifest,
     SetChange,
@@ -41,6 +42,8 @@ from fwc.loader.node import pins
 
 _U32 = struct.Struct("<I")
 _GRACE_NS = 1_000_000_000
+# the key a generation's digest record holds when it is the live one but for the last change
+_MARKER = "set_change"
 _WIDTH = {"4": 32, "6": 128}
 
 
@@ -109,10 +112,11 @@ class _Maps:
 
 
 @contextmanager
-def _mapped(fd: int) -> Iterator[mmap.mmap]:
+def _mapped(fd: int, writable: bool = False) -> Iterator[mmap.mmap]:
     info = libbpf.map_info(fd)
     size = info.max_entries * image_stride(info.value_size)
-    view = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ)
+    protection = mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
+    view = mmap.mmap(fd, size, mmap.MAP_SHARED, protection)
     try:
         yield view
     finally:
@@ -140,7 +144,7 @@ def change_set(
         members_map = generation_base(entry.members) or entry.members
         with _mapped(maps[generation_map(members_map, gen)]) as view, memoryview(view) as held:
             current = Members(bytes(held[: count(held) * MEMBER.size]))
-        change, records = _planned(current, name, delta)
+        change, records, moved = _planned(current, name, delta)
         members_info = libbpf.map_info(maps[generation_map(members_map, idle)])
         if len(records) > members_info.max_entries * image_stride(members_info.value_size):
             raise SetRefused(f"set {name}'s member map has no room for {len(change.insert)} more")
@@ -150,24 +154,33 @@ def change_set(
             wait_for_readers()  # packets that started on the idle generation are done
         digests = _digest_map(policy)
         try:
+            behind = _marked(table_digests.read(digests, idle), record)
             # unknown from now on: the idle generation will hold no artifact's seeds
             table_digests.write(digests, idle, {})
+            _catch_up(maps, live, record, gen, idle, behind)
+            timings["catch_up"] = time.perf_counter() - start
+            start = time.perf_counter()
+            uses, dirty = _paint(maps, live, record, entry, idle, change.removed, change.added)
+            # the idle records are the live ones: only those from the first moved one change
+            first, end = moved * MEMBER.size, max(len(records), current.count * MEMBER.size)
+            with _mapped(maps[generation_map(members_map, idle)], writable=True) as view:
+                view[first:end] = records[first:].ljust(end - first, b"\0")
+            dirty[members_map] = (first, end)
+            timings["write_idle"] = time.perf_counter() - start
+            faults.point("set:idle-written")
+            start = time.perf_counter()
+            libbpf.map_update(maps[GEN_MAP], _U32.pack(0), _U32.pack(idle))
+            flipped_at = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+            timings["flip"] = time.perf_counter() - start
+            # the figure the goal is stated in: from the request received to the flip
+            timings["to_flip"] = time.perf_counter() - origin
+            faults.point("set:flipped")
+            # the generation now idle holds the live one but for what this change wrote
+            known = table_digests.read(digests, gen)
+            known[_MARKER] = [str(record.set_changes + 1)]
+            table_digests.write(digests, gen, known)
         finally:
             os.close(digests)
-        _catch_up(maps, live, record, gen, idle)
-        timings["catch_up"] = time.perf_counter() - start
-        start = time.perf_counter()
-        uses = _paint(maps, live, record, entry, idle, change.removed, change.added)
-        array_mmap.write(maps[generation_map(members_map, idle)], members_info, records)
-        timings["write_idle"] = time.perf_counter() - start
-        faults.point("set:idle-written")
-        start = time.perf_counter()
-        libbpf.map_update(maps[GEN_MAP], _U32.pack(0), _U32.pack(idle))
-        flipped_at = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
-        timings["flip"] = time.perf_counter() - start
-        # the figure the goal is stated in: from the request received to the flip
-        timings["to_flip"] = time.perf_counter() - origin
-        faults.point("set:flipped")
     finally:
         maps.close()
     start = time.perf_counter()
@@ -179,7 +192,8 @@ def change_set(
         flipped_at=flipped_at,
         sets=(*tuple(c for c in record.sets if c.name != name), since),
         tries=uses,
-        idle_sets_only=True,
+        set_changes=record.set_changes + 1,
+        dirty=tuple(DirtyMap(m, r) for m, r in sorted(dirty.items())),
     )
     pinned = dataclasses.replace(live, fw_load=new_record)
     meta_id = replace_meta(root, policy, pinned)
@@ -200,7 +214,7 @@ def change_set(
     )
 
 
-def _planned(current: Members, name: str, delta: SetDelta) -> tuple[Change, bytes]:
+def _planned(current: Members, name: str, delta: SetDelta) -> tuple[Change, bytes, int]:
     both = set(delta.adds) & set(delta.removes)
     if both:
         raise SetRefused(f"{min(both, key=str)} is both added to and removed from set {name}")
@@ -215,7 +229,7 @@ def _planned(current: Members, name: str, delta: SetDelta) -> tuple[Change, byte
             )
     if current.members() + len(change.added) - len(change.removed) == 0:
         raise SetRefused(f"set {name} would be empty; a rule naming only it would match anything")
-    return change, current.apply(change)
+    return change, *current.apply(change)
 
 
 def _digest_map(policy: pins.PolicyPins) -> int:
@@ -231,24 +245,25 @@ def _digest_map(policy: pins.PolicyPins) -> int:
     return fd
 
 
-def set_tables(live: Manifest) -> list[str]:
-    """The generation base names of the maps set changes write: tries, skip records, members."""
-    names: dict[str, None] = {}
-    for entry in live.sets:
-        for trie in entry.tries:
-            names[f"fwc_{trie.table}_"] = names[f"fwc_{trie.table}k_"] = None
-        if entry.members:
-            names[generation_base(entry.members) or entry.members] = None
-    return list(names)
+def _marked(idle: table_digests.Digests, record: LoaderRecord) -> bool:
+    """Whether the idle generation holds the live one but for what the last set change wrote
+    (`record.dirty`): that change marked it so right after its flip."""
+    return record.set_changes > 0 and idle.get(_MARKER) == [str(record.set_changes)]
 
 
-def _catch_up(maps: _Maps, live: Manifest, record: LoaderRecord, gen: int, idle: int) -> None:
-    """Make the idle generation hold what the live one holds. After a set change it differs
-    only in the maps set changes write; otherwise (after an apply) it may differ anywhere."""
-    if record.idle_sets_only:
-        bases = set_tables(live)
-    else:
-        bases = [b for s in live.seeds if (b := generation_base(s.map)) is not None]
+def _catch_up(
+    maps: _Maps, live: Manifest, record: LoaderRecord, gen: int, idle: int, behind: bool
+) -> None:
+    """Make the idle generation hold what the live one holds: when it is `behind` by the last
+    set change only, the byte ranges that change wrote; otherwise (after an apply, a program
+    load, or a change that failed) every table, where its 64 KiB blocks differ."""
+    if behind:
+        for dirty in record.dirty:
+            source = maps[generation_map(dirty.map, gen)]
+            target = maps[generation_map(dirty.map, idle)]
+            array_mmap.copy(source, target, libbpf.map_info(target), dirty.ranges)
+        return
+    bases = [b for s in live.seeds if (b := generation_base(s.map)) is not None]
     for base in bases:
         source, target = maps[generation_map(base, gen)], maps[generation_map(base, idle)]
         info = libbpf.map_info(target)
@@ -271,8 +286,9 @@ def _paint(
     idle: int,
     removed: Sequence[AddressRange],
     added: Sequence[AddressRange],
-) -> tuple[TrieUse, ...]:
-    """Removals, then additions, painted into the idle tries; the tries' use after them."""
+) -> tuple[tuple[TrieUse, ...], dict[str, tuple[int, ...]]]:
+    """Removals, then additions, painted into the idle tries; the tries' use after them, and
+    the byte ranges written per table."""
     uses = {u.table: u for u in record.tries}
     with ExitStack() as stack:
         opened: dict[str, MappedTrie] = {}
@@ -303,9 +319,11 @@ def _paint(
                         trie_layout.paint(trie(t.table), prefix.network, prefix.prefix_len, moved)
                     except trie_layout.TrieFull as exc:
                         raise SetRefused(f"{exc}; this change needs a compile") from exc
+        dirty: dict[str, tuple[int, ...]] = {}
         for table, mapped in opened.items():
             uses[table] = TrieUse(table, mapped.slots, mapped.skips)
-    return tuple(uses[t] for t in sorted(uses))
+            dirty[f"fwc_{table}_"], dirty[f"fwc_{table}k_"] = mapped.written()
+    return tuple(uses[t] for t in sorted(uses)), dirty
 
 
 def _mover(name: str, trie: SetTrie, side: str) -> Callable[[int], int]:

@@ -240,7 +240,8 @@ def update_in_place(
         artifact_sha256=spec.sha256,
         sets=(),
         tries=(),
-        idle_sets_only=False,
+        set_changes=0,
+        dirty=(),
     )
     pinned = after_update(spec, live_manifest, mapping, record)
     meta_id = replace_meta(Path(root), policy, pinned)
