@@ -112,6 +112,7 @@ def as_dict(done: SetChanged, recovered: tuple[str, ...]) -> dict[str, Any]:
         "since_artifact": {"added": since.added, "removed": since.removed},
         "from_generation": done.from_generation,
         "to_generation": done.to_generation,
+        "caught_up": done.caught_up,
         "flipped_at_boottime_ns": done.flipped_at,
         "timings_ms": {k: round(v * 1e3, 3) for k, v in done.timings.items()},
         "recovered": list(recovered),

@@ -214,11 +214,9 @@ def patch(fd: int, info: libbpf.MapInfo, old: bytes, new: bytes, value_size: int
     return Written(len(parts), elements)
 
 
-def copy(
-    source: int, target: int, info: libbpf.MapInfo, ranges: tuple[int, ...] | None = None
-) -> Written:
-    """Make the mmapable array `target` hold what `source` (of the same shape) holds: the
-    byte `ranges` given (start, end, start, end...), else every block that differs."""
+def copy(source: int, target: int, info: libbpf.MapInfo) -> Written:
+    """Make the mmapable array `target` hold what `source` (of the same shape) holds, copying
+    only the blocks that differ."""
     size = info.max_entries * image_stride(info.value_size)
     protection = mmap.PROT_READ | mmap.PROT_WRITE
     src = mmap.mmap(source, size, mmap.MAP_SHARED, protection)
@@ -228,13 +226,6 @@ def copy(
             src_buffer, dst_buffer = ctypes.c_char.from_buffer(src), ctypes.c_char.from_buffer(dst)
             try:
                 base_src, base_dst = ctypes.addressof(src_buffer), ctypes.addressof(dst_buffer)
-                if ranges is not None:
-                    copied = 0
-                    for start, end in zip(ranges[::2], ranges[1::2], strict=True):
-                        end = min(end, size)
-                        ctypes.memmove(base_dst + start, base_src + start, end - start)
-                        copied += end - start
-                    return Written(len(ranges) // 2, copied // image_stride(info.value_size))
                 blocks = copied = 0
                 for start in range(0, size, _BLOCK):
                     length = min(_BLOCK, size - start)

@@ -9,20 +9,10 @@ from types import TracebackType
 
 from fwc.artifact import trie as trie_layout
 from fwc.artifact.layout import image_stride
-from fwc.loader.kernel import array_mmap, libbpf
-from fwc.loader.live.errors import LiveUpdateError
 
 _SLOT_STRIDE = image_stride(4)
 _SLOT_WORDS = _SLOT_STRIDE // 4
 _SKIP = trie_layout.SKIP_RECORD
-
-
-def _mapped(fd: int, what: str) -> tuple[mmap.mmap, int]:
-    info = libbpf.map_info(fd)
-    if not array_mmap.mmapable(info):
-        raise LiveUpdateError(f"pinned map {what} is not an mmapable array")
-    size = info.max_entries * image_stride(info.value_size)
-    return mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE), info.max_entries
 
 
 class MappedTrie:
@@ -30,17 +20,19 @@ class MappedTrie:
     the `slots` and `skips` in use, up to the maps' sizes (trie.TrieFull beyond)."""
 
     def __init__(
-        self, table: str, width: int, trie_fd: int, skip_fd: int, slots: int, skips: int
+        self,
+        table: str,
+        width: int,
+        trie: tuple[mmap.mmap, int],
+        skip: tuple[mmap.mmap, int],
+        slots: int,
+        skips: int,
     ) -> None:
+        """`trie` and `skip`: the two arrays' mappings (views.Views) and sizes."""
         self.table = table
         self.width = width
         self.slots, self.skips = slots, skips
-        self._trie, self._slot_capacity = _mapped(trie_fd, f"fwc_{table}_")
-        try:
-            self._skip, self._skip_capacity = _mapped(skip_fd, f"fwc_{table}k_")
-        except BaseException:
-            self._trie.close()
-            raise
+        (self._trie, self._slot_capacity), (self._skip, self._skip_capacity) = trie, skip
         self._words = memoryview(self._trie).cast("I")
         # what was written, as [start, end) element ranges: the next change copies only these
         self.slots_written: list[tuple[int, int]] = []
@@ -87,9 +79,8 @@ class MappedTrie:
         return merged(self.slots_written, _SLOT_STRIDE), merged(self.skips_written, _SKIP.size)
 
     def close(self) -> None:
+        """Release the view of the slots (the mappings stay with their owner)."""
         self._words.release()
-        self._trie.close()
-        self._skip.close()
 
     def __enter__(self) -> MappedTrie:
         return self

@@ -4,6 +4,7 @@ may take away exactly, and the records after a change."""
 from __future__ import annotations
 
 import bisect
+import mmap
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -26,7 +27,7 @@ class _Keys:
 
     BLOCK = 16
 
-    def __init__(self, data: bytes, count: int) -> None:
+    def __init__(self, data: bytes | mmap.mmap, count: int) -> None:
         self._data, self._count = data, count
         width, step = _KIND + 1, _STEP * self.BLOCK
         self._firsts = [data[at : at + width] for at in range(0, count * _STEP, step)]
@@ -61,7 +62,7 @@ class _Keys:
         return first + bisect.bisect_right(keys, key)
 
 
-def count(data: bytes | memoryview) -> int:
+def count(data: bytes | mmap.mmap | memoryview) -> int:
     """Records in a member map's memory: they come first, zeros (family 0) after."""
     view = memoryview(data)
     total = len(view) // _STEP
@@ -82,7 +83,8 @@ class Change:
 class Members:
     """A set's records, read from its live member map."""
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes | mmap.mmap) -> None:
+        """`data`: the records, then zeros (a member map's memory, or bytes)."""
         self.data = data
         self.count = count(data)
         self._keys = _Keys(data, self.count)

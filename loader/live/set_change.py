@@ -8,12 +8,11 @@ the flip, and the live generation is never written.
 from __future__ import annotations
 
 import dataclasses
-import mmap
 import os
 import struct
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,9 +34,10 @@ from fwc.loader.errors import LoaderError
 from fwc.loader.kernel import array_mmap, libbpf
 from fwc.loader.live import digests as table_digests
 from fwc.loader.live.mapped_trie import MappedTrie
-from fwc.loader.live.members import Change, Members, count
+from fwc.loader.live.members import Change, Members
 from fwc.loader.live.pinned import replace_meta
 from fwc.loader.live.update import wait_for_readers
+from fwc.loader.live.views import VIEWS
 from fwc.loader.node import pins
 
 _U32 = struct.Struct("<I")
@@ -71,6 +71,7 @@ class SetChanged:
     since_artifact: SetChange  # the set's changes since the artifact was applied
     from_generation: int
     to_generation: int
+    caught_up: str  # how the idle generation caught up: "ranges" or "whole"
     flipped_at: int  # CLOCK_BOOTTIME ns of the flip
     timings: dict[str, float]
     manifest: Manifest  # now pinned, and its meta map's id
@@ -111,18 +112,6 @@ class _Maps:
         self._fds.clear()
 
 
-@contextmanager
-def _mapped(fd: int, writable: bool = False) -> Iterator[mmap.mmap]:
-    info = libbpf.map_info(fd)
-    size = info.max_entries * image_stride(info.value_size)
-    protection = mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
-    view = mmap.mmap(fd, size, mmap.MAP_SHARED, protection)
-    try:
-        yield view
-    finally:
-        view.close()
-
-
 def change_set(
     root: Path, live: Manifest, name: str, delta: SetDelta, received: float | None = None
 ) -> SetChanged:
@@ -142,9 +131,11 @@ def change_set(
         gen = _U32.unpack(libbpf.map_lookup(maps[GEN_MAP], _U32.pack(0), 4) or bytes(4))[0]
         idle = 1 - gen
         members_map = generation_base(entry.members) or entry.members
-        with _mapped(maps[generation_map(members_map, gen)]) as view, memoryview(view) as held:
-            current = Members(bytes(held[: count(held) * MEMBER.size]))
-        change, records, moved = _planned(current, name, delta)
+        current = Members(VIEWS.get(maps[generation_map(members_map, gen)], members_map)[0])
+        before = next((c.members for c in record.sets if c.name == name), None)
+        if before is None:
+            before = current.members()
+        change, records, moved = _planned(current, name, delta, before)
         members_info = libbpf.map_info(maps[generation_map(members_map, idle)])
         if len(records) > members_info.max_entries * image_stride(members_info.value_size):
             raise SetRefused(f"set {name}'s member map has no room for {len(change.insert)} more")
@@ -163,8 +154,8 @@ def change_set(
             uses, dirty = _paint(maps, live, record, entry, idle, change.removed, change.added)
             # the idle records are the live ones: only those from the first moved one change
             first, end = moved * MEMBER.size, max(len(records), current.count * MEMBER.size)
-            with _mapped(maps[generation_map(members_map, idle)], writable=True) as view:
-                view[first:end] = records[first:].ljust(end - first, b"\0")
+            view = VIEWS.get(maps[generation_map(members_map, idle)], members_map)[0]
+            view[first:end] = records[first:].ljust(end - first, b"\0")
             dirty[members_map] = (first, end)
             timings["write_idle"] = time.perf_counter() - start
             faults.point("set:idle-written")
@@ -182,9 +173,10 @@ def change_set(
         finally:
             os.close(digests)
     finally:
+        VIEWS.keep_used()
         maps.close()
     start = time.perf_counter()
-    members = Members(records).members()
+    members = before + len(change.added) - len(change.removed)
     since = _since(record, name, len(change.added), len(change.removed), members)
     new_record = dataclasses.replace(
         record,
@@ -207,6 +199,7 @@ def change_set(
         since,
         gen,
         idle,
+        "ranges" if behind else "whole",
         flipped_at,
         timings,
         pinned,
@@ -214,7 +207,9 @@ def change_set(
     )
 
 
-def _planned(current: Members, name: str, delta: SetDelta) -> tuple[Change, bytes, int]:
+def _planned(
+    current: Members, name: str, delta: SetDelta, members: int
+) -> tuple[Change, bytes, int]:
     both = set(delta.adds) & set(delta.removes)
     if both:
         raise SetRefused(f"{min(both, key=str)} is both added to and removed from set {name}")
@@ -227,7 +222,7 @@ def _planned(current: Members, name: str, delta: SetDelta) -> tuple[Change, byte
                 f"{prefix} overlaps another member of set {name} or an address its rules list "
                 "beside it; removing it exactly needs a compile"
             )
-    if current.members() + len(change.added) - len(change.removed) == 0:
+    if members + len(change.added) - len(change.removed) == 0:
         raise SetRefused(f"set {name} would be empty; a rule naming only it would match anything")
     return change, *current.apply(change)
 
@@ -259,23 +254,24 @@ def _catch_up(
     load, or a change that failed) every table, where its 64 KiB blocks differ."""
     if behind:
         for dirty in record.dirty:
-            source = maps[generation_map(dirty.map, gen)]
-            target = maps[generation_map(dirty.map, idle)]
-            array_mmap.copy(source, target, libbpf.map_info(target), dirty.ranges)
+            source = VIEWS.get(maps[generation_map(dirty.map, gen)], dirty.map)[0]
+            target = VIEWS.get(maps[generation_map(dirty.map, idle)], dirty.map)[0]
+            for start, end in zip(dirty.ranges[::2], dirty.ranges[1::2], strict=True):
+                target[start:end] = source[start:end]
         return
     bases = [b for s in live.seeds if (b := generation_base(s.map)) is not None]
     for base in bases:
-        source, target = maps[generation_map(base, gen)], maps[generation_map(base, idle)]
-        info = libbpf.map_info(target)
+        from_fd, to_fd = maps[generation_map(base, gen)], maps[generation_map(base, idle)]
+        info = libbpf.map_info(to_fd)
         if array_mmap.mmapable(info):
-            array_mmap.copy(source, target, info)
+            array_mmap.copy(from_fd, to_fd, info)
             continue
         ks, vs = info.key_size, info.value_size
-        stale, _ = libbpf.map_items(target, ks, vs)
-        libbpf.map_delete_batch(target, stale, len(stale) // ks)
-        keys, values = libbpf.map_items(source, ks, vs)
+        stale, _ = libbpf.map_items(to_fd, ks, vs)
+        libbpf.map_delete_batch(to_fd, stale, len(stale) // ks)
+        keys, values = libbpf.map_items(from_fd, ks, vs)
         if keys:
-            libbpf.map_update_batch(target, keys, values, len(keys) // ks)
+            libbpf.map_update_batch(to_fd, keys, values, len(keys) // ks)
 
 
 def _paint(
@@ -300,8 +296,8 @@ def _paint(
                     MappedTrie(
                         table,
                         _WIDTH[table[1]],
-                        maps[generation_map(f"fwc_{table}_", idle)],
-                        maps[generation_map(f"fwc_{table}k_", idle)],
+                        VIEWS.get(maps[generation_map(f"fwc_{table}_", idle)], table),
+                        VIEWS.get(maps[generation_map(f"fwc_{table}k_", idle)], table),
                         use.slots,
                         use.skips,
                     )
