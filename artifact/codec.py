@@ -12,6 +12,7 @@ from fwc.artifact.layout import FORMAT, RECORDS
 from fwc.artifact.manifest import (
     CompilerInfo,
     Counters,
+    DirtyMap,
     Interfaces,
     LoaderRecord,
     Manifest,
@@ -20,7 +21,11 @@ from fwc.artifact.manifest import (
     ProgramEntry,
     RuleTable,
     SeedEntry,
+    SetChange,
+    SetEntry,
+    SetTrie,
     SlotTable,
+    TrieUse,
 )
 
 
@@ -106,8 +111,34 @@ def to_json(m: Manifest) -> dict[str, Any]:
             "patterns": list(table.patterns),
             "classes": [list(c) for c in table.classes],
         }
+    if m.sets:
+        out["sets"] = [
+            {
+                "name": s.name,
+                "refused": s.refused,
+                "members": s.members,
+                "tries": [
+                    {"table": t.table, "add": list(t.add), "remove": list(t.remove)}
+                    for t in s.tries
+                ],
+            }
+            for s in m.sets
+        ]
     if m.fw_load is not None:
-        out["fw_load"] = {k: v for k, v in vars(m.fw_load).items() if v is not None}
+        record = m.fw_load
+        out["fw_load"] = {
+            k: v
+            for k, v in vars(record).items()
+            if v is not None and k not in ("sets", "tries", "set_changes", "dirty")
+        }
+        if record.sets:
+            out["fw_load"]["sets"] = [vars(c).copy() for c in record.sets]
+        if record.tries:
+            out["fw_load"]["tries"] = [vars(t).copy() for t in record.tries]
+        if record.set_changes:
+            out["fw_load"]["set_changes"] = record.set_changes
+        if record.dirty:
+            out["fw_load"]["dirty"] = {d.map: list(d.ranges) for d in record.dirty}
     return out
 
 
@@ -147,6 +178,16 @@ def from_json(d: dict[str, Any]) -> Manifest:
         seeds=tuple(_seed(s) for s in d["seeds"]),
         fw_load=None if record is None else _record(record),
         interface_classes=None if table is None else _interface_classes(table),
+        sets=tuple(_set(s) for s in d.get("sets", ())),
+    )
+
+
+def _set(s: dict[str, Any]) -> SetEntry:
+    return SetEntry(
+        s["name"],
+        s.get("refused", ""),
+        s.get("members", ""),
+        tuple(SetTrie(t["table"], tuple(t["add"]), tuple(t["remove"])) for t in s.get("tries", ())),
     )
 
 
@@ -177,6 +218,12 @@ def _record(r: dict[str, Any]) -> LoaderRecord:
         r.get("generation", 0),
         r.get("flipped_at"),
         r.get("artifact_sha256"),
+        tuple(
+            SetChange(c["name"], c["added"], c["removed"], c["members"]) for c in r.get("sets", ())
+        ),
+        tuple(TrieUse(t["table"], t["slots"], t["skips"]) for t in r.get("tries", ())),
+        r.get("set_changes", 0),
+        tuple(DirtyMap(m, tuple(ranges)) for m, ranges in sorted(r.get("dirty", {}).items())),
     )
 
 

@@ -116,6 +116,54 @@ class SeedEntry:
 
 
 @dataclass(frozen=True)
+class SetTrie:
+    """One address trie a set's members are painted into, and per class index of that trie
+    the class with the set's predicates added, and removed (-1: the live tables have none)."""
+
+    table: str  # "s4", "s6", "d4", "d6"
+    add: tuple[int, ...]
+    remove: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class SetEntry:
+    """A policy set, and what changing its members live needs (artifact/sets.py)."""
+
+    name: str
+    refused: str = ""  # why its members cannot change without a compile; "" when they can
+    members: str = ""  # generation 0 of its member map
+    tries: tuple[SetTrie, ...] = ()
+
+
+@dataclass(frozen=True)
+class SetChange:
+    """What live set changes did to one set since the artifact was applied."""
+
+    name: str
+    added: int
+    removed: int
+    members: int  # members now
+
+
+@dataclass(frozen=True)
+class DirtyMap:
+    """Byte ranges of a table (generation base name) that a set change wrote: start, end,
+    start, end..."""
+
+    map: str
+    ranges: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class TrieUse:
+    """Slots and skip records a trie's live generation uses (set changes allocate above)."""
+
+    table: str
+    slots: int
+    skips: int
+
+
+@dataclass(frozen=True)
 class LoaderRecord:
     """What fw-load adds to the manifest it pins: the program's digest, the live generation,
     and the identity of the artifact applied last (the sha256 of its file)."""
@@ -124,6 +172,13 @@ class LoaderRecord:
     generation: int = 0
     flipped_at: int | None = None  # CLOCK_BOOTTIME ns of the last flip
     artifact_sha256: str | None = None
+    # live set changes since the artifact was applied, and the tries they grew
+    sets: tuple[SetChange, ...] = ()
+    tries: tuple[TrieUse, ...] = ()
+    # how many set changes were made since the artifact was applied, and what the last one
+    # wrote into the generation now live: the idle one holds the rest (docs/tables.md)
+    set_changes: int = 0
+    dirty: tuple[DirtyMap, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -143,6 +198,11 @@ class Manifest:
     fw_load: LoaderRecord | None = None  # only in the manifest fw-load pins
     interface_classes: InterfaceClassTable | None = None  # only when a rule names interfaces
     conntrack: bool = False  # a rule matches connection state: the program calls conntrack
+    sets: tuple[SetEntry, ...] = ()  # tables strategy: the policy's sets
+
+    def set(self, name: str) -> SetEntry | None:
+        """The set called `name`, or None."""
+        return next((s for s in self.sets if s.name == name), None)
 
     def map(self, name: str) -> MapEntry | None:
         """The map called `name`, or None."""

@@ -40,6 +40,11 @@ def _columns(fields: tuple[str, ...]) -> dict[str, Any]:
 RULE_FIELDS = ("id", "name", "priority", "action")
 SLOT_FIELDS = ("index", "name")
 _STRINGS = {"type": "array", "items": {"type": "string"}}
+# a set's class maps: per class index, a class index or -1
+_CLASS_MAPS = {
+    side: {"type": "array", "items": {"type": "integer", "minimum": -1}}
+    for side in ("add", "remove")
+}
 
 SCHEMA: dict[str, Any] = _object(
     [
@@ -128,6 +133,24 @@ SCHEMA: dict[str, Any] = _object(
                 },
             },
         ),
+        "sets": {
+            "type": "array",
+            "items": _object(
+                ["name"],
+                {
+                    "name": _NAME,
+                    "refused": {"type": "string"},
+                    "members": {"type": "string"},
+                    "tries": {
+                        "type": "array",
+                        "items": _object(
+                            ["table", "add", "remove"],
+                            {"table": {"enum": ["s4", "s6", "d4", "d6"]}, **_CLASS_MAPS},
+                        ),
+                    },
+                },
+            ),
+        },
         "fw_load": {
             "type": "object",
             "properties": {
@@ -135,6 +158,25 @@ SCHEMA: dict[str, Any] = _object(
                 "generation": {"enum": [0, 1]},
                 "flipped_at": _COUNT,
                 "artifact_sha256": _SHA256,
+                "sets": {
+                    "type": "array",
+                    "items": _object(
+                        ["name", "added", "removed", "members"],
+                        {"name": _NAME, "added": _COUNT, "removed": _COUNT, "members": _COUNT},
+                    ),
+                },
+                "tries": {
+                    "type": "array",
+                    "items": _object(
+                        ["table", "slots", "skips"],
+                        {"table": _NAME, "slots": _COUNT, "skips": _COUNT},
+                    ),
+                },
+                "set_changes": _COUNT,
+                "dirty": {
+                    "type": "object",
+                    "additionalProperties": {"type": "array", "items": _COUNT},
+                },
             },
         },
     },

@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "inspect": ("commands.inspect", "show an artifact's manifest, program and maps"),
     "apply": ("commands.apply", "load an artifact and attach it to the selected interfaces"),
     "run": ("commands.run", "apply, then follow interfaces as they come and go"),
+    "set": ("commands.set", "add and remove members of an address set of the live policy"),
     "status": ("commands.status", "show what is attached where"),
     "stats": ("commands.stats", "show per-rule counters"),
     "events": ("commands.events", "follow the verdict events of log: true rules"),

@@ -29,6 +29,10 @@ LIVE_POINTS = (
     "live:meta-pinned",  # the new manifest is pinned in staging, not renamed yet
     "live:meta-renamed",  # the new manifest is the policy's; staging not removed yet
 )
+SET_POINTS = (
+    "set:idle-written",  # the idle generation holds the changed set; nothing flipped
+    "set:flipped",  # the changed set is enforced, the manifest is the old one
+)
 
 
 def point(name: str) -> None:

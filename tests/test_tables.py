@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fwc.artifact import trie as trie_layout
 from fwc.compiler.backend.plan import Seed
 from fwc.compiler.backend.render import render
 from fwc.compiler.backend.tables import classify
@@ -201,3 +202,31 @@ def test_findings_refuse_rate_limit_and_too_large(policy: Policy) -> None:
         assert "FWC051" in [f.id for f in tables.findings(big)]
     finally:
         classify.MAX_COMBOS = original
+
+
+@settings(max_examples=200, deadline=None)
+@given(trie_cases(), st.data())
+def test_painting_a_prefix_changes_exactly_its_addresses(
+    case: tuple[Family, list[AddressEntry], list[int]], data: st.DataObject
+) -> None:
+    """artifact/trie.py's `paint`, as `fw-load set` runs it: every address of the prefix takes
+    change(its class), every other keeps its class; painted again, over chunks, skip records
+    and earlier paints alike."""
+    family, entries, addresses = case
+    flat, _, skips = tables.dir_trie(entries, family)
+    trie = tables.ArrayTrie(family.width, flat, list(skips))
+    regions = data.draw(st.lists(nets(family), min_size=1, max_size=3))
+    top = (1 << family.width) - 1
+    probes = set(addresses) | {
+        a
+        for r in regions
+        for a in (r.first, r.last, r.first - 1, r.last + 1, (r.first + r.last) // 2)
+        if 0 <= a <= top
+    }
+    want = {a: trie_layout.lookup(trie, a) for a in probes}
+    for step, region in enumerate(regions, start=1):
+        trie_layout.paint(trie, region.network, region.prefix_len, lambda c, s=step: c + 100 * s)
+        for a in probes:
+            if region.first <= a <= region.last:
+                want[a] += 100 * step
+        assert {a: trie_layout.lookup(trie, a) for a in probes} == want

@@ -77,6 +77,7 @@ def build_manifest(plan: Plan, clang_version: str, insn_count: int) -> Manifest:
             else None
         ),
         conntrack=any(r.has_state for r in rules),
+        sets=plan.sets,
     )
 
 

@@ -19,6 +19,7 @@ from fwc.artifact.ifclass import (
     IFACES_HASH_MAP,
     IFACES_MAP,
 )
+from fwc.artifact.manifest import SetEntry
 from fwc.compiler.backend.options import DEFAULT_OPTIONS, CompileOptions
 from fwc.compiler.policy.findings import Finding, Location, Severity, error
 from fwc.compiler.policy.interfaces import (
@@ -76,6 +77,7 @@ class Plan:
     log_rate: int = 0
     counter_slots: tuple[str, ...] = field(default=())  # slot index -> name, see docs/artifact.md
     interfaces: InterfaceClasses = NO_INTERFACES  # the classes fwc_ifaces maps ifindexes to
+    sets: tuple[SetEntry, ...] = ()  # tables strategy: what live changes of each set need
 
     @property
     def template(self) -> str:

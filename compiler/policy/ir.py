@@ -141,6 +141,9 @@ class Rule:
     interfaces: tuple[str, ...] = ()  # globs; the ingress interface must match one (empty: any)
     not_interfaces: tuple[str, ...] = ()  # globs the ingress interface must match none of
     ct_states: int = 0  # CT_STATES bits; the packet's connection state must be one (0: any)
+    # the sets `sources` and `destinations` name (their members are expanded into them)
+    source_sets: tuple[str, ...] = ()
+    destination_sets: tuple[str, ...] = ()
 
     @property
     def has_interfaces(self) -> bool:

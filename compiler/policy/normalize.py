@@ -123,6 +123,13 @@ def _is_port_entry(value: object) -> bool:
     )
 
 
+def _set_names(entries: object) -> tuple[str, ...]:
+    """The sets an address field names, in order, each once."""
+    if not isinstance(entries, list):
+        return ()
+    return tuple(dict.fromkeys(e[1:] for e in entries if type(e) is str and e.startswith("$")))
+
+
 class _Normalizer:
     def __init__(self, doc: Document) -> None:
         self.doc = doc
@@ -371,4 +378,6 @@ class _Normalizer:
             interfaces=tuple(dict.fromkeys(g for g in globs if not g.startswith("!"))),
             not_interfaces=tuple(dict.fromkeys(g[1:] for g in globs if g.startswith("!"))),
             ct_states=sum(CT_STATES.get(str(s), 0) for s in dict.fromkeys(raw.get("state") or ())),
+            source_sets=_set_names(raw.get("source_cidrs")),
+            destination_sets=_set_names(raw.get("destination_cidrs")),
         )

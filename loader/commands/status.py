@@ -61,6 +61,11 @@ def gather(root: Path, recovered: list[str] | None = None) -> dict[str, Any]:
                 "interfaces": attached,
                 "stale_links": sorted(pinned - live),
                 "conntrack_table": _table(policy.dir.name, manifest),
+                # members changed by `fw-load set` since the artifact was applied
+                "sets_changed": [
+                    {"name": c.name, "added": c.added, "removed": c.removed, "members": c.members}
+                    for c in (manifest.fw_load.sets if manifest and manifest.fw_load else ())
+                ],
             }
         )
     return {
@@ -106,6 +111,11 @@ def render(state: dict[str, Any]) -> str:
             lines.append("  attached nowhere")
         for name in policy["stale_links"]:
             lines.append(f"  {name}: stale link pin (interface gone or renamed)")
+        for change in policy["sets_changed"]:
+            lines.append(
+                f"  sets changed live: {change['name']} +{change['added']} -{change['removed']} "
+                f"({change['members']} members; the artifact's set differs)"
+            )
         table = policy["conntrack_table"]
         if table is not None:
             lines.append(f"  conntrack: {_describe_table(table)}")

@@ -1,5 +1,5 @@
 """The control socket of `fw-load run`: its path, its messages, and the client that hands the
-daemon a `fw-load apply` request."""
+daemon a `fw-load apply` or `fw-load set` request."""
 
 from __future__ import annotations
 
@@ -72,6 +72,18 @@ def apply_request(fields: Mapping[str, Any], root: str, as_json: bool) -> dict[s
         "ssh_connection": os.environ.get("SSH_CONNECTION"),
         "json": as_json,
     }
+
+
+def set_request(fields: Mapping[str, Any], root: str, as_json: bool) -> dict[str, Any]:
+    """The control request of `fw-load set`: the set, its list files (made absolute) and the
+    policy, with the pin root."""
+    options = {
+        "set": fields["set"],
+        "add": [os.path.abspath(str(p)) for p in fields["add"] or ()],
+        "remove": [os.path.abspath(str(p)) for p in fields["remove"] or ()],
+        "policy": fields["policy"],
+    }
+    return {"command": "set", "root": root, "options": options, "json": as_json}
 
 
 def encode(message: Mapping[str, Any]) -> bytes:

@@ -19,7 +19,7 @@ from typing import Any
 from prometheus_client.registry import CollectorRegistry
 
 from fwc.artifact.ifclass import IFACES_HASH_MAP, InterfaceClassTable
-from fwc.loader.apply import recovery
+from fwc.loader.apply import recovery, set_report
 from fwc.loader.apply import report as apply_report
 from fwc.loader.apply.manifest_cache import ManifestCache
 from fwc.loader.apply.transaction import ApplyOptions, ApplyReport, apply
@@ -29,6 +29,7 @@ from fwc.loader.daemon.metrics import RESULTS, DaemonMetrics, PolicyCollector
 from fwc.loader.daemon.server import ControlBusy, ControlServer
 from fwc.loader.errors import LoaderError
 from fwc.loader.kernel import libbpf
+from fwc.loader.live.views import VIEWS
 from fwc.loader.node import attach, cttable, ifclasses, netlink, pins
 from fwc.loader.node.bpffs import on_bpffs
 
@@ -246,12 +247,16 @@ class _Control:
             return _refusal(f"this node's fw-load run follows {self.watched}; replace it there")
         if not self.policy:
             return _refusal("the fw-load run daemon failed to start; see its log")
+        if message.get("command") == "set":
+            return self._set(message, received)
         try:
             opts = self._options(message)
         except (KeyError, TypeError, ValueError) as exc:
             return _refusal(f"bad control request: {exc}")
         # anything else it raises is a bug: the control server answers it as a daemon failure
         outcome = apply_report.execute(opts, bool(message.get("json")))
+        # the tables set changes kept mapped may have been replaced: no mapping holds them
+        VIEWS.clear()
         self.dirty.set()
         timing = Timing.of(received, outcome.report, _now())
         # RESULTS are in the order of fw-load apply's exit codes
@@ -264,6 +269,33 @@ class _Control:
             )
         else:
             _say(f"apply request refused: {outcome.stderr.strip().splitlines()[-1]}")
+        return {**outcome.as_reply(), "timing": timing.as_dict()}
+
+    def _set(self, message: dict[str, Any], received: int) -> dict[str, Any]:
+        """A `fw-load set` request: the same function the command runs, here warm."""
+        started = set_report.now()
+        try:
+            if Path(str(message.get("root"))) != self.root:
+                raise ValueError(f"this daemon serves pin root {self.root}")
+            fields = message["options"]
+            if not isinstance(fields, dict) or set(fields) != set(set_report.FIELDS):
+                raise ValueError("the options are not those of this fw-load")
+            opts = set_report.options(fields, self.root, self.manifests)
+        except (KeyError, TypeError, ValueError) as exc:
+            return _refusal(f"bad control request: {exc}")
+        opts = replace(opts, received=started)
+        outcome = set_report.execute(opts, bool(message.get("json")))
+        self.dirty.set()
+        done = outcome.changed
+        flipped = None if done is None else (done.flipped_at - received) / 1e6
+        timing = Timing(flipped, (_now() - received) / 1e6)
+        if done is not None:
+            _say(
+                f"set {done.set} of {done.policy}: +{done.added} -{done.removed} on request; "
+                f"{timing.describe()}"
+            )
+        else:
+            _say(f"set request refused: {outcome.stderr.strip().splitlines()[-1]}")
         return {**outcome.as_reply(), "timing": timing.as_dict()}
 
     def _options(self, message: dict[str, Any]) -> ApplyOptions:

@@ -212,3 +212,31 @@ def patch(fd: int, info: libbpf.MapInfo, old: bytes, new: bytes, value_size: int
         mapped.close()
     elements = sum(len(part) for _, part in parts) // gap + max(0, old_count - count)
     return Written(len(parts), elements)
+
+
+def copy(source: int, target: int, info: libbpf.MapInfo) -> Written:
+    """Make the mmapable array `target` hold what `source` (of the same shape) holds, copying
+    only the blocks that differ."""
+    size = info.max_entries * image_stride(info.value_size)
+    protection = mmap.PROT_READ | mmap.PROT_WRITE
+    src = mmap.mmap(source, size, mmap.MAP_SHARED, protection)
+    try:
+        dst = mmap.mmap(target, size, mmap.MAP_SHARED, protection)
+        try:
+            src_buffer, dst_buffer = ctypes.c_char.from_buffer(src), ctypes.c_char.from_buffer(dst)
+            try:
+                base_src, base_dst = ctypes.addressof(src_buffer), ctypes.addressof(dst_buffer)
+                blocks = copied = 0
+                for start in range(0, size, _BLOCK):
+                    length = min(_BLOCK, size - start)
+                    if _libc.memcmp(base_dst + start, base_src + start, length):
+                        ctypes.memmove(base_dst + start, base_src + start, length)
+                        blocks += 1
+                        copied += length
+            finally:
+                del src_buffer, dst_buffer
+        finally:
+            dst.close()
+    finally:
+        src.close()
+    return Written(blocks, copied // image_stride(info.value_size))

@@ -232,8 +232,16 @@ def update_in_place(
     finally:
         fds.close()
     start = time.perf_counter()
+    # the new artifact's seeds replace any live set changes, in both generations' record
     record = dataclasses.replace(
-        record, generation=idle.generation, flipped_at=flipped_at, artifact_sha256=spec.sha256
+        record,
+        generation=idle.generation,
+        flipped_at=flipped_at,
+        artifact_sha256=spec.sha256,
+        sets=(),
+        tries=(),
+        set_changes=0,
+        dirty=(),
     )
     pinned = after_update(spec, live_manifest, mapping, record)
     meta_id = replace_meta(Path(root), policy, pinned)

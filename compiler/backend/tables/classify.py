@@ -11,7 +11,7 @@ import functools
 import itertools
 import operator
 from array import array
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Hashable, ItemsView, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -27,6 +27,7 @@ from fwc.compiler.policy.ir import (
     PortRange,
     Protocol,
     Rule,
+    SetEntries,
 )
 
 MAX_GROUPS = 32
@@ -184,6 +185,23 @@ class Tables:
     array_size: int  # linear indexes below this are array slots, the rest hash keys
     combos: Combos  # linear index -> rule id
     ct_rows: int = 1  # blocks of L4 rows: CT_ROWS with state rules, else 1
+    sets: tuple[SetEdit, ...] = ()  # per policy set, what a live change of its members needs
+
+
+@dataclass(frozen=True)
+class SetEdit:
+    """What changing the members of one address set without a compile needs (docs/tables.md,
+    "Live set changes"): per address field that names it, per group, each class id's class
+    with the set's predicates added and removed (-1: no such class), and the addresses its
+    rules list beside it. `refused` says why the set cannot change live ("" when it can)."""
+
+    name: str
+    refused: str = ""
+    fields: tuple[int, ...] = ()  # SRC and/or DST
+    add: tuple[tuple[tuple[int, ...], ...], ...] = ()  # per field, per group, class -> class
+    remove: tuple[tuple[tuple[int, ...], ...], ...] = ()
+    members: tuple[AddressRange, ...] = ()
+    others: tuple[AddressRange, ...] = ()
 
 
 def linear(tables: Tables, group: int, classes: Sequence[int]) -> int:
@@ -417,7 +435,7 @@ def _field_preds(group: _Group, field: int) -> dict[Hashable, int]:
 
 def _address_classes(
     groups: Sequence[_Group], field: int
-) -> tuple[tuple[AddressEntry, ...], list[dict[int, list[int]]]]:
+) -> tuple[tuple[AddressEntry, ...], list[_Interner]]:
     """LPM entries for one address field; each distinct prefix holds the classes of its chain.
 
     Prefixes nest or are disjoint, so the addresses whose longest match is prefix X are covered by
@@ -460,7 +478,7 @@ def _address_classes(
         width = 32 if number == 4 else 128
         stack.append((number, network | ((1 << (width - plen)) - 1), chain))
         entries.append(AddressEntry(family_of[number], network, plen, chain))
-    return tuple(entries), [i.members_to_classes() for i in interners]
+    return tuple(entries), interners
 
 
 # A prefix's class id per group: only the groups owning the prefix build a set (one set per
@@ -559,14 +577,20 @@ def _l4(
     return rows, [i.members_to_classes() for i in interners]
 
 
-def build_tables(rules: Sequence[Rule], ifclasses: InterfaceClasses = NO_INTERFACES) -> Tables:
+def build_tables(
+    rules: Sequence[Rule],
+    ifclasses: InterfaceClasses = NO_INTERFACES,
+    sets: Sequence[tuple[str, SetEntries]] = (),
+) -> Tables:
     """The classification tables for `rules` (evaluation order) with the L4 table indexed by
-    `ifclasses` too, and by the packet's connection state when a rule has one; raises
-    TablesTooLarge."""
+    `ifclasses` too, and by the packet's connection state when a rule has one, and what a live
+    change of each of the policy's `sets` needs; raises TablesTooLarge."""
     groups = _groups(rules, ifclasses)
     ct_rows = CT_ROWS if any(r.has_state for r in rules) else 1
-    src, src_members = _address_classes(groups, SRC)
-    dst, dst_members = _address_classes(groups, DST)
+    src, src_interners = _address_classes(groups, SRC)
+    dst, dst_interners = _address_classes(groups, DST)
+    src_members = [i.members_to_classes() for i in src_interners]
+    dst_members = [i.members_to_classes() for i in dst_interners]
     l4, l4_members = _l4(groups, len(ifclasses.classes), ct_rows)
     sport, sport_classes, sport_members = _ports(groups, SPORT)
     dport, dport_classes, dport_members = _ports(groups, DPORT)
@@ -590,7 +614,82 @@ def build_tables(rules: Sequence[Rule], ifclasses: InterfaceClasses = NO_INTERFA
         array_size=array_size,
         combos=combos,
         ct_rows=ct_rows,
+        sets=tuple(
+            _set_edit(name, entries, rules, groups, (src_interners, dst_interners))
+            for name, entries in sets
+        ),
     )
+
+
+def _set_edit(
+    name: str,
+    entries: SetEntries,
+    rules: Sequence[Rule],
+    groups: Sequence[_Group],
+    interners: tuple[Sequence[_Interner], Sequence[_Interner]],
+) -> SetEdit:
+    """What a live change of set `name` needs, or why it cannot change live.
+
+    Adding prefix p to the set makes every predicate that lists the set own p, so an address
+    in p gets its class with those predicates added; removing p (when nothing else those
+    predicates list overlaps p) gets it with them removed. Both are exact only when no rule
+    lists the same addresses without naming the set (it shares their predicate).
+    """
+    if entries and not isinstance(entries[0], AddressRange):
+        return SetEdit(name, "it holds ports; port sets change only with a compile")
+    members = tuple(e for e in entries if isinstance(e, AddressRange))
+    fields: list[int] = []
+    adds, removes = [], []
+    others: Counter[AddressRange] = Counter()
+    for field in (SRC, DST):
+        users = [r for r in rules if name in _named(r, field)]
+        if not users:
+            continue
+        for rule in users:
+            beside = [s for s in _named(rule, field) if s != name]
+            if beside:
+                return SetEdit(
+                    name, f"rule `{rule.name}` lists it with set `{beside[0]}` in one field"
+                )
+            others.update(Counter(_listed(rule, field)) - Counter(members))
+        values = {_listed(r, field) for r in users}
+        if _OPEN[field] in values:
+            return SetEdit(name, "a rule that names it matches every address")
+        shared = next(
+            (r for r in rules if name not in _named(r, field) and _listed(r, field) in values),
+            None,
+        )
+        if shared is not None:
+            return SetEdit(
+                name, f"rule `{shared.name}` lists the same addresses without naming the set"
+            )
+        fields.append(field)
+        ids = {r.id for r in users}
+        per_add, per_remove = [], []
+        for group, interner in zip(groups, interners[field], strict=True):
+            preds = _field_preds(group, field)
+            mine = frozenset(
+                preds[value]
+                for rule_id, p in group.rules
+                if rule_id in ids and (value := _pred(group, p, field)) is not None
+            )
+            per_add.append(tuple(interner.ids.get(s | mine, -1) for s in interner.sets))
+            per_remove.append(tuple(interner.ids.get(s - mine, -1) for s in interner.sets))
+        adds.append(tuple(per_add))
+        removes.append(tuple(per_remove))
+    if not fields:
+        return SetEdit(name, "no rule's address field names it")
+    return SetEdit(
+        name, "", tuple(fields), tuple(adds), tuple(removes), members, tuple(sorted(others))
+    )
+
+
+def _named(rule: Rule, field: int) -> tuple[str, ...]:
+    return rule.source_sets if field == SRC else rule.destination_sets
+
+
+def _listed(rule: Rule, field: int) -> tuple[AddressRange, ...]:
+    return rule.sources if field == SRC else rule.destinations
 
 
 def _combos(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import struct
 import sys
 from array import array
@@ -10,8 +11,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
+from fwc.artifact import sets as live_sets
+from fwc.artifact import trie as trie_layout
 from fwc.artifact.ifclass import IFACES_ENTRIES, IFACES_HASH_ENTRIES
 from fwc.artifact.layout import CFG_HEADER, RULE_VALUE, generation_map
+from fwc.artifact.manifest import SetEntry, SetTrie
+from fwc.artifact.trie import DIR_ROOT, DIR_ROOT_BITS, SKIP_RECORD, U64_MASK
 from fwc.compiler.backend.options import DEFAULT_OPTIONS, CompileOptions
 from fwc.compiler.backend.plan import (
     MapInfo,
@@ -54,6 +59,12 @@ _XDP = {Action.ALLOW: XDP_PASS, Action.DENY: XDP_DROP}
 # little still fits the live maps and can be updated without a reload.
 MIN_CAPACITY = 1024
 
+# Room for live set changes above what the compiled members use (docs/tables.md, "Live set
+# changes"): member records and skip records, and trie chunks (counted in units), each plus a
+# sixteenth of those used, before the maps' power-of-two rounding.
+SET_ROOM = 4096
+SET_ROOM_CHUNKS = 1024
+
 # Record layouts, little-endian like the BPF target.
 # cfg: ngroups, default action, 4 counter slots, array_size, bucket_mask, then per group the
 # linear-index layout next to each other (one group's reads share cache lines): base, mult[5],
@@ -65,14 +76,8 @@ CFG = struct.Struct(CFG_HEADER.format + CFG_GROUP * MAX_GROUPS)
 # at most 3 loads; IPv6: the pools and /48s in 4 levels), 4-bit strides below it, where 256-slot
 # chunks along sparse long prefixes would cost tens of MB. A slot holds an address class, or
 # CHUNK | p, the chunk at DIR_ROOT + p << UNIT.
-DIR_ROOT_BITS = 16
-DIR_ROOT = 1 << DIR_ROOT_BITS
 WIDE_UNTIL = {Family.IPV4: 32, Family.IPV6: 48}
-UNIT = {Family.IPV4: 8, Family.IPV6: 4}
-CHUNK = 1 << 31
-SKIP = 1 << 30
-U64_MASK = (1 << 64) - 1
-SKIP_RECORD = struct.Struct("<4Q2I")  # mask hi, lo; prefix hi, lo; class on match, else
+UNIT = {f: trie_layout.unit(f.width) for f in Family}
 # Per-field class records: the field's candidate-group mask (classify.field_mask), then the
 # class per group.
 ADDR_VALUE = struct.Struct(f"<I{MAX_GROUPS}I")
@@ -128,6 +133,9 @@ class TablesProgram:
     l4_keys_per_class: int = L4_KEYS
     conntrack: bool = False  # a rule has `state`: fwc_ct.h, fwc_cts and the second pass
     ct_block: int = 0  # L4 rows of one connection-state block (l4_keys / CT_ROWS)
+    set_maps: Mapping[str, int] = dataclasses.field(
+        default_factory=dict
+    )  # member map base -> entries
 
 
 def findings(policy: Policy) -> list[Finding]:
@@ -162,7 +170,7 @@ def _classified(policy: Policy, ifclasses: InterfaceClasses) -> tuple[list[Findi
                 )
             )
     try:
-        return out, build_tables(policy.rules, ifclasses)
+        return out, build_tables(policy.rules, ifclasses, policy.sets)
     except TablesTooLarge as exc:
         out.append(
             error(
@@ -190,12 +198,23 @@ def plan(policy: Policy, dry_run: bool, options: CompileOptions = DEFAULT_OPTION
         for d, entries in (("s", tables.src), ("d", tables.dst))
         for f in Family
     }
+    set_entries, set_seeds = _sets(tables, tries)
+    # the tries live set changes paint get room to grow (docs/tables.md, "Live set changes")
+    painted = {t.table for e in set_entries for t in e.tries}
+
+    def room(table: str, used: int, floor: int) -> int:
+        return used + floor + used // 16 if table in painted else used
+
     dir_entries = {
-        f"{d}{f.value}": DIR_ROOT + (capacity(_chunks(flat, f)) << UNIT[f])
+        f"{d}{f.value}": DIR_ROOT
+        + (capacity(room(f"{d}{f.value}", _chunks(flat, f), SET_ROOM_CHUNKS)) << UNIT[f])
         for (d, f), (flat, _, _) in tries.items()
     }
     dir_classes = {f"{d}{f.value}": capacity(len(c)) for (d, f), (_, c, _) in tries.items()}
-    dir_skips = {f"{d}{f.value}": capacity(len(k)) for (d, f), (_, _, k) in tries.items()}
+    dir_skips = {
+        f"{d}{f.value}": capacity(room(f"{d}{f.value}", len(k), SET_ROOM))
+        for (d, f), (_, _, k) in tries.items()
+    }
     program = TablesProgram(
         program_name=program_name(policy),
         policy_name=policy.name,
@@ -224,17 +243,74 @@ def plan(policy: Policy, dry_run: bool, options: CompileOptions = DEFAULT_OPTION
         iface_entries=IFACES_ENTRIES if ifclasses.used else 0,
         conntrack=tables.ct_rows == CT_ROWS,
         ct_block=L4_KEYS * len(ifclasses.classes) if tables.ct_rows == CT_ROWS else 0,
+        set_maps={
+            seed.map[:-1]: capacity(seed.count + SET_ROOM + seed.count // 16) for seed in set_seeds
+        },
     )
     return Plan(
         policy=policy,
         strategy="tables",
         program=program,
         maps=program_maps(program),
-        seeds=seeds(policy, tables, buckets, tries),
+        seeds=seeds(policy, tables, buckets, tries) + set_seeds,
         dry_run=dry_run,
         counter_slots=slots,
         interfaces=ifclasses,
+        sets=set_entries,
     )
+
+
+def _sets(
+    tables: Tables, tries: Mapping[tuple[str, Family], Trie]
+) -> tuple[tuple[SetEntry, ...], tuple[Seed, ...]]:
+    """What a live change of each set needs (docs/tables.md, "Live set changes"): its member
+    map's seed, and per trie it is painted into, the class of each class index with the set's
+    predicates added and removed."""
+    entries: list[SetEntry] = []
+    seeds: list[Seed] = []
+    for edit in tables.sets:
+        if edit.refused:
+            entries.append(SetEntry(edit.name, edit.refused))
+            continue
+        base = live_sets.members_map(len(seeds))
+        records = sorted(
+            {live_sets.member(r.family.value, r.network, r.prefix_len) for r in edit.members}
+            | {
+                live_sets.member(r.family.value, r.network, r.prefix_len, live_sets.OTHER_KIND)
+                for r in edit.others
+            }
+        )
+        seeds.append(
+            Seed(
+                generation_map(base, 0),
+                4,
+                live_sets.MEMBER.size,
+                b"".join(U32.pack(i) + r for i, r in enumerate(records)),
+            )
+        )
+        set_tries = []
+        for at, field in enumerate(edit.fields):
+            direction = "s" if field == SRC else "d"
+            for family in Family:
+                classes = tries[direction, family][1]
+                ids = {c: i for i, c in enumerate(classes)}
+                set_tries.append(
+                    SetTrie(
+                        f"{direction}{family.value}",
+                        tuple(_moved(c, edit.add[at], ids) for c in classes),
+                        tuple(_moved(c, edit.remove[at], ids) for c in classes),
+                    )
+                )
+        entries.append(SetEntry(edit.name, "", generation_map(base, 0), tuple(set_tries)))
+    return tuple(entries), tuple(seeds)
+
+
+def _moved(
+    classes: tuple[int, ...], by_group: Sequence[Sequence[int]], ids: Mapping[tuple[int, ...], int]
+) -> int:
+    """The class index of `classes` with each group's class moved by `by_group` (-1: none)."""
+    moved = tuple(by_group[g][c] for g, c in enumerate(classes))
+    return -1 if -1 in moved else ids.get(moved, -1)
 
 
 def program_maps(p: TablesProgram) -> tuple[MapInfo, ...]:
@@ -280,6 +356,10 @@ def program_maps(p: TablesProgram) -> tuple[MapInfo, ...]:
         ]
         if p.conntrack:
             maps.append(MapInfo(generation_map(CT_TABLE, g), "array", 4, U32.size, p.rule_capacity))
+        maps += [
+            MapInfo(generation_map(base, g), "array", 4, live_sets.MEMBER.size, entries)
+            for base, entries in p.set_maps.items()
+        ]
     return tuple(maps)
 
 
@@ -361,16 +441,10 @@ def _address_seeds(
 
 def dir_trie(entries: Sequence[AddressEntry], family: Family) -> Trie:
     """One family's entries as a leaf-pushed multibit trie array, class index -> classes, and
-    the skip records.
-
-    Painting prefixes from short to long makes every slot hold its longest match. Under a slot
-    whose subtree holds one prefix only, a skip record replaces the chain of chunks: one masked
-    compare gives that prefix's class or the slot's own.
-    """
+    the skip records (artifact/trie.py writes them)."""
     ids: dict[tuple[int, ...], int] = {}
-    flat = array("I", bytes(4 * DIR_ROOT))
-    skips: list[tuple[int, ...]] = []
-    deep: dict[int, list[AddressEntry]] = {}
+    trie = ArrayTrie(family.width, array("I", bytes(4 * DIR_ROOT)), [])
+    deep: dict[int, list[trie_layout.Prefix]] = {}
     shift = family.width - DIR_ROOT_BITS
     for e in sorted(
         (e for e in entries if e.family is family), key=lambda e: (e.prefix_len, e.network)
@@ -378,54 +452,46 @@ def dir_trie(entries: Sequence[AddressEntry], family: Family) -> Trie:
         cid = ids.setdefault(e.classes, len(ids))
         slot = e.network >> shift
         if e.prefix_len <= DIR_ROOT_BITS:
-            span = 1 << (DIR_ROOT_BITS - e.prefix_len)
-            flat[slot : slot + span] = array("I", [cid]) * span
+            trie.fill(slot, 1 << (DIR_ROOT_BITS - e.prefix_len), cid)
         else:
-            deep.setdefault(slot, []).append(e)
+            deep.setdefault(slot, []).append((e.network, e.prefix_len, cid))
     for slot in sorted(deep):
-        flat[slot] = _node(_Trie(family, ids, flat, skips), deep[slot], DIR_ROOT_BITS, flat[slot])
-    return flat, list(ids), skips
+        trie.set_slot(slot, trie_layout.build(trie, deep[slot], DIR_ROOT_BITS, trie.slot(slot)))
+    return trie.flat, list(ids), trie.skips
 
 
-@dataclass(frozen=True)
-class _Trie:
-    family: Family
-    ids: dict[tuple[int, ...], int]
+@dataclass
+class ArrayTrie:
+    """A trie being built: its slots in an array, its skip records in a list."""
+
+    width: int
     flat: array[int]
     skips: list[tuple[int, ...]]
 
+    def slot(self, index: int) -> int:
+        return self.flat[index]
 
-def _node(trie: _Trie, entries: Sequence[AddressEntry], consumed: int, inherited: int) -> int:
-    """The slot value for the subtree below `consumed` bits holding `entries` (short first)."""
-    width, stride = trie.family.width, stride_at(trie.family, consumed)
-    if len(entries) == 1:
-        e = entries[0]
-        mask = ((1 << e.prefix_len) - 1) << (width - e.prefix_len)
-        hi, lo = e.network >> 64, e.network & U64_MASK
-        trie.skips.append((mask >> 64, mask & U64_MASK, hi, lo, trie.ids[e.classes], inherited))
-        return CHUNK | SKIP | (len(trie.skips) - 1)
-    start = len(trie.flat)
-    trie.flat.extend(array("I", [inherited]) * (1 << stride))
-    after = consumed + stride
-    below: dict[int, list[AddressEntry]] = {}
-    for e in entries:
-        nibble = e.network >> (width - after) & ((1 << stride) - 1)
-        if e.prefix_len <= after:
-            span = 1 << (after - e.prefix_len)
-            trie.flat[start + nibble : start + nibble + span] = (
-                array("I", [trie.ids[e.classes]]) * span
-            )
-        else:
-            below.setdefault(nibble, []).append(e)
-    for nibble in sorted(below):
-        slot = start + nibble
-        trie.flat[slot] = _node(trie, below[nibble], after, trie.flat[slot])
-    return CHUNK | (start - DIR_ROOT) >> UNIT[trie.family]
+    def set_slot(self, index: int, value: int) -> None:
+        self.flat[index] = value
 
+    def fill(self, start: int, span: int, value: int) -> None:
+        self.flat[start : start + span] = array("I", [value]) * span
 
-def stride_at(family: Family, consumed: int) -> int:
-    """Bits of the address the chunk below `consumed` bits indexes."""
-    return 8 if consumed < WIDE_UNTIL[family] else 4
+    def alloc(self, slots: int, value: int) -> int:
+        start = len(self.flat)
+        self.flat.extend(array("I", [value]) * slots)
+        return start
+
+    def skip(self, record: trie_layout.SkipRecord) -> int:
+        self.skips.append(record)
+        return len(self.skips) - 1
+
+    def read_skip(self, index: int) -> trie_layout.SkipRecord:
+        mask_hi, mask_lo, hi, lo, hit, miss = self.skips[index]
+        return mask_hi, mask_lo, hi, lo, hit, miss
+
+    def write_skip(self, index: int, record: trie_layout.SkipRecord) -> None:
+        self.skips[index] = record
 
 
 def _chunks(flat: Sequence[int], family: Family) -> int:
@@ -433,22 +499,10 @@ def _chunks(flat: Sequence[int], family: Family) -> int:
 
 
 def dir_lookup(
-    flat: Sequence[int], family: Family, address: int, skips: Sequence[tuple[int, ...]] = ()
+    flat: array[int], family: Family, address: int, skips: Sequence[tuple[int, ...]] = ()
 ) -> int:
     """The class index of an address: the walk the XDP program does."""
-    width = family.width
-    slot = flat[address >> (width - DIR_ROOT_BITS)]
-    consumed = DIR_ROOT_BITS
-    while slot & CHUNK:
-        if slot & SKIP:
-            mask_hi, mask_lo, value_hi, value_lo, hit, miss = skips[slot & ~(CHUNK | SKIP)]
-            mask, value = mask_hi << 64 | mask_lo, value_hi << 64 | value_lo
-            return hit if address & mask == value else miss
-        stride = stride_at(family, consumed)
-        consumed += stride
-        nibble = address >> (width - consumed) & ((1 << stride) - 1)
-        slot = flat[DIR_ROOT + ((slot & ~CHUNK) << UNIT[family]) + nibble]
-    return slot
+    return trie_layout.lookup(ArrayTrie(family.width, flat, list(skips)), address)
 
 
 def _array(

@@ -86,6 +86,11 @@ struct fwc_tbucket {
 	__u32 more;
 };
 
+/* A member of an address set that fw-load changes live (artifact/sets.py); never read here. */
+struct fwc_tmember {
+	__u8 bytes[24];
+};
+
 struct fwc_trule {
 	__u32 action;
 	__u32 slot;
@@ -123,10 +128,10 @@ struct {
 FWC_T_ARRAY(fwc_cfg0, 1, struct fwc_tcfg);
 FWC_T_ARRAY(fwc_s4_0, 327680, __u32);
 FWC_T_ARRAY(fwc_s4c_0, 1024, struct fwc_taddr_val);
-FWC_T_ARRAY(fwc_s4k_0, 1024, struct fwc_tskip);
+FWC_T_ARRAY(fwc_s4k_0, 8192, struct fwc_tskip);
 FWC_T_ARRAY(fwc_s6_0, 81920, __u32);
 FWC_T_ARRAY(fwc_s6c_0, 1024, struct fwc_taddr_val);
-FWC_T_ARRAY(fwc_s6k_0, 1024, struct fwc_tskip);
+FWC_T_ARRAY(fwc_s6k_0, 8192, struct fwc_tskip);
 FWC_T_ARRAY(fwc_d4_0, 327680, __u32);
 FWC_T_ARRAY(fwc_d4c_0, 1024, struct fwc_taddr_val);
 FWC_T_ARRAY(fwc_d4k_0, 1024, struct fwc_tskip);
@@ -142,16 +147,18 @@ FWC_T_ARRAY(fwc_carr0, 1024, __u32);
 FWC_T_ARRAY(fwc_bkt0, 1024, struct fwc_tbucket);
 FWC_T_HASH(fwc_comb0, 1024);
 FWC_T_ARRAY(fwc_rule0, 1024, struct fwc_trule);
+FWC_T_ARRAY(fwc_set0_0, 8192, struct fwc_tmember);
+FWC_T_ARRAY(fwc_set1_0, 8192, struct fwc_tmember);
 
 /* Generation 1. Address tables per direction and family: the trie array, the class
  * records, the skip records. Combo values are the rule id + 1; 0 is "no rule of this group". */
 FWC_T_ARRAY(fwc_cfg1, 1, struct fwc_tcfg);
 FWC_T_ARRAY(fwc_s4_1, 327680, __u32);
 FWC_T_ARRAY(fwc_s4c_1, 1024, struct fwc_taddr_val);
-FWC_T_ARRAY(fwc_s4k_1, 1024, struct fwc_tskip);
+FWC_T_ARRAY(fwc_s4k_1, 8192, struct fwc_tskip);
 FWC_T_ARRAY(fwc_s6_1, 81920, __u32);
 FWC_T_ARRAY(fwc_s6c_1, 1024, struct fwc_taddr_val);
-FWC_T_ARRAY(fwc_s6k_1, 1024, struct fwc_tskip);
+FWC_T_ARRAY(fwc_s6k_1, 8192, struct fwc_tskip);
 FWC_T_ARRAY(fwc_d4_1, 327680, __u32);
 FWC_T_ARRAY(fwc_d4c_1, 1024, struct fwc_taddr_val);
 FWC_T_ARRAY(fwc_d4k_1, 1024, struct fwc_tskip);
@@ -167,6 +174,8 @@ FWC_T_ARRAY(fwc_carr1, 1024, __u32);
 FWC_T_ARRAY(fwc_bkt1, 1024, struct fwc_tbucket);
 FWC_T_HASH(fwc_comb1, 1024);
 FWC_T_ARRAY(fwc_rule1, 1024, struct fwc_trule);
+FWC_T_ARRAY(fwc_set0_1, 8192, struct fwc_tmember);
+FWC_T_ARRAY(fwc_set1_1, 8192, struct fwc_tmember);
 
 static __fwc_inline int fwc_t_finish(const struct fwc_tcfg *cfg, __u32 slot, __u32 action,
 				     __u64 bytes)
@@ -426,7 +435,7 @@ SEC("xdp")
 int fwc_edge_web(struct xdp_md *ctx)
 {
 	/* the digest of the manifest's claims, which fw-load checks (docs/artifact.md) */
-	FWC_CLAIMS(0xba6717723fe3943b, 0xfe6096fa4fbefee4, 0x036b5b7bb3476817, 0x3e7c423d9223eadb);
+	FWC_CLAIMS(0x61f632e51962d411, 0x44350679f79a48d7, 0x8b1e1f2b02265075, 0xeec63cf1ac641b66);
 	const __u8 *data = (const __u8 *)(long)ctx->data;
 	const __u8 *data_end = (const __u8 *)(long)ctx->data_end;
 	__u64 bytes = (__u64)(data_end - data);

@@ -94,6 +94,11 @@ struct fwc_tbucket {
 	__u32 more;
 };
 
+/* A member of an address set that fw-load changes live (artifact/sets.py); never read here. */
+struct fwc_tmember {
+	__u8 bytes[24];
+};
+
 struct fwc_trule {
 	__u32 action;
 	__u32 slot;
@@ -131,10 +136,10 @@ struct {
 FWC_T_ARRAY(fwc_cfg0, 1, struct fwc_tcfg);
 FWC_T_ARRAY(fwc_s4_0, 327680, __u32);
 FWC_T_ARRAY(fwc_s4c_0, 1024, struct fwc_taddr_val);
-FWC_T_ARRAY(fwc_s4k_0, 1024, struct fwc_tskip);
+FWC_T_ARRAY(fwc_s4k_0, 4096, struct fwc_tskip);
 FWC_T_ARRAY(fwc_s6_0, 81920, __u32);
 FWC_T_ARRAY(fwc_s6c_0, 1024, struct fwc_taddr_val);
-FWC_T_ARRAY(fwc_s6k_0, 1024, struct fwc_tskip);
+FWC_T_ARRAY(fwc_s6k_0, 8192, struct fwc_tskip);
 FWC_T_ARRAY(fwc_d4_0, 327680, __u32);
 FWC_T_ARRAY(fwc_d4c_0, 1024, struct fwc_taddr_val);
 FWC_T_ARRAY(fwc_d4k_0, 1024, struct fwc_tskip);
@@ -152,16 +157,17 @@ FWC_T_HASH(fwc_comb0, 1024);
 FWC_T_ARRAY(fwc_rule0, 1024, struct fwc_trule);
 /* per rule id, the connection states it names (ct state bits; 0: none) */
 FWC_T_ARRAY(fwc_cts0, 1024, __u32);
+FWC_T_ARRAY(fwc_set0_0, 8192, struct fwc_tmember);
 
 /* Generation 1. Address tables per direction and family: the trie array, the class
  * records, the skip records. Combo values are the rule id + 1; 0 is "no rule of this group". */
 FWC_T_ARRAY(fwc_cfg1, 1, struct fwc_tcfg);
 FWC_T_ARRAY(fwc_s4_1, 327680, __u32);
 FWC_T_ARRAY(fwc_s4c_1, 1024, struct fwc_taddr_val);
-FWC_T_ARRAY(fwc_s4k_1, 1024, struct fwc_tskip);
+FWC_T_ARRAY(fwc_s4k_1, 4096, struct fwc_tskip);
 FWC_T_ARRAY(fwc_s6_1, 81920, __u32);
 FWC_T_ARRAY(fwc_s6c_1, 1024, struct fwc_taddr_val);
-FWC_T_ARRAY(fwc_s6k_1, 1024, struct fwc_tskip);
+FWC_T_ARRAY(fwc_s6k_1, 8192, struct fwc_tskip);
 FWC_T_ARRAY(fwc_d4_1, 327680, __u32);
 FWC_T_ARRAY(fwc_d4c_1, 1024, struct fwc_taddr_val);
 FWC_T_ARRAY(fwc_d4k_1, 1024, struct fwc_tskip);
@@ -179,6 +185,7 @@ FWC_T_HASH(fwc_comb1, 1024);
 FWC_T_ARRAY(fwc_rule1, 1024, struct fwc_trule);
 /* per rule id, the connection states it names (ct state bits; 0: none) */
 FWC_T_ARRAY(fwc_cts1, 1024, __u32);
+FWC_T_ARRAY(fwc_set0_1, 8192, struct fwc_tmember);
 
 static __fwc_inline int fwc_t_finish(const struct fwc_tcfg *cfg, __u32 slot, __u32 action,
 				     __u64 bytes)
@@ -473,7 +480,7 @@ SEC("xdp")
 int fwc_host_server(struct xdp_md *ctx)
 {
 	/* the digest of the manifest's claims, which fw-load checks (docs/artifact.md) */
-	FWC_CLAIMS(0x67a19593802be6a1, 0x0157c582c60fbb60, 0x16ae7a3d9067c66b, 0xb151d3dba2bdc257);
+	FWC_CLAIMS(0xbf7edd2afba531f2, 0x583097973d275ab1, 0xd663fe481bfb9b51, 0x1fb2b5093737f8da);
 	const __u8 *data = (const __u8 *)(long)ctx->data;
 	const __u8 *data_end = (const __u8 *)(long)ctx->data_end;
 	__u64 bytes = (__u64)(data_end - data);

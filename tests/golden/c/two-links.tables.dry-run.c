@@ -90,6 +90,11 @@ struct fwc_tbucket {
 	__u32 more;
 };
 
+/* A member of an address set that fw-load changes live (artifact/sets.py); never read here. */
+struct fwc_tmember {
+	__u8 bytes[24];
+};
+
 struct fwc_trule {
 	__u32 action;
 	__u32 slot;
@@ -127,10 +132,10 @@ struct {
 FWC_T_ARRAY(fwc_cfg0, 1, struct fwc_tcfg);
 FWC_T_ARRAY(fwc_s4_0, 327680, __u32);
 FWC_T_ARRAY(fwc_s4c_0, 1024, struct fwc_taddr_val);
-FWC_T_ARRAY(fwc_s4k_0, 1024, struct fwc_tskip);
+FWC_T_ARRAY(fwc_s4k_0, 4096, struct fwc_tskip);
 FWC_T_ARRAY(fwc_s6_0, 81920, __u32);
 FWC_T_ARRAY(fwc_s6c_0, 1024, struct fwc_taddr_val);
-FWC_T_ARRAY(fwc_s6k_0, 1024, struct fwc_tskip);
+FWC_T_ARRAY(fwc_s6k_0, 8192, struct fwc_tskip);
 FWC_T_ARRAY(fwc_d4_0, 327680, __u32);
 FWC_T_ARRAY(fwc_d4c_0, 1024, struct fwc_taddr_val);
 FWC_T_ARRAY(fwc_d4k_0, 1024, struct fwc_tskip);
@@ -146,16 +151,17 @@ FWC_T_ARRAY(fwc_carr0, 1024, __u32);
 FWC_T_ARRAY(fwc_bkt0, 1024, struct fwc_tbucket);
 FWC_T_HASH(fwc_comb0, 1024);
 FWC_T_ARRAY(fwc_rule0, 1024, struct fwc_trule);
+FWC_T_ARRAY(fwc_set0_0, 8192, struct fwc_tmember);
 
 /* Generation 1. Address tables per direction and family: the trie array, the class
  * records, the skip records. Combo values are the rule id + 1; 0 is "no rule of this group". */
 FWC_T_ARRAY(fwc_cfg1, 1, struct fwc_tcfg);
 FWC_T_ARRAY(fwc_s4_1, 327680, __u32);
 FWC_T_ARRAY(fwc_s4c_1, 1024, struct fwc_taddr_val);
-FWC_T_ARRAY(fwc_s4k_1, 1024, struct fwc_tskip);
+FWC_T_ARRAY(fwc_s4k_1, 4096, struct fwc_tskip);
 FWC_T_ARRAY(fwc_s6_1, 81920, __u32);
 FWC_T_ARRAY(fwc_s6c_1, 1024, struct fwc_taddr_val);
-FWC_T_ARRAY(fwc_s6k_1, 1024, struct fwc_tskip);
+FWC_T_ARRAY(fwc_s6k_1, 8192, struct fwc_tskip);
 FWC_T_ARRAY(fwc_d4_1, 327680, __u32);
 FWC_T_ARRAY(fwc_d4c_1, 1024, struct fwc_taddr_val);
 FWC_T_ARRAY(fwc_d4k_1, 1024, struct fwc_tskip);
@@ -171,6 +177,7 @@ FWC_T_ARRAY(fwc_carr1, 1024, __u32);
 FWC_T_ARRAY(fwc_bkt1, 1024, struct fwc_tbucket);
 FWC_T_HASH(fwc_comb1, 1024);
 FWC_T_ARRAY(fwc_rule1, 1024, struct fwc_trule);
+FWC_T_ARRAY(fwc_set0_1, 8192, struct fwc_tmember);
 
 static __fwc_inline int fwc_t_finish(const struct fwc_tcfg *cfg, __u32 slot, __u32 action,
 				     __u64 bytes)
@@ -432,7 +439,7 @@ SEC("xdp")
 int fwc_two_links(struct xdp_md *ctx)
 {
 	/* the digest of the manifest's claims, which fw-load checks (docs/artifact.md) */
-	FWC_CLAIMS(0xa64a4b1c31d2506c, 0xa4704d621c59f43f, 0xe68fdcc2465adbd6, 0x9c848b2c57dff995);
+	FWC_CLAIMS(0x278faa10d7d64071, 0x3280573f046b044d, 0x34b278512af19997, 0x2a944c63d879d59c);
 	const __u8 *data = (const __u8 *)(long)ctx->data;
 	const __u8 *data_end = (const __u8 *)(long)ctx->data_end;
 	__u64 bytes = (__u64)(data_end - data);
