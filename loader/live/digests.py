@@ -75,6 +75,19 @@ def open_pinned(pin: Path) -> int | None:
     return fd
 
 
+def open_or_pin(pin: Path) -> int:
+    """The pinned digest map's fd; a policy pinned without one gets one (nothing known)."""
+    fd = open_pinned(pin)
+    if fd is None:
+        fd = create({})
+        try:
+            libbpf.obj_pin(fd, pin)
+        except LoaderError:
+            os.close(fd)
+            raise
+    return fd
+
+
 def read(fd: int, generation: int) -> Digests:
     """What `generation` holds; empty when unknown."""
     raw = libbpf.map_lookup(fd, _KEY.pack(generation), _VALUE_SIZE) or b""

@@ -143,7 +143,7 @@ def change_set(
         start = time.perf_counter()
         if time.clock_gettime_ns(time.CLOCK_BOOTTIME) - (record.flipped_at or 0) < _GRACE_NS:
             wait_for_readers()  # packets that started on the idle generation are done
-        digests = _digest_map(policy)
+        digests = table_digests.open_or_pin(policy.map(table_digests.MAP_NAME))
         try:
             behind = _marked(table_digests.read(digests, idle), record)
             # unknown from now on: the idle generation will hold no artifact's seeds
@@ -225,19 +225,6 @@ def _planned(
     if members + len(change.added) - len(change.removed) == 0:
         raise SetRefused(f"set {name} would be empty; a rule naming only it would match anything")
     return change, *current.apply(change)
-
-
-def _digest_map(policy: pins.PolicyPins) -> int:
-    pin = policy.map(table_digests.MAP_NAME)
-    fd = table_digests.open_pinned(pin)
-    if fd is None:
-        fd = table_digests.create({})
-        try:
-            libbpf.obj_pin(fd, pin)
-        except LoaderError:
-            os.close(fd)
-            raise
-    return fd
 
 
 def _marked(idle: table_digests.Digests, record: LoaderRecord) -> bool:

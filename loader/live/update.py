@@ -85,15 +85,7 @@ class _Fds:
         """The policy's digest map; a policy pinned without one gets one (nothing known)."""
         if table_digests.MAP_NAME not in self._fds:
             pin = self._policy.map(table_digests.MAP_NAME)
-            fd = table_digests.open_pinned(pin)
-            if fd is None:
-                fd = table_digests.create({})
-                try:
-                    libbpf.obj_pin(fd, pin)
-                except LoaderError:
-                    os.close(fd)
-                    raise
-            self._fds[table_digests.MAP_NAME] = fd
+            self._fds[table_digests.MAP_NAME] = table_digests.open_or_pin(pin)
         return self._fds[table_digests.MAP_NAME]
 
     def shadow(self, target: str, seed: SeedSpec, entries: int) -> hash_shadow.Shadow:
