@@ -59,6 +59,8 @@ class Carrier:
         """docs/tables.md, "Live update": fill the idle generation, then flip fwc_gen."""
         idle = 1 - self.live
         for seed in seeds:
+            if seed.map.startswith("fwc_set"):
+                continue  # a set's member map: fw-load set reads it, the program never does
             name = seed.map[:-1] + str(idle)
             self._write(name, seed)
         libbpf.map_update(self.fd("fwc_gen"), bytes(4), idle.to_bytes(4, "little"))
