@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from fwc.loader.apply import report
+from fwc.loader.apply.report import Outcome
 from fwc.loader.daemon import control
 from fwc.loader.node import pins
 
@@ -67,13 +69,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     root = control.pin_root(args.pin_root)
-    if not args.no_daemon:
-        reply = control.ask(root, control.apply_request(vars(args), root, args.json))
+    request = None if args.no_daemon else control.apply_request(vars(args), root, args.json)
+    return routed(
+        root,
+        request,
+        lambda: report.execute(
+            report.options(vars(args), root, os.environ.get("SSH_CONNECTION")), args.json
+        ),
+    )
+
+
+def routed(root: str, request: dict[str, Any] | None, local: Callable[[], Outcome]) -> int:
+    """`request` answered by the daemon that serves `root`, or, when there is no request or
+    no daemon, `local()` run in this process; printed as the command's own output, its exit
+    code."""
+    if request is not None:
+        reply = control.ask(root, request)
         if reply is not None:
             return said(reply)
-    outcome = report.execute(
-        report.options(vars(args), root, os.environ.get("SSH_CONNECTION")), args.json
-    )
+    outcome = local()
     sys.stdout.write(outcome.stdout)
     sys.stderr.write(outcome.stderr)
     return outcome.code

@@ -8,10 +8,9 @@ the daemon, warm, makes the change; otherwise (or with --no-daemon) this process
 from __future__ import annotations
 
 import argparse
-import sys
 
 from fwc.loader.apply import set_report
-from fwc.loader.commands.apply import said
+from fwc.loader.commands.apply import routed
 from fwc.loader.daemon import control
 from fwc.loader.node import pins
 
@@ -47,11 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     root = control.pin_root(args.pin_root)
     fields = vars(args)
-    if not args.no_daemon:
-        reply = control.ask(root, control.set_request(fields, root, args.json))
-        if reply is not None:
-            return said(reply)
-    outcome = set_report.execute(set_report.options(fields, root), args.json)
-    sys.stdout.write(outcome.stdout)
-    sys.stderr.write(outcome.stderr)
-    return outcome.code
+    request = None if args.no_daemon else control.set_request(fields, root, args.json)
+    return routed(
+        root, request, lambda: set_report.execute(set_report.options(fields, root), args.json)
+    )
