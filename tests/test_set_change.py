@@ -188,6 +188,14 @@ def test_set_deltas_through_the_daemon_match_the_evaluator(tmp_path: Path) -> No
 
             status = pair.fwload("status")
             assert "sets changed live: blocklist +1300 -500" in status.stdout, status.stdout
+            # the daemon's kept index refuses removals nested in or holding another member
+            alone = set(isolated(twice))
+            nested = [c for c in twice if c not in alone][:20]
+            assert nested
+            for cidr in nested:
+                path = write_list(tmp_path / "nested.txt", [cidr])
+                done = pair.fwload("set", "blocklist", "--remove", str(path))
+                assert done.returncode == 2 and "overlaps another member" in done.stderr, cidr
 
             # an apply of the artifact replaces the live set changes, like any apply
             again = pair.fwload("apply", str(artifact), "--json")

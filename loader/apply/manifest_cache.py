@@ -43,6 +43,12 @@ class ManifestCache:
         with self._lock:
             self._kept[pin] = (map_id, manifest)
 
+    def kept_id(self, pin: Path) -> int | None:
+        """The id of the meta map whose manifest is kept for `pin` (the last read or kept)."""
+        with self._lock:
+            kept = self._kept.get(pin)
+        return None if kept is None else kept[0]
+
     def forget(self, pin: Path) -> None:
         with self._lock:
             self._kept.pop(pin, None)

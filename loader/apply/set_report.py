@@ -91,9 +91,13 @@ def change(opts: SetOptions) -> tuple[SetChanged, tuple[str, ...]]:
         with pins.locked(opts.root):
             recovered = tuple(recovery.recover(opts.root, opts.manifests))
             policy = _policy(opts.root, opts.policy)
-            read = opts.manifests.read if opts.manifests is not None else read_meta_map
-            live = read(policy.meta)
-            done = change_set(opts.root, live, opts.set, edit, opts.received)
+            meta_id: int | None = None
+            if opts.manifests is not None:
+                live = opts.manifests.read(policy.meta)
+                meta_id = opts.manifests.kept_id(policy.meta)
+            else:
+                live = read_meta_map(policy.meta)
+            done = change_set(opts.root, live, opts.set, edit, opts.received, meta_id)
             if opts.manifests is not None:
                 opts.manifests.keep(policy.meta, done.meta_id, done.manifest)
             return done, recovered

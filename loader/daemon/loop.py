@@ -29,7 +29,7 @@ from fwc.loader.daemon.metrics import RESULTS, DaemonMetrics, PolicyCollector
 from fwc.loader.daemon.server import ControlBusy, ControlServer
 from fwc.loader.errors import LoaderError
 from fwc.loader.kernel import libbpf
-from fwc.loader.live.views import VIEWS
+from fwc.loader.live import set_change
 from fwc.loader.node import attach, cttable, ifclasses, netlink, pins
 from fwc.loader.node.bpffs import on_bpffs
 
@@ -255,8 +255,8 @@ class _Control:
             return _refusal(f"bad control request: {exc}")
         # anything else it raises is a bug: the control server answers it as a daemon failure
         outcome = apply_report.execute(opts, bool(message.get("json")))
-        # the tables set changes kept mapped may have been replaced: no mapping holds them
-        VIEWS.clear()
+        # what set changes keep may have been replaced: nothing holds it
+        set_change.forget()
         self.dirty.set()
         timing = Timing.of(received, outcome.report, _now())
         # RESULTS are in the order of fw-load apply's exit codes

@@ -34,7 +34,7 @@ from fwc.loader.errors import LoaderError
 from fwc.loader.kernel import array_mmap, libbpf
 from fwc.loader.live import digests as table_digests
 from fwc.loader.live.mapped_trie import MappedTrie
-from fwc.loader.live.members import Change, Members
+from fwc.loader.live.members import Change, Members, Shorter
 from fwc.loader.live.pinned import replace_meta
 from fwc.loader.live.update import wait_for_readers
 from fwc.loader.live.views import VIEWS
@@ -44,6 +44,9 @@ _U32 = struct.Struct("<I")
 _GRACE_NS = 1_000_000_000
 # the key a generation's digest record holds when it is the live one but for the last change
 _MARKER = "set_change"
+# (policy pin directory, set) -> (meta map id, the live records, their Shorter index), kept by
+# a resident daemon from one change to the next
+_WARM: dict[tuple[str, str], tuple[int, Members, Shorter]] = {}
 _WIDTH = {"4": 32, "6": 128}
 
 
@@ -76,6 +79,12 @@ class SetChanged:
     timings: dict[str, float]
     manifest: Manifest  # now pinned, and its meta map's id
     meta_id: int
+
+
+def forget() -> None:
+    """Drop what a resident daemon keeps between set changes (after an apply replaced it)."""
+    _WARM.clear()
+    VIEWS.clear()
 
 
 def editable(manifest: Manifest, name: str) -> SetEntry:
@@ -113,12 +122,21 @@ class _Maps:
 
 
 def change_set(
-    root: Path, live: Manifest, name: str, delta: SetDelta, received: float | None = None
+    root: Path,
+    live: Manifest,
+    name: str,
+    delta: SetDelta,
+    received: float | None = None,
+    meta_id: int | None = None,
 ) -> SetChanged:
     """Add and remove members of set `name` of the live policy whose manifest is `live`: the
     idle generation brought up to the live one, the change painted there, one flip, then the
     new manifest. The caller holds the pin-root lock. SetRefused or LoaderError (nothing live
-    changed) before the flip."""
+    changed) before the flip.
+
+    `meta_id`, the id of the pinned meta map `live` was read from, is given by a resident
+    daemon: it then keeps the set's records and their index between changes (_WARM), valid
+    while the pins hold the manifest it pinned."""
     entry = editable(live, name)
     record = live.fw_load
     if record is None:
@@ -131,14 +149,27 @@ def change_set(
         gen = _U32.unpack(libbpf.map_lookup(maps[GEN_MAP], _U32.pack(0), 4) or bytes(4))[0]
         idle = 1 - gen
         members_map = generation_base(entry.members) or entry.members
-        current = Members(VIEWS.get(maps[generation_map(members_map, gen)], members_map)[0])
+        # taken, not read: a change that fails part way leaves nothing kept
+        warm = _WARM.pop((str(policy.dir), name), None)
+        shorter: Shorter | None = None
+        if warm is not None and meta_id is not None and warm[0] == meta_id:
+            _, current, shorter = warm
+        else:
+            current = Members(VIEWS.get(maps[generation_map(members_map, gen)], members_map)[0])
         before = next((c.members for c in record.sets if c.name == name), None)
         if before is None:
             before = current.members()
-        change, records, moved = _planned(current, name, delta, before)
-        members_info = libbpf.map_info(maps[generation_map(members_map, idle)])
-        if len(records) > members_info.max_entries * image_stride(members_info.value_size):
-            raise SetRefused(f"set {name}'s member map has no room for {len(change.insert)} more")
+        try:
+            change, records, moved = _planned(current, name, delta, before, shorter)
+            members_info = libbpf.map_info(maps[generation_map(members_map, idle)])
+            room = members_info.max_entries * image_stride(members_info.value_size)
+            if len(records) > room:
+                more = len(change.insert)
+                raise SetRefused(f"set {name}'s member map has no room for {more} more")
+        except SetRefused:
+            if warm is not None and shorter is not None:
+                _WARM[str(policy.dir), name] = warm  # nothing changed: it still holds
+            raise
         timings["plan"] = time.perf_counter() - start
         start = time.perf_counter()
         if time.clock_gettime_ns(time.CLOCK_BOOTTIME) - (record.flipped_at or 0) < _GRACE_NS:
@@ -155,7 +186,8 @@ def change_set(
             # the idle records are the live ones: only those from the first moved one change
             first, end = moved * MEMBER.size, max(len(records), current.count * MEMBER.size)
             view = VIEWS.get(maps[generation_map(members_map, idle)], members_map)[0]
-            view[first:end] = records[first:].ljust(end - first, b"\0")
+            view[first : len(records)] = memoryview(records)[first:]
+            view[len(records) : end] = bytes(end - len(records))
             dirty[members_map] = (first, end)
             timings["write_idle"] = time.perf_counter() - start
             faults.point("set:idle-written")
@@ -188,7 +220,15 @@ def change_set(
         dirty=tuple(DirtyMap(m, r) for m, r in sorted(dirty.items())),
     )
     pinned = dataclasses.replace(live, fw_load=new_record)
-    meta_id = replace_meta(root, policy, pinned)
+    new_meta_id = replace_meta(root, policy, pinned)
+    if meta_id is not None:
+        # for the next change: the records as the live member map now holds them
+        if shorter is None:
+            shorter = Shorter(records, len(records) // MEMBER.size)
+        else:
+            shorter.change(current, change)
+        _WARM.clear()
+        _WARM[str(policy.dir), name] = (new_meta_id, Members(records), shorter)
     timings["manifest"] = time.perf_counter() - start
     return SetChanged(
         live.policy.name,
@@ -203,21 +243,21 @@ def change_set(
         flipped_at,
         timings,
         pinned,
-        meta_id,
+        new_meta_id,
     )
 
 
 def _planned(
-    current: Members, name: str, delta: SetDelta, members: int
+    current: Members, name: str, delta: SetDelta, members: int, shorter: Shorter | None
 ) -> tuple[Change, bytes, int]:
     both = set(delta.adds) & set(delta.removes)
     if both:
         raise SetRefused(f"{min(both, key=str)} is both added to and removed from set {name}")
-    change = current.change(delta.adds, delta.removes)
+    change = current.change(delta.adds, delta.removes, shorter)
     if change.missing:
         raise SetRefused(f"{change.missing[0]} is not a member of set {name}")
     for at, prefix in zip(change.delete, change.removed, strict=True):
-        if current.overlapped(prefix, at):
+        if current.overlapped(prefix, at, shorter):
             raise SetRefused(
                 f"{prefix} overlaps another member of set {name} or an address its rules list "
                 "beside it; removing it exactly needs a compile"
