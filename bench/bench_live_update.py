@@ -40,6 +40,8 @@ from fwc.loader.reader.artifact import read_artifact
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
+from netns import run_in_netns  # noqa: E402
+
 from policies import load_policy, make_policy_yaml  # noqa: E402
 
 FWLOAD = str(Path(sys.executable).parent / "fw-load")
@@ -353,30 +355,14 @@ def main() -> int:
     root = Path("/sys/fs/bpf") / tag
     with tempfile.TemporaryDirectory() as tmp:
         artifacts = compile_all(variants(args.rules), Path(tmp))
-        try:
-            subprocess.run(["ip", "netns", "add", tag], check=True)
-            ns = ["ip", "-n", tag]
-            subprocess.run([*ns, "link", "add", "lu0", "type", "veth", "peer", "lu1"], check=True)
-            for ifname in ("lu0", "lu1"):
-                subprocess.run([*ns, "link", "set", ifname, "up"], check=True)
-            # nsenter keeps /sys/fs/bpf visible (ip netns exec remounts /sys)
-            command = [
-                "nsenter",
-                f"--net=/run/netns/{tag}",
-                sys.executable,
-                __file__,
-                "--inside",
-                "--rounds",
-                str(args.rounds),
-                "--root",
-                str(root),
-                "--artifacts",
-                json.dumps({k: str(v) for k, v in artifacts.items()}),
-            ]
-            return subprocess.run(command).returncode
-        finally:
-            subprocess.run(["ip", "netns", "del", tag], check=False)
-            subprocess.run(["rm", "-rf", str(root), str(pycache(root))], check=False)
+        argv = [
+            sys.executable,
+            __file__,
+            "--inside",
+            *("--rounds", str(args.rounds), "--root", str(root)),
+            *("--artifacts", json.dumps({k: str(v) for k, v in artifacts.items()})),
+        ]
+        return run_in_netns(tag, ("lu0", "lu1"), argv, [str(root), str(pycache(root))])
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from fwc.compiler.backend.build import compile_policy
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 from blocklist import make_blocklist_yaml, make_cidrs  # noqa: E402
+from netns import run_in_netns  # noqa: E402
 
 from policies import load_policy  # noqa: E402
 
@@ -171,27 +172,15 @@ def main() -> int:
             policy = load_policy(make_blocklist_yaml(args.entries))
             compile_policy(policy, output=artifact, strategy="tables")
             print(f"compile: {time.monotonic() - started:.1f} s", flush=True)
-        try:
-            subprocess.run(["ip", "netns", "add", tag], check=True)
-            ns = ["ip", "-n", tag]
-            subprocess.run([*ns, "link", "add", "sd0", "type", "veth", "peer", "sd1"], check=True)
-            for ifname in ("sd0", "sd1"):
-                subprocess.run([*ns, "link", "set", ifname, "up"], check=True)
-            # nsenter keeps /sys/fs/bpf visible (ip netns exec remounts /sys)
-            command = [
-                "nsenter",
-                f"--net=/run/netns/{tag}",
-                sys.executable,
-                __file__,
-                "--inside",
-                *("--entries", str(args.entries), "--delta", str(args.delta)),
-                *("--rounds", str(args.rounds), "--root", str(root), "--work", tmp),
-                *("--artifact", str(artifact)),
-            ]
-            code = subprocess.run(command).returncode
-        finally:
-            subprocess.run(["ip", "netns", "del", tag], check=False)
-            subprocess.run(["rm", "-rf", str(root)], check=False)
+        argv = [
+            sys.executable,
+            __file__,
+            "--inside",
+            *("--entries", str(args.entries), "--delta", str(args.delta)),
+            *("--rounds", str(args.rounds), "--root", str(root), "--work", tmp),
+            *("--artifact", str(artifact)),
+        ]
+        code = run_in_netns(tag, ("sd0", "sd1"), argv, [str(root)])
     print(f"load average at end: {os.getloadavg()}")
     return code
 

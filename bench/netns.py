@@ -22,6 +22,21 @@ def sh(*args: str, input: str | None = None, check: bool = True) -> str:
     return result.stdout
 
 
+def run_in_netns(tag: str, links: tuple[str, str], argv: list[str], remove: list[str]) -> int:
+    """Run `argv` in a fresh namespace `tag` that holds the veth pair `links` (both up), with
+    /sys/fs/bpf still visible (nsenter, where `ip netns exec` remounts /sys); its exit code.
+    The namespace and the paths `remove` (a pin root) are removed after, whatever happened."""
+    try:
+        sh("ip", "netns", "add", tag)
+        sh("ip", "-n", tag, "link", "add", links[0], "type", "veth", "peer", links[1])
+        for ifname in links:
+            sh("ip", "-n", tag, "link", "set", ifname, "up")
+        return subprocess.run(["nsenter", f"--net=/run/netns/{tag}", *argv]).returncode
+    finally:
+        subprocess.run(["ip", "netns", "del", tag], check=False)
+        subprocess.run(["rm", "-rf", *remove], check=False)
+
+
 @dataclass(frozen=True)
 class Pair:
     """Two namespaces joined by one veth: `tx` sends, `rx` filters."""
