@@ -88,7 +88,7 @@ def veth_pair() -> Iterator[Pair]:
 
 def xdp_drops(pair: Pair) -> int:
     """Frames the receiver's XDP program dropped (the veth's per-queue counters)."""
-    out = sh("ip", "netns", "exec", pair.rx, "ethtool", "-S", RX_DEV, check=False)
+    out = pair.rx_sh("ethtool", "-S", RX_DEV, check=False)
     return sum(
         int(line.split(":")[1])
         for line in out.splitlines()
