@@ -1,4 +1,5 @@
-"""The C-library fast path of address parsing agrees with `ipaddress` wherever it answers."""
+"""The C-library fast path of address parsing agrees with `ipaddress` wherever it answers, and
+the parsed values behave as the CIDRs they name."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import ipaddress
 from hypothesis import given
 from hypothesis import strategies as st
 
+from fwc.compiler.policy.ir import AddressRange, Family
 from fwc.compiler.policy.normalize import _parse_plain, parse_address, parse_any_address
 
 _LENGTH = st.one_of(
@@ -53,3 +55,34 @@ def test_embedded_nul_is_not_an_address() -> None:
     for text in ("\x00", "10.0.0.1\x00", "10.0.0.0/8\x00", "::1\x00"):
         assert _parse_plain(text) is None
         assert parse_address(text) is None
+
+
+_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+_NET = st.one_of(
+    st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 32)).map(
+        lambda t: ipaddress.IPv4Network(t, strict=False)
+    ),
+    st.tuples(st.integers(0, 2**128 - 1), st.integers(0, 128)).map(
+        lambda t: ipaddress.IPv6Network(t, strict=False)
+    ),
+)
+
+
+def _range(net: _Network) -> AddressRange:
+    family = Family.IPV4 if net.version == 4 else Family.IPV6
+    return AddressRange(family, int(net.network_address), net.prefixlen)
+
+
+@given(_NET, _NET)
+def test_address_ranges_compare_as_their_cidrs(a: _Network, b: _Network) -> None:
+    x, y = _range(a), _range(b)
+    assert str(x) == str(a)
+    assert x.first == int(a.network_address) and x.last == int(a.broadcast_address)
+    assert (x == y) == (a == b)
+    if x == y:
+        assert hash(x) == hash(y)
+    # Ordered by family, then network, then prefix length: the order the analyses sort by.
+    assert (x < y) == (
+        (a.version, int(a.network_address), a.prefixlen)
+        < (b.version, int(b.network_address), b.prefixlen)
+    )

@@ -1,10 +1,11 @@
-"""The IR: the normalized policy that every later stage reads, as frozen dataclasses."""
+"""The IR: the normalized policy that every later stage reads, as immutable values."""
 
 from __future__ import annotations
 
 import enum
 import ipaddress
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from fwc.compiler.policy.findings import Location
 
@@ -19,18 +20,16 @@ class Family(enum.IntEnum):
         return 32 if self._value_ == 4 else 128
 
 
-@dataclass(frozen=True, order=True, slots=True)
-class AddressRange:
-    """One CIDR: the network address (host bits clear) and its prefix length."""
+class AddressRange(NamedTuple):
+    """One CIDR: the network address (host bits clear) and its prefix length.
+
+    A named tuple, not a dataclass: a blocklist holds a million of them, and a tuple is
+    built and hashed in C (the compiler hashes its rule's addresses several times over).
+    """
 
     family: Family
     network: int
     prefix_len: int
-
-    def __hash__(self) -> int:
-        # Not the generated hash: it hashes the enum member by a Python call, and a
-        # blocklist's rule is hashed with its million CIDRs more than once.
-        return hash((self.network, self.prefix_len, self.family._value_))
 
     @property
     def first(self) -> int:
