@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import struct
 
 FORMAT = 2
@@ -42,6 +43,37 @@ RULE_SLOTS = slice(1, None, 2)  # the slot column of an fwc_rule image, as u32 w
 def image_stride(value_size: int) -> int:
     """Bytes between two elements of an array map (and of an image seed)."""
     return -(-value_size // IMAGE_ALIGN) * IMAGE_ALIGN
+
+
+@functools.cache
+def _iota(count: int) -> bytes:
+    out = bytearray(count * 4)
+    for lane in range(4):
+        unit = 1 << (8 * lane)
+        period = b"".join(bytes([j]) * min(unit, count) for j in range(min(256, -(-count // unit))))
+        out[lane::4] = (period * -(-count // len(period)))[:count]
+    return bytes(out)
+
+
+def iota(count: int) -> memoryview:
+    """Little-endian u32 keys 0 .. count-1 (the keys an image seed implies), built one byte
+    lane at a time (C speed, no ints)."""
+    # callers want prefixes of one longest run: round up so they share it
+    size = 1 << max(count - 1, 0).bit_length()
+    return memoryview(_iota(size))[: count * 4]
+
+
+def image_records(image: bytes | bytearray | memoryview, value_size: int) -> bytes:
+    """An image seed as (key, value) records: each value after its u32 index."""
+    stride, step = image_stride(value_size), IMAGE_KEY_SIZE + value_size
+    count = len(image) // stride
+    out = bytearray(count * step)
+    keys = iota(count)
+    for b in range(IMAGE_KEY_SIZE):
+        out[b::step] = keys[b::IMAGE_KEY_SIZE]
+    for b in range(value_size):
+        out[IMAGE_KEY_SIZE + b :: step] = image[b::stride]
+    return bytes(out)
 
 
 def generation_map(base: str, generation: int) -> str:

@@ -23,9 +23,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fwc.artifact import claims
-from fwc.artifact.layout import image_stride
+from fwc.artifact.layout import image_stride, iota
 from fwc.compiler.backend.build import compile_policy
-from fwc.compiler.backend.manifest import seed_section
 from fwc.compiler.backend.plan import Seed
 from fwc.compiler.oracle.evaluate import evaluate
 from fwc.loader.apply.transaction import _pin
@@ -47,7 +46,7 @@ from fwc.loader.live.writers import write_array, write_hash
 from fwc.loader.node import pins
 from fwc.loader.reader import objfile
 from fwc.loader.reader.artifact import read_artifact
-from fwc.loader.reader.seeds import SeedSpec, iota
+from fwc.loader.reader.seeds import SeedSpec
 from tests import loader_fixtures
 from tests.loader_netns import FWC, sh, unique
 
@@ -453,18 +452,19 @@ def test_live_updates_through_the_combo_hash_keep_every_verdict(
 
 @pytest.mark.parametrize("value_size", [2, 4, 8, 12, 56])
 def test_an_image_seed_reads_back_as_the_records_it_was_made_from(value_size: int) -> None:
-    """The compiler's image section and the loader's records of it are inverse."""
+    """An image section, as the compiler's seed and as the loader's, reads back as the records
+    the writer's image was made from."""
     count = 37
     records = b"".join(
         struct.pack("<I", i) + bytes((i * 7 + b) % 256 for b in range(value_size))
         for i in range(count)
     )
-    plan_seed = Seed("fwc_x0", 4, value_size, records)
-    image = seed_section(plan_seed, "image")
-    assert len(image) == count * image_stride(value_size)
+    image = array_mmap.image(records, value_size, count)
+    assert image is not None and len(image) == count * image_stride(value_size)
+    plan_seed = Seed("fwc_x0", 4, value_size, bytes(image), "image")
+    assert plan_seed.count == count and plan_seed.records == records
     spec = SeedSpec("fwc_x0", ".fwc.seed.fwc_x0", 4, value_size, memoryview(image), "image")
     assert spec.count == count and bytes(spec.records) == records
-    assert array_mmap.image(records, value_size, count) == image
 
 
 def test_counter_slots_move_alike_in_images_and_records() -> None:
@@ -475,7 +475,8 @@ def test_counter_slots_move_alike_in_images_and_records() -> None:
     cfg = struct.pack("<I", 0) + struct.pack("<8I", 11, 12, 3, 4, 5, 1, 13, 14)
     for name, value_size, records in (("fwc_rule0", 8, rules), ("fwc_cfg0", 32, cfg)):
         as_records = _seed(name, 4, value_size, records)
-        image = seed_section(Seed(name, 4, value_size, records), "image")
+        image = array_mmap.image(records, value_size, len(records) // (4 + value_size))
+        assert image is not None
         as_image = SeedSpec(name, as_records.section, 4, value_size, memoryview(image), "image")
         want = array_mmap.image(remap_records(as_records, mapping), value_size, as_records.count)
         assert remap_image(memoryview(image), name, mapping) == want

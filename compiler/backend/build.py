@@ -15,7 +15,7 @@ from typing import Any
 from fwc.artifact.codec import encode, to_json
 from fwc.artifact.layout import MANIFEST_SECTION
 from fwc.artifact.manifest import Manifest
-from fwc.compiler.backend.manifest import build_manifest, insn_count, seed_section
+from fwc.compiler.backend.manifest import build_manifest, insn_count
 from fwc.compiler.backend.options import DEFAULT_OPTIONS, CompileOptions
 from fwc.compiler.backend.plan import Plan, make_plan
 from fwc.compiler.backend.render import Rendered, headers, render_mapped
@@ -141,10 +141,9 @@ def _embed(toolchain: Toolchain, obj: bytes, plan: Plan, manifest: Manifest, out
             "--strip-debug",
             f"--add-section={MANIFEST_SECTION}=manifest.json",
         ]
-        layouts = [seed.layout for seed in manifest.seeds]
-        for seed, layout in zip(plan.seeds, layouts, strict=True):
+        for seed in plan.seeds:
             name = f"seed-{seed.map}.bin"
-            (work / name).write_bytes(seed_section(seed, layout))
+            (work / name).write_bytes(seed.data)
             command.append(f"--add-section={seed.section}={name}")
         command += ["in.o", "out.o"]
         _run(command, work, "llvm-objcopy failed to embed the manifest")

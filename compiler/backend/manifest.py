@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import struct
 
 from elftools.elf.elffile import ELFFile
 
@@ -13,12 +12,8 @@ from fwc.artifact.layout import (
     BUCKETS_MAP,
     COUNTERS_MAP,
     FORMAT,
-    IMAGE,
-    IMAGE_KEY_SIZE,
     INSN_SIZE,
     PROGRAM_SECTION,
-    RECORDS,
-    image_stride,
 )
 from fwc.artifact.manifest import (
     CompilerInfo,
@@ -32,7 +27,7 @@ from fwc.artifact.manifest import (
     SeedEntry,
     SlotTable,
 )
-from fwc.compiler.backend.plan import Plan, Seed
+from fwc.compiler.backend.plan import Plan
 
 
 def build_manifest(plan: Plan, clang_version: str, insn_count: int) -> Manifest:
@@ -68,7 +63,7 @@ def build_manifest(plan: Plan, clang_version: str, insn_count: int) -> Manifest:
             MapEntry(m.name, m.type, m.key_size, m.value_size, m.max_entries) for m in plan.maps
         ),
         seeds=tuple(
-            SeedEntry(s.map, s.section, s.key_size, s.value_size, s.count, seed_layout(s, plan))
+            SeedEntry(s.map, s.section, s.key_size, s.value_size, s.count, s.layout)
             for s in plan.seeds
         ),
         interface_classes=(
@@ -79,31 +74,6 @@ def build_manifest(plan: Plan, clang_version: str, insn_count: int) -> Manifest:
         conntrack=any(r.has_state for r in rules),
         sets=plan.sets,
     )
-
-
-def seed_layout(seed: Seed, plan: Plan) -> str:
-    """IMAGE for an array seed whose keys are 0 .. count-1 (the section then holds the values
-    as the kernel lays out the array: each padded to 8 bytes), else RECORDS."""
-    kinds = {m.name: m.type for m in plan.maps}
-    if kinds.get(seed.map) != "array" or seed.key_size != IMAGE_KEY_SIZE:
-        return RECORDS
-    step = seed.key_size + seed.value_size
-    keys = struct.pack(f"<{seed.count}I", *range(seed.count))
-    # byte lane by byte lane: strided slices, not a Python loop per record
-    dense = all(seed.records[b::step] == keys[b::IMAGE_KEY_SIZE] for b in range(IMAGE_KEY_SIZE))
-    return IMAGE if dense else RECORDS
-
-
-def seed_section(seed: Seed, layout: str) -> bytes:
-    """The bytes of the seed's section in `layout`."""
-    if layout == RECORDS:
-        return seed.records
-    stride = image_stride(seed.value_size)
-    step = seed.key_size + seed.value_size
-    out = bytearray(seed.count * stride)
-    for b in range(seed.value_size):
-        out[b::stride] = seed.records[seed.key_size + b :: step]
-    return bytes(out)
 
 
 def insn_count(elf: bytes) -> int:

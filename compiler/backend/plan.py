@@ -19,6 +19,7 @@ from fwc.artifact.ifclass import (
     IFACES_HASH_MAP,
     IFACES_MAP,
 )
+from fwc.artifact.layout import IMAGE, RECORDS, image_records, image_stride
 from fwc.artifact.manifest import SetEntry
 from fwc.compiler.backend.options import DEFAULT_OPTIONS, CompileOptions
 from fwc.compiler.policy.findings import Finding, Location, Severity, error
@@ -48,16 +49,28 @@ class MapInfo:
 
 @dataclass(frozen=True)
 class Seed:
-    """Initial contents of one map, written by fw-load before the program is attached."""
+    """Initial contents of one map, written by fw-load before the program is attached, as its
+    artifact section holds them (docs/artifact.md, "Seeds"): (key, value) records, or for an
+    array whose keys are 0 .. count-1 its image, each value at a stride of 8-byte words."""
 
     map: str
     key_size: int
     value_size: int
-    records: bytes  # count * (key_size + value_size) bytes, key then value
+    data: bytes
+    layout: str = RECORDS  # or IMAGE, then key_size is IMAGE_KEY_SIZE
 
     @property
     def count(self) -> int:
-        return len(self.records) // (self.key_size + self.value_size)
+        if self.layout == IMAGE:
+            return len(self.data) // image_stride(self.value_size)
+        return len(self.data) // (self.key_size + self.value_size)
+
+    @property
+    def records(self) -> bytes:
+        """The seed as (key, value) records, whatever its layout."""
+        if self.layout == IMAGE:
+            return image_records(self.data, self.value_size)
+        return self.data
 
     @property
     def section(self) -> str:

@@ -12,7 +12,7 @@ import jinja2
 
 from fwc import __version__
 from fwc.artifact import claims
-from fwc.compiler.backend.manifest import build_manifest, seed_section
+from fwc.compiler.backend.manifest import build_manifest
 from fwc.compiler.backend.plan import Plan
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.:,=() -]")
@@ -120,7 +120,7 @@ def plan_claims(plan: Plan) -> bytes:
     manifest of the plan (its program entry and compiler are left out) and its seed bytes."""
     manifest = build_manifest(plan, "", 0)
     seed_sha256 = {
-        entry.section: hashlib.sha256(seed_section(seed, entry.layout)).hexdigest()
+        entry.section: hashlib.sha256(seed.data).hexdigest()
         for seed, entry in zip(plan.seeds, manifest.seeds, strict=True)
     }
     return claims.digest_of(manifest, seed_sha256)

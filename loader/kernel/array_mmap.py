@@ -11,9 +11,9 @@ import mmap
 from dataclasses import dataclass
 from typing import Literal
 
-from fwc.artifact.layout import image_stride
+from fwc.artifact.layout import image_stride, iota
 from fwc.loader.kernel import libbpf
-from fwc.loader.reader.seeds import Buffer, iota
+from fwc.loader.reader.seeds import Buffer
 
 BPF_F_MMAPABLE = 1 << 10
 KEY_SIZE = 4

@@ -5,28 +5,10 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from fwc.artifact.layout import IMAGE, RECORDS, image_stride
+from fwc.artifact.layout import IMAGE, RECORDS, image_records, image_stride
 
 # seed records: a view into the artifact's bytes, or a copy the loader made of them
 Buffer = bytes | bytearray | memoryview
-
-
-@functools.cache
-def _iota(count: int) -> bytes:
-    out = bytearray(count * 4)
-    for lane in range(4):
-        unit = 1 << (8 * lane)
-        period = b"".join(bytes([j]) * min(unit, count) for j in range(min(256, -(-count // unit))))
-        out[lane::4] = (period * -(-count // len(period)))[:count]
-    return bytes(out)
-
-
-def iota(count: int) -> memoryview:
-    """Little-endian u32 keys 0 .. count-1 (the keys an image seed implies), built one byte
-    lane at a time (C speed, no ints)."""
-    # callers want prefixes of one longest run: round up so they share it
-    size = 1 << max(count - 1, 0).bit_length()
-    return memoryview(_iota(size))[: count * 4]
 
 
 @dataclass(frozen=True)
@@ -51,14 +33,7 @@ class SeedSpec:
         """The seed as (key, value) records, whatever its layout."""
         if self.layout != IMAGE:
             return self.raw
-        stride, step = image_stride(self.value_size), self.key_size + self.value_size
-        out = bytearray(self.count * step)
-        keys = iota(self.count)
-        for b in range(self.key_size):
-            out[b::step] = keys[b :: self.key_size]
-        for b in range(self.value_size):
-            out[self.key_size + b :: step] = self.raw[b::stride]
-        return memoryview(bytes(out))
+        return memoryview(image_records(self.raw, self.value_size))
 
     @property
     def count(self) -> int:

@@ -14,7 +14,14 @@ from typing import ClassVar
 from fwc.artifact import sets as live_sets
 from fwc.artifact import trie as trie_layout
 from fwc.artifact.ifclass import IFACES_ENTRIES, IFACES_HASH_ENTRIES
-from fwc.artifact.layout import CFG_HEADER, RULE_VALUE, generation_map
+from fwc.artifact.layout import (
+    CFG_HEADER,
+    IMAGE,
+    IMAGE_KEY_SIZE,
+    RULE_VALUE,
+    generation_map,
+    image_stride,
+)
 from fwc.artifact.manifest import SetEntry, SetTrie
 from fwc.artifact.trie import DIR_ROOT, DIR_ROOT_BITS, SKIP_RECORD, U64_MASK
 from fwc.compiler.backend.options import DEFAULT_OPTIONS, CompileOptions
@@ -283,9 +290,10 @@ def _sets(
         seeds.append(
             Seed(
                 generation_map(base, 0),
-                4,
+                IMAGE_KEY_SIZE,
                 live_sets.MEMBER.size,
-                b"".join(U32.pack(i) + r for i, r in enumerate(records)),
+                _padded(live_sets.MEMBER.size, records),
+                IMAGE,
             )
         )
         set_tries = []
@@ -396,23 +404,33 @@ def seeds(
         ),
     )
     return (
-        Seed("fwc_cfg0", 4, CFG.size, U32.pack(0) + cfg),
+        _image_seed("fwc_cfg0", CFG.size, _padded(CFG.size, [cfg])),
         *(
             seed
             for d, field in (("s", SRC), ("d", DST))
             for seed in _address_seeds(tables, d, field, tries)
         ),
-        Seed("fwc_l4_0", 4, CLASSES16.size, _array(tables, L4, tables.l4, CLASSES16)),
-        Seed("fwc_sp0", 4, U16.size, _scalars(tables.sport)),
-        Seed("fwc_dp0", 4, U16.size, _scalars(tables.dport)),
-        Seed("fwc_spc0", 4, CLASSES16.size, _array(tables, SPORT, tables.sport_classes, CLASSES16)),
-        Seed("fwc_dpc0", 4, CLASSES16.size, _array(tables, DPORT, tables.dport_classes, CLASSES16)),
-        Seed("fwc_carr0", 4, U32.size, _combo_array(tables)),
-        Seed("fwc_bkt0", 4, BUCKET.size, _buckets(buckets)),
+        _image_seed("fwc_l4_0", CLASSES16.size, _classes(tables, L4, tables.l4, CLASSES16)),
+        _image_seed("fwc_sp0", U16.size, _column(tables.sport, U16)),
+        _image_seed("fwc_dp0", U16.size, _column(tables.dport, U16)),
+        _image_seed(
+            "fwc_spc0", CLASSES16.size, _classes(tables, SPORT, tables.sport_classes, CLASSES16)
+        ),
+        _image_seed(
+            "fwc_dpc0", CLASSES16.size, _classes(tables, DPORT, tables.dport_classes, CLASSES16)
+        ),
+        _image_seed("fwc_carr0", U32.size, _combo_array(tables)),
+        _image_seed("fwc_bkt0", BUCKET.size, _buckets(buckets)),
         Seed("fwc_comb0", U64.size, U32.size, _spilled(buckets)),
-        Seed("fwc_rule0", 4, RULE.size, _rules(policy.rules)),
+        _image_seed("fwc_rule0", RULE.size, _elements(RULE, _rules(policy.rules))),
         *(
-            (Seed(generation_map(CT_TABLE, 0), 4, U32.size, _rule_states(policy.rules)),)
+            (
+                _image_seed(
+                    generation_map(CT_TABLE, 0),
+                    U32.size,
+                    _column([r.ct_states for r in _by_id(policy.rules)], U32),
+                ),
+            )
             if tables.ct_rows == CT_ROWS
             else ()
         ),
@@ -430,12 +448,11 @@ def _address_seeds(
     for family in Family:
         flat, classes, skips = tries[direction, family]
         name = f"fwc_{direction}{family.value}"
-        out.append(Seed(f"{name}_0", 4, U32.size, _scalars(flat, U32)))
+        out.append(_image_seed(f"{name}_0", U32.size, _column(flat, U32)))
         out.append(
-            Seed(f"{name}c_0", 4, ADDR_VALUE.size, _array(tables, field, classes, ADDR_VALUE))
+            _image_seed(f"{name}c_0", ADDR_VALUE.size, _classes(tables, field, classes, ADDR_VALUE))
         )
-        records = b"".join(U32.pack(i) + SKIP_RECORD.pack(*r) for i, r in enumerate(skips))
-        out.append(Seed(f"{name}k_0", 4, SKIP_RECORD.size, records))
+        out.append(_image_seed(f"{name}k_0", SKIP_RECORD.size, _elements(SKIP_RECORD, skips)))
     return tuple(out)
 
 
@@ -505,34 +522,47 @@ def dir_lookup(
     return trie_layout.lookup(ArrayTrie(family.width, flat, list(skips)), address)
 
 
-def _array(
-    tables: Tables, field: int, rows: Sequence[Sequence[int]], value: struct.Struct
-) -> bytes:
-    """Class records of one field: index, candidate mask, the classes."""
-    record = struct.Struct("<I" + value.format[1:])
-    out = bytearray(record.size * len(rows))
+def _image_seed(name: str, value_size: int, image: bytes) -> Seed:
+    """The seed of an array map whose keys are 0 .. count-1, as the array's memory."""
+    return Seed(name, IMAGE_KEY_SIZE, value_size, image, IMAGE)
+
+
+def _padded(value_size: int, values: Sequence[bytes]) -> bytes:
+    """Packed values, each followed by the zeros up to the array's element stride."""
+    pad = bytes(image_stride(value_size) - value_size)
+    return pad.join(values) + pad if values else b""
+
+
+def _elements(value: struct.Struct, rows: Sequence[Sequence[int]]) -> bytes:
+    """An array's image: the i-th row packed as `value` at element i."""
+    stride = image_stride(value.size)
+    out = bytearray(stride * len(rows))
     for i, row in enumerate(rows):
-        fields = (i, field_mask(tables, field, row), *_pad(row, MAX_GROUPS))
-        record.pack_into(out, i * record.size, *fields)
+        value.pack_into(out, i * stride, *row)
     return bytes(out)
 
 
-def _scalars(values: Sequence[int], value: struct.Struct = U16) -> bytes:
-    """Records of index i and values[i], built as two little-endian columns and interleaved byte
-    by byte (a struct call per record took seconds at 10k rules)."""
-    n = len(values)
-    keys = array("I", range(n))
+def _classes(
+    tables: Tables, field: int, rows: Sequence[Sequence[int]], value: struct.Struct
+) -> bytes:
+    """Class records of one field, by class index: candidate mask, the classes."""
+    stride = image_stride(value.size)
+    out = bytearray(stride * len(rows))
+    for i, row in enumerate(rows):
+        value.pack_into(out, i * stride, field_mask(tables, field, row), *_pad(row, MAX_GROUPS))
+    return bytes(out)
+
+
+def _column(values: Sequence[int], value: struct.Struct) -> bytes:
+    """An array's image of scalars (u16, u32): each in the low bytes of its 8-byte element,
+    copied a byte lane at a time (a struct call per value took seconds at 10k rules)."""
     column = array(value.format[-1], values)
     if sys.byteorder != "little":
-        keys.byteswap()
         column.byteswap()
-    step = U32.size + value.size
-    out = bytearray(n * step)
-    raw_keys, raw_column = keys.tobytes(), column.tobytes()
-    for b in range(U32.size):
-        out[b::step] = raw_keys[b :: U32.size]
-    for b in range(value.size):
-        out[U32.size + b :: step] = raw_column[b :: value.size]
+    raw, width = column.tobytes(), column.itemsize
+    out = bytearray(len(column) * image_stride(width))
+    for b in range(width):
+        out[b :: image_stride(width)] = raw[b::width]
     return bytes(out)
 
 
@@ -543,7 +573,7 @@ def _combo_array(tables: Tables) -> bytes:
         if index >= tables.array_size:
             break
         values[index] = rule + 1
-    return _scalars(values, U32)
+    return _column(values, U32)
 
 
 @dataclass(frozen=True)
@@ -607,14 +637,13 @@ def combo_buckets(tables: Tables) -> ComboBuckets:
 
 def _buckets(buckets: ComboBuckets) -> bytes:
     """Every bucket, empty ones included: a live update must clear what the old policy held."""
-    record = struct.Struct("<I" + BUCKET.format[1:])
-    out = bytearray(record.size * buckets.count)
+    stride = image_stride(BUCKET.size)
+    out = bytearray(stride * buckets.count)
     for b in range(buckets.count):
         at = b * BUCKET_SLOTS
-        record.pack_into(
+        BUCKET.pack_into(
             out,
-            b * record.size,
-            b,
+            b * stride,
             *buckets.keys[at : at + BUCKET_SLOTS],
             *buckets.values[at : at + BUCKET_SLOTS],
             int(b in buckets.overflow),
@@ -626,14 +655,17 @@ def _spilled(buckets: ComboBuckets) -> bytes:
     return b"".join(U64.pack(i) + U32.pack(v) for i, v in sorted(buckets.spilled.items()))
 
 
-def _rules(rules: Sequence[Rule]) -> bytes:
-    return b"".join(U32.pack(r.id) + RULE.pack(_XDP[r.action], r.id) for r in rules)
+def _by_id(rules: Sequence[Rule]) -> Sequence[Rule]:
+    """The rules, checked to be indexed by id: the rule tables are arrays keyed by it."""
+    if [r.id for r in rules] != list(range(len(rules))):
+        raise ValueError("rule ids are not 0 .. n-1 in order")
+    return rules
 
 
-def _rule_states(rules: Sequence[Rule]) -> bytes:
-    return b"".join(U32.pack(r.id) + U32.pack(r.ct_states) for r in rules)
+def _rules(rules: Sequence[Rule]) -> list[tuple[int, int]]:
+    return [(_XDP[r.action], r.id) for r in _by_id(rules)]
 
 
 def table_bytes(plan: Plan) -> int:
     """Seed bytes of one generation: what the artifact carries for the tables."""
-    return sum(len(s.records) for s in plan.seeds)
+    return sum(len(s.data) for s in plan.seeds)
