@@ -115,6 +115,8 @@ def _carrier_source(dry_run: bool) -> str:
     program = dataclasses.replace(
         program,
         program_name=CARRIER_PROGRAM,
+        # every field, whatever the policies installed in the carrier constrain
+        lookups=tables.LOOKUP_FIELDS,
         combo_capacity=CARRIER_CAPACITY,
         bucket_count=CARRIER_CAPACITY,
         array_capacity=CARRIER_ARRAY,
@@ -182,8 +184,8 @@ def _check(carrier: Carrier, policy: Policy, frame_list: list[bytes]) -> None:
 
 
 @st.composite
-def policy_and_frames(draw: st.DrawFn) -> tuple[Policy, list[bytes]]:
-    policy = draw(policies(min_rules=0, max_rules=30))
+def policy_and_frames(draw: st.DrawFn, max_rules: int = 30) -> tuple[Policy, list[bytes]]:
+    policy = draw(policies(min_rules=0, max_rules=max_rules))
     # BPF_PROG_TEST_RUN refuses frames shorter than an Ethernet header.
     testable = frames(policy).filter(lambda f: len(f) >= ETH_HLEN)
     return policy, draw(st.lists(testable, min_size=1, max_size=12))
@@ -200,6 +202,43 @@ def test_tables_program_matches_the_evaluator(
 ) -> None:
     policy, frame_list = case
     _check(carrier, policy, frame_list)
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(policy_and_frames(max_rules=8))
+def test_compiled_programs_skip_the_fields_no_rule_constrains(
+    tmp_path_factory: pytest.TempPathFactory, case: tuple[Policy, list[bytes]]
+) -> None:
+    """Each policy compiled on its own, as fwc compile builds it: the program looks up only the
+    fields some group's signature holds (the carrier looks up all of them) and still gives the
+    evaluator's verdict on every frame."""
+    policy, frame_list = case
+    out = tmp_path_factory.mktemp("lookups") / "tables.o"
+    compile_policy(policy, output=out, strategy="tables", cache_dir=None)
+    built = tables.plan(policy, dry_run=False)
+    assert isinstance(built.program, tables.TablesProgram)
+    classified = tables._classified(policy, tables.planned_interfaces(policy))[1]
+    assert classified is not None
+    signatures = classified.signatures
+    constrained = {classify.FIELDS[f] for s in signatures for f in range(5) if s >> f & 1}
+    assert set(built.program.lookups) == constrained - {"l4"}
+    with LoadedProgram.load(out) as prog:
+        for frame in frame_list:
+            want = evaluate(policy, frame)
+            assert prog.test_run(frame).retval == want.xdp_action, (want.decided_by, frame.hex())
+
+
+def test_edge_web_does_not_look_up_the_destination() -> None:
+    """No rule of edge-web names a destination: its program walks no destination trie."""
+    built = tables.plan(_sample_policy(), dry_run=False)
+    assert isinstance(built.program, tables.TablesProgram)
+    assert built.program.lookups == ("src", "sport", "dport")
+    source = render(built)
+    assert "fwc_t_addr4(s4m" in source and "fwc_t_addr4(d4m" not in source
 
 
 def test_flip_switches_policies_without_reload(carrier: Carrier) -> None:

@@ -62,6 +62,13 @@ BIGGER = SECOND + "".join(
     for i in range(8)
 )
 
+# a rule names a source address, a field no rule of SECOND or BIGGER constrains: the program
+# now walks the source trie, so it differs (docs/tables.md, "Classification")
+WIDER = SECOND + (
+    "  - {name: from_lab, priority: 40, action: deny, protocol: udp, "
+    "source_cidrs: [192.0.2.0/24], destination_ports: [5356]}\n"
+)
+
 
 def compile_tables(text: str, out_dir: Path, strategy: str = "tables") -> Path:
     source = out_dir / f"{unique('lu')}.yaml"
@@ -139,11 +146,13 @@ def test_artifacts_that_do_not_fit_take_the_program_swap(tmp_path: Path) -> None
     first = compile_tables(FIRST, tmp_path)
     constants = compile_tables(SECOND, tmp_path, strategy="constants")
     bigger = compile_tables(BIGGER, tmp_path)
+    wider = compile_tables(WIDER, tmp_path)
     second = compile_tables(SECOND, tmp_path)
     with veth_pair(subnet=7) as pair:
         apply_json(pair, first)
         cases = [
             (bigger, (), "counters map would grow"),
+            (wider, (), "the program differs from the live one"),
             (first, ("--no-live-update",), "--no-live-update"),
             (constants, (), "strategy 'constants'"),
             (second, (), "strategy 'constants'"),  # the live policy is now a constants one

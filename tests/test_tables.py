@@ -171,17 +171,34 @@ def test_full_buckets_spill_to_the_hash() -> None:
     assert all(buckets.get(i) == rule + 1 for i, rule in combos.items())
 
 
-def test_program_shape_does_not_depend_on_the_rules(policy: Policy) -> None:
-    """Only map sizes and slot counts change: the classification code is the same text, but for
-    the words of the claims digest (artifact/claims.py), which a live update leaves out."""
+def test_program_shape_depends_on_the_rules_only_through_the_fields_they_constrain(
+    policy: Policy,
+) -> None:
+    """Map sizes and slot counts change, and which fields the program looks up; with the same
+    fields the classification code is the same text, but for the words of the claims digest
+    (artifact/claims.py), which a live update leaves out."""
     small = dataclasses.replace(policy, rules=policy.rules[:1])
+    fewer = dataclasses.replace(policy, rules=policy.rules[:-1])
 
-    def body(p: Policy) -> str:
-        source = render(tables.plan(p, dry_run=False))
+    def body(p: Policy, lookups: tuple[str, ...] | None = None) -> str:
+        plan = tables.plan(p, dry_run=False)
+        assert isinstance(plan.program, tables.TablesProgram)
+        if lookups is not None:
+            plan = dataclasses.replace(
+                plan, program=dataclasses.replace(plan.program, lookups=lookups)
+            )
+        source = render(plan)
         source = re.sub(r"FWC_CLAIMS\([^)]*\)", "FWC_CLAIMS(...)", source)
         return source[source.index("static __fwc_inline int fwc_t_finish") :]
 
-    assert body(small) == body(policy)
+    def lookups(p: Policy) -> tuple[str, ...]:
+        program = tables.plan(p, dry_run=False).program
+        assert isinstance(program, tables.TablesProgram)
+        return program.lookups
+
+    assert lookups(fewer) == lookups(policy) and body(fewer) == body(policy)
+    assert lookups(small) != lookups(policy) and body(small) != body(policy)
+    assert body(small, tables.LOOKUP_FIELDS) == body(policy, tables.LOOKUP_FIELDS)
 
 
 def test_findings_refuse_rate_limit_and_too_large(policy: Policy) -> None:

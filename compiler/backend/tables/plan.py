@@ -65,6 +65,9 @@ _XDP = {Action.ALLOW: XDP_PASS, Action.DENY: XDP_DROP}
 # Hash and trie maps are sized in powers of two from this floor, so a policy that grows a
 # little still fits the live maps and can be updated without a reload.
 MIN_CAPACITY = 1024
+# The fields the program may skip when no group's signature holds them, by their names in
+# classify.FIELDS (the L4 field is always looked up: interfaces and connection state index it).
+LOOKUP_FIELDS = ("src", "dst", "sport", "dport")
 
 # Room for live set changes above what the compiled members use (docs/tables.md, "Live set
 # changes"): member records and skip records, and trie chunks (counted in units), each plus a
@@ -108,7 +111,8 @@ U16 = struct.Struct("<H")
 
 @dataclass(frozen=True)
 class TablesProgram:
-    """The variables of tables.c.j2: sizes only, the rules are in the seeds."""
+    """The variables of tables.c.j2: sizes, and which fields the program looks up; the rules
+    are in the seeds."""
 
     template: ClassVar[str] = TEMPLATE
     program_name: str
@@ -143,6 +147,20 @@ class TablesProgram:
     set_maps: Mapping[str, int] = dataclasses.field(
         default_factory=dict
     )  # member map base -> entries
+    # the address and port fields some group's signature holds, which the program looks up
+    # (docs/tables.md, "Fields no rule constrains"); the L4 field is always looked up
+    lookups: tuple[str, ...] = LOOKUP_FIELDS
+
+
+def looked_up(tables: Tables) -> tuple[str, ...]:
+    """The fields of LOOKUP_FIELDS that some group's signature holds. Every class record of a
+    field outside every signature has the candidate mask of all groups and weighs 0 in every
+    combo index, so the program need not look it up."""
+    return tuple(
+        FIELDS[f]
+        for f in (SRC, DST, SPORT, DPORT)
+        if any(signature >> f & 1 for signature in tables.signatures)
+    )
 
 
 def findings(policy: Policy) -> list[Finding]:
@@ -205,7 +223,8 @@ def plan(policy: Policy, dry_run: bool, options: CompileOptions = DEFAULT_OPTION
         for d, entries in (("s", tables.src), ("d", tables.dst))
         for f in Family
     }
-    set_entries, set_seeds = _sets(tables, tries)
+    lookups = looked_up(tables)
+    set_entries, set_seeds = _sets(tables, tries, lookups)
     # the tries live set changes paint get room to grow (docs/tables.md, "Live set changes")
     painted = {t.table for e in set_entries for t in e.tries}
 
@@ -253,6 +272,7 @@ def plan(policy: Policy, dry_run: bool, options: CompileOptions = DEFAULT_OPTION
         set_maps={
             seed.map[:-1]: capacity(seed.count + SET_ROOM + seed.count // 16) for seed in set_seeds
         },
+        lookups=lookups,
     )
     return Plan(
         policy=policy,
@@ -268,7 +288,7 @@ def plan(policy: Policy, dry_run: bool, options: CompileOptions = DEFAULT_OPTION
 
 
 def _sets(
-    tables: Tables, tries: Mapping[tuple[str, Family], Trie]
+    tables: Tables, tries: Mapping[tuple[str, Family], Trie], lookups: Sequence[str]
 ) -> tuple[tuple[SetEntry, ...], tuple[Seed, ...]]:
     """What a live change of each set needs (docs/tables.md, "Live set changes"): its member
     map's seed, and per trie it is painted into, the class of each class index with the set's
@@ -276,8 +296,11 @@ def _sets(
     entries: list[SetEntry] = []
     seeds: list[Seed] = []
     for edit in tables.sets:
-        if edit.refused:
-            entries.append(SetEntry(edit.name, edit.refused))
+        skipped = [FIELDS[f] for f in edit.fields if FIELDS[f] not in lookups]
+        if edit.refused or skipped:
+            # the program does not read a field no group's signature holds (looked_up)
+            why = edit.refused or f"the program does not look up the {skipped[0]} address"
+            entries.append(SetEntry(edit.name, why))
             continue
         base = live_sets.members_map(len(seeds))
         records = sorted(
