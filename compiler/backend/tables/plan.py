@@ -65,9 +65,10 @@ _XDP = {Action.ALLOW: XDP_PASS, Action.DENY: XDP_DROP}
 # Hash and trie maps are sized in powers of two from this floor, so a policy that grows a
 # little still fits the live maps and can be updated without a reload.
 MIN_CAPACITY = 1024
-# The fields the program may skip when no group's signature holds them, by their names in
-# classify.FIELDS (the L4 field is always looked up: interfaces and connection state index it).
-LOOKUP_FIELDS = ("src", "dst", "sport", "dport")
+# The fields the program may skip when no group's signature holds them (the L4 field is always
+# looked up: interfaces and connection state index it), and their names in classify.FIELDS.
+_SKIPPABLE = (SRC, DST, SPORT, DPORT)
+LOOKUP_FIELDS = tuple(FIELDS[f] for f in _SKIPPABLE)
 
 # Room for live set changes above what the compiled members use (docs/tables.md, "Live set
 # changes"): member records and skip records, and trie chunks (counted in units), each plus a
@@ -157,9 +158,7 @@ def looked_up(tables: Tables) -> tuple[str, ...]:
     field outside every signature has the candidate mask of all groups and weighs 0 in every
     combo index, so the program need not look it up."""
     return tuple(
-        FIELDS[f]
-        for f in (SRC, DST, SPORT, DPORT)
-        if any(signature >> f & 1 for signature in tables.signatures)
+        FIELDS[f] for f in _SKIPPABLE if any(signature >> f & 1 for signature in tables.signatures)
     )
 
 
