@@ -206,11 +206,13 @@ def strategy_module(strategy: str) -> ModuleType | None:
     return importlib.import_module(name)
 
 
-# Measured side by side on 2026-11-25 (bench/bench_tables.py, bench/bench_rules.py):
-# a constants program costs the parse plus about 1.1 ns for every rule a packet walks
-# past (69 ns at 10 rules, about 1,200 ns at 1,000), a tables program a flat 180-230 ns
-# whatever the policy's size. The two cross near 120 rules.
-TABLES_FROM_RULES = 128
+# Measured side by side on 2026-12-06 (bench/bench_tables.py --sizes 32,48,64,96, two runs;
+# bench/results.md): a constants program costs the parse plus about 0.7 ns for every rule a
+# packet walks past, a tables program a flat 62-76 ns whatever the policy's size. A packet
+# that matches no rule, the one a default-deny edge drops, walks every rule: it costs the
+# constants program 1.2x the tables program at 64 rules. The bench's mix of early, late and
+# unmatched packets still costs it 0.9x there, and both lose to tables from about 80 rules.
+TABLES_FROM_RULES = 64
 
 
 def preferred_strategies(policy: Policy) -> list[str]:
