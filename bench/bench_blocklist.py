@@ -156,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "compile_rss_mb": [round(c[1]) for c in compiles],
                     "load_seed_s": round(load_s, 2),
                     "artifact_mb": round(artifact.stat().st_size / 2**20, 1),
-                    "map_memlock_mb": round(map_memory(prog.prog_fd) / 2**20, 1),
+                    "map_memlock_mb": round(map_memory(prog) / 2**20, 1),
                     "wrong_verdicts": wrong,
                 }
                 rows.append(row)

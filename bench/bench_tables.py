@@ -102,10 +102,12 @@ def compile_command(policy_yaml: str, work: Path, n: int) -> dict[str, object]:
     return {"compile_cmd_s": round(wall, 2), "compile_cmd_rss_mb": round(usage.ru_maxrss / 1024)}
 
 
-def map_memory(prog_fd: int) -> int:
-    """Bytes the kernel charges for the program's maps (bpftool's bytes_memlock)."""
+def map_memory(prog: LoadedProgram) -> int:
+    """Bytes the kernel charges for every map the artifact created (bpftool's bytes_memlock),
+    those the program does not read included."""
     total = 0
-    for map_id in libbpf.prog_info(prog_fd).map_ids:
+    for spec in prog.spec.maps:
+        map_id = libbpf.map_info(prog.map_fd(spec.name)).id
         out = subprocess.run(
             ["bpftool", "-j", "map", "show", "id", str(map_id)],
             capture_output=True,
@@ -162,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "compile_s": round(compile_s, 2),
                     "load_seed_s": round(load_s, 2),
                     "artifact_bytes": out.stat().st_size,
-                    "map_memlock_bytes": map_memory(prog.prog_fd),
+                    "map_memlock_bytes": map_memory(prog),
                     "insns": result.manifest["program"]["insn_count"],
                     "wrong_verdicts": wrong,
                     **command_info,

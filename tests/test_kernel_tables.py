@@ -122,6 +122,7 @@ def _carrier_source(dry_run: bool) -> str:
         array_capacity=CARRIER_ARRAY,
         dir_skips={t: CARRIER_CAPACITY for t in program.dir_skips},
         dir_classes={t: CARRIER_CAPACITY for t in program.dir_classes},
+        port_classes={f: tables.PORTS for f in program.port_classes},
         # Room for the longest chains the strategies draw: a /128 costs 4 chunks of 256 slots
         # and 20 of 16.
         dir_entries={

@@ -65,6 +65,29 @@ def test_plan_declares_both_generations_and_seeds_generation_zero(policy: Policy
         assert len(seed.records) == seed.count * (key_size + value_size)
 
 
+def test_port_class_tables_are_sized_by_the_classes_they_hold() -> None:
+    """A port's class record is 68 bytes: 65,536 of them per field and generation would be
+    17 MB for a policy of a few ports."""
+
+    def dport_rules(count: int) -> str:
+        rules = "".join(
+            f"  - {{name: r{i}, action: allow, protocol: tcp, destination_ports: [{1000 + i}]}}\n"
+            for i in range(count)
+        )
+        return f"version: 1\nname: ports\ndefault_action: deny\nrules:\n{rules}"
+
+    for count, expected in ((3, 1024), (1500, 2048)):
+        doc, _ = load_bytes(dport_rules(count).encode(), "ports.yaml")
+        assert doc is not None
+        policy, _ = normalize(doc)
+        assert policy is not None
+        plan = tables.plan(policy, dry_run=False)
+        sizes = {m.name: m.max_entries for m in plan.maps}
+        assert sizes["fwc_dpc0"] == sizes["fwc_dpc1"] == expected
+        assert sizes["fwc_spc0"] == 1024 and sizes["fwc_dp0"] == tables.PORTS
+        assert f"FWC_T_ARRAY(fwc_dpc1, {expected}, struct fwc_tcls16);" in render(plan)
+
+
 def test_seeds_hold_the_classification_tables(policy: Policy) -> None:
     plan = tables.plan(policy, dry_run=False)
     built = classify.build_tables(policy.rules)

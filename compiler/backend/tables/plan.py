@@ -124,6 +124,7 @@ class TablesProgram:
     groups: int
     l4_keys: int
     ports: int
+    port_classes: Mapping[str, int]  # per port field ("sport", "dport"): its class records
     rule_capacity: int
     combo_capacity: int
     array_capacity: int
@@ -249,6 +250,10 @@ def plan(policy: Policy, dry_run: bool, options: CompileOptions = DEFAULT_OPTION
         groups=MAX_GROUPS,
         l4_keys=L4_KEYS * len(ifclasses.classes) * tables.ct_rows,
         ports=PORTS,
+        port_classes={
+            "sport": capacity(len(tables.sport_classes)),
+            "dport": capacity(len(tables.dport_classes)),
+        },
         rule_capacity=rule_capacity,
         combo_capacity=combo_capacity,
         array_capacity=array_capacity,
@@ -377,8 +382,12 @@ def program_maps(p: TablesProgram) -> tuple[MapInfo, ...]:
             MapInfo(generation_map("fwc_l4_", g), "array", 4, CLASSES16.size, p.l4_keys),
             MapInfo(generation_map("fwc_sp", g), "array", 4, U16.size, p.ports),
             MapInfo(generation_map("fwc_dp", g), "array", 4, U16.size, p.ports),
-            MapInfo(generation_map("fwc_spc", g), "array", 4, CLASSES16.size, p.ports),
-            MapInfo(generation_map("fwc_dpc", g), "array", 4, CLASSES16.size, p.ports),
+            MapInfo(
+                generation_map("fwc_spc", g), "array", 4, CLASSES16.size, p.port_classes["sport"]
+            ),
+            MapInfo(
+                generation_map("fwc_dpc", g), "array", 4, CLASSES16.size, p.port_classes["dport"]
+            ),
             MapInfo(generation_map("fwc_carr", g), "array", 4, U32.size, p.array_capacity),
             MapInfo(generation_map("fwc_bkt", g), "array", 4, BUCKET.size, p.bucket_count),
             MapInfo(generation_map("fwc_comb", g), "hash", U64.size, U32.size, p.combo_capacity),

@@ -142,8 +142,8 @@ FWC_T_ARRAY(fwc_d6k_0, 1024, struct fwc_tskip);
 FWC_T_ARRAY(fwc_l4_0, 2560, struct fwc_tcls16);
 FWC_T_ARRAY(fwc_sp0, 65536, __u16);
 FWC_T_ARRAY(fwc_dp0, 65536, __u16);
-FWC_T_ARRAY(fwc_spc0, 65536, struct fwc_tcls16);
-FWC_T_ARRAY(fwc_dpc0, 65536, struct fwc_tcls16);
+FWC_T_ARRAY(fwc_spc0, 1024, struct fwc_tcls16);
+FWC_T_ARRAY(fwc_dpc0, 1024, struct fwc_tcls16);
 FWC_T_ARRAY(fwc_carr0, 1024, __u32);
 FWC_T_ARRAY(fwc_bkt0, 1024, struct fwc_tbucket);
 FWC_T_HASH(fwc_comb0, 1024);
@@ -169,8 +169,8 @@ FWC_T_ARRAY(fwc_d6k_1, 1024, struct fwc_tskip);
 FWC_T_ARRAY(fwc_l4_1, 2560, struct fwc_tcls16);
 FWC_T_ARRAY(fwc_sp1, 65536, __u16);
 FWC_T_ARRAY(fwc_dp1, 65536, __u16);
-FWC_T_ARRAY(fwc_spc1, 65536, struct fwc_tcls16);
-FWC_T_ARRAY(fwc_dpc1, 65536, struct fwc_tcls16);
+FWC_T_ARRAY(fwc_spc1, 1024, struct fwc_tcls16);
+FWC_T_ARRAY(fwc_dpc1, 1024, struct fwc_tcls16);
 FWC_T_ARRAY(fwc_carr1, 1024, __u32);
 FWC_T_ARRAY(fwc_bkt1, 1024, struct fwc_tbucket);
 FWC_T_HASH(fwc_comb1, 1024);
@@ -440,7 +440,7 @@ SEC("xdp")
 int fwc_edge_web(struct xdp_md *ctx)
 {
 	/* the digest of the manifest's claims, which fw-load checks (docs/artifact.md) */
-	FWC_CLAIMS(0xeac55b3535aef68d, 0x18325e0b61592f88, 0x1507e90a3c30f7f6, 0x450643ba47d4f23e);
+	FWC_CLAIMS(0x20de3905ceccadc6, 0xf2a5ee292ff8573a, 0xf1aa56a04a77e086, 0xa5beb26691754b32);
 	const __u8 *data = (const __u8 *)(long)ctx->data;
 	const __u8 *data_end = (const __u8 *)(long)ctx->data_end;
 	__u64 bytes = (__u64)(data_end - data);

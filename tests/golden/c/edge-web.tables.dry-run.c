@@ -142,8 +142,8 @@ FWC_T_ARRAY(fwc_d6k_0, 1024, struct fwc_tskip);
 FWC_T_ARRAY(fwc_l4_0, 2560, struct fwc_tcls16);
 FWC_T_ARRAY(fwc_sp0, 65536, __u16);
 FWC_T_ARRAY(fwc_dp0, 65536, __u16);
-FWC_T_ARRAY(fwc_spc0, 65536, struct fwc_tcls16);
-FWC_T_ARRAY(fwc_dpc0, 65536, struct fwc_tcls16);
+FWC_T_ARRAY(fwc_spc0, 1024, struct fwc_tcls16);
+FWC_T_ARRAY(fwc_dpc0, 1024, struct fwc_tcls16);
 FWC_T_ARRAY(fwc_carr0, 1024, __u32);
 FWC_T_ARRAY(fwc_bkt0, 1024, struct fwc_tbucket);
 FWC_T_HASH(fwc_comb0, 1024);
@@ -169,8 +169,8 @@ FWC_T_ARRAY(fwc_d6k_1, 1024, struct fwc_tskip);
 FWC_T_ARRAY(fwc_l4_1, 2560, struct fwc_tcls16);
 FWC_T_ARRAY(fwc_sp1, 65536, __u16);
 FWC_T_ARRAY(fwc_dp1, 65536, __u16);
-FWC_T_ARRAY(fwc_spc1, 65536, struct fwc_tcls16);
-FWC_T_ARRAY(fwc_dpc1, 65536, struct fwc_tcls16);
+FWC_T_ARRAY(fwc_spc1, 1024, struct fwc_tcls16);
+FWC_T_ARRAY(fwc_dpc1, 1024, struct fwc_tcls16);
 FWC_T_ARRAY(fwc_carr1, 1024, __u32);
 FWC_T_ARRAY(fwc_bkt1, 1024, struct fwc_tbucket);
 FWC_T_HASH(fwc_comb1, 1024);
@@ -440,7 +440,7 @@ SEC("xdp")
 int fwc_edge_web(struct xdp_md *ctx)
 {
 	/* the digest of the manifest's claims, which fw-load checks (docs/artifact.md) */
-	FWC_CLAIMS(0x61f632e51962d411, 0x44350679f79a48d7, 0x8b1e1f2b02265075, 0xeec63cf1ac641b66);
+	FWC_CLAIMS(0x90d0edabf5c64aef, 0x87956aed981f3b11, 0x7f350a4cb5f4c039, 0x446bad5b9b6a88ae);
 	const __u8 *data = (const __u8 *)(long)ctx->data;
 	const __u8 *data_end = (const __u8 *)(long)ctx->data_end;
 	__u64 bytes = (__u64)(data_end - data);

@@ -150,8 +150,8 @@ FWC_T_ARRAY(fwc_d6k_0, 1024, struct fwc_tskip);
 FWC_T_ARRAY(fwc_l4_0, 30720, struct fwc_tcls16);
 FWC_T_ARRAY(fwc_sp0, 65536, __u16);
 FWC_T_ARRAY(fwc_dp0, 65536, __u16);
-FWC_T_ARRAY(fwc_spc0, 65536, struct fwc_tcls16);
-FWC_T_ARRAY(fwc_dpc0, 65536, struct fwc_tcls16);
+FWC_T_ARRAY(fwc_spc0, 1024, struct fwc_tcls16);
+FWC_T_ARRAY(fwc_dpc0, 1024, struct fwc_tcls16);
 FWC_T_ARRAY(fwc_carr0, 1024, __u32);
 FWC_T_ARRAY(fwc_bkt0, 1024, struct fwc_tbucket);
 FWC_T_HASH(fwc_comb0, 1024);
@@ -178,8 +178,8 @@ FWC_T_ARRAY(fwc_d6k_1, 1024, struct fwc_tskip);
 FWC_T_ARRAY(fwc_l4_1, 30720, struct fwc_tcls16);
 FWC_T_ARRAY(fwc_sp1, 65536, __u16);
 FWC_T_ARRAY(fwc_dp1, 65536, __u16);
-FWC_T_ARRAY(fwc_spc1, 65536, struct fwc_tcls16);
-FWC_T_ARRAY(fwc_dpc1, 65536, struct fwc_tcls16);
+FWC_T_ARRAY(fwc_spc1, 1024, struct fwc_tcls16);
+FWC_T_ARRAY(fwc_dpc1, 1024, struct fwc_tcls16);
 FWC_T_ARRAY(fwc_carr1, 1024, __u32);
 FWC_T_ARRAY(fwc_bkt1, 1024, struct fwc_tbucket);
 FWC_T_HASH(fwc_comb1, 1024);
@@ -478,7 +478,7 @@ SEC("xdp")
 int fwc_host_server(struct xdp_md *ctx)
 {
 	/* the digest of the manifest's claims, which fw-load checks (docs/artifact.md) */
-	FWC_CLAIMS(0xbf7edd2afba531f2, 0x583097973d275ab1, 0xd663fe481bfb9b51, 0x1fb2b5093737f8da);
+	FWC_CLAIMS(0xc8a590a7a3108773, 0xc095f22bc63c8aa1, 0x4a101f6131b68867, 0x2a07923bcc4a6915);
 	const __u8 *data = (const __u8 *)(long)ctx->data;
 	const __u8 *data_end = (const __u8 *)(long)ctx->data_end;
 	__u64 bytes = (__u64)(data_end - data);

@@ -146,8 +146,8 @@ FWC_T_ARRAY(fwc_d6k_0, 1024, struct fwc_tskip);
 FWC_T_ARRAY(fwc_l4_0, 10240, struct fwc_tcls16);
 FWC_T_ARRAY(fwc_sp0, 65536, __u16);
 FWC_T_ARRAY(fwc_dp0, 65536, __u16);
-FWC_T_ARRAY(fwc_spc0, 65536, struct fwc_tcls16);
-FWC_T_ARRAY(fwc_dpc0, 65536, struct fwc_tcls16);
+FWC_T_ARRAY(fwc_spc0, 1024, struct fwc_tcls16);
+FWC_T_ARRAY(fwc_dpc0, 1024, struct fwc_tcls16);
 FWC_T_ARRAY(fwc_carr0, 1024, __u32);
 FWC_T_ARRAY(fwc_bkt0, 1024, struct fwc_tbucket);
 FWC_T_HASH(fwc_comb0, 1024);
@@ -172,8 +172,8 @@ FWC_T_ARRAY(fwc_d6k_1, 1024, struct fwc_tskip);
 FWC_T_ARRAY(fwc_l4_1, 10240, struct fwc_tcls16);
 FWC_T_ARRAY(fwc_sp1, 65536, __u16);
 FWC_T_ARRAY(fwc_dp1, 65536, __u16);
-FWC_T_ARRAY(fwc_spc1, 65536, struct fwc_tcls16);
-FWC_T_ARRAY(fwc_dpc1, 65536, struct fwc_tcls16);
+FWC_T_ARRAY(fwc_spc1, 1024, struct fwc_tcls16);
+FWC_T_ARRAY(fwc_dpc1, 1024, struct fwc_tcls16);
 FWC_T_ARRAY(fwc_carr1, 1024, __u32);
 FWC_T_ARRAY(fwc_bkt1, 1024, struct fwc_tbucket);
 FWC_T_HASH(fwc_comb1, 1024);
@@ -444,7 +444,7 @@ SEC("xdp")
 int fwc_two_links(struct xdp_md *ctx)
 {
 	/* the digest of the manifest's claims, which fw-load checks (docs/artifact.md) */
-	FWC_CLAIMS(0x7299dacd5b278a2a, 0xffa9b1150d1fae23, 0x07d2748efc4f94a3, 0x1d1fc5dbd01b8239);
+	FWC_CLAIMS(0xe08fd3f27360b6f4, 0xbb6aef03a68ea4db, 0x113679baaa221251, 0xfe919dd48b20b554);
 	const __u8 *data = (const __u8 *)(long)ctx->data;
 	const __u8 *data_end = (const __u8 *)(long)ctx->data_end;
 	__u64 bytes = (__u64)(data_end - data);

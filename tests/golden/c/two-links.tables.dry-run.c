@@ -146,8 +146,8 @@ FWC_T_ARRAY(fwc_d6k_0, 1024, struct fwc_tskip);
 FWC_T_ARRAY(fwc_l4_0, 10240, struct fwc_tcls16);
 FWC_T_ARRAY(fwc_sp0, 65536, __u16);
 FWC_T_ARRAY(fwc_dp0, 65536, __u16);
-FWC_T_ARRAY(fwc_spc0, 65536, struct fwc_tcls16);
-FWC_T_ARRAY(fwc_dpc0, 65536, struct fwc_tcls16);
+FWC_T_ARRAY(fwc_spc0, 1024, struct fwc_tcls16);
+FWC_T_ARRAY(fwc_dpc0, 1024, struct fwc_tcls16);
 FWC_T_ARRAY(fwc_carr0, 1024, __u32);
 FWC_T_ARRAY(fwc_bkt0, 1024, struct fwc_tbucket);
 FWC_T_HASH(fwc_comb0, 1024);
@@ -172,8 +172,8 @@ FWC_T_ARRAY(fwc_d6k_1, 1024, struct fwc_tskip);
 FWC_T_ARRAY(fwc_l4_1, 10240, struct fwc_tcls16);
 FWC_T_ARRAY(fwc_sp1, 65536, __u16);
 FWC_T_ARRAY(fwc_dp1, 65536, __u16);
-FWC_T_ARRAY(fwc_spc1, 65536, struct fwc_tcls16);
-FWC_T_ARRAY(fwc_dpc1, 65536, struct fwc_tcls16);
+FWC_T_ARRAY(fwc_spc1, 1024, struct fwc_tcls16);
+FWC_T_ARRAY(fwc_dpc1, 1024, struct fwc_tcls16);
 FWC_T_ARRAY(fwc_carr1, 1024, __u32);
 FWC_T_ARRAY(fwc_bkt1, 1024, struct fwc_tbucket);
 FWC_T_HASH(fwc_comb1, 1024);
@@ -444,7 +444,7 @@ SEC("xdp")
 int fwc_two_links(struct xdp_md *ctx)
 {
 	/* the digest of the manifest's claims, which fw-load checks (docs/artifact.md) */
-	FWC_CLAIMS(0x278faa10d7d64071, 0x3280573f046b044d, 0x34b278512af19997, 0x2a944c63d879d59c);
+	FWC_CLAIMS(0x862485a86a1ad445, 0x01aefdf693682773, 0x3139162d1d06a48b, 0x8c45c3f6a96ae3b3);
 	const __u8 *data = (const __u8 *)(long)ctx->data;
 	const __u8 *data_end = (const __u8 *)(long)ctx->data_end;
 	__u64 bytes = (__u64)(data_end - data);
