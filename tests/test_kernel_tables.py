@@ -109,19 +109,19 @@ def _carrier_source(dry_run: bool) -> str:
         for i, r in enumerate(_sample_policy().rules * CARRIER_SLOTS)
     )[:CARRIER_SLOTS]
     policy = dataclasses.replace(_sample_policy(), rules=rules)
-    plan = tables.plan(policy, dry_run)
+    # every field, whatever the policies installed in the carrier constrain
+    plan = tables.plan(policy, dry_run, lookups=tables.LOOKUP_FIELDS)
     program = plan.program
     assert isinstance(program, tables.TablesProgram)
     program = dataclasses.replace(
         program,
         program_name=CARRIER_PROGRAM,
-        # every field, whatever the policies installed in the carrier constrain
-        lookups=tables.LOOKUP_FIELDS,
         combo_capacity=CARRIER_CAPACITY,
         bucket_count=CARRIER_CAPACITY,
         array_capacity=CARRIER_ARRAY,
         dir_skips={t: CARRIER_CAPACITY for t in program.dir_skips},
         dir_classes={t: CARRIER_CAPACITY for t in program.dir_classes},
+        ports={f: tables.PORTS for f in program.ports},
         port_classes={f: tables.PORTS for f in program.port_classes},
         # Room for the longest chains the strategies draw: a /128 costs 4 chunks of 256 slots
         # and 20 of 16.
@@ -171,7 +171,9 @@ def carrier(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Carrier]:
 
 
 def _check(carrier: Carrier, policy: Policy, frame_list: list[bytes]) -> None:
-    plan = tables.plan(policy, dry_run=False)
+    # the carrier reads every field: it takes the tables of each, whether the policy's own
+    # program would read them or not
+    plan = tables.plan(policy, dry_run=False, lookups=tables.LOOKUP_FIELDS)
     carrier.install(plan.seeds)
     counters = carrier.fd("fwc_counters")
     for frame in frame_list:

@@ -35,9 +35,10 @@ def policy() -> Policy:
 
 def records(seed: Seed) -> list[tuple[bytes, bytes]]:
     step = seed.key_size + seed.value_size
+    data = seed.records  # built from the seed's image on each read
     return [
-        (seed.records[i : i + seed.key_size], seed.records[i + seed.key_size : i + step])
-        for i in range(0, len(seed.records), step)
+        (data[i : i + seed.key_size], data[i + seed.key_size : i + step])
+        for i in range(0, len(data), step)
     ]
 
 
@@ -84,8 +85,24 @@ def test_port_class_tables_are_sized_by_the_classes_they_hold() -> None:
         plan = tables.plan(policy, dry_run=False)
         sizes = {m.name: m.max_entries for m in plan.maps}
         assert sizes["fwc_dpc0"] == sizes["fwc_dpc1"] == expected
-        assert sizes["fwc_spc0"] == 1024 and sizes["fwc_dp0"] == tables.PORTS
+        assert sizes["fwc_dp0"] == tables.PORTS
         assert f"FWC_T_ARRAY(fwc_dpc1, {expected}, struct fwc_tcls16);" in render(plan)
+
+
+def test_tables_of_fields_the_program_does_not_read_are_empty(policy: Policy) -> None:
+    """No rule of edge-web names a destination: the destination tables get one entry each
+    and no seed, unless the program is made to read every field."""
+    plan = tables.plan(policy, dry_run=False)
+    assert isinstance(plan.program, tables.TablesProgram)
+    assert plan.program.lookups == ("src", "sport", "dport")
+    sizes = {m.name: m.max_entries for m in plan.maps}
+    unread = {f"fwc_d{f}{t}_{g}" for f in (4, 6) for t in ("", "c", "k") for g in (0, 1)}
+    assert {name for name, entries in sizes.items() if entries == 1} >= unread
+    assert sizes["fwc_s4_0"] > tables.DIR_ROOT and sizes["fwc_dp0"] == tables.PORTS
+    every = tables.plan(policy, dry_run=False, lookups=tables.LOOKUP_FIELDS)
+    seeded = {s.map for s in plan.seeds}
+    assert {s.map for s in every.seeds} - seeded == {n for n in unread if n.endswith("0")}
+    assert min(m.max_entries for m in every.maps if m.name in unread) > 1
 
 
 def test_seeds_hold_the_classification_tables(policy: Policy) -> None:

@@ -69,6 +69,16 @@ MIN_CAPACITY = 1024
 # looked up: interfaces and connection state index it), and their names in classify.FIELDS.
 _SKIPPABLE = (SRC, DST, SPORT, DPORT)
 LOOKUP_FIELDS = tuple(FIELDS[f] for f in _SKIPPABLE)
+# The tables of each skippable field, by the stem their maps share (fwc_s4_G, fwc_s4cG, ...;
+# fwc_spG, fwc_spcG).
+_TABLE_FIELD = {
+    "s4": "src",
+    "s6": "src",
+    "d4": "dst",
+    "d6": "dst",
+    "sp": "sport",
+    "dp": "dport",
+}
 
 # Room for live set changes above what the compiled members use (docs/tables.md, "Live set
 # changes"): member records and skip records, and trie chunks (counted in units), each plus a
@@ -123,8 +133,8 @@ class TablesProgram:
     slot_would_drop: int
     groups: int
     l4_keys: int
-    ports: int
-    port_classes: Mapping[str, int]  # per port field ("sport", "dport"): its class records
+    ports: Mapping[str, int]  # per port field ("sport", "dport"): port -> class
+    port_classes: Mapping[str, int]  # per port field: its class records
     rule_capacity: int
     combo_capacity: int
     array_capacity: int
@@ -207,8 +217,18 @@ def _classified(policy: Policy, ifclasses: InterfaceClasses) -> tuple[list[Findi
     return out, None
 
 
-def plan(policy: Policy, dry_run: bool, options: CompileOptions = DEFAULT_OPTIONS) -> Plan:
-    """The plan of `policy`; raises PlanError when this strategy cannot compile it."""
+def plan(
+    policy: Policy,
+    dry_run: bool,
+    options: CompileOptions = DEFAULT_OPTIONS,
+    lookups: Sequence[str] | None = None,
+) -> Plan:
+    """The plan of `policy`; raises PlanError when this strategy cannot compile it.
+
+    The program looks up `lookups` (of LOOKUP_FIELDS), by default the fields some group's
+    signature holds (looked_up). The tables of a field it does not look up are declared with
+    one entry and not seeded.
+    """
     ifclasses = planned_interfaces(policy)
     refused, tables = _classified(policy, ifclasses)
     if refused or tables is None:
@@ -223,7 +243,10 @@ def plan(policy: Policy, dry_run: bool, options: CompileOptions = DEFAULT_OPTION
         for d, entries in (("s", tables.src), ("d", tables.dst))
         for f in Family
     }
-    lookups = looked_up(tables)
+    if lookups is None:
+        lookups = looked_up(tables)
+    unread = {t for t in _TABLE_FIELD if _TABLE_FIELD[t] not in lookups}
+    unseeded = _unseeded(unread)
     set_entries, set_seeds = _sets(tables, tries, lookups)
     # the tries live set changes paint get room to grow (docs/tables.md, "Live set changes")
     painted = {t.table for e in set_entries for t in e.tries}
@@ -231,14 +254,23 @@ def plan(policy: Policy, dry_run: bool, options: CompileOptions = DEFAULT_OPTION
     def room(table: str, used: int, floor: int) -> int:
         return used + floor + used // 16 if table in painted else used
 
+    def sized(table: str, entries: int) -> int:
+        return 1 if table in unread else entries
+
     dir_entries = {
-        f"{d}{f.value}": DIR_ROOT
-        + (capacity(room(f"{d}{f.value}", _chunks(flat, f), SET_ROOM_CHUNKS)) << UNIT[f])
+        f"{d}{f.value}": sized(
+            f"{d}{f.value}",
+            DIR_ROOT
+            + (capacity(room(f"{d}{f.value}", _chunks(flat, f), SET_ROOM_CHUNKS)) << UNIT[f]),
+        )
         for (d, f), (flat, _, _) in tries.items()
     }
-    dir_classes = {f"{d}{f.value}": capacity(len(c)) for (d, f), (_, c, _) in tries.items()}
+    dir_classes = {
+        f"{d}{f.value}": sized(f"{d}{f.value}", capacity(len(c)))
+        for (d, f), (_, c, _) in tries.items()
+    }
     dir_skips = {
-        f"{d}{f.value}": capacity(room(f"{d}{f.value}", len(k), SET_ROOM))
+        f"{d}{f.value}": sized(f"{d}{f.value}", capacity(room(f"{d}{f.value}", len(k), SET_ROOM)))
         for (d, f), (_, _, k) in tries.items()
     }
     program = TablesProgram(
@@ -249,10 +281,10 @@ def plan(policy: Policy, dry_run: bool, options: CompileOptions = DEFAULT_OPTION
         slot_would_drop=special_slots(policy)["would_drop"],
         groups=MAX_GROUPS,
         l4_keys=L4_KEYS * len(ifclasses.classes) * tables.ct_rows,
-        ports=PORTS,
+        ports={"sport": sized("sp", PORTS), "dport": sized("dp", PORTS)},
         port_classes={
-            "sport": capacity(len(tables.sport_classes)),
-            "dport": capacity(len(tables.dport_classes)),
+            "sport": sized("sp", capacity(len(tables.sport_classes))),
+            "dport": sized("dp", capacity(len(tables.dport_classes))),
         },
         rule_capacity=rule_capacity,
         combo_capacity=combo_capacity,
@@ -276,14 +308,15 @@ def plan(policy: Policy, dry_run: bool, options: CompileOptions = DEFAULT_OPTION
         set_maps={
             seed.map[:-1]: capacity(seed.count + SET_ROOM + seed.count // 16) for seed in set_seeds
         },
-        lookups=lookups,
+        lookups=tuple(lookups),
     )
     return Plan(
         policy=policy,
         strategy="tables",
         program=program,
         maps=program_maps(program),
-        seeds=seeds(policy, tables, buckets, tries) + set_seeds,
+        seeds=tuple(s for s in seeds(policy, tables, buckets, tries) if s.map not in unseeded)
+        + set_seeds,
         dry_run=dry_run,
         counter_slots=slots,
         interfaces=ifclasses,
@@ -380,8 +413,8 @@ def program_maps(p: TablesProgram) -> tuple[MapInfo, ...]:
                 for t in p.dir_skips
             ),
             MapInfo(generation_map("fwc_l4_", g), "array", 4, CLASSES16.size, p.l4_keys),
-            MapInfo(generation_map("fwc_sp", g), "array", 4, U16.size, p.ports),
-            MapInfo(generation_map("fwc_dp", g), "array", 4, U16.size, p.ports),
+            MapInfo(generation_map("fwc_sp", g), "array", 4, U16.size, p.ports["sport"]),
+            MapInfo(generation_map("fwc_dp", g), "array", 4, U16.size, p.ports["dport"]),
             MapInfo(
                 generation_map("fwc_spc", g), "array", 4, CLASSES16.size, p.port_classes["sport"]
             ),
@@ -400,6 +433,18 @@ def program_maps(p: TablesProgram) -> tuple[MapInfo, ...]:
             for base, entries in p.set_maps.items()
         ]
     return tuple(maps)
+
+
+def _unseeded(unread: set[str]) -> set[str]:
+    """The generation-0 maps of the _TABLE_FIELD tables the program does not read."""
+    out: set[str] = set()
+    for t in unread:
+        if t in ("sp", "dp"):
+            bases: tuple[str, ...] = (f"fwc_{t}", f"fwc_{t}c")
+        else:
+            bases = (f"fwc_{t}_", f"fwc_{t}c_", f"fwc_{t}k_")
+        out |= {generation_map(base, 0) for base in bases}
+    return out
 
 
 def capacity(count: int) -> int:

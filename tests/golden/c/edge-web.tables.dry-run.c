@@ -133,12 +133,12 @@ FWC_T_ARRAY(fwc_s4k_0, 8192, struct fwc_tskip);
 FWC_T_ARRAY(fwc_s6_0, 81920, __u32);
 FWC_T_ARRAY(fwc_s6c_0, 1024, struct fwc_taddr_val);
 FWC_T_ARRAY(fwc_s6k_0, 8192, struct fwc_tskip);
-FWC_T_ARRAY(fwc_d4_0, 327680, __u32);
-FWC_T_ARRAY(fwc_d4c_0, 1024, struct fwc_taddr_val);
-FWC_T_ARRAY(fwc_d4k_0, 1024, struct fwc_tskip);
-FWC_T_ARRAY(fwc_d6_0, 81920, __u32);
-FWC_T_ARRAY(fwc_d6c_0, 1024, struct fwc_taddr_val);
-FWC_T_ARRAY(fwc_d6k_0, 1024, struct fwc_tskip);
+FWC_T_ARRAY(fwc_d4_0, 1, __u32);
+FWC_T_ARRAY(fwc_d4c_0, 1, struct fwc_taddr_val);
+FWC_T_ARRAY(fwc_d4k_0, 1, struct fwc_tskip);
+FWC_T_ARRAY(fwc_d6_0, 1, __u32);
+FWC_T_ARRAY(fwc_d6c_0, 1, struct fwc_taddr_val);
+FWC_T_ARRAY(fwc_d6k_0, 1, struct fwc_tskip);
 FWC_T_ARRAY(fwc_l4_0, 2560, struct fwc_tcls16);
 FWC_T_ARRAY(fwc_sp0, 65536, __u16);
 FWC_T_ARRAY(fwc_dp0, 65536, __u16);
@@ -160,12 +160,12 @@ FWC_T_ARRAY(fwc_s4k_1, 8192, struct fwc_tskip);
 FWC_T_ARRAY(fwc_s6_1, 81920, __u32);
 FWC_T_ARRAY(fwc_s6c_1, 1024, struct fwc_taddr_val);
 FWC_T_ARRAY(fwc_s6k_1, 8192, struct fwc_tskip);
-FWC_T_ARRAY(fwc_d4_1, 327680, __u32);
-FWC_T_ARRAY(fwc_d4c_1, 1024, struct fwc_taddr_val);
-FWC_T_ARRAY(fwc_d4k_1, 1024, struct fwc_tskip);
-FWC_T_ARRAY(fwc_d6_1, 81920, __u32);
-FWC_T_ARRAY(fwc_d6c_1, 1024, struct fwc_taddr_val);
-FWC_T_ARRAY(fwc_d6k_1, 1024, struct fwc_tskip);
+FWC_T_ARRAY(fwc_d4_1, 1, __u32);
+FWC_T_ARRAY(fwc_d4c_1, 1, struct fwc_taddr_val);
+FWC_T_ARRAY(fwc_d4k_1, 1, struct fwc_tskip);
+FWC_T_ARRAY(fwc_d6_1, 1, __u32);
+FWC_T_ARRAY(fwc_d6c_1, 1, struct fwc_taddr_val);
+FWC_T_ARRAY(fwc_d6k_1, 1, struct fwc_tskip);
 FWC_T_ARRAY(fwc_l4_1, 2560, struct fwc_tcls16);
 FWC_T_ARRAY(fwc_sp1, 65536, __u16);
 FWC_T_ARRAY(fwc_dp1, 65536, __u16);
@@ -440,7 +440,7 @@ SEC("xdp")
 int fwc_edge_web(struct xdp_md *ctx)
 {
 	/* the digest of the manifest's claims, which fw-load checks (docs/artifact.md) */
-	FWC_CLAIMS(0x90d0edabf5c64aef, 0x87956aed981f3b11, 0x7f350a4cb5f4c039, 0x446bad5b9b6a88ae);
+	FWC_CLAIMS(0x8cabeb6f04056ff3, 0xf533aab4a0effd37, 0x03f994d64df818e4, 0xd0e8faff0e19f0f1);
 	const __u8 *data = (const __u8 *)(long)ctx->data;
 	const __u8 *data_end = (const __u8 *)(long)ctx->data_end;
 	__u64 bytes = (__u64)(data_end - data);

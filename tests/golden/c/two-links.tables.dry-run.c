@@ -137,12 +137,12 @@ FWC_T_ARRAY(fwc_s4k_0, 4096, struct fwc_tskip);
 FWC_T_ARRAY(fwc_s6_0, 81920, __u32);
 FWC_T_ARRAY(fwc_s6c_0, 1024, struct fwc_taddr_val);
 FWC_T_ARRAY(fwc_s6k_0, 8192, struct fwc_tskip);
-FWC_T_ARRAY(fwc_d4_0, 327680, __u32);
-FWC_T_ARRAY(fwc_d4c_0, 1024, struct fwc_taddr_val);
-FWC_T_ARRAY(fwc_d4k_0, 1024, struct fwc_tskip);
-FWC_T_ARRAY(fwc_d6_0, 81920, __u32);
-FWC_T_ARRAY(fwc_d6c_0, 1024, struct fwc_taddr_val);
-FWC_T_ARRAY(fwc_d6k_0, 1024, struct fwc_tskip);
+FWC_T_ARRAY(fwc_d4_0, 1, __u32);
+FWC_T_ARRAY(fwc_d4c_0, 1, struct fwc_taddr_val);
+FWC_T_ARRAY(fwc_d4k_0, 1, struct fwc_tskip);
+FWC_T_ARRAY(fwc_d6_0, 1, __u32);
+FWC_T_ARRAY(fwc_d6c_0, 1, struct fwc_taddr_val);
+FWC_T_ARRAY(fwc_d6k_0, 1, struct fwc_tskip);
 FWC_T_ARRAY(fwc_l4_0, 10240, struct fwc_tcls16);
 FWC_T_ARRAY(fwc_sp0, 65536, __u16);
 FWC_T_ARRAY(fwc_dp0, 65536, __u16);
@@ -163,12 +163,12 @@ FWC_T_ARRAY(fwc_s4k_1, 4096, struct fwc_tskip);
 FWC_T_ARRAY(fwc_s6_1, 81920, __u32);
 FWC_T_ARRAY(fwc_s6c_1, 1024, struct fwc_taddr_val);
 FWC_T_ARRAY(fwc_s6k_1, 8192, struct fwc_tskip);
-FWC_T_ARRAY(fwc_d4_1, 327680, __u32);
-FWC_T_ARRAY(fwc_d4c_1, 1024, struct fwc_taddr_val);
-FWC_T_ARRAY(fwc_d4k_1, 1024, struct fwc_tskip);
-FWC_T_ARRAY(fwc_d6_1, 81920, __u32);
-FWC_T_ARRAY(fwc_d6c_1, 1024, struct fwc_taddr_val);
-FWC_T_ARRAY(fwc_d6k_1, 1024, struct fwc_tskip);
+FWC_T_ARRAY(fwc_d4_1, 1, __u32);
+FWC_T_ARRAY(fwc_d4c_1, 1, struct fwc_taddr_val);
+FWC_T_ARRAY(fwc_d4k_1, 1, struct fwc_tskip);
+FWC_T_ARRAY(fwc_d6_1, 1, __u32);
+FWC_T_ARRAY(fwc_d6c_1, 1, struct fwc_taddr_val);
+FWC_T_ARRAY(fwc_d6k_1, 1, struct fwc_tskip);
 FWC_T_ARRAY(fwc_l4_1, 10240, struct fwc_tcls16);
 FWC_T_ARRAY(fwc_sp1, 65536, __u16);
 FWC_T_ARRAY(fwc_dp1, 65536, __u16);
@@ -444,7 +444,7 @@ SEC("xdp")
 int fwc_two_links(struct xdp_md *ctx)
 {
 	/* the digest of the manifest's claims, which fw-load checks (docs/artifact.md) */
-	FWC_CLAIMS(0x862485a86a1ad445, 0x01aefdf693682773, 0x3139162d1d06a48b, 0x8c45c3f6a96ae3b3);
+	FWC_CLAIMS(0x4494b8ca2ae6bb6c, 0x6de758b5f8544fcb, 0x78c2d6e93072182f, 0xb822a4d9bbf08253);
 	const __u8 *data = (const __u8 *)(long)ctx->data;
 	const __u8 *data_end = (const __u8 *)(long)ctx->data_end;
 	__u64 bytes = (__u64)(data_end - data);
