@@ -221,13 +221,7 @@ def test_program_shape_depends_on_the_rules_only_through_the_fields_they_constra
     fewer = dataclasses.replace(policy, rules=policy.rules[:-1])
 
     def body(p: Policy, lookups: tuple[str, ...] | None = None) -> str:
-        plan = tables.plan(p, dry_run=False)
-        assert isinstance(plan.program, tables.TablesProgram)
-        if lookups is not None:
-            plan = dataclasses.replace(
-                plan, program=dataclasses.replace(plan.program, lookups=lookups)
-            )
-        source = render(plan)
+        source = render(tables.plan(p, dry_run=False, lookups=lookups))
         source = re.sub(r"FWC_CLAIMS\([^)]*\)", "FWC_CLAIMS(...)", source)
         return source[source.index("static __fwc_inline int fwc_t_finish") :]
 

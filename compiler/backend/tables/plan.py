@@ -7,7 +7,7 @@ import dataclasses
 import struct
 import sys
 from array import array
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -246,7 +246,6 @@ def plan(
     if lookups is None:
         lookups = looked_up(tables)
     unread = {t for t in _TABLE_FIELD if _TABLE_FIELD[t] not in lookups}
-    unseeded = _unseeded(unread)
     set_entries, set_seeds = _sets(tables, tries, lookups)
     # the tries live set changes paint get room to grow (docs/tables.md, "Live set changes")
     painted = {t.table for e in set_entries for t in e.tries}
@@ -315,8 +314,7 @@ def plan(
         strategy="tables",
         program=program,
         maps=program_maps(program),
-        seeds=tuple(s for s in seeds(policy, tables, buckets, tries) if s.map not in unseeded)
-        + set_seeds,
+        seeds=seeds(policy, tables, buckets, tries, unread) + set_seeds,
         dry_run=dry_run,
         counter_slots=slots,
         interfaces=ifclasses,
@@ -435,18 +433,6 @@ def program_maps(p: TablesProgram) -> tuple[MapInfo, ...]:
     return tuple(maps)
 
 
-def _unseeded(unread: set[str]) -> set[str]:
-    """The generation-0 maps of the _TABLE_FIELD tables the program does not read."""
-    out: set[str] = set()
-    for t in unread:
-        if t in ("sp", "dp"):
-            bases: tuple[str, ...] = (f"fwc_{t}", f"fwc_{t}c")
-        else:
-            bases = (f"fwc_{t}_", f"fwc_{t}c_", f"fwc_{t}k_")
-        out |= {generation_map(base, 0) for base in bases}
-    return out
-
-
 def capacity(count: int) -> int:
     """Entries one generation of a map may hold: a power of two, at least MIN_CAPACITY."""
     return max(MIN_CAPACITY, 1 << max(count - 1, 0).bit_length())
@@ -461,8 +447,10 @@ def seeds(
     tables: Tables,
     buckets: ComboBuckets,
     tries: Mapping[tuple[str, Family], Trie],
+    unread: Set[str] = frozenset(),
 ) -> tuple[Seed, ...]:
-    """Generation 0 of every table; generation 1 starts empty and fwc_gen starts at 0."""
+    """Generation 0 of every table but those of the `unread` _TABLE_FIELD stems, which the
+    program does not look up; generation 1 starts empty and fwc_gen starts at 0."""
     cfg = CFG.pack(
         tables.ngroups,
         _XDP[policy.default_action],
@@ -484,17 +472,10 @@ def seeds(
         *(
             seed
             for d, field in (("s", SRC), ("d", DST))
-            for seed in _address_seeds(tables, d, field, tries)
+            for seed in _address_seeds(tables, d, field, tries, unread)
         ),
         _image_seed("fwc_l4_0", CLASSES16.size, _classes(tables, L4, tables.l4, CLASSES16)),
-        _image_seed("fwc_sp0", U16.size, _column(tables.sport, U16)),
-        _image_seed("fwc_dp0", U16.size, _column(tables.dport, U16)),
-        _image_seed(
-            "fwc_spc0", CLASSES16.size, _classes(tables, SPORT, tables.sport_classes, CLASSES16)
-        ),
-        _image_seed(
-            "fwc_dpc0", CLASSES16.size, _classes(tables, DPORT, tables.dport_classes, CLASSES16)
-        ),
+        *_port_seeds(tables, unread),
         _image_seed("fwc_carr0", U32.size, _combo_array(tables)),
         _image_seed("fwc_bkt0", BUCKET.size, _buckets(buckets)),
         Seed("fwc_comb0", U64.size, U32.size, _spilled(buckets)),
@@ -518,10 +499,16 @@ def _pad(values: Sequence[int], width: int) -> tuple[int, ...]:
 
 
 def _address_seeds(
-    tables: Tables, direction: str, field: int, tries: Mapping[tuple[str, Family], Trie]
+    tables: Tables,
+    direction: str,
+    field: int,
+    tries: Mapping[tuple[str, Family], Trie],
+    unread: Set[str],
 ) -> tuple[Seed, ...]:
     out = []
     for family in Family:
+        if f"{direction}{family.value}" in unread:
+            continue
         flat, classes, skips = tries[direction, family]
         name = f"fwc_{direction}{family.value}"
         out.append(_image_seed(f"{name}_0", U32.size, _column(flat, U32)))
@@ -530,6 +517,30 @@ def _address_seeds(
         )
         out.append(_image_seed(f"{name}k_0", SKIP_RECORD.size, _elements(SKIP_RECORD, skips)))
     return tuple(out)
+
+
+def _port_seeds(tables: Tables, unread: Set[str]) -> tuple[Seed, ...]:
+    """The port -> class columns, then the class records, of the port fields the program reads."""
+    read = [
+        (stem, field, column, classes)
+        for stem, field, column, classes in (
+            ("sp", SPORT, tables.sport, tables.sport_classes),
+            ("dp", DPORT, tables.dport, tables.dport_classes),
+        )
+        if stem not in unread
+    ]
+    return (
+        *(
+            _image_seed(f"fwc_{stem}0", U16.size, _column(column, U16))
+            for stem, _, column, _ in read
+        ),
+        *(
+            _image_seed(
+                f"fwc_{stem}c0", CLASSES16.size, _classes(tables, field, classes, CLASSES16)
+            )
+            for stem, field, _, classes in read
+        ),
+    )
 
 
 def dir_trie(entries: Sequence[AddressEntry], family: Family) -> Trie:
